@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Swift SIMD code lowers to scalar libm calls without a target CPU (../shared/MACHINE-NOTES.md):
+// every target that holds kernels is built for the host CPU on Linux.
+let nativeCPU: [SwiftSetting] = [
+    .unsafeFlags(["-Xcc", "-march=native"], .when(platforms: [.linux])),
+    .unsafeFlags(["-Ounchecked"], .when(platforms: [.linux], configuration: .release)),
+]
+
+let package = Package(
+    name: "Lathe",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "lathe", targets: ["lathe"]),
+        .library(name: "LatheModels", targets: ["LatheModels"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // OpenBLAS on Linux; on macOS the tensors module uses Accelerate instead and this shim is empty.
+        .systemLibrary(
+            name: "CLatheBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(name: "LatheTensors", dependencies: [.target(name: "CLatheBLAS", condition: .when(platforms: [.linux]))],
+                swiftSettings: nativeCPU),
+        .target(name: "LatheFormats", swiftSettings: nativeCPU),
+        .target(name: "LatheTokenizers", swiftSettings: nativeCPU),
+        .target(name: "LatheTemplates", swiftSettings: nativeCPU),
+        .target(name: "LatheModels",
+                dependencies: ["LatheTensors", "LatheFormats", "LatheTokenizers", "LatheTemplates"],
+                swiftSettings: nativeCPU),
+        .target(name: "LatheCLI",
+                dependencies: ["LatheModels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: nativeCPU),
+        .executableTarget(name: "lathe", dependencies: ["LatheCLI"], swiftSettings: nativeCPU),
+
+        .testTarget(name: "LatheTensorsTests", dependencies: ["LatheTensors"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheFormatsTests", dependencies: ["LatheFormats"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheTemplatesTests", dependencies: ["LatheTemplates"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheModelsTests", dependencies: ["LatheModels"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI"], swiftSettings: nativeCPU),
+    ],
+    swiftLanguageModes: [.v5]
+)

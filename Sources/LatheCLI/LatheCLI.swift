@@ -1,0 +1,11 @@
+import ArgumentParser
+import LatheModels
+
+/// The `lathe` command: lists the subcommands.
+public struct LatheCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "lathe",
+        abstract: "Shape an open language model to your task, on your own machine.",
+        subcommands: [])
+    public init() {}
+}

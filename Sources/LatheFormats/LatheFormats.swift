@@ -1,0 +1,1 @@
+// LatheFormats: see the module's files.

@@ -1,0 +1,1 @@
+// LatheModels: see the module's files.

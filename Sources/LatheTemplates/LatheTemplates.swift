@@ -1,0 +1,1 @@
+// LatheTemplates: see the module's files.

@@ -1,0 +1,1 @@
+// LatheTensors: see the module's files.

@@ -1,0 +1,1 @@
+// LatheTokenizers: see the module's files.

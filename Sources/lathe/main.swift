@@ -1,0 +1,2 @@
+import LatheCLI
+LatheCommand.main()

@@ -1,0 +1,6 @@
+import XCTest
+@testable import LatheCLI
+
+final class LatheCLISmokeTests: XCTestCase {
+    func testModuleLoads() {}
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import LatheFormats
+
+final class LatheFormatsSmokeTests: XCTestCase {
+    func testModuleLoads() {}
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import LatheModels
+
+final class LatheModelsSmokeTests: XCTestCase {
+    func testModuleLoads() {}
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import LatheTemplates
+
+final class LatheTemplatesSmokeTests: XCTestCase {
+    func testModuleLoads() {}
+}

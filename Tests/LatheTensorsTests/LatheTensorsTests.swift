@@ -1,0 +1,6 @@
+import XCTest
+@testable import LatheTensors
+
+final class LatheTensorsSmokeTests: XCTestCase {
+    func testModuleLoads() {}
+}

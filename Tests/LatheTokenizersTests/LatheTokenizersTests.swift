@@ -1,0 +1,6 @@
+import XCTest
+@testable import LatheTokenizers
+
+final class LatheTokenizersSmokeTests: XCTestCase {
+    func testModuleLoads() {}
+}
