@@ -1,0 +1,104 @@
+import Foundation
+
+/// Any JSON value, decoded with booleans and numbers kept apart (JSONSerialization conflates them on Linux).
+public enum JSONValue: Sendable, Equatable, Codable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let b = try? container.decode(Bool.self) { self = .bool(b) }
+        else if let n = try? container.decode(Double.self) { self = .number(n) }
+        else if let s = try? container.decode(String.self) { self = .string(s) }
+        else if let a = try? container.decode([JSONValue].self) { self = .array(a) }
+        else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let b): try container.encode(b)
+        case .number(let n): try container.encode(n)
+        case .string(let s): try container.encode(s)
+        case .array(let a): try container.encode(a)
+        case .object(let o): try container.encode(o)
+        }
+    }
+
+    /// Parses one JSON document; the error says where it went wrong.
+    public static func parse(_ data: Data) throws -> JSONValue {
+        try JSONDecoder().decode(JSONValue.self, from: data)
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let o) = self { return o[key] } else { return nil }
+    }
+    public var string: String? { if case .string(let s) = self { return s } else { return nil } }
+    public var bool: Bool? { if case .bool(let b) = self { return b } else { return nil } }
+    public var double: Double? { if case .number(let n) = self { return n } else { return nil } }
+    public var int: Int? {
+        if case .number(let n) = self, n == n.rounded(), abs(n) < 9.0e15 { return Int(n) } else { return nil }
+    }
+    public var array: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
+    public var object: [String: JSONValue]? { if case .object(let o) = self { return o } else { return nil } }
+    public var isNull: Bool { self == .null }
+
+    /// Short, human-readable rendering for error messages.
+    public var summary: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let b): return String(b)
+        case .number(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int(n)) : String(n)
+        case .string(let s): return "\"\(s.prefix(40))\""
+        case .array: return "an array"
+        case .object: return "an object"
+        }
+    }
+}
+
+/// Reads typed fields from a JSON object, throwing errors that name the file and field.
+struct JSONFields {
+    let object: [String: JSONValue]
+    let source: String
+    var prefix = ""
+
+    private func present(_ key: String) -> JSONValue? {
+        guard let value = object[key], !value.isNull else { return nil }
+        return value
+    }
+    private func wrongType(_ key: String, _ expected: String) -> ModelError {
+        .invalidConfiguration(file: source, message: "field '\(prefix)\(key)' must be \(expected), got \(object[key]?.summary ?? "nothing")")
+    }
+    private func missing(_ key: String) -> ModelError {
+        .invalidConfiguration(file: source, message: "missing field '\(prefix)\(key)'")
+    }
+    func optionalInt(_ key: String) throws -> Int? {
+        guard let value = present(key) else { return nil }
+        guard let n = value.int else { throw wrongType(key, "an integer") }
+        return n
+    }
+    func optionalDouble(_ key: String) throws -> Double? {
+        guard let value = present(key) else { return nil }
+        guard let n = value.double else { throw wrongType(key, "a number") }
+        return n
+    }
+    func optionalBool(_ key: String) throws -> Bool? {
+        guard let value = present(key) else { return nil }
+        guard let b = value.bool else { throw wrongType(key, "true or false") }
+        return b
+    }
+    func optionalString(_ key: String) throws -> String? {
+        guard let value = present(key) else { return nil }
+        guard let s = value.string else { throw wrongType(key, "a string") }
+        return s
+    }
+    func int(_ key: String) throws -> Int { guard let v = try optionalInt(key) else { throw missing(key) }; return v }
+    func double(_ key: String) throws -> Double { guard let v = try optionalDouble(key) else { throw missing(key) }; return v }
+    func string(_ key: String) throws -> String { guard let v = try optionalString(key) else { throw missing(key) }; return v }
+}

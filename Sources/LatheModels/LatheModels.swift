@@ -1,1 +1,0 @@
-// LatheModels: see the module's files.

@@ -1,0 +1,309 @@
+import Foundation
+import LatheTensors
+
+// The llama family (model_type "llama", "mistral", "qwen2"): configuration, layers, model and weight names.
+// Qwen2 is llama with biases on q/k/v; Mistral without sliding windows is llama.
+
+/// Architecture hyper-parameters of a llama-family model, decoded from Hugging Face's config.json or GGUF metadata.
+public struct LlamaConfiguration: Sendable, Equatable, Codable {
+    public var modelType: String
+    public var vocabularySize: Int
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var layerCount: Int
+    public var headCount: Int
+    public var kvHeadCount: Int
+    public var headDim: Int
+    public var rmsNormEpsilon: Float
+    public var ropeTheta: Double
+    public var ropeLlama3Scaling: RotaryEmbedding.Llama3Scaling?
+    public var tieWordEmbeddings: Bool
+    public var attentionBias: Bool
+    public var maxPositions: Int
+
+    public init(modelType: String = "llama", vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
+                headCount: Int, kvHeadCount: Int, headDim: Int? = nil, rmsNormEpsilon: Float = 1e-5,
+                ropeTheta: Double = 10000, ropeLlama3Scaling: RotaryEmbedding.Llama3Scaling? = nil,
+                tieWordEmbeddings: Bool = false, attentionBias: Bool = false, maxPositions: Int = 2048) {
+        self.modelType = modelType; self.vocabularySize = vocabularySize; self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize; self.layerCount = layerCount; self.headCount = headCount
+        self.kvHeadCount = kvHeadCount; self.headDim = headDim ?? hiddenSize / headCount
+        self.rmsNormEpsilon = rmsNormEpsilon; self.ropeTheta = ropeTheta; self.ropeLlama3Scaling = ropeLlama3Scaling
+        self.tieWordEmbeddings = tieWordEmbeddings; self.attentionBias = attentionBias; self.maxPositions = maxPositions
+    }
+
+    public static let supportedModelTypes = ["llama", "mistral", "qwen2"]
+
+    /// Checks the relations the layers rely on; the message names the field.
+    public func validate(source: String) throws {
+        func fail(_ message: String) -> ModelError { .invalidConfiguration(file: source, message: message) }
+        guard Self.supportedModelTypes.contains(modelType) else {
+            throw fail("model_type '\(modelType)' is not supported (supported: \(Self.supportedModelTypes.joined(separator: ", ")))")
+        }
+        for (name, value) in [("vocab_size", vocabularySize), ("hidden_size", hiddenSize),
+                              ("intermediate_size", intermediateSize), ("num_hidden_layers", layerCount),
+                              ("num_attention_heads", headCount), ("num_key_value_heads", kvHeadCount),
+                              ("head_dim", headDim)] where value <= 0 {
+            throw fail("\(name) must be positive, got \(value)")
+        }
+        guard headCount % kvHeadCount == 0 else {
+            throw fail("num_attention_heads (\(headCount)) must be a multiple of num_key_value_heads (\(kvHeadCount))")
+        }
+        guard headDim % 2 == 0 else { throw fail("head_dim must be even for rotary embeddings, got \(headDim)") }
+    }
+
+    /// Reads a Hugging Face config.json (both `rope_theta`/`rope_scaling` and transformers 5's `rope_parameters`).
+    public static func decode(huggingFaceJSON data: Data, source: String) throws -> LlamaConfiguration {
+        let parsed: JSONValue
+        do { parsed = try JSONValue.parse(data) } catch {
+            throw ModelError.invalidConfiguration(file: source, message: "not valid JSON (\(error))")
+        }
+        guard let object = parsed.object else {
+            throw ModelError.invalidConfiguration(file: source, message: "the top level is not a JSON object")
+        }
+        let fields = JSONFields(object: object, source: source)
+        let modelType = try fields.string("model_type")
+        let hidden = try fields.int("hidden_size")
+        let heads = try fields.int("num_attention_heads")
+        let rope = object["rope_parameters"]?.object ?? object["rope_scaling"]?.object
+        let ropeFields = JSONFields(object: rope ?? [:], source: source, prefix: object["rope_parameters"] != nil ? "rope_parameters." : "rope_scaling.")
+        var llama3: RotaryEmbedding.Llama3Scaling?
+        let ropeType = try ropeFields.optionalString("rope_type") ?? ropeFields.optionalString("type") ?? "default"
+        switch ropeType {
+        case "default": break
+        case "llama3":
+            llama3 = .init(factor: try ropeFields.double("factor"),
+                           lowFrequencyFactor: try ropeFields.double("low_freq_factor"),
+                           highFrequencyFactor: try ropeFields.double("high_freq_factor"),
+                           originalMaxPositions: try ropeFields.int("original_max_position_embeddings"))
+        default:
+            throw ModelError.invalidConfiguration(file: source, message: "rope type '\(ropeType)' is not supported (supported: default, llama3)")
+        }
+        let theta = try fields.optionalDouble("rope_theta") ?? ropeFields.optionalDouble("rope_theta") ?? 10000
+        let config = LlamaConfiguration(
+            modelType: modelType,
+            vocabularySize: try fields.int("vocab_size"),
+            hiddenSize: hidden,
+            intermediateSize: try fields.int("intermediate_size"),
+            layerCount: try fields.int("num_hidden_layers"),
+            headCount: heads,
+            kvHeadCount: try fields.optionalInt("num_key_value_heads") ?? heads,
+            headDim: try fields.optionalInt("head_dim") ?? hidden / max(heads, 1),
+            rmsNormEpsilon: Float(try fields.optionalDouble("rms_norm_eps") ?? 1e-6),
+            ropeTheta: theta,
+            ropeLlama3Scaling: llama3,
+            tieWordEmbeddings: try fields.optionalBool("tie_word_embeddings") ?? false,
+            attentionBias: try fields.optionalBool("attention_bias") ?? (modelType == "qwen2"),
+            maxPositions: try fields.optionalInt("max_position_embeddings") ?? 2048)
+        try config.validate(source: source)
+        return config
+    }
+
+    /// Parameters of the model, counted from the shapes.
+    public var parameterCount: Int {
+        let q = headCount * headDim, kv = kvHeadCount * headDim
+        var perLayer = hiddenSize * (q + 2 * kv) + q * hiddenSize + 3 * hiddenSize * intermediateSize + 2 * hiddenSize
+        if attentionBias { perLayer += q + 2 * kv }
+        return vocabularySize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + layerCount * perLayer + hiddenSize
+    }
+}
+
+/// One transformer block: pre-norm grouped-query attention and a pre-norm SwiGLU MLP, each with a residual.
+public final class LlamaBlock: @unchecked Sendable {
+    public let attentionNorm: Parameter
+    public let query, key, value, output: Linear
+    public let mlpNorm: Parameter
+    public let gate, up, down: Linear
+
+    init(index i: Int, config c: LlamaConfiguration) {
+        let p = "model.layers.\(i)."
+        attentionNorm = Parameter(name: p + "input_layernorm.weight", shape: [c.hiddenSize])
+        query = Linear(name: p + "self_attn.q_proj", inFeatures: c.hiddenSize, outFeatures: c.headCount * c.headDim, bias: c.attentionBias)
+        key = Linear(name: p + "self_attn.k_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim, bias: c.attentionBias)
+        value = Linear(name: p + "self_attn.v_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim, bias: c.attentionBias)
+        output = Linear(name: p + "self_attn.o_proj", inFeatures: c.headCount * c.headDim, outFeatures: c.hiddenSize, bias: false)
+        mlpNorm = Parameter(name: p + "post_attention_layernorm.weight", shape: [c.hiddenSize])
+        gate = Linear(name: p + "mlp.gate_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
+        up = Linear(name: p + "mlp.up_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
+        down = Linear(name: p + "mlp.down_proj", inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false)
+    }
+
+    public var linears: [Linear] { [query, key, value, output, gate, up, down] }
+    public var parameters: [Parameter] {
+        [attentionNorm] + query.parameters + key.parameters + value.parameters + output.parameters
+            + [mlpNorm] + gate.parameters + up.parameters + down.parameters
+    }
+}
+
+/// A llama-family causal language model with float32 weights.
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfiguration
+    public let embedding: Parameter
+    public let blocks: [LlamaBlock]
+    public let finalNorm: Parameter
+    /// nil when the LM head is tied to the embedding.
+    public let lmHead: Linear?
+    public let rope: RotaryEmbedding
+    /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.
+    var cachedWorkspace: ForwardWorkspace?
+
+    /// A model with zero weights of the configured shapes; `load(from:)` fills them.
+    public init(config c: LlamaConfiguration) {
+        config = c
+        embedding = Parameter(name: "model.embed_tokens.weight", shape: [c.vocabularySize, c.hiddenSize])
+        blocks = (0..<c.layerCount).map { LlamaBlock(index: $0, config: c) }
+        finalNorm = Parameter(name: "model.norm.weight", shape: [c.hiddenSize])
+        lmHead = c.tieWordEmbeddings ? nil : Linear(name: "lm_head", inFeatures: c.hiddenSize, outFeatures: c.vocabularySize, bias: false)
+        rope = RotaryEmbedding(headDim: c.headDim, base: c.ropeTheta, llama3: c.ropeLlama3Scaling)
+    }
+
+    /// Every parameter, in checkpoint order: the model's registry of named weights.
+    public var parameters: [Parameter] {
+        [embedding] + blocks.flatMap(\.parameters) + [finalNorm] + (lmHead?.parameters ?? [])
+    }
+
+    /// Fills every parameter from `source` (Hugging Face names), failing on a missing key or a wrong shape,
+    /// and on any key of the source that the model does not use.
+    public func load(from source: any WeightSource) throws {
+        var unused = Set(source.tensorNames)
+        for parameter in parameters {
+            try source.read(parameter.name, shape: parameter.shape, into: parameter.tensor.buffer)
+            unused.remove(parameter.name)
+        }
+        // Rotary tables and tied heads that some exporters write are derived, not learned: they may be left over.
+        unused = unused.filter { !$0.hasSuffix("rotary_emb.inv_freq") && !(config.tieWordEmbeddings && $0 == "lm_head.weight") }
+        if let extra = unused.sorted().first {
+            throw ModelError.unusedWeight(file: source.description, name: extra, count: unused.count)
+        }
+    }
+}
+
+/// Which positions of a forward pass produce logits.
+public enum LogitsSelection: Sendable {
+    /// Every position: [batch · length, vocabulary] (scoring, training).
+    case all
+    /// The last position of each row: [batch, vocabulary] (generation).
+    case last
+}
+
+/// Activations of one forward pass over `rows` tokens, sized once from the batch shape and reused by every block.
+final class ForwardWorkspace {
+    let rows: Int
+    let hidden, normed, queries, keys, values, attention, gate, up: Tensor
+    var scores: Tensor
+
+    init(config c: LlamaConfiguration, rows: Int) {
+        self.rows = rows
+        hidden = Tensor(zeros: [rows, c.hiddenSize])
+        normed = Tensor(zeros: [rows, c.hiddenSize])
+        queries = Tensor(zeros: [rows, c.headCount * c.headDim])
+        keys = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
+        values = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
+        attention = Tensor(zeros: [rows, c.headCount * c.headDim])
+        gate = Tensor(zeros: [rows, c.intermediateSize])
+        up = Tensor(zeros: [rows, c.intermediateSize])
+        scores = Tensor(zeros: [0])
+    }
+
+    func scores(atLeast count: Int) -> UnsafeMutablePointer<Float> {
+        if scores.count < count { scores = Tensor(zeros: [count]) }
+        return scores.pointer
+    }
+}
+
+extension LlamaModel {
+    /// Runs the model over a batch of `batchSize` rows of `tokens.count / batchSize` tokens each.
+    ///
+    /// - Parameters:
+    ///   - positions: the rotary position of each token; by default each row counts on from the cache length.
+    ///   - valid: false for padding tokens, which no query attends to; nil when there is no padding.
+    ///   - cache: past keys and values; the new ones are appended. Without a cache the batch stands alone.
+    /// - Returns: logits, [batch · length, vocabulary] or [batch, vocabulary] for `.last`.
+    public func forward(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil,
+                        cache: KVCache? = nil, logits selection: LogitsSelection = .all) throws -> Tensor {
+        let c = config
+        guard batchSize > 0, tokens.count % batchSize == 0, !tokens.isEmpty else {
+            throw ModelError.invalidInput("\(tokens.count) tokens cannot form \(batchSize) equal rows")
+        }
+        let length = tokens.count / batchSize
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= c.vocabularySize }) {
+            throw ModelError.invalidInput("token id \(bad) is outside the vocabulary (0..<\(c.vocabularySize))")
+        }
+        let cache = cache ?? KVCache(config: c, batchSize: batchSize, capacity: length)
+        guard cache.batchSize == batchSize, cache.remaining >= length else {
+            throw ModelError.invalidInput("the KV cache holds \(cache.remaining) more positions, \(length) were given")
+        }
+        let start = cache.length
+        let positions = positions ?? (0..<batchSize).flatMap { _ in (0..<length).map { start + $0 } }
+        let rows = tokens.count
+        let w = workspace(rows: rows)
+        let hiddenSize = c.hiddenSize, qWidth = c.headCount * c.headDim, kvWidth = c.kvHeadCount * c.headDim
+
+        for (r, token) in tokens.enumerated() {
+            (w.hidden.pointer + r * hiddenSize).update(from: embedding.tensor.pointer + token * hiddenSize, count: hiddenSize)
+        }
+        cache.reserve(count: length, valid: valid)
+        for (layer, block) in blocks.enumerated() {
+            // Attention: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
+            RMSNorm.forward(out: w.normed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
+                            rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+            block.query.forward(output: w.queries.pointer, input: w.normed.pointer, rows: rows)
+            block.key.forward(output: w.keys.pointer, input: w.normed.pointer, rows: rows)
+            block.value.forward(output: w.values.pointer, input: w.normed.pointer, rows: rows)
+            for r in 0..<rows {
+                rope.apply(w.queries.pointer + r * qWidth, heads: c.headCount, position: positions[r])
+                rope.apply(w.keys.pointer + r * kvWidth, heads: c.kvHeadCount, position: positions[r])
+            }
+            let cachedKeys = cache.keys[layer].pointer, cachedValues = cache.values[layer].pointer
+            for b in 0..<batchSize {
+                let slot = (b * cache.capacity + start) * kvWidth
+                (cachedKeys + slot).update(from: w.keys.pointer + b * length * kvWidth, count: length * kvWidth)
+                (cachedValues + slot).update(from: w.values.pointer + b * length * kvWidth, count: length * kvWidth)
+            }
+            let scores = w.scores(atLeast: length * (start + length))
+            cache.slotIsValid.withUnsafeBufferPointer { validity in
+                for b in 0..<batchSize {
+                    GroupedQueryAttention.forward(
+                        out: w.attention.pointer + b * length * qWidth, queries: w.queries.pointer + b * length * qWidth,
+                        keys: cachedKeys + b * cache.capacity * kvWidth, values: cachedValues + b * cache.capacity * kvWidth,
+                        queryCount: length, firstQuerySlot: start, keyIsValid: validity.baseAddress! + b * cache.capacity,
+                        heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores)
+                }
+            }
+            block.output.forward(output: w.normed.pointer, input: w.attention.pointer, rows: rows)
+            addInPlace(w.hidden.pointer, w.normed.pointer, count: rows * hiddenSize)
+
+            // MLP: x += down(silu(gate(norm(x))) · up(norm(x)))
+            RMSNorm.forward(out: w.normed.pointer, input: w.hidden.pointer, weight: block.mlpNorm.tensor.pointer,
+                            rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+            block.gate.forward(output: w.gate.pointer, input: w.normed.pointer, rows: rows)
+            block.up.forward(output: w.up.pointer, input: w.normed.pointer, rows: rows)
+            SwiGLU.forward(out: w.gate.pointer, gate: w.gate.pointer, up: w.up.pointer, count: rows * c.intermediateSize)
+            block.down.forward(output: w.normed.pointer, input: w.gate.pointer, rows: rows)
+            addInPlace(w.hidden.pointer, w.normed.pointer, count: rows * hiddenSize)
+        }
+        cache.advance(by: length)
+
+        // Final norm and LM head, only on the rows whose logits are wanted.
+        let selected = selection == .all ? Array(0..<rows) : (0..<batchSize).map { $0 * length + length - 1 }
+        for (i, r) in selected.enumerated() {
+            RMSNorm.forward(out: w.normed.pointer + i * hiddenSize, input: w.hidden.pointer + r * hiddenSize,
+                            weight: finalNorm.tensor.pointer, rows: 1, dim: hiddenSize, eps: c.rmsNormEpsilon)
+        }
+        let result = Tensor(zeros: [selected.count, c.vocabularySize])
+        if let lmHead {
+            lmHead.forward(output: result.pointer, input: w.normed.pointer, rows: selected.count)
+        } else {
+            MatMul.multiply(w.normed.pointer, embedding.tensor.pointer, into: result.pointer,
+                            m: selected.count, n: c.vocabularySize, k: hiddenSize, transposeB: true)
+        }
+        return result
+    }
+
+    private func workspace(rows: Int) -> ForwardWorkspace {
+        if let w = cachedWorkspace, w.rows == rows { return w }
+        let w = ForwardWorkspace(config: config, rows: rows)
+        cachedWorkspace = w
+        return w
+    }
+}

@@ -1,1 +1,0 @@
-// LatheTensors: see the module's files.

@@ -1,0 +1,54 @@
+import Foundation
+
+/// Rotary position embedding in Hugging Face's "rotate half" layout: for a head of dimension d, element i is
+/// paired with element i + d/2 and both are rotated by position · inverseFrequency[i].
+public struct RotaryEmbedding: Sendable {
+    /// Llama 3's frequency scaling (`rope_scaling.rope_type = "llama3"`).
+    public struct Llama3Scaling: Sendable, Equatable, Codable {
+        public var factor: Double
+        public var lowFrequencyFactor: Double
+        public var highFrequencyFactor: Double
+        public var originalMaxPositions: Int
+        public init(factor: Double, lowFrequencyFactor: Double, highFrequencyFactor: Double, originalMaxPositions: Int) {
+            self.factor = factor; self.lowFrequencyFactor = lowFrequencyFactor
+            self.highFrequencyFactor = highFrequencyFactor; self.originalMaxPositions = originalMaxPositions
+        }
+    }
+
+    public let headDim: Int
+    public let inverseFrequencies: [Float]
+
+    public init(headDim: Int, base: Double, llama3: Llama3Scaling? = nil) {
+        self.headDim = headDim
+        // transformers computes 1 / base^(2i/d) in float32; doing the same keeps angles bit-close at long positions.
+        var frequencies = (0..<headDim / 2).map { i in 1 / Float(pow(base, Double(2 * i) / Double(headDim))) }
+        if let s = llama3 {
+            let lowWavelength = Double(s.originalMaxPositions) / s.lowFrequencyFactor
+            let highWavelength = Double(s.originalMaxPositions) / s.highFrequencyFactor
+            frequencies = frequencies.map { f in
+                let wavelength = 2 * Double.pi / Double(f)
+                if wavelength < highWavelength { return f }
+                if wavelength > lowWavelength { return Float(Double(f) / s.factor) }
+                let smooth = (Double(s.originalMaxPositions) / wavelength - s.lowFrequencyFactor)
+                    / (s.highFrequencyFactor - s.lowFrequencyFactor)
+                return Float((1 - smooth) * Double(f) / s.factor + smooth * Double(f))
+            }
+        }
+        inverseFrequencies = frequencies
+    }
+
+    /// Rotates `heads` consecutive heads of one token, in place, for position `position`.
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let half = headDim / 2
+        for i in 0..<half {
+            let angle = Float(position) * inverseFrequencies[i]
+            let c = cos(angle), s = sin(angle)
+            for h in 0..<heads {
+                let p = x + h * headDim
+                let a = p[i], b = p[i + half]
+                p[i] = a * c - b * s
+                p[i + half] = b * c + a * s
+            }
+        }
+    }
+}

