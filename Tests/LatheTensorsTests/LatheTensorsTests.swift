@@ -1,6 +1,0 @@
-import XCTest
-@testable import LatheTensors
-
-final class LatheTensorsSmokeTests: XCTestCase {
-    func testModuleLoads() {}
-}
