@@ -1,1 +1,0 @@
-// LatheFormats: see the module's files.

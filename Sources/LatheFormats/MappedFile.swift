@@ -1,0 +1,80 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A read-only memory map of a whole file. The bytes stay valid for the lifetime of the object; unmapped on deinit.
+public final class MappedFile: @unchecked Sendable {
+    // @unchecked Sendable: the mapping is read-only and never changes after init.
+    public let url: URL
+    /// The file's bytes. Empty files map to an empty buffer.
+    public let bytes: UnsafeRawBufferPointer
+
+    public init(url: URL) throws {
+        self.url = url
+        let path = url.path
+        let descriptor = open(path, O_RDONLY)
+        guard descriptor >= 0 else {
+            throw FormatError(path: path, problem: "cannot open file (\(String(cString: strerror(errno))))",
+                              fix: "check that the path exists and is readable")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw FormatError(path: path, problem: "cannot read file size (\(String(cString: strerror(errno))))")
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG else {
+            throw FormatError(path: path, problem: "is not a regular file")
+        }
+        let size = Int(status.st_size)
+        if size == 0 {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, descriptor, 0)
+        guard let address, address != MAP_FAILED else {
+            throw FormatError(path: path, problem: "cannot memory-map \(size) bytes (\(String(cString: strerror(errno))))")
+        }
+        bytes = UnsafeRawBufferPointer(start: UnsafeRawPointer(address), count: size)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress {
+            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        }
+    }
+
+    public var count: Int { bytes.count }
+}
+
+/// Writes a file by streaming into a temporary file beside it and renaming it into place, so a reader never
+/// sees a half-written model and a failed write leaves any old file untouched.
+struct AtomicFileWriter {
+    let destination: URL
+
+    func write(_ produce: (FileHandle) throws -> Void) throws {
+        let directory = destination.deletingLastPathComponent()
+        let temporary = directory.appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString).tmp")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
+            throw FormatError(path: destination.path, problem: "cannot create temporary file \(temporary.lastPathComponent)",
+                              fix: "check that the folder exists and is writable")
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: temporary)
+            defer { try? handle.close() }
+            try produce(handle)
+            try handle.synchronize()
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            if let formatError = error as? FormatError { throw formatError }
+            throw FormatError(path: destination.path, problem: "write failed: \(error)")
+        }
+        guard rename(temporary.path, destination.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temporary)
+            throw FormatError(path: destination.path, problem: "cannot move the finished file into place (\(reason))")
+        }
+    }
+}

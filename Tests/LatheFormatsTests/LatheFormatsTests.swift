@@ -1,6 +1,0 @@
-import XCTest
-@testable import LatheFormats
-
-final class LatheFormatsSmokeTests: XCTestCase {
-    func testModuleLoads() {}
-}
