@@ -1,4 +1,5 @@
 import Foundation
+import LatheFormats
 import LatheTensors
 
 // The llama family (model_type "llama", "mistral", "qwen2"): configuration, layers, model and weight names.
@@ -17,6 +18,8 @@ public struct LlamaConfiguration: Sendable, Equatable, Codable {
     public var rmsNormEpsilon: Float
     public var ropeTheta: Double
     public var ropeLlama3Scaling: RotaryEmbedding.Llama3Scaling?
+    /// Per-frequency divisors as GGUF files store Llama 3's scaling (`rope_freqs.weight`).
+    public var ropeFrequencyFactors: [Float]?
     public var tieWordEmbeddings: Bool
     public var attentionBias: Bool
     public var maxPositions: Int
@@ -99,6 +102,50 @@ public struct LlamaConfiguration: Sendable, Equatable, Codable {
         return config
     }
 
+    /// Reads the `{architecture}.*` metadata of a GGUF file (llama.cpp's names for the same hyper-parameters).
+    public static func decode(gguf file: GGUFFile) throws -> LlamaConfiguration {
+        let architecture = try file.requiredString("general.architecture")
+        let modelType: String
+        switch architecture {
+        case "llama", "mistral": modelType = "llama"
+        case "qwen2": modelType = "qwen2"
+        default:
+            throw ModelError.invalidConfiguration(file: file.url.path, message:
+                "general.architecture '\(architecture)' is not supported (supported: llama, mistral, qwen2)")
+        }
+        let a = architecture + "."
+        func optionalInt(_ key: String) throws -> Int? { file.metadata[key] == nil ? nil : try file.requiredInt(key) }
+        let hidden = try file.requiredInt(a + "embedding_length")
+        let heads = try file.requiredInt(a + "attention.head_count")
+        guard let embedding = file.tensor(named: "token_embd.weight"), embedding.dimensions.count == 2 else {
+            throw ModelError.missingWeight(file: file.url.path, name: "token_embd.weight")
+        }
+        var factors: [Float]?
+        if let tensor = file.tensor(named: "rope_freqs.weight") { factors = try file.floats(of: tensor) }
+        let config = LlamaConfiguration(
+            modelType: modelType,
+            vocabularySize: try optionalInt(a + "vocab_size") ?? embedding.dimensions[1],
+            hiddenSize: hidden,
+            intermediateSize: try file.requiredInt(a + "feed_forward_length"),
+            layerCount: try file.requiredInt(a + "block_count"),
+            headCount: heads,
+            kvHeadCount: try optionalInt(a + "attention.head_count_kv") ?? heads,
+            headDim: try optionalInt(a + "attention.key_length") ?? hidden / max(heads, 1),
+            rmsNormEpsilon: Float(try file.requiredDouble(a + "attention.layer_norm_rms_epsilon")),
+            ropeTheta: file.metadata[a + "rope.freq_base"] == nil ? 10000 : try file.requiredDouble(a + "rope.freq_base"),
+            tieWordEmbeddings: file.tensor(named: "output.weight") == nil,
+            attentionBias: file.tensor(named: "blk.0.attn_q.bias") != nil,
+            maxPositions: try optionalInt(a + "context_length") ?? 2048)
+        var result = config
+        result.ropeFrequencyFactors = factors
+        try result.validate(source: file.url.path)
+        if let factors, factors.count != result.headDim / 2 {
+            throw ModelError.invalidConfiguration(file: file.url.path, message:
+                "rope_freqs.weight has \(factors.count) factors, head dimension \(result.headDim) needs \(result.headDim / 2)")
+        }
+        return result
+    }
+
     /// Parameters of the model, counted from the shapes.
     public var parameterCount: Int {
         let q = headCount * headDim, kv = kvHeadCount * headDim
@@ -154,7 +201,8 @@ public final class LlamaModel: @unchecked Sendable {
         blocks = (0..<c.layerCount).map { LlamaBlock(index: $0, config: c) }
         finalNorm = Parameter(name: "model.norm.weight", shape: [c.hiddenSize])
         lmHead = c.tieWordEmbeddings ? nil : Linear(name: "lm_head", inFeatures: c.hiddenSize, outFeatures: c.vocabularySize, bias: false)
-        rope = RotaryEmbedding(headDim: c.headDim, base: c.ropeTheta, llama3: c.ropeLlama3Scaling)
+        rope = RotaryEmbedding(headDim: c.headDim, base: c.ropeTheta, llama3: c.ropeLlama3Scaling,
+                               frequencyFactors: c.ropeFrequencyFactors)
     }
 
     /// Every parameter, in checkpoint order: the model's registry of named weights.

@@ -6,3 +6,104 @@ public protocol WeightSource: CustomStringConvertible {
     /// Writes the named tensor as float32 into `destination`, after checking it has exactly `shape`.
     func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws
 }
+
+import LatheFormats
+
+/// The weights of a Hugging Face folder (single or sharded safetensors), already in Hugging Face naming.
+public struct SafetensorsWeightSource: WeightSource {
+    public let folder: HFModelFolder
+    public init(folder: HFModelFolder) { self.folder = folder }
+
+    public var description: String { folder.url.path }
+    public var tensorNames: [String] { folder.tensorNames }
+
+    public func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws {
+        guard let (file, info) = folder.tensor(named: name) else {
+            throw ModelError.missingWeight(file: folder.url.path, name: name)
+        }
+        guard info.dimensions == shape else {
+            throw ModelError.wrongShape(file: file.url.path, name: name, expected: shape, found: info.dimensions)
+        }
+        let values = try file.floats(of: info)
+        _ = destination.update(from: values)
+    }
+}
+
+/// The weights of a GGUF file, seen in Hugging Face naming and layout: llama.cpp's converter renames every
+/// tensor and, for llama-family models, permutes the rows of the Q and K projections for ggml's RoPE, which
+/// this source undoes so that the model computes the same function whichever file it came from.
+public struct GGUFWeightSource: WeightSource {
+    public let file: GGUFFile
+    /// Whether Q/K rows are in ggml's interleaved RoPE order (llama, mistral; not qwen2).
+    let permutedQK: Bool
+    let headCount: Int
+    let kvHeadCount: Int
+    let ggufNameForHF: [String: String]
+
+    public init(file: GGUFFile, config: LlamaConfiguration, architecture: String) {
+        self.file = file
+        permutedQK = architecture == "llama" || architecture == "mistral"
+        headCount = config.headCount
+        kvHeadCount = config.kvHeadCount
+        var map: [String: String] = [:]
+        for tensor in file.tensors {
+            if let hf = Self.huggingFaceName(ofGGUF: tensor.name) { map[hf] = tensor.name }
+        }
+        ggufNameForHF = map
+    }
+
+    public var description: String { file.url.path }
+    public var tensorNames: [String] {
+        // rope_freqs.weight is read into the configuration, not the weights.
+        file.tensors.filter { $0.name != "rope_freqs.weight" }.map { Self.huggingFaceName(ofGGUF: $0.name) ?? "gguf:" + $0.name }
+    }
+
+    static let layerNames: [String: String] = [
+        "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
+        "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+    ]
+    static let globalNames = ["token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+                              "output.weight": "lm_head.weight"]
+
+    /// `blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`; nil for tensors with no HF counterpart.
+    static func huggingFaceName(ofGGUF name: String) -> String? {
+        if let global = globalNames[name] { return global }
+        let parts = name.split(separator: ".")
+        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]),
+              let hf = layerNames[String(parts[2])] else { return nil }
+        let suffix = hf.hasSuffix("layernorm") ? "weight" : String(parts[3])
+        guard parts[3] == "weight" || parts[3] == "bias" else { return nil }
+        return "model.layers.\(layer).\(hf).\(suffix)"
+    }
+
+    public func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws {
+        guard let ggufName = ggufNameForHF[name], let tensor = file.tensor(named: ggufName) else {
+            throw ModelError.missingWeight(file: file.url.path, name: name)
+        }
+        // ggml lists dimensions fastest first: [in, out] for a weight that PyTorch stores [out, in].
+        let found = Array(tensor.dimensions.reversed())
+        guard found == shape else { throw ModelError.wrongShape(file: file.url.path, name: name, expected: shape, found: found) }
+        try file.dequantize(tensor, into: destination)
+        guard permutedQK else { return }
+        if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") {
+            Self.unpermuteRows(destination, rows: shape[0], heads: headCount)
+        } else if name.hasSuffix("self_attn.k_proj.weight") || name.hasSuffix("self_attn.k_proj.bias") {
+            Self.unpermuteRows(destination, rows: shape[0], heads: kvHeadCount)
+        }
+    }
+
+    /// Undoes the converter's permutation: within each head of d rows, ggml row 2i + j holds HF row j·d/2 + i.
+    static func unpermuteRows(_ values: UnsafeMutableBufferPointer<Float>, rows: Int, heads: Int) {
+        let headRows = rows / heads, half = headRows / 2, width = values.count / rows
+        let copy = Array(values)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for j in 0..<2 {
+                    let from = (h * headRows + 2 * i + j) * width, to = (h * headRows + j * half + i) * width
+                    for c in 0..<width { values[to + c] = copy[from + c] }
+                }
+            }
+        }
+    }
+}

@@ -18,7 +18,8 @@ public struct RotaryEmbedding: Sendable {
     public let headDim: Int
     public let inverseFrequencies: [Float]
 
-    public init(headDim: Int, base: Double, llama3: Llama3Scaling? = nil) {
+    /// - Parameter frequencyFactors: divisors of each inverse frequency, as GGUF files store Llama 3's scaling.
+    public init(headDim: Int, base: Double, llama3: Llama3Scaling? = nil, frequencyFactors: [Float]? = nil) {
         self.headDim = headDim
         // transformers computes 1 / base^(2i/d) in float32; doing the same keeps angles bit-close at long positions.
         var frequencies = (0..<headDim / 2).map { i in 1 / Float(pow(base, Double(2 * i) / Double(headDim))) }
@@ -33,6 +34,9 @@ public struct RotaryEmbedding: Sendable {
                     / (s.highFrequencyFactor - s.lowFrequencyFactor)
                 return Float((1 - smooth) * Double(f) / s.factor + smooth * Double(f))
             }
+        }
+        if let factors = frequencyFactors {
+            frequencies = zip(frequencies, factors).map { $0 / $1 }
         }
         inverseFrequencies = frequencies
     }

@@ -153,7 +153,9 @@ def write_tiny_gguf(model, cfg, batch):
 
 def write_tiny():
     base = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5)
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5,
+                # Wide initial weights make attention sharp, so that a wrong Q/K layout shows in the logits.
+                initializer_range=0.25)
     llama = LlamaConfig(**base, tie_word_embeddings=False, rope_theta=10000.0)
     model, batch = save_tiny("tiny-llama", llama, torch.float32, max_shard_size="40KB")
     write_tiny_gguf(model, llama, batch)

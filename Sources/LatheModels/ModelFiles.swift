@@ -1,0 +1,48 @@
+import Foundation
+import LatheFormats
+
+/// A model file or folder opened for reading: the configuration and where the weights come from.
+public enum ModelFiles {
+    case gguf(GGUFFile)
+    case huggingFace(HFModelFolder)
+
+    /// Opens a .gguf file or a Hugging Face folder, validating it before anything is trusted.
+    public static func open(_ url: URL) throws -> ModelFiles {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
+            throw ModelError.modelNotFound("\(url.path): no such file or folder")
+        }
+        return isDirectory.boolValue ? .huggingFace(try HFModelFolder(url: url)) : .gguf(try GGUFFile(url: url))
+    }
+
+    public var url: URL {
+        switch self {
+        case .gguf(let file): return file.url
+        case .huggingFace(let folder): return folder.url
+        }
+    }
+
+    public func configuration() throws -> LlamaConfiguration {
+        switch self {
+        case .gguf(let file): return try LlamaConfiguration.decode(gguf: file)
+        case .huggingFace(let folder):
+            return try LlamaConfiguration.decode(huggingFaceJSON: try Data(contentsOf: folder.configURL), source: folder.configURL.path)
+        }
+    }
+
+    public func weightSource(for config: LlamaConfiguration) throws -> any WeightSource {
+        switch self {
+        case .gguf(let file):
+            return GGUFWeightSource(file: file, config: config, architecture: try file.requiredString("general.architecture"))
+        case .huggingFace(let folder): return SafetensorsWeightSource(folder: folder)
+        }
+    }
+
+    /// The model with its weights loaded (float32).
+    public func loadModel() throws -> LlamaModel {
+        let config = try configuration()
+        let model = LlamaModel(config: config)
+        try model.load(from: try weightSource(for: config))
+        return model
+    }
+}

@@ -1,6 +1,0 @@
-import XCTest
-@testable import LatheModels
-
-final class LatheModelsSmokeTests: XCTestCase {
-    func testModuleLoads() {}
-}
