@@ -1,0 +1,443 @@
+import Foundation
+
+/// A token matched whole in raw text before pre-tokenization (Hugging Face `added_tokens`, GGUF control and
+/// user-defined tokens).
+public struct AddedToken: Sendable, Hashable {
+    public var content: String
+    public var id: Int
+    /// Special tokens are dropped by `decode(_:skipSpecialTokens: true)`.
+    public var isSpecial: Bool
+    /// Whitespace to the left of a match is swallowed into the token (`lstrip`).
+    public var stripsLeft: Bool
+    /// Whitespace to the right of a match is swallowed into the token (`rstrip`).
+    public var stripsRight: Bool
+    /// Only matches when not inside a word (`single_word`).
+    public var isSingleWord: Bool
+    /// Matched in normalized rather than raw text (`normalized`).
+    public var isNormalized: Bool
+
+    public init(content: String, id: Int, isSpecial: Bool, stripsLeft: Bool = false, stripsRight: Bool = false,
+                isSingleWord: Bool = false, isNormalized: Bool = false) {
+        self.content = content
+        self.id = id
+        self.isSpecial = isSpecial
+        self.stripsLeft = stripsLeft
+        self.stripsRight = stripsRight
+        self.isSingleWord = isSingleWord
+        self.isNormalized = isNormalized
+    }
+}
+
+/// Byte-level (GPT-2 style) or SentencePiece-style BPE, as Hugging Face `tokenizers` and llama.cpp run it:
+/// added tokens first, then normalizer, pre-tokenizer, ranked merges per word, and a decoder chain.
+public struct BPETokenizer: Sendable {
+    /// One normalizer step (Hugging Face `normalizer`).
+    enum NormalizerStep: Sendable {
+        case prepend(String)
+        case replace(String, String)
+        case nfc, nfd, nfkc, nfkd
+    }
+
+    /// One decoder step (Hugging Face `decoder`), run over the list of token strings.
+    enum DecoderStep: Sendable {
+        case byteLevel
+        case replace(String, String)
+        case byteFallback
+        case fuse
+        case strip(Character, start: Int, stop: Int)
+        case metaspace(replacement: String, stripsFirstSpace: Bool)
+    }
+
+    /// Merge rank and the id of the merged token, keyed by the pair of ids merged.
+    struct Merge: Sendable {
+        var rank: Int32
+        var result: Int32
+    }
+
+    public let vocabulary: [String]
+    private let idForToken: [String: Int]
+    /// Single-scalar tokens by scalar value: the starting symbols of every word.
+    private let idForScalar: [UInt32: Int32]
+    private let merges: [UInt64: Merge]
+    public let addedTokens: [AddedToken]
+    private let rawMatcher: AddedTokenMatcher
+    private let normalizedMatcher: AddedTokenMatcher
+    public let specialTokenIDs: Set<Int>
+    public let preTokenizer: PreTokenizer
+    let normalizer: [NormalizerStep]
+    let decoder: [DecoderStep]?
+    /// `<0x00>`…`<0xFF>` ids when the model declares `byte_fallback`.
+    private let byteFallbackIDs: [Int]?
+    public let unknownTokenID: Int?
+    private let fusesUnknown: Bool
+    /// A word that is itself in the vocabulary becomes that token without merging (`ignore_merges`).
+    public let ignoresMerges: Bool
+    /// Ids put before and after the text when `addSpecialTokens` is true (BOS, EOS...).
+    public let prefixIDs: [Int]
+    public let suffixIDs: [Int]
+    public let bosTokenID: Int?
+    public let eosTokenID: Int?
+
+    public var vocabularySize: Int { vocabulary.count }
+
+    // swiftlint:disable:next function_parameter_count
+    init(vocabulary: [String], merges mergeLines: [(String, String)], mergesSource: String,
+         addedTokens: [AddedToken], preTokenizer: PreTokenizer, normalizer: [NormalizerStep],
+         decoder: [DecoderStep]?, byteFallback: Bool, unknownTokenID: Int?, fusesUnknown: Bool,
+         ignoresMerges: Bool, prefixIDs: [Int], suffixIDs: [Int], bosTokenID: Int?, eosTokenID: Int?,
+         source: String) throws {
+        self.vocabulary = vocabulary
+        var idForToken: [String: Int] = [:]
+        idForToken.reserveCapacity(vocabulary.count)
+        var idForScalar: [UInt32: Int32] = [:]
+        for (id, token) in vocabulary.enumerated() {
+            idForToken[token] = id
+            let scalars = token.unicodeScalars
+            if scalars.count == 1, let scalar = scalars.first { idForScalar[scalar.value] = Int32(id) }
+        }
+        var merges: [UInt64: Merge] = [:]
+        merges.reserveCapacity(mergeLines.count)
+        for (rank, (left, right)) in mergeLines.enumerated() {
+            let merge = "\(left) \(right)"
+            guard let leftID = idForToken[left] else {
+                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge, token: left)
+            }
+            guard let rightID = idForToken[right] else {
+                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge, token: right)
+            }
+            guard let resultID = idForToken[left + right] else {
+                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge,
+                                                         token: left + right)
+            }
+            let key = Self.pairKey(Int32(leftID), Int32(rightID))
+            // A repeated pair keeps its first (best) rank.
+            if merges[key] == nil { merges[key] = Merge(rank: Int32(rank), result: Int32(resultID)) }
+        }
+        for token in addedTokens where token.id < 0 || token.id >= vocabulary.count {
+            throw TokenizerError.invalidTokenID(field: "\(source): added token \(token.content.debugDescription)",
+                                                id: token.id, vocabularySize: vocabulary.count)
+        }
+        for (field, id) in [("bos", bosTokenID), ("eos", eosTokenID), ("unk", unknownTokenID)] {
+            if let id, id < 0 || id >= vocabulary.count {
+                throw TokenizerError.invalidTokenID(field: "\(source): \(field) token", id: id,
+                                                    vocabularySize: vocabulary.count)
+            }
+        }
+        if byteFallback {
+            var ids: [Int] = []
+            for byte in 0..<256 {
+                let name = String(format: "<0x%02X>", byte)
+                guard let id = idForToken[name] else {
+                    throw TokenizerError.unknownToken(field: "\(source): byte_fallback", token: name)
+                }
+                ids.append(id)
+            }
+            byteFallbackIDs = ids
+        } else {
+            byteFallbackIDs = nil
+        }
+        self.idForToken = idForToken
+        self.idForScalar = idForScalar
+        self.merges = merges
+        self.addedTokens = addedTokens
+        rawMatcher = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized }, normalizer: [])
+        normalizedMatcher = AddedTokenMatcher(tokens: addedTokens.filter(\.isNormalized), normalizer: normalizer)
+        specialTokenIDs = Set(addedTokens.filter(\.isSpecial).map(\.id))
+        self.preTokenizer = preTokenizer
+        self.normalizer = normalizer
+        self.decoder = decoder
+        self.unknownTokenID = unknownTokenID
+        self.fusesUnknown = fusesUnknown
+        self.ignoresMerges = ignoresMerges
+        self.prefixIDs = prefixIDs
+        self.suffixIDs = suffixIDs
+        self.bosTokenID = bosTokenID
+        self.eosTokenID = eosTokenID
+    }
+
+    /// Builds the tokenizer a GGUF file describes with its `tokenizer.ggml.*` metadata (`model` = "gpt2").
+    ///
+    /// - Parameters:
+    ///   - vocabulary: `tokenizer.ggml.tokens`; the id of a token is its index.
+    ///   - merges: `tokenizer.ggml.merges`, each "left right".
+    ///   - tokenTypes: `tokenizer.ggml.token_type`; 3 (control) tokens are special, 3 and 4 (user-defined)
+    ///     are matched whole in raw text.
+    ///   - preTokenizer: `PreTokenizer(ggufName:)` of `tokenizer.ggml.pre`.
+    ///   - addBOS, addEOS: `tokenizer.ggml.add_bos_token` / `add_eos_token`.
+    public init(vocabulary: [String], merges: [String], tokenTypes: [Int32]?, preTokenizer: PreTokenizer,
+                bosTokenID: Int?, eosTokenID: Int?, addBOS: Bool, addEOS: Bool = false,
+                unknownTokenID: Int? = nil) throws {
+        var pairs: [(String, String)] = []
+        pairs.reserveCapacity(merges.count)
+        for (index, line) in merges.enumerated() {
+            // As llama.cpp: the first space after the first character separates the two tokens.
+            guard let space = line.unicodeScalars.dropFirst().firstIndex(of: " ") else {
+                throw TokenizerError.malformedMerge(source: "tokenizer.ggml.merges", index: index, merge: line)
+            }
+            let left = String(line.unicodeScalars[..<space])
+            let right = String(line.unicodeScalars[line.unicodeScalars.index(after: space)...])
+            guard !right.isEmpty else {
+                throw TokenizerError.malformedMerge(source: "tokenizer.ggml.merges", index: index, merge: line)
+            }
+            pairs.append((left, right))
+        }
+        var added: [AddedToken] = []
+        if let tokenTypes {
+            guard tokenTypes.count == vocabulary.count else {
+                throw TokenizerError.lengthMismatch(field: "tokenizer.ggml.token_type", expected: vocabulary.count,
+                                                    actual: tokenTypes.count)
+            }
+            for (id, type) in tokenTypes.enumerated() where type == 3 || type == 4 {
+                added.append(AddedToken(content: vocabulary[id], id: id, isSpecial: type == 3))
+            }
+        }
+        var prefix: [Int] = []
+        var suffix: [Int] = []
+        if addBOS, let bosTokenID { prefix.append(bosTokenID) }
+        if addEOS, let eosTokenID { suffix.append(eosTokenID) }
+        try self.init(vocabulary: vocabulary, merges: pairs, mergesSource: "tokenizer.ggml.merges", addedTokens: added,
+                      preTokenizer: preTokenizer, normalizer: [], decoder: [.byteLevel], byteFallback: false,
+                      unknownTokenID: unknownTokenID, fusesUnknown: false,
+                      ignoresMerges: preTokenizer.ggufIgnoresMerges, prefixIDs: prefix, suffixIDs: suffix,
+                      bosTokenID: bosTokenID, eosTokenID: eosTokenID, source: "GGUF tokenizer.ggml")
+    }
+
+    static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+    }
+
+    /// The text of a token as the vocabulary spells it, or nil for an id outside the vocabulary.
+    public func tokenText(_ id: Int) -> String? {
+        vocabulary.indices.contains(id) ? vocabulary[id] : nil
+    }
+
+    /// The id of a token spelled as in the vocabulary.
+    public func id(of token: String) -> Int? { idForToken[token] }
+
+    // MARK: Encoding
+
+    /// Token ids for `text`. Added and special tokens in the text are always recognised; `addSpecialTokens`
+    /// adds the post-processor's BOS/EOS around it.
+    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+        var ids = addSpecialTokens ? prefixIDs : []
+        var cache: [[Unicode.Scalar]: [Int]] = [:]
+        let scalars = Array(text.unicodeScalars)
+        for segment in rawMatcher.split(scalars) {
+            switch segment {
+            case .token(let id):
+                ids.append(id)
+            case .text(let range):
+                let normalized = normalize(Array(scalars[range]))
+                for inner in normalizedMatcher.split(normalized) {
+                    switch inner {
+                    case .token(let id):
+                        ids.append(id)
+                    case .text(let innerRange):
+                        for word in preTokenizer.split(Array(normalized[innerRange])) {
+                            if let cached = cache[word] {
+                                ids.append(contentsOf: cached)
+                            } else {
+                                let wordIDs = encodeWord(word)
+                                cache[word] = wordIDs
+                                ids.append(contentsOf: wordIDs)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if addSpecialTokens { ids.append(contentsOf: suffixIDs) }
+        return ids
+    }
+
+    func normalize(_ text: [Unicode.Scalar]) -> [Unicode.Scalar] {
+        guard !normalizer.isEmpty, !text.isEmpty else { return text }
+        var string = String(String.UnicodeScalarView(text))
+        for step in normalizer { string = step.apply(string) }
+        return Array(string.unicodeScalars)
+    }
+
+    /// BPE on one pre-tokenized word.
+    func encodeWord(_ word: [Unicode.Scalar]) -> [Int] {
+        if ignoresMerges, let id = idForToken[String(String.UnicodeScalarView(word))] { return [id] }
+        var symbols: [Int32] = []
+        symbols.reserveCapacity(word.count)
+        var lastWasUnknown = false
+        for scalar in word {
+            if let id = idForScalar[scalar.value] {
+                symbols.append(id)
+                lastWasUnknown = false
+            } else if let byteFallbackIDs {
+                for byte in String(scalar).utf8 { symbols.append(Int32(byteFallbackIDs[Int(byte)])) }
+                lastWasUnknown = false
+            } else if let unknownTokenID {
+                if !(fusesUnknown && lastWasUnknown) { symbols.append(Int32(unknownTokenID)) }
+                lastWasUnknown = true
+            }
+            // With neither byte fallback nor an unknown token, Hugging Face drops the scalar.
+        }
+        applyMerges(&symbols)
+        return symbols.map(Int.init)
+    }
+
+    /// Merges the best-ranked adjacent pair, leftmost first on ties, until no pair has a merge. A heap of
+    /// candidate pairs over a linked list of symbols keeps long words (runs of spaces) near n log n.
+    func applyMerges(_ symbols: inout [Int32]) {
+        let count = symbols.count
+        guard count >= 2 else { return }
+        var next = Array(1...count)          // `count` means none
+        var previous = Array(-1..<(count - 1))
+        var heap = MergeHeap()
+        for index in 0..<(count - 1) {
+            if let merge = merges[Self.pairKey(symbols[index], symbols[index + 1])] {
+                heap.push(rank: merge.rank, position: Int32(index))
+            }
+        }
+        while let (rank, position32) = heap.pop() {
+            let position = Int(position32)
+            let right = next[position]
+            // Entries go stale when a neighbour merged first: check the pair is still there with this rank.
+            guard symbols[position] >= 0, right < count,
+                  let merge = merges[Self.pairKey(symbols[position], symbols[right])], merge.rank == rank else {
+                continue
+            }
+            symbols[position] = merge.result
+            symbols[right] = -1
+            next[position] = next[right]
+            if next[right] < count { previous[next[right]] = position }
+            let before = previous[position]
+            if before >= 0, let merge = merges[Self.pairKey(symbols[before], symbols[position])] {
+                heap.push(rank: merge.rank, position: Int32(before))
+            }
+            let after = next[position]
+            if after < count, let merge = merges[Self.pairKey(symbols[position], symbols[after])] {
+                heap.push(rank: merge.rank, position: Int32(position))
+            }
+        }
+        symbols.removeAll { $0 < 0 }
+    }
+
+    // MARK: Decoding
+
+    /// The text for `ids`, as Hugging Face's `decode`: invalid UTF-8 becomes U+FFFD; ids outside the
+    /// vocabulary are skipped.
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
+        var tokens: [String] = []
+        tokens.reserveCapacity(ids.count)
+        for id in ids where vocabulary.indices.contains(id) {
+            if skipSpecialTokens && specialTokenIDs.contains(id) { continue }
+            tokens.append(vocabulary[id])
+        }
+        guard let decoder else { return tokens.joined(separator: " ") }
+        for step in decoder { tokens = step.apply(tokens) }
+        return tokens.joined()
+    }
+}
+
+extension BPETokenizer.NormalizerStep {
+    func apply(_ text: String) -> String {
+        switch self {
+        case .prepend(let prefix): return text.isEmpty ? text : prefix + text
+        case let .replace(pattern, content): return text.replacingOccurrences(of: pattern, with: content)
+        case .nfc: return text.precomposedStringWithCanonicalMapping
+        case .nfd: return text.decomposedStringWithCanonicalMapping
+        case .nfkc: return text.precomposedStringWithCompatibilityMapping
+        case .nfkd: return text.decomposedStringWithCompatibilityMapping
+        }
+    }
+}
+
+extension BPETokenizer.DecoderStep {
+    func apply(_ tokens: [String]) -> [String] {
+        switch self {
+        case .byteLevel:
+            var bytes: [UInt8] = []
+            for token in tokens { bytes.append(contentsOf: ByteLevel.decode(token) ?? Array(token.utf8)) }
+            return [String(decoding: bytes, as: UTF8.self)]
+        case let .replace(pattern, content):
+            return tokens.map { $0.replacingOccurrences(of: pattern, with: content) }
+        case .byteFallback:
+            // Runs of <0xXX> tokens become their UTF-8 text, or one U+FFFD per byte when invalid.
+            var output: [String] = []
+            var pending: [UInt8] = []
+            func flush() {
+                guard !pending.isEmpty else { return }
+                let text = String(decoding: pending, as: UTF8.self)
+                if Array(text.utf8) == pending {
+                    output.append(text)
+                } else {
+                    output.append(contentsOf: repeatElement("\u{FFFD}", count: pending.count))
+                }
+                pending.removeAll()
+            }
+            for token in tokens {
+                if let byte = Self.fallbackByte(token) {
+                    pending.append(byte)
+                } else {
+                    flush()
+                    output.append(token)
+                }
+            }
+            flush()
+            return output
+        case .fuse:
+            return [tokens.joined()]
+        case let .strip(character, start, stop):
+            return tokens.map { token in
+                var scalars = Substring(token)
+                var removed = 0
+                while removed < start, scalars.first == character { scalars = scalars.dropFirst(); removed += 1 }
+                removed = 0
+                while removed < stop, scalars.last == character { scalars = scalars.dropLast(); removed += 1 }
+                return String(scalars)
+            }
+        case let .metaspace(replacement, stripsFirstSpace):
+            return tokens.enumerated().map { index, token in
+                let spaced = token.replacingOccurrences(of: replacement, with: " ")
+                return index == 0 && stripsFirstSpace && spaced.hasPrefix(" ") ? String(spaced.dropFirst()) : spaced
+            }
+        }
+    }
+
+    /// The byte of a `<0xAB>` token.
+    static func fallbackByte(_ token: String) -> UInt8? {
+        let utf8 = Array(token.utf8)
+        guard utf8.count == 6, token.hasPrefix("<0x"), token.hasSuffix(">") else { return nil }
+        return UInt8(String(decoding: utf8[3..<5], as: UTF8.self), radix: 16)
+    }
+}
+
+/// A binary min-heap of (rank, position): the next merge is the best rank, leftmost on ties.
+struct MergeHeap {
+    private var entries: [UInt64] = []
+
+    mutating func push(rank: Int32, position: Int32) {
+        entries.append(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: position)))
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child] < entries[parent] else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> (Int32, Int32)? {
+        guard let top = entries.first else { return nil }
+        let last = entries.removeLast()
+        if !entries.isEmpty {
+            entries[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1
+                guard left < entries.count else { break }
+                let right = left + 1
+                let smaller = right < entries.count && entries[right] < entries[left] ? right : left
+                guard entries[smaller] < entries[parent] else { break }
+                entries.swapAt(smaller, parent)
+                parent = smaller
+            }
+        }
+        return (Int32(bitPattern: UInt32(top >> 32)), Int32(bitPattern: UInt32(truncatingIfNeeded: top)))
+    }
+}

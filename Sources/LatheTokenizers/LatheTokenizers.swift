@@ -1,1 +1,0 @@
-// LatheTokenizers: see the module's files.

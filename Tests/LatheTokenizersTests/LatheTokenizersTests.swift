@@ -1,6 +1,0 @@
-import XCTest
-@testable import LatheTokenizers
-
-final class LatheTokenizersSmokeTests: XCTestCase {
-    func testModuleLoads() {}
-}

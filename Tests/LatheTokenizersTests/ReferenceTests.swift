@@ -1,0 +1,82 @@
+import Foundation
+import XCTest
+@testable import LatheTokenizers
+
+/// Token ids must equal Hugging Face `tokenizers` exactly on the corpus (see scripts/reference/tokenizers.py).
+final class ReferenceTests: XCTestCase {
+    func testSmolLM2FromGGUFMatchesHuggingFace() throws {
+        let tokenizer = try Fixtures.smolLM2Tokenizer()
+        XCTAssertEqual(tokenizer.vocabularySize, 49152)
+        XCTAssertEqual(tokenizer.bosTokenID, 1)
+        XCTAssertEqual(tokenizer.eosTokenID, 2)
+        XCTAssertEqual(tokenizer.specialTokenIDs.count, 17)
+        assertMatchesReference(tokenizer, try Fixtures.reference("smollm2.json"), label: "smollm (GGUF)")
+    }
+
+    func testGPT2PreTokenizerMatchesHuggingFace() throws {
+        let tokenizer = try Fixtures.smolLM2Tokenizer(preTokenizer: .gpt2)
+        assertMatchesReference(tokenizer, try Fixtures.reference("gpt2-pre.json"), label: "gpt2")
+    }
+
+    func testLlama3PreTokenizerMatchesHuggingFace() throws {
+        let tokenizer = try Fixtures.smolLM2Tokenizer(preTokenizer: PreTokenizer(ggufName: "llama-bpe"))
+        XCTAssertTrue(tokenizer.ignoresMerges)
+        assertMatchesReference(tokenizer, try Fixtures.reference("llama3-pre.json"), label: "llama3")
+    }
+
+    func testQwen2PreTokenizerMatchesHuggingFace() throws {
+        let tokenizer = try Fixtures.smolLM2Tokenizer(preTokenizer: PreTokenizer(ggufName: "qwen2"))
+        assertMatchesReference(tokenizer, try Fixtures.reference("qwen2-pre.json"), label: "qwen2")
+    }
+
+    /// The same vocabulary through the tokenizer.json path, with the pre-tokenizers spelled as in the real
+    /// SmolLM2 and Llama 3 tokenizer.json files.
+    func testTokenizerJSONWithLargeVocabularyMatchesHuggingFace() throws {
+        let vocabulary = try Fixtures.smolLM2Vocabulary()
+        let addedTokens: [[String: Any]] = vocabulary.tokenTypes.enumerated().filter { $1 == 3 }.map { id, _ in
+            ["id": id, "content": vocabulary.tokens[id], "special": true, "lstrip": false, "rstrip": false,
+             "normalized": false, "single_word": false]
+        }
+        let smolLMPre: [String: Any] = ["type": "Sequence", "pretokenizers": [
+            ["type": "Digits", "individual_digits": true],
+            ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true],
+        ]]
+        let llama3Pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+        let llama3Pre: [String: Any] = ["type": "Sequence", "pretokenizers": [
+            ["type": "Split", "pattern": ["Regex": llama3Pattern], "behavior": "Isolated", "invert": false],
+            ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false],
+        ]]
+        for (preTokenizer, ignoreMerges, fixture) in [(smolLMPre, false, "smollm2.json"),
+                                                      (llama3Pre, true, "llama3-pre.json")] {
+            let json: [String: Any] = [
+                "version": "1.0", "added_tokens": addedTokens, "normalizer": NSNull(),
+                "pre_tokenizer": preTokenizer,
+                "post_processor": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false,
+                                   "use_regex": true],
+                "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
+                "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "fuse_unk": false,
+                          "byte_fallback": false, "ignore_merges": ignoreMerges,
+                          "vocab": Dictionary(vocabulary.tokens.enumerated().map { ($1, $0) },
+                                              uniquingKeysWith: { _, last in last }),
+                          "merges": vocabulary.merges.map { $0.split(separator: " ").map(String.init) }],
+            ]
+            let config: [String: Any] = ["bos_token": "<|im_start|>", "eos_token": "<|im_end|>"]
+            let tokenizer = try BPETokenizer(tokenizerJSON: JSONSerialization.data(withJSONObject: json),
+                                             tokenizerConfigJSON: JSONSerialization.data(withJSONObject: config))
+            XCTAssertEqual(tokenizer.bosTokenID, 1)
+            XCTAssertEqual(tokenizer.eosTokenID, 2)
+            assertMatchesReference(tokenizer, try Fixtures.reference(fixture), label: "tokenizer.json \(fixture)")
+        }
+    }
+
+    func testTinyByteFallbackTokenizerMatchesHuggingFace() throws {
+        let data = try Data(contentsOf: Fixtures.directory.appendingPathComponent("tiny/tokenizer.json"))
+        let tokenizer = try BPETokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
+        XCTAssertEqual(tokenizer.prefixIDs, [1], "TemplateProcessing puts <s> first")
+        XCTAssertEqual(tokenizer.bosTokenID, 1)
+        XCTAssertEqual(tokenizer.unknownTokenID, 0)
+        let reference = try Fixtures.reference("tiny.json")
+        XCTAssertTrue(reference.cases.contains { $0.ids.contains(3 + 0xF0) }, "the corpus exercises byte fallback")
+        assertMatchesReference(tokenizer, reference, label: "tiny")
+    }
+}
