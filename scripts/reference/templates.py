@@ -5,7 +5,7 @@ compiles with jinja2's sandbox, trim_blocks, lstrip_blocks, loopcontrols, its to
 and strftime_now) and writes Tests/Fixtures/templates/templates.json:
     {"templates": {name: source}, "cases": [{name, template, context, expected | error}]}
 The context holds exactly the variables the template saw (messages, tools, documents,
-add_generation_prompt, bos_token, eos_token, extras).
+add_generation_prompt, bos_token, eos_token, extras); "now" is the local time strftime_now saw.
 
 Template sources: SmolLM2 from the GGUF file's tokenizer.chat_template; the others are the official
 tokenizer_config.json chat_template strings, copied from public repositories that quote them
@@ -152,14 +152,16 @@ def main():
             except Exception as error:  # the template's raise_exception, or a jinja2 error
                 case["error"] = str(error)
             cases.append(case)
-    # strftime_now with the fixed date (Llama 3.2 without date_string).
+    # strftime_now reads the fixed date (Llama 3.2 without date_string; the other Llama 3.2 cases
+    # without date_string do too).
     context = {"messages": [USER1], "tools": None, "documents": None, "add_generation_prompt": True,
                "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
     cases.append({"name": "llama3.2/strftime_now", "template": "llama3.2", "context": context,
-                  "strftime_now": "2024-09-05T14:30:00", "expected": render(LLAMA32, context)})
+                  "expected": render(LLAMA32, context)})
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:
-        json.dump({"templates": templates, "cases": cases}, f, ensure_ascii=False, indent=1)
+        json.dump({"now": FixedDatetime.now().isoformat(), "templates": templates, "cases": cases}, f,
+                  ensure_ascii=False, indent=1)
     print(f"wrote {len(cases)} cases to {OUT}", file=sys.stderr)
     for case in cases:
         print(case["name"], "ERROR " + case["error"] if "error" in case else len(case["expected"]), file=sys.stderr)
