@@ -1,3 +1,5 @@
+import Foundation
+
 /// One token inside a `{{ }}` or `{% %}` tag.
 struct TemplateToken: Equatable {
     enum Kind: Equatable {

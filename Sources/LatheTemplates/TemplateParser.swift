@@ -3,6 +3,8 @@
 struct TemplateParser {
     private let segments: [TemplateSegment]
     private var index = 0
+    /// How many `for` bodies enclose the current position: `break`/`continue` need one.
+    private var loopDepth = 0
 
     /// Statements jinja2 has but this interpreter does not implement; named in the error.
     private static let unsupportedStatements: Set<String> = [
@@ -87,7 +89,9 @@ struct TemplateParser {
                 throw TemplateError(.unsupported, "unsupported construct: recursive for loop", at: position)
             }
             try parser.expectEnd()
+            loopDepth += 1
             let (body, end) = try parseBody(until: ["else", "endfor"], opener: ("for", position))
+            loopDepth -= 1
             var otherwise: [TemplateNode] = []
             if let (endKeyword, endTokens, endPosition) = end {
                 try expectBare(endTokens, endPosition)
@@ -133,12 +137,12 @@ struct TemplateParser {
             try parser.expectEnd()
             let (body, _) = try parseBody(until: ["endgeneration"], opener: ("generation", position))
             return .group(body)
-        case "break":
+        case "break", "continue":
             try parser.expectEnd()
-            return .breakLoop(position)
-        case "continue":
-            try parser.expectEnd()
-            return .continueLoop(position)
+            guard loopDepth > 0 else {
+                throw TemplateError(.syntax, "'\(keyword)' outside of a for loop", at: position)
+            }
+            return keyword == "break" ? .breakLoop : .continueLoop
         case "elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration", "endraw":
             throw TemplateError(.syntax, "unexpected '\(keyword)' without its opening block", at: position)
         default:

@@ -443,8 +443,10 @@ extension TemplateRenderer {
             var precision = 0
             if case .exact(let digits)? = argument(0, "precision")?.numericValue { precision = digits }
             let method = argument(1, "method").map(text) ?? "common"
+            // "common" is Python's round(): halves to even, and an int stays an int.
+            if method == "common", case .int = value { return value }
             let scale = pow(10.0, Double(precision))
-            let rule: FloatingPointRoundingRule = method == "ceil" ? .up : method == "floor" ? .down : .toNearestOrAwayFromZero
+            let rule: FloatingPointRoundingRule = method == "ceil" ? .up : method == "floor" ? .down : .toNearestOrEven
             return .double((number * scale).rounded(rule) / scale)
         case "replace":
             guard let old = argument(0, "old").map(text), let new = argument(1, "new").map(text) else {
@@ -516,42 +518,58 @@ extension TemplateRenderer {
             if case .string(let string) = value { return .string(String(String.UnicodeScalarView(string.unicodeScalars.reversed()))) }
             return .array(try iterate(value).reversed())
         case "unique":
+            // jinja2 compares strings case-insensitively unless case_sensitive=true; keeps the first.
+            let caseSensitive = argument(0, "case_sensitive")?.isTruthy ?? false
             var seen: [TemplateValue] = []
-            for item in try iterate(value) where !seen.contains(item) { seen.append(item) }
-            return .array(seen)
-        case "sort":
-            let reverse = argument(0, "reverse")?.isTruthy ?? false
-            let attributeName: String? = { if case .string(let given)? = argument(2, "attribute") { return given }; return nil }()
-            let items = try iterate(value)
-            let keys = try items.map { item in try attributeName.map { try attribute(of: item, $0) } ?? item }
-            var order = Array(items.indices)
-            var failure: Error?
-            order.sort { a, b in
-                do {
-                    let result = try compare(keys[a], keys[b], "<")
-                    return reverse ? result > 0 : result < 0
-                } catch {
-                    failure = error
-                    return false
+            var result: [TemplateValue] = []
+            for item in try iterate(value) {
+                let key = caseSensitive ? item : caseFolded(item)
+                if !seen.contains(key) {
+                    seen.append(key)
+                    result.append(item)
                 }
             }
-            if let failure { throw failure }
+            return .array(result)
+        case "sort":
+            let reverse = argument(0, "reverse")?.isTruthy ?? false
+            let caseSensitive = argument(1, "case_sensitive")?.isTruthy ?? false
+            let attributeName: String? = { if case .string(let given)? = argument(2, "attribute") { return given }; return nil }()
+            let items = try iterate(value)
+            let keys = try items.map { item -> TemplateValue in
+                let key = try attributeName.map { try attribute(of: item, $0) } ?? item
+                return caseSensitive ? key : caseFolded(key)
+            }
+            // Python's sort is stable; an insertion sort keeps equal keys in order and lets compare throw.
+            var order: [Int] = []
+            for index in items.indices {
+                var position = order.count
+                while position > 0 {
+                    let result = try compare(keys[index], keys[order[position - 1]], "<")
+                    guard reverse ? result > 0 : result < 0 else { break }
+                    position -= 1
+                }
+                order.insert(index, at: position)
+            }
             return .array(order.map { items[$0] })
         case "dictsort":
             guard case .dictionary(let dictionary) = value else {
                 throw TemplateError(.runtime, "dictsort filter expects a mapping, got \(value.typeName)")
             }
-            return .array(dictionary.keys.sorted { Array($0.unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.unicodeScalars.map(\.value)) }
-                .map { .array([.string($0), dictionary[$0] ?? .none]) })
+            // Case-insensitive by key, like jinja2's default.
+            let keys = dictionary.keys.sorted {
+                Array($0.lowercased().unicodeScalars.map(\.value)).lexicographicallyPrecedes($1.lowercased().unicodeScalars.map(\.value))
+            }
+            return .array(keys.map { .array([.string($0), dictionary[$0] ?? .none]) })
         case "sum":
             var total: TemplateValue = argument(1, "start") ?? .int(0)
             for item in try iterate(value) { total = try binary("+", total, item) }
             return total
         case "min", "max":
+            let caseSensitive = argument(0, "case_sensitive")?.isTruthy ?? false
             let items = try iterate(value)
             guard var best = items.first else { return .undefined }
             for item in items.dropFirst() {
-                let order = try compare(item, best, "<")
+                let order = caseSensitive ? try compare(item, best, "<") : try compare(caseFolded(item), caseFolded(best), "<")
                 if name == "min" ? order < 0 : order > 0 { best = item }
             }
             return best
@@ -560,6 +578,12 @@ extension TemplateRenderer {
         default:
             throw TemplateError(.unsupported, "unsupported construct: filter '\(name)'")
         }
+    }
+
+    /// jinja2's default for sort, unique, min and max: strings compare lower-cased.
+    private func caseFolded(_ value: TemplateValue) -> TemplateValue {
+        if case .string(let text) = value { return .string(text.lowercased()) }
+        return value
     }
 
     private func sortedKeys(_ value: TemplateValue) -> TemplateValue {

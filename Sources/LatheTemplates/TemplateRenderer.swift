@@ -205,9 +205,9 @@ final class TemplateRenderer {
             }
             return .dictionary(dictionary)
         case .attribute(let base, let name, let position):
-            return try located(position) { try attribute(of: try evaluate(base), name) }
+            return try located(position) { try attribute(of: try evaluateNamingUndefined(base), name) }
         case .item(let base, let key, let position):
-            return try located(position) { try item(of: try evaluate(base), try evaluate(key)) }
+            return try located(position) { try item(of: try evaluateNamingUndefined(base), try evaluate(key)) }
         case .slice(let base, let start, let stop, let step, let position):
             return try located(position) {
                 try slice(try evaluate(base), start: try start.map(evaluate), stop: try stop.map(evaluate),
@@ -260,6 +260,15 @@ final class TemplateRenderer {
             if try evaluate(condition).isTruthy { return try evaluate(value) }
             return try otherwise.map(evaluate) ?? .undefined
         }
+    }
+
+    /// A variable about to be read from: if it is undefined, say which one, as jinja2 does.
+    private func evaluateNamingUndefined(_ expression: TemplateExpression) throws -> TemplateValue {
+        let value = try evaluate(expression)
+        if value.isUndefined, case .variable(let name, let position) = expression {
+            throw TemplateError(.runtime, "'\(name)' is undefined", at: position)
+        }
+        return value
     }
 
     private func evaluateArguments(_ arguments: CallArguments) throws -> ([TemplateValue], [(String, TemplateValue)]) {

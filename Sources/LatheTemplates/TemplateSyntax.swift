@@ -43,8 +43,8 @@ indirect enum TemplateNode {
     case assign(AssignmentTarget, TemplateExpression, SourcePosition)
     case assignBlock(String, [TemplateNode])
     case macro(name: String, parameters: [(String, TemplateExpression?)], body: [TemplateNode])
-    case breakLoop(SourcePosition)
-    case continueLoop(SourcePosition)
+    case breakLoop
+    case continueLoop
     /// transformers' `{% generation %}` extension: marks assistant text, renders its body.
     case group([TemplateNode])
 }

@@ -108,23 +108,6 @@ enum TemplateNumber {
 }
 
 extension TemplateValue {
-    /// Builds a value from JSON-like Swift data: String, Bool, Int, Double, arrays, dictionaries
-    /// (keys sorted, since Swift dictionaries have no order), NSNull/nil → none.
-    public init(_ any: Any?) {
-        switch any {
-        case nil, is NSNull: self = .none
-        case let value as TemplateValue: self = value
-        case let value as String: self = .string(value)
-        case let value as Bool: self = .bool(value)
-        case let value as Int: self = .int(value)
-        case let value as Double: self = .double(value)
-        case let value as [Any?]: self = .array(value.map { TemplateValue($0) })
-        case let value as [String: Any?]:
-            self = .dictionary(TemplateDictionary(value.keys.sorted().map { ($0, TemplateValue(value[$0] ?? nil)) }))
-        default: self = .string(String(describing: any))
-        }
-    }
-
     var numericValue: TemplateNumber? {
         switch self {
         case .bool(let value): return .exact(value ? 1 : 0)

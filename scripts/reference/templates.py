@@ -115,6 +115,94 @@ def conversations(template):
     return cases
 
 
+SEMANTICS_CONTEXT = {
+    "d": {"b": 1, "a": [1, 2.5, None, True], "é": "ü"},
+    "msgs": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
+             {"role": "user", "content": "bye"}],
+    "text": "  Hello, World  ",
+    "nothing": None,
+    "n": 7,
+}
+
+SEMANTICS = [
+    # trim_blocks / lstrip_blocks / whitespace control
+    ("trim_blocks", "{% if true %}\nyes\n{% endif %}\nafter"),
+    ("lstrip_blocks", "  {% if true %}\n    x\n  {% endif %}\nend"),
+    ("lstrip_not_midline", "a  {% if true %}b{% endif %}  c"),
+    ("lstrip_tab", "\t{% if true %}tab{% endif %}\n"),
+    ("lstrip_plus", "  {%+ if true %}kept{% endif %}"),
+    ("trim_plus", "{% if true +%}\nkept newline{% endif %}"),
+    ("comments", "{# comment #}\nline\n   {# indented comment #}\nz {#- tight -#} w"),
+    ("variables_not_lstripped", "x {{ 1 }}\n  {{ 2 }}\n"),
+    ("dash_both", "a\n  {%- if true -%}\n  b  \n{%- endif %}\nc"),
+    ("dash_variable", "a  {{- 'b' -}}  c\n{{- 'd' }}"),
+    ("for_lines", "line1\n{% for i in range(3) %}\n  {{ i }}\n{% endfor %}\nend"),
+    ("crlf", "a\r\n{% if true %}\r\nb\r\n{% endif %}\r\nc"),
+    ("trailing_newline", "abc\n\n"),
+    ("nested_indent", "{% for m in msgs %}\n    {% if m.role == 'user' %}\n        U:{{ m.content }}\n    {% else %}\n        A:{{ m.content }}\n    {% endif %}\n{% endfor %}"),
+    ("raw", "{% raw %}{{ not rendered }} {% if %}{% endraw %}!"),
+    # loops
+    ("loop_vars", "{% for x in ['a','b','c'] %}{{ loop.index }}{{ loop.index0 }}{{ loop.revindex }}{{ loop.revindex0 }}{{ loop.first }}{{ loop.last }}{{ loop.length }}|{% endfor %}"),
+    ("loop_neighbours", "{% for x in [1,2,3] %}{{ loop.previtem }}-{{ loop.nextitem }};{% endfor %}"),
+    ("loop_filter", "{% for x in range(10) if x is odd %}{{ x }}{{ loop.last }}{{ loop.length }} {% endfor %}"),
+    ("loop_else", "{% for x in [] %}a{% else %}empty{% endfor %}{% for x in nothing_here %}b{% else %}undef{% endfor %}"),
+    ("loop_break_continue", "{% for x in range(10) %}{% if x == 2 %}{% continue %}{% endif %}{% if x == 5 %}{% break %}{% endif %}{{ x }}{% endfor %}"),
+    ("loop_nested", "{% for a in [1,2] %}{% for b in 'xy' %}{{ a }}{{ b }}{{ loop.index }}{% endfor %}{{ loop.index }},{% endfor %}"),
+    ("loop_dict", "{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}{% for k in d %}{{ k }}{% endfor %}"),
+    ("loop_cycle", "{% for x in range(5) %}{{ loop.cycle('a', 'b') }}{% endfor %}"),
+    ("loop_scope", "{% set x = 1 %}{% for i in range(2) %}{% set x = 5 %}{{ x }}{% endfor %}{{ x }}"),
+    ("loop_string", "{% for c in 'hé🌍' %}[{{ c }}]{% endfor %}"),
+    ("namespace", "{% set ns = namespace(found=false, n=0) %}{% for i in range(4) %}{% set ns.found = true %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.found }} {{ ns.n }}"),
+    ("namespace_empty", "{% set ns = namespace() %}{% set ns.index = 0 %}{% for m in msgs %}{% set ns.index = ns.index + 1 %}{% endfor %}{{ ns.index }}"),
+    ("set_tuple", "{% set a, b = 1, 'two' %}{{ a }}{{ b }}"),
+    ("set_block", "{% set x %}inner {{ 1 + 1 }}{% endset %}[{{ x }}]"),
+    ("macro", "{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}{{ greet('Bob') }} {{ greet('Al', punct='?') }} {{ greet(name='Cy') }}"),
+    # literals and printing
+    ("string_escapes", "{{ 'a\\nb\\t\\'q\\' \"d\" \\\\ \\u00e9 \\x41' }}|{{ \"it's\" }}|{{ 'con' 'cat' }}"),
+    ("numbers", "{{ 1 }} {{ 1.0 }} {{ 1.5 }} {{ 3 / 2 }} {{ 4 / 2 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7.5 // 2 }} {{ 2 ** 10 }} {{ 2 ** -1 }} {{ 1e20 }} {{ 0.1 + 0.2 }} {{ 1e-7 }} {{ 10 % 4 }} {{ 10.0 % 4 }} {{ 2 * 3.0 }} {{ 1_000 }}"),
+    ("python_printing", "{{ none }} {{ true }} {{ false }} {{ [1, 'a', none, true, 1.0, \"it's\"] }} {{ {'a': 1, 'b': [2]} }} {{ d }} {{ nothing }}"),
+    ("precedence", "{{ 1 + 2 * 3 - 4 / 2 }} {{ 2 ** 3 ** 2 }} {{ -2 ** 2 }} {{ (1 + 2) ~ 'x' }} {{ -1 | abs }} {{ 'abc' | upper + 'd' }} {{ not true and false }} {{ not 1 == 2 }}"),
+    ("logic_values", "{{ none or 'x' }} {{ 0 or '' }}|{{ 1 and 'y' }} {{ 'a' if false }}|{{ 1 if 0 else 2 }}"),
+    ("concat", "{{ 1 ~ 'a' ~ none ~ true ~ 1.0 ~ missing }} {{ [1] + [2] }} {{ 'ab' * 3 }} {{ 'a' + 'b' }}"),
+    ("comparisons", "{{ 1 == 1.0 }} {{ 1 == true }} {{ 'a' == 1 }} {{ none == none }} {{ [1,2] == [1,2] }} {{ 'a' < 'b' }} {{ 1 < 2.5 }} {{ [1,2] < [1,3] }} {{ 'B' < 'a' }} {{ missing == none }} {{ d == d }} {{ 0 == false }} {{ 'abc' < 'abd' }}"),
+    ("membership", "{{ 'x' in 'xyz' }} {{ 'b' in d }} {{ 3 not in [1,2] }} {{ 'role' in msgs[0] }} {{ 'tool_calls' in msgs[0] }} {{ '' in 'a' }}"),
+    ("slicing", "{{ [1,2,3,4,5][1:] }} {{ [1,2,3,4,5][::-1] }} {{ [1,2,3,4,5][-2:] }} {{ 'hello'[1:3] }} {{ 'héllo'[::-1] }} {{ [1,2,3][5:] }} {{ [1,2,3,4,5][::2] }} {{ [1,2,3,4,5][4:1:-1] }} {{ 'abc'[:-1] }} {{ msgs[1:] | length }} {{ [1,2,3][-1] }} {{ 'abc'[0] }}"),
+    ("indexing", "{{ msgs[0].content }} {{ msgs[0]['role'] }} {{ d['é'] }} {{ d.b }} [{{ d.nokey }}] [{{ msgs[10] }}] [{{ nothing.attr }}]"),
+    # tojson
+    ("tojson", "{{ d | tojson }}|{{ 'x\"y\\n\\u0001\u2028é🌍' | tojson }}|{{ [] | tojson }}|{{ {} | tojson(indent=2) }}|{{ nothing | tojson }}|{{ 1.0 | tojson }}|{{ 1e20 | tojson }}"),
+    ("tojson_indent", "{{ {'a': [1, {'b': none}], 'c': {}, 'd': []} | tojson(indent=2) }}"),
+    ("tojson_options", "{{ d | tojson(separators=(',', ':')) }} {{ {'b': 1, 'a': {'d': 1, 'c': 2}} | tojson(sort_keys=true) }}"),
+    # undefined
+    ("undefined", "[{{ missing }}]{{ missing is defined }}{{ missing is undefined }}{{ missing | default('d') }}{% if missing %}t{% else %}f{% endif %}{{ missing | length }}{% for x in missing %}x{% endfor %}{{ d.nokey is defined }}{{ d.b is defined }}{{ '' | default('e', true) }}{{ none | default('f') }}"),
+    ("undefined_attribute_error", "{{ missing.attr }}"),
+    ("undefined_add_error", "{{ missing + 1 }}"),
+    # tests
+    ("tests", "{{ 'a' is string }} {{ 1 is number }} {{ true is number }} {{ 1.0 is integer }} {{ 1 is integer }} {{ true is integer }} {{ 1.5 is float }} {{ d is mapping }} {{ [1] is iterable }} {{ 'x' is iterable }} {{ 1 is iterable }} {{ none is none }} {{ 3 is divisibleby 3 }} {{ 4 is even }} {{ 'x' is in 'xyz' }} {{ none is not none }} {{ true is boolean }} {{ 'ab' is lower }} {{ 2 is equalto 2 }} {{ [] is sequence }} {{ msgs is iterable }} {{ d.a is sequence }}"),
+    # filters
+    ("filters_text", "{{ text | trim }}|{{ text | upper }}|{{ text | lower }}|{{ 'hELLO wORLD' | capitalize }}|{{ \"they're bill's friends-ok\" | title }}|{{ 'xxhixx' | trim('x') }}|{{ 'aXbX' | replace('X', '-') }}|{{ 'aaa' | replace('a', 'b', 2) }}|{{ 'a b  c' | wordcount }}"),
+    ("filters_lists", "{{ [1,2,3] | first }} {{ 'abc' | last }} [{{ [] | first }}] {{ [1,2,3] | join('-') }} {{ msgs | map(attribute='role') | join(',') }} {{ 'abc' | list }} {{ d | list }} {{ [3,1,2] | sort }} {{ [3,1,2] | sort(reverse=true) }} {{ ['b','A','c','B'] | sort }} {{ [1,2,2,1] | unique | list }} {{ [1,2,3] | reverse | list }} {{ [1,2,3] | sum }} {{ [4,1,9] | min }} {{ [4,1,9] | max }} {{ ['a','B','A'] | unique | list }}"),
+    ("filters_select", "{{ msgs | selectattr('role', 'equalto', 'user') | map(attribute='content') | join(',') }} {{ msgs | rejectattr('role', 'eq', 'user') | list | length }} {{ [0,1,2,'',none] | select | list }} {{ [1,2,3,4] | reject('odd') | list }} {{ ['a','b'] | map('upper') | list }} {{ msgs | selectattr('content') | list | length }} {{ ['code', 'search'] | reject('equalto', 'code') | join(', ') }}"),
+    ("filters_numbers", "{{ '42' | int + 1 }} {{ 3.7 | int }} {{ 'x' | int }} {{ '3.5' | float }} {{ 2.5 | round }} {{ 3.5 | round }} {{ 3.14159 | round(2) }} {{ 2.7 | round(0, 'floor') }} {{ 2 | round }} {{ -3 | abs }} {{ 'x' | int(5) }} {{ 42 | string }} {{ 1.0 | string }} {{ none | string }} {{ 12 | length if false else 'ok' }}"),
+    ("filters_dicts", "{{ d | length }} {% for k, v in d | items %}{{ k }}:{{ v }} {% endfor %}{% for k, v in d | dictsort %}{{ k }}{% endfor %} {{ msgs | length }} {{ 'héllo🌍' | length }}"),
+    ("filter_indent", "{{ 'a\\nb\\n\\nc' | indent(2) }}|{{ 'a\\nb' | indent(2, true) }}|{{ 'a\\nb' | indent('> ') }}"),
+    # methods
+    ("string_methods", "{{ text.strip() }}|{{ text.lstrip() }}|{{ text.rstrip() }}|{{ 'xyhixy'.strip('xy') }}|{{ '  a  b '.split() }}|{{ 'a,b,,c'.split(',') }}|{{ 'a b c'.split(' ', 1) }}|{{ 'a b c'.rsplit(' ', 1) }}|{{ 'abc'.startswith(('x', 'a')) }}|{{ 'abc'.endswith('bc') }}|{{ 'Hi'.upper() }}{{ 'Hi'.lower() }}|{{ \"they're bill's\".title() }}|{{ 'aXa'.replace('a', 'b') }}|{{ 'hello'.find('l') }}|{{ 'hello'.count('l') }}|{{ 'hello world'.capitalize() }}|{{ '-'.join(['a', 'b']) }}|{{ ' a b '.split(none, 1) }}"),
+    ("dict_methods", "{{ d.get('b') }} {{ d.get('zz', 'dflt') }} {{ d.get('zz') }} {{ d.keys() | list }} {{ d.values() | list }} {{ d.items() | list | length }}{% for pair in d.items() %} {{ pair[0] }}{{ pair | length }}{% endfor %}"),
+    ("strftime_now", "{{ strftime_now('%Y-%m-%d %H:%M:%S|%b %B %a %A|%y %j %p %I|%d %-d %e|%%') }}"),
+    ("raise_exception", "before{{ raise_exception('boom: ' ~ n) }}"),
+    ("mixed_compare_error", "{{ 1 < 'a' }}"),
+    ("concat_type_error", "{{ 'a' + 1 }}"),
+    # malformed and unsupported templates
+    ("unclosed_for", "{% for x in y %}\n{{ x }}"),
+    ("unclosed_variable", "text {{ x \nmore"),
+    ("unclosed_block_tag", "a\n  {% if x \nb"),
+    ("stray_endfor", "{% if true %}x{% endfor %}"),
+    ("unknown_filter", "{{ x | frobnicate }}"),
+    ("include", "{% include 'other.jinja' %}"),
+    ("extends", "{% extends 'base.jinja' %}"),
+]
+
+
 class FixedDatetime(datetime.datetime):
     """strftime_now() in the templates reads datetime.now(); fixtures need a fixed day."""
 
@@ -158,13 +246,24 @@ def main():
                "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
     cases.append({"name": "llama3.2/strftime_now", "template": "llama3.2", "context": context,
                   "expected": render(LLAMA32, context)})
+    semantics = []
+    for name, source in SEMANTICS:
+        case = {"name": name, "source": source, "context": SEMANTICS_CONTEXT}
+        try:
+            case["expected"] = chat_template_utils._compile_jinja_template(source).render(**SEMANTICS_CONTEXT)
+        except Exception as error:  # syntax errors, undefined errors, raise_exception
+            case["error"] = f"{type(error).__name__}: {error}"
+        semantics.append(case)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:
-        json.dump({"now": FixedDatetime.now().isoformat(), "templates": templates, "cases": cases}, f,
+        json.dump({"now": FixedDatetime.now().isoformat(), "templates": templates, "cases": cases,
+                   "semantics": semantics}, f,
                   ensure_ascii=False, indent=1)
     print(f"wrote {len(cases)} cases to {OUT}", file=sys.stderr)
     for case in cases:
         print(case["name"], "ERROR " + case["error"] if "error" in case else len(case["expected"]), file=sys.stderr)
+    for case in semantics:
+        print(case["name"], repr(case.get("expected")) if "expected" in case else "ERROR " + case["error"], file=sys.stderr)
 
 
 if __name__ == "__main__":
