@@ -5,6 +5,9 @@ struct TemplateParser {
     private var index = 0
     /// How many `for` bodies enclose the current position: `break`/`continue` need one.
     private var loopDepth = 0
+    /// Nested blocks; deeper templates are refused rather than risking the stack.
+    private var blockDepth = 0
+    static let maximumNesting = 200
 
     /// Statements jinja2 has but this interpreter does not implement; named in the error.
     private static let unsupportedStatements: Set<String> = [
@@ -54,6 +57,11 @@ struct TemplateParser {
 
     private mutating func parseStatement(keyword: String, tokens: [TemplateToken], position: SourcePosition) throws
         -> TemplateNode {
+        blockDepth += 1
+        defer { blockDepth -= 1 }
+        guard blockDepth <= Self.maximumNesting else {
+            throw TemplateError(.unsupported, "unsupported construct: blocks nested deeper than \(Self.maximumNesting)", at: position)
+        }
         var parser = ExpressionParser(tokens: tokens, tagPosition: position)
         parser.advance()
         switch keyword {
@@ -167,6 +175,16 @@ struct ExpressionParser {
     private let tokens: [TemplateToken]
     private let tagPosition: SourcePosition
     private var index = 0
+    private var depth = 0
+
+    /// Guards recursion (parentheses, `not not ...`, `- - ...`) against exhausting the stack.
+    private mutating func enterNested() throws {
+        depth += 1
+        guard depth <= TemplateParser.maximumNesting else {
+            throw TemplateError(.unsupported, "unsupported construct: expression nested deeper than \(TemplateParser.maximumNesting)",
+                                at: currentPosition)
+        }
+    }
 
     init(tokens: [TemplateToken], tagPosition: SourcePosition) {
         self.tokens = tokens
@@ -232,6 +250,8 @@ struct ExpressionParser {
     }
 
     mutating func parseExpression() throws -> TemplateExpression {
+        try enterNested()
+        defer { depth -= 1 }
         let value = try parseOr()
         guard consumeKeyword("if") else { return value }
         let condition = try parseOr()
@@ -252,7 +272,11 @@ struct ExpressionParser {
     }
 
     private mutating func parseNot() throws -> TemplateExpression {
-        if consumeKeyword("not") { return .not(try parseNot()) }
+        if consumeKeyword("not") {
+            try enterNested()
+            defer { depth -= 1 }
+            return .not(try parseNot())
+        }
         return try parseComparison()
     }
 
@@ -311,6 +335,8 @@ struct ExpressionParser {
     }
 
     private mutating func parseUnary(withFilters: Bool) throws -> TemplateExpression {
+        try enterNested()
+        defer { depth -= 1 }
         let position = currentPosition
         var node: TemplateExpression
         if consumeSymbol("-") {

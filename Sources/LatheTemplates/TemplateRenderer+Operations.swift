@@ -84,7 +84,9 @@ extension TemplateRenderer {
             var result: [Int] = []
             while stride > 0 ? index < end : index > end {
                 result.append(index)
-                index += stride
+                let (next, overflow) = index.addingReportingOverflow(stride)
+                if overflow { break }
+                index = next
             }
             return result
         }
@@ -247,16 +249,26 @@ extension TemplateRenderer {
         case ("+", .array(let a), .array(let b)): return .array(a + b)
         case ("*", .string(let text), _), ("*", _, .string(let text)):
             guard case .exact(let count) = left.numericValue ?? right.numericValue else { break }
-            return .string(String(repeating: text, count: max(count, 0)))
+            return .string(String(repeating: text, count: try repetitions(count, of: text.unicodeScalars.count)))
         case ("*", .array(let items), _), ("*", _, .array(let items)):
             guard case .exact(let count) = left.numericValue ?? right.numericValue else { break }
-            return .array(Array([[TemplateValue]](repeating: items, count: max(count, 0)).joined()))
+            let times = try repetitions(count, of: items.count)
+            return .array(Array([[TemplateValue]](repeating: items, count: times).joined()))
         default: break
         }
         guard let a = left.numericValue, let b = right.numericValue else {
             throw TemplateError(.runtime, "unsupported operand type(s) for \(op): '\(left.typeName)' and '\(right.typeName)'")
         }
         return try arithmetic(op, a, b)
+    }
+
+    /// Python repeats a sequence zero times for a negative count; a huge result is refused
+    /// rather than exhausting memory.
+    private func repetitions(_ count: Int, of length: Int) throws -> Int {
+        guard count > 0 else { return 0 }
+        let (total, overflow) = count.multipliedReportingOverflow(by: max(length, 1))
+        guard !overflow, total <= 50_000_000 else { throw TemplateError(.runtime, "sequence repetition result is too large") }
+        return count
     }
 
     private func arithmetic(_ op: String, _ a: TemplateNumber, _ b: TemplateNumber) throws -> TemplateValue {
@@ -271,6 +283,7 @@ extension TemplateRenderer {
             case "*": return try checked(x.multipliedReportingOverflow(by: y))
             case "//", "%":
                 guard y != 0 else { throw TemplateError(.runtime, "integer division or modulo by zero") }
+                guard !(x == Int.min && y == -1) else { throw TemplateError(.runtime, "integer overflow in '\(op)'") }
                 var quotient = x / y, remainder = x % y
                 if remainder != 0 && (remainder < 0) != (y < 0) {
                     quotient -= 1
@@ -279,11 +292,12 @@ extension TemplateRenderer {
                 return .int(op == "//" ? quotient : remainder)
             case "**":
                 if y >= 0 {
-                    var result = 1
-                    for _ in 0..<y {
-                        let (product, overflow) = result.multipliedReportingOverflow(by: x)
-                        guard !overflow else { throw TemplateError(.runtime, "integer overflow in '**'") }
-                        result = product
+                    // Exponentiation by squaring; Python's ints are unbounded, ours stop at overflow.
+                    var result = 1, base = x, exponent = y
+                    while exponent > 0 {
+                        if exponent & 1 == 1 { result = try checkedProduct(result, base) }
+                        exponent >>= 1
+                        if exponent > 0 { base = try checkedProduct(base, base) }
                     }
                     return .int(result)
                 }
@@ -308,6 +322,12 @@ extension TemplateRenderer {
         case "**": return .double(pow(x, y))
         default: throw TemplateError(.unsupported, "unsupported construct: operator '\(op)'")
         }
+    }
+
+    private func checkedProduct(_ a: Int, _ b: Int) throws -> Int {
+        let (product, overflow) = a.multipliedReportingOverflow(by: b)
+        guard !overflow else { throw TemplateError(.runtime, "integer overflow in '**'") }
+        return product
     }
 
     /// Python ordering: numbers by value, strings by code point, lists element by element.
@@ -380,7 +400,8 @@ extension TemplateRenderer {
             }
         case "tojson":
             var indent: Int?
-            if case .exact(let width)? = argument(1, "indent")?.numericValue { indent = width }
+            // Python treats a negative indent like zero; very wide ones are capped to bound memory.
+            if case .exact(let width)? = argument(1, "indent")?.numericValue { indent = min(max(width, 0), 1_000) }
             if case .string(let spaces)? = argument(1, "indent") { indent = spaces.count }
             var itemSeparator: String?, keySeparator: String?
             if case .array(let separators)? = argument(2, "separators"), separators.count == 2,
@@ -415,11 +436,16 @@ extension TemplateRenderer {
             let fallback = argument(0, "default") ?? .int(0)
             switch value {
             case .int, .bool: if case .exact(let number) = value.numericValue { return .int(number) }
-            case .double(let number): return number.isFinite ? .int(Int(number)) : fallback
+            case .double(let number):
+                if number.isNaN { return fallback }
+                guard let truncated = Int(exactly: number.rounded(.towardZero)) else {
+                    throw TemplateError(.runtime, "int filter: \(pythonFloatRepr(number)) does not fit a 64-bit integer")
+                }
+                return .int(truncated)
             case .string(let string):
                 let trimmed = string.trimmingCharacters(in: .whitespaces)
                 if let number = Int(trimmed) { return .int(number) }
-                if let number = Double(trimmed), number.isFinite { return .int(Int(number)) }
+                if let number = Double(trimmed), let truncated = Int(exactly: number.rounded(.towardZero)) { return .int(truncated) }
             default: break
             }
             return fallback
@@ -432,7 +458,9 @@ extension TemplateRenderer {
             return fallback
         case "abs":
             switch value {
-            case .int(let number): return .int(abs(number))
+            case .int(let number):
+                guard number != Int.min else { throw TemplateError(.runtime, "integer overflow in abs()") }
+                return .int(abs(number))
             case .double(let number): return .double(abs(number))
             default: throw TemplateError(.runtime, "bad operand type for abs(): '\(value.typeName)'")
             }
@@ -458,7 +486,11 @@ extension TemplateRenderer {
         case "indent":
             var width = "    "
             if let given = argument(0, "width") {
-                if case .exact(let spaces) = given.numericValue { width = String(repeating: " ", count: spaces) } else { width = text(given) }
+                if case .exact(let spaces) = given.numericValue {
+                    width = String(repeating: " ", count: min(max(spaces, 0), 10_000))
+                } else {
+                    width = text(given)
+                }
             }
             let indentFirst = argument(1, "first")?.isTruthy ?? false
             let indentBlank = argument(2, "blank")?.isTruthy ?? false

@@ -8,6 +8,9 @@ final class TemplateRenderer {
     private var globals: [String: TemplateValue] = [:]
     private var output = ""
     private let now: Date
+    /// Nested macro calls; a runaway recursion becomes an error instead of a stack overflow.
+    private var macroDepth = 0
+    private static let maximumMacroDepth = 100
 
     private enum Flow { case normal, breakLoop, continueLoop }
 
@@ -154,13 +157,18 @@ final class TemplateRenderer {
             if let unknown = keywordValues.keys.sorted().first {
                 throw TemplateError(.runtime, "macro '\(name)' has no parameter named '\(unknown)'")
             }
+            guard self.macroDepth < Self.maximumMacroDepth else {
+                throw TemplateError(.runtime, "macro '\(name)' recursed more than \(Self.maximumMacroDepth) levels")
+            }
             let savedScopes = self.scopes
             let savedOutput = self.output
             self.scopes = [savedScopes[0], frame]
             self.output = ""
+            self.macroDepth += 1
             defer {
                 self.scopes = savedScopes
                 self.output = savedOutput
+                self.macroDepth -= 1
             }
             _ = try self.renderNodes(body)
             return .string(self.output)
@@ -242,7 +250,9 @@ final class TemplateRenderer {
         case .negate(let operand, let position):
             return try located(position) {
                 switch try evaluate(operand) {
-                case .int(let value): return .int(-value)
+                case .int(let value):
+                    guard value != Int.min else { throw TemplateError(.runtime, "integer overflow in unary -") }
+                    return .int(-value)
                 case .bool(let value): return .int(value ? -1 : 0)
                 case .double(let value): return .double(-value)
                 case let other: throw TemplateError(.runtime, "bad operand type for unary -: '\(other.typeName)'")
@@ -275,7 +285,7 @@ final class TemplateRenderer {
         (try arguments.positional.map(evaluate), try arguments.keyword.map { ($0.0, try evaluate($0.1)) })
     }
 
-    /// Iterating a filter argument that may be a test name (`select('equalto', x)`) needs the tests.
+    /// Python iteration: list items, dict keys, string characters; Undefined iterates as empty.
     func iterate(_ value: TemplateValue) throws -> [TemplateValue] {
         switch value {
         case .undefined: return []
@@ -310,7 +320,8 @@ final class TemplateRenderer {
             default: throw TemplateError(.runtime, "range() takes 1 to 3 arguments, got \(bounds.count)")
             }
             guard step != 0 else { throw TemplateError(.runtime, "range() step must not be zero") }
-            guard (stop - start) / step < 1_000_000 else { throw TemplateError(.runtime, "range() too large") }
+            let (span, overflow) = stop.subtractingReportingOverflow(start)
+            guard !overflow, span / step < 1_000_000 else { throw TemplateError(.runtime, "range() is too large") }
             return .array(Array(stride(from: start, to: stop, by: step)).map(TemplateValue.int))
         }
         function("namespace") { arguments, keyword in

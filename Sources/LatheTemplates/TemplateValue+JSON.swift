@@ -94,6 +94,8 @@ func jsonQuoted(_ text: String) -> String {
 private struct OrderedJSONParser {
     let scalars: [Unicode.Scalar]
     var position = 0
+    /// Open arrays and objects; bounded so hostile input cannot exhaust the stack.
+    var depth = 0
 
     init(scalars: [Unicode.Scalar]) { self.scalars = scalars }
 
@@ -116,8 +118,11 @@ private struct OrderedJSONParser {
         skipWhitespace()
         guard position < scalars.count else { throw failure("unexpected end") }
         switch scalars[position] {
-        case "{": return try parseObject()
-        case "[": return try parseArray()
+        case "{", "[":
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= 512 else { throw failure("nested deeper than 512 levels") }
+            return scalars[position] == "{" ? try parseObject() : try parseArray()
         case "\"": return .string(try parseString())
         case "t": try expectWord("true"); return .bool(true)
         case "f": try expectWord("false"); return .bool(false)
