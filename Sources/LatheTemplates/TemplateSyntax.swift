@@ -5,7 +5,7 @@ indirect enum TemplateExpression {
     case list([TemplateExpression])
     case tuple([TemplateExpression])
     case dictionary([(TemplateExpression, TemplateExpression)], SourcePosition)
-    /// `a.b` (also used for `a['b']` is `.item`): jinja2 tries the attribute, then the key.
+    /// `a.b`: jinja2 tries the Python attribute (a method), then the key. `a['b']` is `.item`.
     case attribute(TemplateExpression, String, SourcePosition)
     case item(TemplateExpression, TemplateExpression, SourcePosition)
     case slice(TemplateExpression, start: TemplateExpression?, stop: TemplateExpression?, step: TemplateExpression?, SourcePosition)

@@ -159,3 +159,14 @@ final class JinjaSemanticsTests: XCTestCase {
         XCTAssertEqual(try render(source, ["ms": .array([.string("a"), .string("b")])]), "b[]")
     }
 }
+
+final class TemplateValueLiteralTests: XCTestCase {
+    func testLiteralsBuildOrderedValues() throws {
+        let tool: TemplateValue = ["name": "f", "parameters": ["b": 1, "a": [true, .none, 2.5]]]
+        XCTAssertEqual(try tool.pythonJSON(indent: nil), #"{"name": "f", "parameters": {"b": 1, "a": [true, null, 2.5]}}"#)
+        let template = try ChatTemplate(source: "{{ messages[0].content }}|{{ tools | length }}|{{ tools }}|{{ documents }}")
+        let rendered = try template.render(messages: [ChatMessage(role: "user", content: "hi")], addGenerationPrompt: false,
+                                           bosToken: "", eosToken: "", extra: ["tools": [tool]])
+        XCTAssertEqual(rendered, "hi|1|[{'name': 'f', 'parameters': {'b': 1, 'a': [True, None, 2.5]}}]|None")
+    }
+}

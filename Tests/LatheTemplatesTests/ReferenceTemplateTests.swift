@@ -3,8 +3,7 @@ import XCTest
 @testable import LatheTemplates
 
 /// Real chat templates (SmolLM2, Qwen2.5, Llama 3.1/3.2, Mistral v0.1/v0.3, Qwen3, DeepSeek-R1-Distill,
-/// Phi-3.5) rendered over several
-/// conversations, compared byte for byte with transformers' renderer
+/// Phi-3.5) rendered over several conversations, compared byte for byte with transformers' renderer
 /// (fixtures from scripts/reference/templates.py).
 final class ReferenceTemplateTests: XCTestCase {
     private static let fixtureURL = URL(fileURLWithPath: #filePath)

@@ -370,6 +370,12 @@ SEMANTICS = [
     ("raise_exception", "before{{ raise_exception('boom: ' ~ n) }}"),
     ("mixed_compare_error", "{{ 1 < 'a' }}"),
     ("concat_type_error", "{{ 'a' + 1 }}"),
+    ("raw_newlines", "a\n{% raw %}\n  {{ x }}\n{% endraw %}\nb\n  {%- raw -%}  y  {%- endraw -%}  \nc"),
+    ("closers_in_strings", "{{ '}}' ~ \"%}\" }}|{% set s = '%}' %}{{ s }}|{{ {'a': {'b': 1}} }}|{% set d2 = {'a': {'b': [1, {'c': 2}]}} %}{{ d2.a.b[1].c }}"),
+    ("elif_chain", "{% for v in [1, 2, 3, 4] %}{% if v == 1 %}one{% elif v == 2 %}two{% elif v is even %}even{% else %}other{% endif %},{% endfor %}"),
+    ("macro_globals", "{% set greeting = 'Hey' %}{% macro m(x) %}{{ greeting }} {{ x }} {{ n }}{% endmacro %}{{ m('you') }}|{% for i in range(2) %}{{ m(i) }};{% endfor %}"),
+    ("ternaries", "{{ 'a' if n > 5 else 'b' }}{{ 'c' if n > 50 else 'd' if n > 6 else 'e' }}{{ (n if n is odd else 0) + 1 }}"),
+    ("generation_block", "{% for m in msgs %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %} {% endfor %}"),
     # malformed and unsupported templates
     ("unclosed_for", "{% for x in y %}\n{{ x }}"),
     ("unclosed_variable", "text {{ x \nmore"),
