@@ -1,1 +1,0 @@
-// LatheTemplates: see the module's files.

@@ -1,6 +1,0 @@
-import XCTest
-@testable import LatheTemplates
-
-final class LatheTemplatesSmokeTests: XCTestCase {
-    func testModuleLoads() {}
-}
