@@ -25,7 +25,11 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .target(name: "LatheTensors", dependencies: [.target(name: "CLatheBLAS", condition: .when(platforms: [.linux]))],
+        // oneDNN (Linux): the default float32 matmul backend, and the bf16/AMX path to come.
+        .systemLibrary(name: "CLatheDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .target(name: "LatheTensors",
+                dependencies: [.target(name: "CLatheBLAS", condition: .when(platforms: [.linux])),
+                               .target(name: "CLatheDNNL", condition: .when(platforms: [.linux]))],
                 swiftSettings: nativeCPU),
         .target(name: "LatheFormats", swiftSettings: nativeCPU),
         .target(name: "LatheTokenizers", swiftSettings: nativeCPU),
@@ -38,12 +42,16 @@ let package = Package(
                 swiftSettings: nativeCPU),
         .executableTarget(name: "lathe", dependencies: ["LatheCLI"], swiftSettings: nativeCPU),
 
+        // Builders of small models and data for the tests of every module.
+        .target(name: "LatheTestSupport", dependencies: ["LatheFormats", "LatheTensors", "LatheTokenizers"],
+                path: "Tests/LatheTestSupport", swiftSettings: nativeCPU),
+
         .testTarget(name: "LatheTensorsTests", dependencies: ["LatheTensors"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheFormatsTests", dependencies: ["LatheFormats"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTemplatesTests", dependencies: ["LatheTemplates"], swiftSettings: nativeCPU),
-        .testTarget(name: "LatheModelsTests", dependencies: ["LatheModels"], swiftSettings: nativeCPU),
-        .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheModelsTests", dependencies: ["LatheModels", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheTestSupport"], swiftSettings: nativeCPU),
     ],
     swiftLanguageModes: [.v5]
 )

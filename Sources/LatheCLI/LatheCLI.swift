@@ -6,6 +6,7 @@ public struct LatheCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "lathe",
         abstract: "Shape an open language model to your task, on your own machine.",
-        subcommands: [])
+        subcommands: [ChatCommand.self, GenerateCommand.self, TokenizeCommand.self, LogprobsCommand.self,
+                      InspectCommand.self, BenchCommand.self])
     public init() {}
 }

@@ -13,7 +13,29 @@ public protocol MatMulBackend: Sendable {
 
 /// The backend the layers use; set once at start-up (tests may swap in the reference backend).
 public enum MatMul {
-    nonisolated(unsafe) public static var backend: any MatMulBackend = CBLASBackend()
+    /// One compute thread until told otherwise: on this project's 2-core machines a second thread mostly
+    /// slows matrix products down (../shared/MACHINE-NOTES.md).
+    nonisolated(unsafe) public static var backend: any MatMulBackend = {
+        setThreadCount(1)
+        return defaultBackend
+    }()
+
+    /// oneDNN where it is available (Linux), the platform BLAS otherwise (Accelerate on macOS).
+    public static var defaultBackend: any MatMulBackend {
+        #if canImport(CLatheDNNL)
+        OneDNNBackend()
+        #else
+        CBLASBackend()
+        #endif
+    }
+
+    /// Sets the compute threads of every backend library.
+    public static func setThreadCount(_ count: Int) {
+        CBLASBackend.setThreadCount(count)
+        #if canImport(CLatheDNNL)
+        OneDNNBackend.setThreadCount(count)
+        #endif
+    }
 
     /// C = op(A)·op(B) (+ C when `accumulate`), all row-major and contiguous.
     @inlinable

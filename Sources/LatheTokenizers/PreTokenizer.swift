@@ -354,10 +354,11 @@ struct RegexScanner {
     func gpt2Match(at start: Int) -> Int {
         if let end = contraction(at: start, ignoringCase: false) { return end }
         // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+` in that order.
-        let hasSpace = text[start] == " "
-        for wanted in [ScalarClass.letter, .number, .other] {
-            if hasSpace && isClass(start + 1, wanted) { return run(from: start + 1, of: wanted) }
-            if classes[start] == wanted { return run(from: start, of: wanted) }
+        // (Written without a loop over an array literal of classes: Swift 6.3's optimiser crashes on that here.)
+        let kind = classes[start]
+        if kind != .whitespace { return run(from: start, of: kind) }
+        if text[start] == " " && start + 1 < classes.count && classes[start + 1] != .whitespace {
+            return run(from: start + 1, of: classes[start + 1])
         }
         return whitespaceMatch(at: start)
     }

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import LatheModels
+import LatheTensors
+
+/// `--model` and `--threads`, shared by every command that loads a model.
+public struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "A .gguf file, a Hugging Face model folder, or a known model name (smollm2-135m).")
+    public var model: String = ModelLocator.defaultModelName
+
+    @Option(name: .long, help: "Compute threads for matrix products (one is fastest on most small machines).")
+    public var threads: Int = 1
+
+    public init() {}
+
+    public func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    /// Loads the model named by `--model`, after setting the thread count.
+    public func load() throws -> LanguageModel {
+        MatMul.setThreadCount(threads)
+        return try LanguageModel.load(model)
+    }
+}
+
+/// The sampling flags of every command that generates text.
+public struct SamplingFlags: ParsableArguments {
+    @Option(help: "Sampling temperature; 0 picks the most likely token (greedy).")
+    public var temperature: Float = 0
+    @Option(name: .customLong("top-k"), help: "Sample among the k most likely tokens (0: all).")
+    public var topK: Int = 0
+    @Option(name: .customLong("top-p"), help: "Sample among the most likely tokens whose probabilities add up to p.")
+    public var topP: Float = 1
+    @Option(name: .customLong("repetition-penalty"), help: "Divide the logits of tokens already seen by this (1: off).")
+    public var repetitionPenalty: Float = 1
+    @Option(help: "Random seed: the same seed gives the same text.")
+    public var seed: UInt64 = 0
+    @Option(name: .customLong("max-tokens"), help: "The most tokens to generate per answer.")
+    public var maxTokens: Int = 256
+    @Option(name: .customLong("stop"), help: "Stop when the text contains this string (repeatable).")
+    public var stopStrings: [String] = []
+
+    public init() {}
+
+    public var options: SamplingOptions {
+        SamplingOptions(temperature: temperature, topK: topK, topP: topP, repetitionPenalty: repetitionPenalty, seed: seed)
+    }
+
+    public func validate() throws {
+        do { try options.validate() } catch { throw ValidationError("\(error)") }
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1, got \(maxTokens)") }
+    }
+}
+
+/// Writes one line to standard output at once (JSON Lines output must not interleave with streaming).
+func printLine(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+/// Encodes a value as one line of JSON, without escaping slashes or non-ASCII text.
+func jsonLine<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}

@@ -1,0 +1,195 @@
+import Foundation
+import LatheFormats
+import LatheTensors
+import LatheTemplates
+import LatheTokenizers
+
+/// A model ready to use: weights, tokenizer, chat template and stop tokens, loaded from one file or folder.
+public final class LanguageModel: @unchecked Sendable {
+    public let name: String
+    public let files: ModelFiles
+    public let model: LlamaModel
+    public let tokenizer: BPETokenizer
+    public let chatTemplate: ChatTemplate?
+    public let bosToken: String
+    public let eosToken: String
+    /// Tokens that end an answer (EOS, and the end-of-turn tokens a generation config lists).
+    public let stopTokenIDs: Set<Int>
+
+    init(name: String, files: ModelFiles, model: LlamaModel, tokenizer: BPETokenizer, chatTemplate: ChatTemplate?,
+         stopTokenIDs: Set<Int>) {
+        self.name = name; self.files = files; self.model = model; self.tokenizer = tokenizer
+        self.chatTemplate = chatTemplate; self.stopTokenIDs = stopTokenIDs
+        bosToken = tokenizer.bosTokenID.flatMap(tokenizer.tokenText) ?? ""
+        eosToken = tokenizer.eosTokenID.flatMap(tokenizer.tokenText) ?? ""
+    }
+
+    /// Loads a model by path or known name (see `ModelLocator`).
+    public static func load(_ reference: String) throws -> LanguageModel {
+        let url = try ModelLocator.resolve(reference)
+        let files = try ModelFiles.open(url)
+        let model = try files.loadModel()
+        let (tokenizer, template, stops) = try loadTokenizer(files)
+        guard tokenizer.vocabularySize <= model.config.vocabularySize else {
+            throw ModelError.invalidConfiguration(file: url.path, message:
+                "the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabularySize)")
+        }
+        return LanguageModel(name: url.lastPathComponent, files: files, model: model, tokenizer: tokenizer,
+                             chatTemplate: template, stopTokenIDs: stops)
+    }
+
+    static func loadTokenizer(_ files: ModelFiles) throws -> (BPETokenizer, ChatTemplate?, Set<Int>) {
+        switch files {
+        case .gguf(let file):
+            let kind = try file.requiredString("tokenizer.ggml.model")
+            guard kind == "gpt2" else {
+                throw ModelError.invalidConfiguration(file: file.url.path, message:
+                    "tokenizer.ggml.model '\(kind)' is not supported yet (supported: gpt2, byte-level BPE)")
+            }
+            func optionalInt(_ key: String) throws -> Int? { file.metadata[key] == nil ? nil : try file.requiredInt(key) }
+            let tokenizer = try BPETokenizer(
+                vocabulary: try file.requiredStringArray("tokenizer.ggml.tokens"),
+                merges: try file.requiredStringArray("tokenizer.ggml.merges"),
+                tokenTypes: file.metadata["tokenizer.ggml.token_type"] == nil ? nil
+                    : try file.requiredIntArray("tokenizer.ggml.token_type").map { Int32(truncatingIfNeeded: $0) },
+                preTokenizer: try PreTokenizer(ggufName: file.metadata["tokenizer.ggml.pre"]?.string ?? "default"),
+                bosTokenID: try optionalInt("tokenizer.ggml.bos_token_id"),
+                eosTokenID: try optionalInt("tokenizer.ggml.eos_token_id"),
+                addBOS: file.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? false,
+                addEOS: file.metadata["tokenizer.ggml.add_eos_token"]?.bool ?? false)
+            let template = try file.metadata["tokenizer.chat_template"]?.string.map { try ChatTemplate(source: $0) }
+            var stops = Set<Int>()
+            for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+                if let id = try optionalInt(key) { stops.insert(id) }
+            }
+            return (tokenizer, template, stops)
+        case .huggingFace(let folder):
+            guard let tokenizerURL = folder.tokenizerURL else {
+                throw ModelError.invalidConfiguration(file: folder.url.path, message:
+                    "there is no tokenizer.json in the folder; copy it from the model's repository")
+            }
+            let configData = try folder.tokenizerConfigURL.map { try Data(contentsOf: $0) }
+            let tokenizer = try BPETokenizer(tokenizerJSON: try Data(contentsOf: tokenizerURL), tokenizerConfigJSON: configData)
+            var templateSource: String?
+            let jinja = folder.url.appendingPathComponent("chat_template.jinja")
+            if FileManager.default.fileExists(atPath: jinja.path) {
+                templateSource = try String(contentsOf: jinja, encoding: .utf8)
+            } else if let configData, let config = try? JSONValue.parse(configData) {
+                templateSource = config["chat_template"]?.string
+            }
+            var stops = Set<Int>(tokenizer.eosTokenID.map { [$0] } ?? [])
+            if let url = folder.generationConfigURL, let generation = try? JSONValue.parse(Data(contentsOf: url)) {
+                switch generation["eos_token_id"] {
+                case .number(let n)?: stops.insert(Int(n))
+                case .array(let ids)?: stops.formUnion(ids.compactMap(\.int))
+                default: break
+                }
+            }
+            return (tokenizer, try templateSource.map { try ChatTemplate(source: $0) }, stops)
+        }
+    }
+
+    // MARK: Prompts
+
+    /// The token ids of a conversation rendered with the model's chat template (the template writes any BOS itself).
+    public func chatTokens(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> [Int] {
+        tokenizer.encode(try renderChat(messages, addGenerationPrompt: addGenerationPrompt), addSpecialTokens: false)
+    }
+
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String {
+        guard let chatTemplate else {
+            throw ModelError.invalidInput("\(name) has no chat template; give plain text ({\"text\": ...}) instead of messages")
+        }
+        return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt,
+                                       bosToken: bosToken, eosToken: eosToken)
+    }
+
+    /// The prompt of one JSON line: `{"text": ...}` tokenized as is (with the tokenizer's own BOS, if it adds one),
+    /// or `{"messages": [{"role", "content"}...]}` through the chat template with the generation prompt.
+    public func promptTokens(_ line: JSONLine) throws -> [Int] {
+        guard let object = line.value.object else { throw line.error("expected a JSON object, got \(line.value.summary)") }
+        if let text = object["text"] {
+            guard let string = text.string else { throw line.error("field \"text\" must be a string, got \(text.summary)") }
+            return tokenizer.encode(string, addSpecialTokens: true)
+        }
+        guard let messages = object["messages"] else { throw line.error("expected a \"text\" or a \"messages\" field") }
+        return try chatTokens(try Self.chatMessages(messages, line: line), addGenerationPrompt: true)
+    }
+
+    /// Validates a `messages` array, naming the first bad element and field.
+    public static func chatMessages(_ value: JSONValue, line: JSONLine) throws -> [ChatMessage] {
+        guard let array = value.array else { throw line.error("field \"messages\" must be an array, got \(value.summary)") }
+        guard !array.isEmpty else { throw line.error("field \"messages\" is empty") }
+        return try array.enumerated().map { index, message in
+            guard let role = message["role"]?.string else {
+                throw line.error("messages[\(index)].role must be a string, got \(message["role"]?.summary ?? "nothing")")
+            }
+            guard let content = message["content"]?.string else {
+                throw line.error("messages[\(index)].content must be a string, got \(message["content"]?.summary ?? "nothing")")
+            }
+            return ChatMessage(role: role, content: content)
+        }
+    }
+
+    // MARK: Scoring and generation
+
+    /// log p(ids[i] | ids[..<i]) for every i ≥ 1; the first entry is nil (nothing precedes it).
+    public func logProbabilities(of ids: [Int]) throws -> [Double?] {
+        guard !ids.isEmpty else { return [] }
+        let logits = try model.forward(tokens: ids)
+        let vocabulary = model.config.vocabularySize
+        return [nil] + (1..<ids.count).map { i in
+            Softmax.logProbability(logits.pointer + (i - 1) * vocabulary, count: vocabulary, index: ids[i])
+        }
+    }
+
+    /// Generates after `prompt` until a stop token, a stop string or `maxTokens`; returns the text (special tokens
+    /// and the stop string left out) and streams it piece by piece to `onText`.
+    public func generate(_ prompt: [Int], sampling: SamplingOptions, maxTokens: Int, stopStrings: [String] = [],
+                         onText: (String) -> Void = { _ in }) throws -> String {
+        var decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: true)
+        var text = ""
+        let generator = TokenGenerator(model: model, stopTokenIDs: stopTokenIDs)
+        _ = try generator.generate(prompts: [prompt], maxTokens: maxTokens, sampling: sampling,
+                                   onToken: { _, token in
+                                       let piece = decoder.feed(token)
+                                       text += piece
+                                       if !piece.isEmpty { onText(piece) }
+                                   },
+                                   shouldStop: { _, _ in stopStrings.contains { text.contains($0) } })
+        let rest = decoder.finish()
+        text += rest
+        if !rest.isEmpty { onText(rest) }
+        if let cut = stopStrings.compactMap({ text.range(of: $0)?.lowerBound }).min() { text = String(text[..<cut]) }
+        return text
+    }
+
+    /// What `lathe inspect` shows.
+    public var summary: [(String, String)] {
+        let c = model.config
+        var rows: [(String, String)] = [("model", name), ("path", files.url.path)]
+        switch files {
+        case .gguf(let file):
+            var types: [String: Int] = [:]
+            for tensor in file.tensors { types["\(tensor.type)", default: 0] += tensor.elementCount }
+            rows.append(("format", "GGUF v\(file.version), \(file.tensors.count) tensors"))
+            rows.append(("stored types", types.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+        case .huggingFace(let folder):
+            rows.append(("format", "Hugging Face folder, \(folder.weightFiles.count) safetensors file(s)"))
+        }
+        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: files.url.path)[.size] as? Int) ?? nil
+        rows += [
+            ("architecture", "\(c.modelType): \(c.layerCount) layers, hidden \(c.hiddenSize), FFN \(c.intermediateSize)"),
+            ("attention", "\(c.headCount) heads, \(c.kvHeadCount) KV heads, head dim \(c.headDim)\(c.attentionBias ? ", q/k/v bias" : "")"),
+            ("rope", "theta \(c.ropeTheta)\(c.ropeLlama3Scaling != nil || c.ropeFrequencyFactors != nil ? ", llama3 scaling" : "")"),
+            ("vocabulary", "\(c.vocabularySize) (tokenizer \(tokenizer.vocabularySize))"),
+            ("lm head", c.tieWordEmbeddings ? "tied to the embedding" : "separate"),
+            ("parameters", String(format: "%.1fM", Double(c.parameterCount) / 1e6)),
+            ("memory (float32)", String(format: "%.0f MiB", Double(c.parameterCount * 4) / 1_048_576)),
+            ("context", "\(c.maxPositions) positions"),
+            ("chat template", chatTemplate == nil ? "none" : "yes"),
+        ]
+        if let fileBytes { rows.insert(("file size", String(format: "%.1f MiB", Double(fileBytes) / 1_048_576)), at: 3) }
+        return rows
+    }
+}
