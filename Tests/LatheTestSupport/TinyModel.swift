@@ -6,7 +6,7 @@ import LatheTokenizers
 /// Builds small, complete models for tests: a GGUF file with a llama architecture, random weights from a seed,
 /// a byte-level BPE tokenizer (the 256 byte tokens, a few merges, ChatML special tokens) and a ChatML template.
 public enum TinyModel {
-    public static let merges = ["t h", "th e", "Ġ t", "Ġt he", "a n", "i n", "e r", "o n", "Ġ a", "r e"]
+    public static let merges = ["t h", "th e", "Ġ t", "Ġt h", "Ġth e", "a n", "i n", "e r", "o n", "Ġ a"]
     public static let specialTokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     public static let chatTemplate = """
         {% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}

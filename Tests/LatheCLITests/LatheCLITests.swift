@@ -1,6 +1,0 @@
-import XCTest
-@testable import LatheCLI
-
-final class LatheCLISmokeTests: XCTestCase {
-    func testModuleLoads() {}
-}
