@@ -291,6 +291,8 @@ extension LlamaModel {
             (w.hidden.pointer + r * hiddenSize).update(from: embedding.tensor.pointer + token * hiddenSize, count: hiddenSize)
         }
         cache.reserve(count: length, valid: valid)
+        let (cosines, sines) = rope.table(positions: positions)
+        let half = c.headDim / 2
         for (layer, block) in blocks.enumerated() {
             // Attention: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
             RMSNorm.forward(out: w.normed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
@@ -298,9 +300,14 @@ extension LlamaModel {
             block.query.forward(output: w.queries.pointer, input: w.normed.pointer, rows: rows)
             block.key.forward(output: w.keys.pointer, input: w.normed.pointer, rows: rows)
             block.value.forward(output: w.values.pointer, input: w.normed.pointer, rows: rows)
-            for r in 0..<rows {
-                rope.apply(w.queries.pointer + r * qWidth, heads: c.headCount, position: positions[r])
-                rope.apply(w.keys.pointer + r * kvWidth, heads: c.kvHeadCount, position: positions[r])
+            cosines.withUnsafeBufferPointer { cosTable in
+                sines.withUnsafeBufferPointer { sinTable in
+                    for r in 0..<rows {
+                        let cos = cosTable.baseAddress! + r * half, sin = sinTable.baseAddress! + r * half
+                        rope.apply(w.queries.pointer + r * qWidth, heads: c.headCount, cos: cos, sin: sin)
+                        rope.apply(w.keys.pointer + r * kvWidth, heads: c.kvHeadCount, cos: cos, sin: sin)
+                    }
+                }
             }
             let cachedKeys = cache.keys[layer].pointer, cachedValues = cache.values[layer].pointer
             for b in 0..<batchSize {
@@ -308,7 +315,7 @@ extension LlamaModel {
                 (cachedKeys + slot).update(from: w.keys.pointer + b * length * kvWidth, count: length * kvWidth)
                 (cachedValues + slot).update(from: w.values.pointer + b * length * kvWidth, count: length * kvWidth)
             }
-            let scores = w.scores(atLeast: length * (start + length))
+            let scores = w.scores(atLeast: GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: start))
             cache.slotIsValid.withUnsafeBufferPointer { validity in
                 for b in 0..<batchSize {
                     GroupedQueryAttention.forward(

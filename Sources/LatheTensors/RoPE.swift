@@ -41,18 +41,38 @@ public struct RotaryEmbedding: Sendable {
         inverseFrequencies = frequencies
     }
 
-    /// Rotates `heads` consecutive heads of one token, in place, for position `position`.
-    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+    /// cos and sin of position · frequency for each position: [positions.count, headDim/2] each, computed once
+    /// per forward pass and shared by every layer.
+    public func table(positions: [Int]) -> (cos: [Float], sin: [Float]) {
         let half = headDim / 2
-        for i in 0..<half {
-            let angle = Float(position) * inverseFrequencies[i]
-            let c = cos(angle), s = sin(angle)
-            for h in 0..<heads {
-                let p = x + h * headDim
-                let a = p[i], b = p[i + half]
-                p[i] = a * c - b * s
-                p[i + half] = b * c + a * s
+        var cosines = [Float](repeating: 0, count: positions.count * half), sines = cosines
+        for (r, position) in positions.enumerated() {
+            for i in 0..<half {
+                // In float32, as transformers computes the angle.
+                let angle = Float(position) * inverseFrequencies[i]
+                cosines[r * half + i] = cos(angle)
+                sines[r * half + i] = sin(angle)
             }
         }
+        return (cosines, sines)
+    }
+
+    /// Rotates `heads` consecutive heads of one token, in place, by the angles of one row of `table`.
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
+        let half = headDim / 2
+        for h in 0..<heads {
+            let p = x + h * headDim
+            for i in 0..<half {
+                let a = p[i], b = p[i + half]
+                p[i] = a * c[i] - b * s[i]
+                p[i + half] = b * c[i] + a * s[i]
+            }
+        }
+    }
+
+    /// Rotates `heads` consecutive heads of one token, in place, for position `position`.
+    public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
+        let (c, s) = table(positions: [position])
+        apply(x, heads: heads, cos: c, sin: s)
     }
 }

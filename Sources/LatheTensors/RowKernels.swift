@@ -20,7 +20,7 @@ public enum RMSNorm {
         var lanes = SIMD16<Float>(repeating: 0)
         var i = 0
         while i + 16 <= n {
-            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+            let v = load16(x + i)
             lanes += v * v
             i += 16
         }
@@ -33,10 +33,21 @@ public enum RMSNorm {
 /// The SwiGLU gate: out = silu(gate) · up, with silu(x) = x / (1 + e^(−x)).
 public enum SwiGLU {
     public static func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            out[i] = g / (1 + exp(-g)) * up[i]
+        var i = 0
+        while i + 16 <= count {
+            let g = load16(gate + i)
+            store16(g / (1 + exp16(-g)) * load16(up + i), out + i)
+            i += 16
         }
+        while i < count {
+            out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]
+            i += 1
+        }
+    }
+
+    /// The plain version, the yardstick of the vectorised one.
+    public static func referenceForward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] = gate[i] / (1 + exp(-gate[i])) * up[i] }
     }
 }
 
@@ -46,14 +57,36 @@ public enum Softmax {
         var maximum = -Float.infinity
         for i in 0..<count where row[i] > maximum { maximum = row[i] }
         if maximum == -.infinity { row.update(repeating: 0, count: count); return }
-        var sum: Float = 0
-        for i in 0..<count {
+        var lanes = SIMD16<Float>(repeating: 0)
+        var i = 0
+        while i + 16 <= count {
+            let e = exp16(load16(row + i) - maximum)
+            store16(e, row + i)
+            lanes += e
+            i += 16
+        }
+        var sum = lanes.sum()
+        while i < count {
             let e = exp(row[i] - maximum)
             row[i] = e
             sum += e
+            i += 1
         }
         let inverse = 1 / sum
         for i in 0..<count { row[i] *= inverse }
+    }
+
+    /// The plain version, the yardstick of the vectorised one.
+    public static func referenceForwardInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
+        var maximum = -Float.infinity
+        for i in 0..<count where row[i] > maximum { maximum = row[i] }
+        if maximum == -.infinity { row.update(repeating: 0, count: count); return }
+        var sum = 0.0
+        for i in 0..<count {
+            row[i] = exp(row[i] - maximum)
+            sum += Double(row[i])
+        }
+        for i in 0..<count { row[i] = Float(Double(row[i]) / sum) }
     }
 
     /// log(softmax(row))[index], computed in double precision (used for reported log-probabilities).

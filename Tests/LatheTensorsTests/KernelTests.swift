@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 @testable import LatheTensors
 
 /// Largest |a − b| − rtol·|b| over two arrays; ≤ atol means close.
@@ -107,7 +108,7 @@ final class RowKernelTests: XCTestCase {
 
 final class AttentionTests: XCTestCase {
     /// Attention written out with scalar loops in double precision.
-    func naiveAttention(q: [Float], k: [Float], v: [Float], queries: Int, first: Int, valid: [Bool],
+    static func naiveAttention(q: [Float], k: [Float], v: [Float], queries: Int, first: Int, valid: [Bool],
                         heads: Int, kvHeads: Int, d: Int) -> [Float] {
         var out = [Float](repeating: 0, count: queries * heads * d)
         for h in 0..<heads {
@@ -144,7 +145,7 @@ final class AttentionTests: XCTestCase {
                                           keyIsValid: validity.baseAddress, heads: heads, kvHeads: kvHeads, headDim: d,
                                           scores: &scores)
         }
-        let expected = naiveAttention(q: q, k: k, v: v, queries: queries, first: first, valid: valid,
+        let expected = Self.naiveAttention(q: q, k: k, v: v, queries: queries, first: first, valid: valid,
                                       heads: heads, kvHeads: kvHeads, d: d)
         assertClose(out, expected, rtol: 1e-5, atol: 1e-6, "attention")
     }
@@ -159,5 +160,58 @@ final class RandomTests: XCTestCase {
         var g = SeededGenerator(seed: 1)
         let mean = (0..<10000).map { _ in Double(g.nextUnitFloat()) }.reduce(0, +) / 10000
         XCTAssertEqual(mean, 0.5, accuracy: 0.02)
+    }
+}
+
+final class VectorisedKernelTests: XCTestCase {
+    func testExp16MatchesLibmWithinTwoUlpAndUnderflowsToZero() {
+        var worst: Float = 0
+        var g = SeededGenerator(seed: 11)
+        for _ in 0..<2000 {
+            let x = SIMD16<Float>((0..<16).map { _ in g.nextUnitFloat() * 175 - 87 })
+            let fast = exp16(x)
+            for lane in 0..<16 {
+                let exact = Float(Foundation.exp(Double(x[lane])))
+                worst = max(worst, abs(fast[lane] - exact) / exact.ulp)
+            }
+        }
+        XCTAssertLessThanOrEqual(worst, 2, "largest error \(worst) ulp")
+        let tiny = exp16(SIMD16<Float>(repeating: -.infinity))
+        XCTAssertEqual(tiny, SIMD16<Float>(repeating: 0))
+        XCTAssertEqual(exp16(SIMD16<Float>(repeating: 0)), SIMD16<Float>(repeating: 1))
+    }
+
+    func testSoftmaxAndSwiGLUEqualTheirReferences() {
+        for count in [1, 15, 16, 17, 100, 49152] {
+            var fast = randomValues(count, seed: UInt64(count)).map { $0 * 30 }
+            var slow = fast
+            Softmax.forwardInPlace(&fast, count: count)
+            Softmax.referenceForwardInPlace(&slow, count: count)
+            assertClose(fast, slow, rtol: 1e-5, atol: 1e-9, "softmax of \(count)")
+            let gate = randomValues(count, seed: 100 + UInt64(count)).map { $0 * 20 }, up = randomValues(count, seed: 7)
+            var a = [Float](repeating: 0, count: count), b = a
+            SwiGLU.forward(out: &a, gate: gate, up: up, count: count)
+            SwiGLU.referenceForward(out: &b, gate: gate, up: up, count: count)
+            assertClose(a, b, rtol: 1e-5, atol: 1e-7, "swiglu of \(count)")
+        }
+    }
+
+    func testBlockedAttentionOverManyQueriesMatchesNaive() {
+        // More queries than one block, with a cache in front: exercises the block edges.
+        let heads = 2, kvHeads = 1, d = 4, first = 5, queries = GroupedQueryAttention.queryBlock + 9
+        let keys = first + queries
+        let q = randomValues(queries * heads * d, seed: 21)
+        let k = randomValues(keys * kvHeads * d, seed: 22), v = randomValues(keys * kvHeads * d, seed: 23)
+        let valid = (0..<keys).map { $0 % 7 != 3 }
+        var out = [Float](repeating: 0, count: queries * heads * d)
+        var scores = [Float](repeating: 0, count: GroupedQueryAttention.scoreCount(queryCount: queries, firstQuerySlot: first))
+        valid.withUnsafeBufferPointer { validity in
+            GroupedQueryAttention.forward(out: &out, queries: q, keys: k, values: v, queryCount: queries, firstQuerySlot: first,
+                                          keyIsValid: validity.baseAddress, heads: heads, kvHeads: kvHeads, headDim: d,
+                                          scores: &scores)
+        }
+        let expected = AttentionTests.naiveAttention(q: q, k: k, v: v, queries: queries, first: first, valid: valid,
+                                                       heads: heads, kvHeads: kvHeads, d: d)
+        assertClose(out, expected, rtol: 1e-5, atol: 1e-6, "blocked attention")
     }
 }
