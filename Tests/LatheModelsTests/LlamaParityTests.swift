@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import LatheModels
 @testable import LatheTensors
+import LatheTestSupport
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures")
@@ -98,5 +99,49 @@ final class LlamaParityTests: XCTestCase {
         XCTAssertThrowsError(try LlamaConfiguration.decode(huggingFaceJSON: unknown, source: "c.json")) { error in
             XCTAssertTrue("\(error)".contains("hidden_size") || "\(error)".contains("gpt2"), "\(error)")
         }
+    }
+}
+
+/// Generation on a tiny model written by the test: batching, stop tokens, stop strings, streaming.
+final class GenerationTests: XCTestCase {
+    var folder: URL!
+    var lm: LanguageModel!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-gen-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let path = folder.appendingPathComponent("tiny.gguf")
+        try TinyModel.write(to: path)
+        lm = try LanguageModel.load(path.path)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+    func testBatchedGreedyGenerationEqualsOneRowAtATime() throws {
+        let prompts = [lm.tokenizer.encode("the theory"), lm.tokenizer.encode("an inn on the river, then")]
+        let generator = TokenGenerator(model: lm.model, stopTokenIDs: [])
+        let together = try generator.generate(prompts: prompts, maxTokens: 8, sampling: SamplingOptions())
+        for (row, prompt) in prompts.enumerated() {
+            XCTAssertEqual(try generator.generate(prompts: [prompt], maxTokens: 8, sampling: SamplingOptions())[0], together[row])
+        }
+        XCTAssertEqual(together.map(\.count), [8, 8])
+    }
+
+    func testStopTokensAndStopStringsEndTheAnswer() throws {
+        let prompt = lm.tokenizer.encode("the")
+        let free = try TokenGenerator(model: lm.model, stopTokenIDs: []).generate(
+            prompts: [prompt], maxTokens: 10, sampling: SamplingOptions())[0]
+        // Declaring the third generated token a stop token cuts the answer before it.
+        let stopped = try TokenGenerator(model: lm.model, stopTokenIDs: [free[2]]).generate(
+            prompts: [prompt], maxTokens: 10, sampling: SamplingOptions())[0]
+        XCTAssertEqual(stopped, Array(free.prefix(while: { $0 != free[2] })))
+
+        let text = try lm.generate(prompt, sampling: SamplingOptions(), maxTokens: 10)
+        XCTAssertEqual(text, lm.tokenizer.decode(free.filter { !lm.stopTokenIDs.contains($0) }, skipSpecialTokens: true))
+        let marker = String(text.dropFirst(2).prefix(2))
+        var streamed = ""
+        let cut = try lm.generate(prompt, sampling: SamplingOptions(), maxTokens: 10, stopStrings: [marker]) { streamed += $0 }
+        XCTAssertEqual(cut, String(text[..<text.range(of: marker)!.lowerBound]))
+        XCTAssertTrue(streamed.hasPrefix(cut))
     }
 }
