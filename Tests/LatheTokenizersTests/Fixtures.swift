@@ -27,6 +27,8 @@ enum Fixtures {
     struct Reference: Decodable {
         let cases: [Case]
         let decodes: [Decode]?
+        /// The pre-tokenizer's words for each case, byte-level spelled.
+        let pieces: [[String]]?
     }
 
     static func reference(_ name: String) throws -> Reference {

@@ -4,6 +4,24 @@ import XCTest
 
 /// Token ids must equal Hugging Face `tokenizers` exactly on the corpus (see scripts/reference/tokenizers.py).
 final class ReferenceTests: XCTestCase {
+    /// The scanners alone, compared word by word with Hugging Face's `pre_tokenize_str` (this catches split
+    /// differences that a vocabulary without multi-digit or cross-boundary tokens would hide).
+    func testPreTokenizerWordsMatchHuggingFace() throws {
+        for (preTokenizer, fixture) in [(PreTokenizer.smolLM, "smollm2.json"), (.gpt2, "gpt2-pre.json"),
+                                        (.llama3, "llama3-pre.json"), (.qwen2, "qwen2-pre.json")] {
+            let reference = try Fixtures.reference(fixture)
+            let expected = try XCTUnwrap(reference.pieces, "\(fixture) has no pieces")
+            XCTAssertEqual(expected.count, reference.cases.count)
+            var failures: [String] = []
+            for (item, want) in zip(reference.cases, expected) {
+                let got = preTokenizer.split(Array(item.text.unicodeScalars)).map { String(String.UnicodeScalarView($0)) }
+                if got != want { failures.append("\(item.text.prefix(50).debugDescription): got \(got.prefix(12)) want \(want.prefix(12))") }
+            }
+            XCTAssertTrue(failures.isEmpty, "\(fixture): \(failures.count) texts split differently:\n"
+                          + failures.prefix(8).joined(separator: "\n"))
+        }
+    }
+
     func testSmolLM2FromGGUFMatchesHuggingFace() throws {
         let tokenizer = try Fixtures.smolLM2Tokenizer()
         XCTAssertEqual(tokenizer.vocabularySize, 49152)

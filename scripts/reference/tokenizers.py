@@ -81,6 +81,11 @@ def corpus():
         "𝕳𝖊𝖑𝖑𝖔 math fraktur", "𐍈 gothic", "ｆｕｌｌｗｉｄｔｈ", "ﬁ ligature", "Ⓐⓑⓒ",
         "Mr. Smith's 3rd appointment is at 10:30am on 2/14.", "The price is €42.99 (or £36.50).",
         "5 apples + 10 oranges = 15 fruits", "   ", "\n\n\n", " \n", "\n ", "a\n", "\r", "\r\r\n\n",
+        # Edge cases of the regex alternatives (lookahead, optional prefixes, case-folded contractions).
+        "  \n  x", "a \n\n b", "x'S y'Ve z'LL", "it\u017f 'ſ", " !!\n\n", "1\n2", "abc123def", ".\r\n",
+        " \t\n", "\u3000\u3000a", "\u0085x", "a\u2028b", "!!!abc", " 'quoted'", "\t'tab", "x  \t\n\r\n  y",
+        "(x)\n\n\n(y)", "__init__", "9999999999 11 222 3333", "٣٤٥٦٧", "  1  22  333", "a\n\n", "\n\na",
+        "multiple   spaces   before   words   and   trailing     ",
         LONG_PARAGRAPH,
     ]
     return texts
@@ -111,7 +116,12 @@ def build_bytelevel(g, pre, ignore_merges=False):
     return tok
 
 
-def cases(tok, texts, decode_skip=True):
+def pieces(tok, texts):
+    """What the pre-tokenizer alone makes of each text (byte-level spelled words)."""
+    return [[piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str(t)] for t in texts]
+
+
+def cases(tok, texts):
     out = []
     for t in texts:
         ids = tok.encode(t, add_special_tokens=True).ids
@@ -204,14 +214,16 @@ def main():
     e2, x82, xac = byte_id["â"], byte_id["Ĥ"], byte_id["¬"]   # the bytes of "€" are E2 82 AC
     odd = [[e2], [e2, x82], [x82, xac], [e2, x82, xac], [xac, e2, x82, xac, e2], [e2, 1, x82, xac]]
     write("smollm2.json", {"pre": "smollm", "cases": cases(smol, texts), "decodes": extra_decodes(smol, odd),
+                           "pieces": pieces(smol, texts),
                            "transformersGGUFDisagreements": len(disagreements)})
     gpt2 = build_bytelevel(g, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
-    write("gpt2-pre.json", {"pre": "gpt2", "cases": cases(gpt2, texts)})
+    write("gpt2-pre.json", {"pre": "gpt2", "cases": cases(gpt2, texts), "pieces": pieces(gpt2, texts)})
     for name, pattern, ignore in (("llama3", LLAMA3_SPLIT, True), ("qwen2", QWEN2_SPLIT, False)):
         tok = build_bytelevel(g, pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
                                                           pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]),
                               ignore_merges=ignore)
-        write(f"{name}-pre.json", {"pre": name, "pattern": pattern, "ignoreMerges": ignore, "cases": cases(tok, texts)})
+        write(f"{name}-pre.json", {"pre": name, "pattern": pattern, "ignoreMerges": ignore, "cases": cases(tok, texts),
+                                   "pieces": pieces(tok, texts)})
     tiny = tiny_tokenizer()
     os.makedirs(os.path.join(OUT, "tiny"), exist_ok=True)
     tiny.save(os.path.join(OUT, "tiny", "tokenizer.json"))
