@@ -354,11 +354,12 @@ struct RegexScanner {
     func gpt2Match(at start: Int) -> Int {
         if let end = contraction(at: start, ignoringCase: false) { return end }
         // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+` in that order.
-        let hasSpace = text[start] == " "
-        for wanted in [ScalarClass.letter, .number, .other] {
-            if hasSpace && isClass(start + 1, wanted) { return run(from: start + 1, of: wanted) }
-            if classes[start] == wanted { return run(from: start, of: wanted) }
+        // The optional space and the class of what follows are exclusive (a space is `\s`), so one test each.
+        if text[start] == " " && start + 1 < classes.count && classes[start + 1] != .whitespace {
+            return run(from: start + 1, of: classes[start + 1])
         }
+        let kind = classes[start]
+        if kind != .whitespace { return run(from: start, of: kind) }
         return whitespaceMatch(at: start)
     }
 
