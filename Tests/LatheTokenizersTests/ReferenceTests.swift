@@ -97,4 +97,13 @@ final class ReferenceTests: XCTestCase {
         XCTAssertTrue(reference.cases.contains { $0.ids.contains(3 + 0xF0) }, "the corpus exercises byte fallback")
         assertMatchesReference(tokenizer, reference, label: "tiny")
     }
+
+    /// NFC normalization and `ignore_merges` (a vocabulary word that no merge reaches).
+    func testTinyNFCIgnoreMergesVariantMatchesHuggingFace() throws {
+        let data = try Data(contentsOf: Fixtures.directory.appendingPathComponent("tiny-nfc-ignore-merges/tokenizer.json"))
+        let tokenizer = try BPETokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
+        XCTAssertTrue(tokenizer.ignoresMerges)
+        XCTAssertEqual(tokenizer.encode("sat on"), [1, try XCTUnwrap(tokenizer.id(of: "▁sat▁on"))])
+        assertMatchesReference(tokenizer, try Fixtures.reference("tiny-nfc-ignore-merges.json"), label: "tiny variant")
+    }
 }

@@ -168,8 +168,11 @@ def compare_with_transformers(tok, texts):
     return disagreements
 
 
-def tiny_tokenizer():
-    """A SentencePiece-style BPE (Llama 2 shape): Prepend/Replace normalizer, byte_fallback, <0xXX> tokens."""
+def tiny_tokenizer(variant=False):
+    """A SentencePiece-style BPE (Llama 2 shape): Prepend/Replace normalizer, byte_fallback, <0xXX> tokens.
+
+    The variant adds an NFC normalizer, ignore_merges and a vocabulary word no merge reaches ("▁sat▁on"),
+    so that ignoring merges shows."""
     train_text = [
         "the cat sat on the mat", "the dog ate the bone", "a cat and a dog", "then there was the end",
         "hello there hello world", "at the theatre", "cats and dogs",
@@ -187,9 +190,13 @@ def tiny_tokenizer():
     for a, b in merges:
         if a + b not in vocab:
             vocab.append(a + b)
+    if variant:
+        assert "▁sat▁on" not in vocab
+        vocab.append("▁sat▁on")
     tok = Tokenizer(models.BPE({t: i for i, t in enumerate(vocab)}, [tuple(m) for m in merges],
-                               unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+                               unk_token="<unk>", byte_fallback=True, fuse_unk=True, ignore_merges=variant))
+    tok.normalizer = normalizers.Sequence(([normalizers.NFC()] if variant else [])
+                                          + [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                      decoders.Strip(" ", 1, 0)])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ["<unk>", "<s>", "</s>"]])
@@ -231,6 +238,11 @@ def main():
                                "the theatre then", "ünïcödé 😀 ok", "<s>the cat</s>"]
     write("tiny.json", {"cases": cases(tiny, tiny_texts),
                         "decodes": extra_decodes(tiny, [[3 + 0xE2], [3 + 0xE2, 3 + 0x82], [3 + 0xE2, 3 + 0x82, 3 + 0xAC]])})
+    variant = tiny_tokenizer(variant=True)
+    os.makedirs(os.path.join(OUT, "tiny-nfc-ignore-merges"), exist_ok=True)
+    variant.save(os.path.join(OUT, "tiny-nfc-ignore-merges", "tokenizer.json"))
+    variant_texts = tiny_texts + ["sat on", "sat on ", "sat onto", "the cat", "the\u0301 cat", "e\u0301 n\u0303"]
+    write("tiny-nfc-ignore-merges.json", {"cases": cases(variant, variant_texts)})
     print("written to", OUT)
 
 
