@@ -49,8 +49,17 @@ extension BPETokenizer {
             guard token.id >= 0 else {
                 throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "\(field).id", expected: "a non-negative id")
             }
-            tokenForID[token.id] = token.content
             added.append(token)
+        }
+        let normalizer = try Self.parseNormalizer(root.values["normalizer"], path: "normalizer")
+        // An added token keeps a vocabulary entry's spelling for merges; Hugging Face decodes a normalized one
+        // as its normalized content.
+        var decodedTextOverrides: [Int: String] = [:]
+        for token in added {
+            var text = token.content
+            if token.isNormalized { for step in normalizer { text = step.apply(text) } }
+            if tokenForID[token.id] == nil { tokenForID[token.id] = token.content }
+            if tokenForID[token.id] != text { decodedTextOverrides[token.id] = text }
         }
         let size = (tokenForID.keys.max() ?? -1) + 1
         var vocabulary = [String](repeating: "", count: size)
@@ -78,7 +87,8 @@ extension BPETokenizer {
                                                     expected: "\"left right\" or [\"left\", \"right\"]")
             }
         }
-        let idForToken = Dictionary(vocabulary.enumerated().map { ($1, $0) }, uniquingKeysWith: { _, last in last })
+        var idForToken = Dictionary(vocabulary.enumerated().map { ($1, $0) }, uniquingKeysWith: { _, last in last })
+        for token in added where idForToken[token.content] == nil { idForToken[token.content] = token.id }
         var unknownID: Int?
         if let unknown = try model.optionalString("unk_token") {
             guard let id = idForToken[unknown] else {
@@ -87,7 +97,6 @@ extension BPETokenizer {
             unknownID = id
         }
 
-        let normalizer = try Self.parseNormalizer(root.values["normalizer"], path: "normalizer")
         let preTokenizer = PreTokenizer(steps: try Self.parsePreTokenizer(root.values["pre_tokenizer"],
                                                                           path: "pre_tokenizer"))
         let decoder = try Self.parseDecoder(root.values["decoder"], path: "decoder")
@@ -128,7 +137,8 @@ extension BPETokenizer {
                       byteFallback: try model.bool("byte_fallback", default: false), unknownTokenID: unknownID,
                       fusesUnknown: try model.bool("fuse_unk", default: false),
                       ignoresMerges: try model.bool("ignore_merges", default: false), prefixIDs: prefix,
-                      suffixIDs: suffix, bosTokenID: bos, eosTokenID: eos, source: Self.jsonFile)
+                      suffixIDs: suffix, bosTokenID: bos, eosTokenID: eos, source: Self.jsonFile,
+                      decodedTextOverrides: decodedTextOverrides)
     }
 
     /// The component's object, or nil for JSON null / absent.

@@ -85,8 +85,12 @@ public struct BPETokenizer: Sendable {
          addedTokens: [AddedToken], preTokenizer: PreTokenizer, normalizer: [NormalizerStep],
          decoder: [DecoderStep]?, byteFallback: Bool, unknownTokenID: Int?, fusesUnknown: Bool,
          ignoresMerges: Bool, prefixIDs: [Int], suffixIDs: [Int], bosTokenID: Int?, eosTokenID: Int?,
-         source: String) throws {
-        self.vocabulary = vocabulary
+         source: String, decodedTextOverrides: [Int: String] = [:]) throws {
+        var decodedVocabulary = vocabulary
+        for (id, text) in decodedTextOverrides where decodedVocabulary.indices.contains(id) {
+            decodedVocabulary[id] = text
+        }
+        self.vocabulary = decodedVocabulary
         var idForToken: [String: Int] = [:]
         idForToken.reserveCapacity(vocabulary.count)
         var idForScalar: [UInt32: Int32] = [:]

@@ -203,6 +203,9 @@ def tiny_tokenizer(variant=False):
     tok.add_special_tokens([AddedToken("<|user|>", special=True, normalized=False, lstrip=True),
                             AddedToken("<|bot|>", special=True, normalized=False, rstrip=True)])
     tok.add_tokens([AddedToken("[cat]", special=False, normalized=False, lstrip=True, rstrip=True)])
+    if variant:
+        tok.add_tokens([AddedToken("dog!", special=False, normalized=False, single_word=True),
+                        AddedToken("mat", special=False, normalized=True)])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
                                                        special_tokens=[("<s>", 1)])
     return tok
@@ -241,7 +244,8 @@ def main():
     variant = tiny_tokenizer(variant=True)
     os.makedirs(os.path.join(OUT, "tiny-nfc-ignore-merges"), exist_ok=True)
     variant.save(os.path.join(OUT, "tiny-nfc-ignore-merges", "tokenizer.json"))
-    variant_texts = tiny_texts + ["sat on", "sat on ", "sat onto", "the cat", "the\u0301 cat", "e\u0301 n\u0303"]
+    variant_texts = tiny_texts + ["sat on", "sat on ", "sat onto", "the cat", "the\u0301 cat", "e\u0301 n\u0303",
+                                   "a dog! b", "adog! b", "a dog!b", "dog!", "the mat", "format mat", " mat ", "mat"]
     write("tiny-nfc-ignore-merges.json", {"cases": cases(variant, variant_texts)})
     print("written to", OUT)
 
