@@ -106,4 +106,42 @@ final class ReferenceTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("sat on"), [1, try XCTUnwrap(tokenizer.id(of: "▁sat▁on"))])
         assertMatchesReference(tokenizer, try Fixtures.reference("tiny-nfc-ignore-merges.json"), label: "tiny variant")
     }
+
+    /// Every Split behaviour (with a literal pattern) and contiguous Digits against `pre_tokenize_str`.
+    func testSplitBehavioursMatchHuggingFace() throws {
+        struct Reference: Decodable {
+            let texts: [String]
+            let literal: String
+            let behaviours: [String: [[String]]]
+            let contiguousDigits: [[String]]
+        }
+        let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: Fixtures.directory
+            .appendingPathComponent("split-behaviours.json")))
+        let behaviours: [String: PreTokenizer.SplitBehavior] = [
+            "isolated": .isolated, "removed": .removed, "merged_with_previous": .mergedWithPrevious,
+            "merged_with_next": .mergedWithNext, "contiguous": .contiguous,
+        ]
+        XCTAssertEqual(Set(reference.behaviours.keys), Set(behaviours.keys))
+        func words(_ preTokenizer: PreTokenizer, _ text: String) -> [String] {
+            preTokenizer.split(Array(text.unicodeScalars)).map { String(String.UnicodeScalarView($0)) }
+        }
+        for (name, expected) in reference.behaviours {
+            let preTokenizer = PreTokenizer(steps: [.split(.literal(reference.literal), try XCTUnwrap(behaviours[name]))])
+            for (text, want) in zip(reference.texts, expected) {
+                XCTAssertEqual(words(preTokenizer, text), want, "\(name) on \(text.debugDescription)")
+            }
+        }
+        for (text, want) in zip(reference.texts, reference.contiguousDigits) {
+            XCTAssertEqual(words(PreTokenizer(steps: [.digits(individual: false)]), text), want, text.debugDescription)
+        }
+    }
+
+    /// llama.cpp's "default" BPE pre-tokenizer has no Hugging Face equivalent and llama.cpp is not installed
+    /// here: this expectation is derived by hand from llama.cpp's four regexes applied one after another
+    /// (punctuation runs, GPT-2, number runs, three ASCII digits), each cutting the previous fragments.
+    func testLlamaCppDefaultPreTokenizerByHand() throws {
+        let words = try PreTokenizer(ggufName: "default").split(Array("Hello, world!! 12345".unicodeScalars))
+            .map { String(String.UnicodeScalarView($0)) }
+        XCTAssertEqual(words, ["Hello", ",", "\u{120}world", "!!", "\u{120}", "123", "45"])
+    }
 }

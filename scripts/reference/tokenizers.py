@@ -234,6 +234,15 @@ def main():
                               ignore_merges=ignore)
         write(f"{name}-pre.json", {"pre": name, "pattern": pattern, "ignoreMerges": ignore, "cases": cases(tok, texts),
                                    "pieces": pieces(tok, texts)})
+    # Split behaviours and contiguous Digits on their own, without byte-level mapping.
+    split_texts = ["a-b--c", "-a-", "--", "a", "", "x - y -- z-", "12-345 6a78"]
+    behaviours = {}
+    for behaviour in ["isolated", "removed", "merged_with_previous", "merged_with_next", "contiguous"]:
+        pre = pre_tokenizers.Split("-", behavior=behaviour)
+        behaviours[behaviour] = [[p for p, _ in pre.pre_tokenize_str(t)] for t in split_texts]
+    digits = [[p for p, _ in pre_tokenizers.Digits(individual_digits=False).pre_tokenize_str(t)] for t in split_texts]
+    write("split-behaviours.json", {"texts": split_texts, "literal": "-", "behaviours": behaviours,
+                                    "contiguousDigits": digits})
     tiny = tiny_tokenizer()
     os.makedirs(os.path.join(OUT, "tiny"), exist_ok=True)
     tiny.save(os.path.join(OUT, "tiny", "tokenizer.json"))
