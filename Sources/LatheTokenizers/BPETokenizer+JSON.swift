@@ -190,6 +190,14 @@ extension BPETokenizer {
         case "ByteLevel":
             return [.byteLevel(addPrefixSpace: try object.bool("add_prefix_space", default: true),
                                useRegex: try object.bool("use_regex", default: true))]
+        case "Metaspace":
+            let replacement = try object.string("replacement")
+            guard replacement.unicodeScalars.count == 1, let scalar = replacement.unicodeScalars.first else {
+                throw TokenizerError.wrongFieldType(file: jsonFile, field: "\(path).replacement",
+                                                    expected: "one character")
+            }
+            return [.metaspace(replacement: scalar, prepend: try metaspacePrepend(object, path: path),
+                               split: try object.bool("split", default: true))]
         case "Digits":
             return [.digits(individual: try object.bool("individual_digits", default: false))]
         case "Split":
@@ -213,6 +221,17 @@ extension BPETokenizer {
         }
     }
 
+    /// `prepend_scheme`, or the older `add_prefix_space` flag (true meaning "always").
+    private static func metaspacePrepend(_ object: JSONObject, path: String) throws -> PreTokenizer.MetaspacePrepend {
+        if let scheme = try object.optionalString("prepend_scheme") {
+            guard let known = PreTokenizer.MetaspacePrepend(rawValue: scheme) else {
+                throw TokenizerError.unsupported(file: jsonFile, field: "\(path).prepend_scheme", value: scheme)
+            }
+            return known
+        }
+        return try object.bool("add_prefix_space", default: true) ? .always : .never
+    }
+
     static func parseDecoder(_ value: Any?, path: String) throws -> [DecoderStep]? {
         guard let object = try component(value, path: path) else { return nil }
         let type = try object.string("type")
@@ -234,8 +253,8 @@ extension BPETokenizer {
             }
             return [.strip(character, start: try object.int("start"), stop: try object.int("stop"))]
         case "Metaspace":
-            let scheme = try object.optionalString("prepend_scheme") ?? "always"
-            return [.metaspace(replacement: try object.string("replacement"), stripsFirstSpace: scheme != "never")]
+            return [.metaspace(replacement: try object.string("replacement"),
+                               dropsFromFirstToken: try metaspacePrepend(object, path: path) != .never)]
         default:
             throw TokenizerError.unsupported(file: jsonFile, field: "\(path).type", value: type)
         }

@@ -45,7 +45,7 @@ public struct BPETokenizer: Sendable {
         case byteFallback
         case fuse
         case strip(Character, start: Int, stop: Int)
-        case metaspace(replacement: String, stripsFirstSpace: Bool)
+        case metaspace(replacement: String, dropsFromFirstToken: Bool)
     }
 
     /// Merge rank and the id of the merged token, keyed by the pair of ids merged.
@@ -237,7 +237,8 @@ public struct BPETokenizer: Sendable {
                     case .token(let id):
                         ids.append(id)
                     case .text(let innerRange):
-                        for word in preTokenizer.split(Array(normalized[innerRange])) {
+                        let startsText = range.lowerBound == 0 && innerRange.lowerBound == 0
+                        for word in preTokenizer.split(Array(normalized[innerRange]), startsText: startsText) {
                             if let cached = cache[word] {
                                 ids.append(contentsOf: cached)
                             } else {
@@ -395,10 +396,10 @@ extension BPETokenizer.DecoderStep {
                 while removed < stop, scalars.last == character { scalars = scalars.dropLast(); removed += 1 }
                 return String(scalars)
             }
-        case let .metaspace(replacement, stripsFirstSpace):
+        case let .metaspace(replacement, dropsFromFirstToken):
+            // As Hugging Face: the first token loses every replacement character, the others turn them into spaces.
             return tokens.enumerated().map { index, token in
-                let spaced = token.replacingOccurrences(of: replacement, with: " ")
-                return index == 0 && stripsFirstSpace && spaced.hasPrefix(" ") ? String(spaced.dropFirst()) : spaced
+                token.replacingOccurrences(of: replacement, with: index == 0 && dropsFromFirstToken ? "" : " ")
             }
         }
     }

@@ -98,6 +98,15 @@ final class ReferenceTests: XCTestCase {
         assertMatchesReference(tokenizer, reference, label: "tiny")
     }
 
+    /// The tiny model with a Metaspace pre-tokenizer ("first" with the Metaspace decoder; "always" with split).
+    func testTinyMetaspaceVariantsMatchHuggingFace() throws {
+        for name in ["tiny-metaspace-first", "tiny-metaspace-always-split"] {
+            let data = try Data(contentsOf: Fixtures.directory.appendingPathComponent("\(name)/tokenizer.json"))
+            let tokenizer = try BPETokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
+            assertMatchesReference(tokenizer, try Fixtures.reference("\(name).json"), label: name)
+        }
+    }
+
     /// NFC normalization and `ignore_merges` (a vocabulary word that no merge reaches).
     func testTinyNFCIgnoreMergesVariantMatchesHuggingFace() throws {
         let data = try Data(contentsOf: Fixtures.directory.appendingPathComponent("tiny-nfc-ignore-merges/tokenizer.json"))

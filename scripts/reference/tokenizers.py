@@ -256,6 +256,20 @@ def main():
     variant_texts = tiny_texts + ["sat on", "sat on ", "sat onto", "the cat", "the\u0301 cat", "e\u0301 n\u0303",
                                    "a dog! b", "adog! b", "a dog!b", "dog!", "the mat", "format mat", " mat ", "mat"]
     write("tiny-nfc-ignore-merges.json", {"cases": cases(variant, variant_texts)})
+    # The same model in the newer Llama 2 / Mistral shape: no normalizer, a Metaspace pre-tokenizer.
+    for name, pre, decoder in (
+        ("first", {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False},
+         {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False}),
+        ("always-split", {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True},
+         json.loads(tiny.to_str())["decoder"]),
+    ):
+        state = json.loads(tiny.to_str())
+        state["normalizer"], state["pre_tokenizer"], state["decoder"] = None, pre, decoder
+        meta = Tokenizer.from_str(json.dumps(state))
+        folder = f"tiny-metaspace-{name}"
+        os.makedirs(os.path.join(OUT, folder), exist_ok=True)
+        meta.save(os.path.join(OUT, folder, "tokenizer.json"))
+        write(f"{folder}.json", {"cases": cases(meta, tiny_texts + ["<|user|>the cat", "<s> hello", "  two  spaces"])})
     print("written to", OUT)
 
 
