@@ -61,14 +61,15 @@ extension BPETokenizer {
             if tokenForID[token.id] == nil { tokenForID[token.id] = token.content }
             if tokenForID[token.id] != text { decodedTextOverrides[token.id] = text }
         }
+        // Check for gaps before allocating, so that a stray huge id is an error rather than a huge array.
         let size = (tokenForID.keys.max() ?? -1) + 1
-        var vocabulary = [String](repeating: "", count: size)
-        for (id, token) in tokenForID { vocabulary[id] = token }
         let gaps = size - tokenForID.count
         if gaps > 0 {
-            throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.vocab",
+            throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.vocab and added_tokens",
                                                 expected: "ids 0..<\(size) without gaps (\(gaps) ids missing)")
         }
+        var vocabulary = [String](repeating: "", count: size)
+        for (id, token) in tokenForID { vocabulary[id] = token }
 
         // Merges: "a b" strings or ["a", "b"] pairs.
         var merges: [(String, String)] = []

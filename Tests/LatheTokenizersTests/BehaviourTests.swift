@@ -52,6 +52,15 @@ final class BehaviourTests: XCTestCase {
         }
 
         json = try tinyJSON()
+        var addedTokens = try XCTUnwrap(json["added_tokens"] as? [Any])
+        addedTokens.append(["id": 10_000_000_000, "content": "<far>", "special": true])
+        json["added_tokens"] = addedTokens
+        XCTAssertThrowsError(try build(json), "an id far past the vocabulary leaves a gap") {
+            guard case .wrongFieldType(_, let field, _)? = $0 as? TokenizerError else { return XCTFail("\($0)") }
+            XCTAssertEqual(field, "model.vocab and added_tokens")
+        }
+
+        json = try tinyJSON()
         assertError(.unknownToken(field: "tokenizer_config.json: bos_token", token: "<nope>")) {
             try self.build(json, config: ["bos_token": "<nope>"])
         }
