@@ -4,6 +4,22 @@ extension BPETokenizer {
     private static let jsonFile = "tokenizer.json"
     private static let configFile = "tokenizer_config.json"
 
+    /// Builds the tokenizer of a Hugging Face model folder: its `tokenizer.json` and, when present,
+    /// `tokenizer_config.json`. Errors about either file name the file.
+    public init(huggingFaceFolder folder: URL) throws {
+        func read(_ name: String) throws -> Data {
+            let url = folder.appendingPathComponent(name)
+            do {
+                return try Data(contentsOf: url)
+            } catch {
+                throw TokenizerError.unreadableFile(path: url.path, detail: error.localizedDescription)
+            }
+        }
+        let configPath = folder.appendingPathComponent(Self.configFile).path
+        let config = FileManager.default.fileExists(atPath: configPath) ? try read(Self.configFile) : nil
+        try self.init(tokenizerJSON: try read(Self.jsonFile), tokenizerConfigJSON: config)
+    }
+
     /// Builds the tokenizer a Hugging Face `tokenizer.json` (model type BPE) describes; `tokenizer_config.json`,
     /// when given, supplies `bos_token`/`eos_token` and may override `add_bos_token`/`add_eos_token`.
     public init(tokenizerJSON: Data, tokenizerConfigJSON: Data?) throws {

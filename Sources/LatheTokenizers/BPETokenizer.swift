@@ -54,6 +54,7 @@ public struct BPETokenizer: Sendable {
         var result: Int32
     }
 
+    /// Every token's text as `decode` spells it; a token's id is its index.
     public let vocabulary: [String]
     private let idForToken: [String: Int]
     /// Single-scalar tokens by scalar value: the starting symbols of every word.
@@ -80,7 +81,6 @@ public struct BPETokenizer: Sendable {
 
     public var vocabularySize: Int { vocabulary.count }
 
-    // swiftlint:disable:next function_parameter_count
     init(vocabulary: [String], merges mergeLines: [(String, String)], mergesSource: String,
          addedTokens: [AddedToken], preTokenizer: PreTokenizer, normalizer: [NormalizerStep],
          decoder: [DecoderStep]?, byteFallback: Bool, unknownTokenID: Int?, fusesUnknown: Bool,

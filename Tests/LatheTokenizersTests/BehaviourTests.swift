@@ -32,6 +32,24 @@ final class BehaviourTests: XCTestCase {
         assertError(.missingField(file: "tokenizer.json", field: "model")) { try self.build(["version": "1.0"]) }
     }
 
+    func testFolderLoadingReadsTheConfigAndNamesMissingFiles() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-tokenizer-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        XCTAssertThrowsError(try BPETokenizer(huggingFaceFolder: folder)) {
+            guard case .unreadableFile(let path, _)? = $0 as? TokenizerError else { return XCTFail("\($0)") }
+            XCTAssertTrue(path.hasSuffix("tokenizer.json"), path)
+        }
+        try FileManager.default.copyItem(at: Fixtures.directory.appendingPathComponent("tiny/tokenizer.json"),
+                                         to: folder.appendingPathComponent("tokenizer.json"))
+        XCTAssertEqual(try BPETokenizer(huggingFaceFolder: folder).encode("the cat").first, 1, "<s> from the template")
+        let config = ["add_bos_token": false, "bos_token": "<s>", "eos_token": ["content": "</s>"]] as [String: Any]
+        try JSONSerialization.data(withJSONObject: config).write(to: folder.appendingPathComponent("tokenizer_config.json"))
+        let tokenizer = try BPETokenizer(huggingFaceFolder: folder)
+        XCTAssertEqual(tokenizer.eosTokenID, 2)
+        XCTAssertNotEqual(tokenizer.encode("the cat").first, 1, "add_bos_token false removes <s>")
+    }
+
     func testWrongFieldsAreNamed() throws {
         var json = try tinyJSON()
         var model = try XCTUnwrap(json["model"] as? [String: Any])
