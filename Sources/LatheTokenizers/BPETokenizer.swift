@@ -62,6 +62,8 @@ public struct BPETokenizer: Sendable {
     private let merges: [UInt64: Merge]
     public let addedTokens: [AddedToken]
     private let rawMatcher: AddedTokenMatcher
+    /// The raw-text matcher without special tokens, for text whose special tokens must stay plain text.
+    private let rawMatcherWithoutSpecial: AddedTokenMatcher
     private let normalizedMatcher: AddedTokenMatcher
     public let specialTokenIDs: Set<Int>
     public let preTokenizer: PreTokenizer
@@ -145,6 +147,8 @@ public struct BPETokenizer: Sendable {
         self.merges = merges
         self.addedTokens = addedTokens
         rawMatcher = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized }, normalizer: [])
+        rawMatcherWithoutSpecial = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized && !$0.isSpecial },
+                                                     normalizer: [])
         normalizedMatcher = AddedTokenMatcher(tokens: addedTokens.filter(\.isNormalized), normalizer: normalizer)
         specialTokenIDs = Set(addedTokens.filter(\.isSpecial).map(\.id))
         self.preTokenizer = preTokenizer
@@ -220,13 +224,16 @@ public struct BPETokenizer: Sendable {
 
     // MARK: Encoding
 
-    /// Token ids for `text`. Added and special tokens in the text are always recognised; `addSpecialTokens`
-    /// adds the post-processor's BOS/EOS around it.
-    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+    /// Token ids for `text`. `addSpecialTokens` adds the post-processor's BOS/EOS around it.
+    /// `parseSpecialTokens` recognises special tokens written in the text (as Hugging Face does by default);
+    /// false spells them as plain text (llama.cpp `parse_special = false`, HF `split_special_tokens`), which
+    /// suits untrusted user text. Non-special added tokens are always recognised.
+    public func encode(_ text: String, addSpecialTokens: Bool = true, parseSpecialTokens: Bool = true) -> [Int] {
         var ids = addSpecialTokens ? prefixIDs : []
         var cache: [[Unicode.Scalar]: [Int]] = [:]
         let scalars = Array(text.unicodeScalars)
-        for segment in rawMatcher.split(scalars) {
+        let matcher = parseSpecialTokens ? rawMatcher : rawMatcherWithoutSpecial
+        for segment in matcher.split(scalars) {
             switch segment {
             case .token(let id):
                 ids.append(id)

@@ -31,6 +31,17 @@ final class ReferenceTests: XCTestCase {
         assertMatchesReference(tokenizer, try Fixtures.reference("smollm2.json"), label: "smollm (GGUF)")
     }
 
+    func testSpecialTokensAsPlainTextMatchHuggingFace() throws {
+        let tokenizer = try Fixtures.smolLM2Tokenizer()
+        let cases = try XCTUnwrap(Fixtures.reference("smollm2.json").specialTokensAsText)
+        XCTAssertGreaterThan(cases.count, 5)
+        for item in cases {
+            let ids = tokenizer.encode(item.text, parseSpecialTokens: false)
+            XCTAssertEqual(ids, item.ids, item.text.debugDescription)
+            XCTAssertFalse(ids.contains { tokenizer.specialTokenIDs.contains($0) }, item.text.debugDescription)
+        }
+    }
+
     func testGPT2PreTokenizerMatchesHuggingFace() throws {
         let tokenizer = try Fixtures.smolLM2Tokenizer(preTokenizer: .gpt2)
         assertMatchesReference(tokenizer, try Fixtures.reference("gpt2-pre.json"), label: "gpt2")

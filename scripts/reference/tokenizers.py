@@ -223,8 +223,13 @@ def main():
     byte_id = {t: i for i, t in enumerate(g["tokens"])}
     e2, x82, xac = byte_id["â"], byte_id["Ĥ"], byte_id["¬"]   # the bytes of "€" are E2 82 AC
     odd = [[e2], [e2, x82], [x82, xac], [e2, x82, xac], [xac, e2, x82, xac, e2], [e2, 1, x82, xac]]
-    write("smollm2.json", {"pre": "smollm", "cases": cases(smol, texts), "decodes": extra_decodes(smol, odd),
-                           "pieces": pieces(smol, texts),
+    smol_cases = cases(smol, texts)
+    # Special tokens written in text left as plain text (llama.cpp parse_special=false, HF split_special_tokens).
+    smol.encode_special_tokens = True
+    plain_special = [{"text": t, "ids": smol.encode(t).ids} for t in texts if "<|" in t or "<repo" in t]
+    smol.encode_special_tokens = False
+    write("smollm2.json", {"pre": "smollm", "cases": smol_cases, "decodes": extra_decodes(smol, odd),
+                           "pieces": pieces(smol, texts), "specialTokensAsText": plain_special,
                            "transformersGGUFDisagreements": len(disagreements)})
     gpt2 = build_bytelevel(g, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
     write("gpt2-pre.json", {"pre": "gpt2", "cases": cases(gpt2, texts), "pieces": pieces(gpt2, texts)})
