@@ -4,6 +4,22 @@ extension BPETokenizer {
     private static let jsonFile = "tokenizer.json"
     private static let configFile = "tokenizer_config.json"
 
+    /// Builds the tokenizer of a Hugging Face model folder: its `tokenizer.json` and, when present,
+    /// `tokenizer_config.json`. Errors about either file name the file.
+    public init(huggingFaceFolder folder: URL) throws {
+        func read(_ name: String) throws -> Data {
+            let url = folder.appendingPathComponent(name)
+            do {
+                return try Data(contentsOf: url)
+            } catch {
+                throw TokenizerError.unreadableFile(path: url.path, detail: error.localizedDescription)
+            }
+        }
+        let configPath = folder.appendingPathComponent(Self.configFile).path
+        let config = FileManager.default.fileExists(atPath: configPath) ? try read(Self.configFile) : nil
+        try self.init(tokenizerJSON: try read(Self.jsonFile), tokenizerConfigJSON: config)
+    }
+
     /// Builds the tokenizer a Hugging Face `tokenizer.json` (model type BPE) describes; `tokenizer_config.json`,
     /// when given, supplies `bos_token`/`eos_token` and may override `add_bos_token`/`add_eos_token`.
     public init(tokenizerJSON: Data, tokenizerConfigJSON: Data?) throws {
@@ -49,17 +65,27 @@ extension BPETokenizer {
             guard token.id >= 0 else {
                 throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "\(field).id", expected: "a non-negative id")
             }
-            tokenForID[token.id] = token.content
             added.append(token)
         }
+        let normalizer = try Self.parseNormalizer(root.values["normalizer"], path: "normalizer")
+        // An added token keeps a vocabulary entry's spelling for merges; Hugging Face decodes a normalized one
+        // as its normalized content.
+        var decodedTextOverrides: [Int: String] = [:]
+        for token in added {
+            var text = token.content
+            if token.isNormalized { for step in normalizer { text = step.apply(text) } }
+            if tokenForID[token.id] == nil { tokenForID[token.id] = token.content }
+            if tokenForID[token.id] != text { decodedTextOverrides[token.id] = text }
+        }
+        // Check for gaps before allocating, so that a stray huge id is an error rather than a huge array.
         let size = (tokenForID.keys.max() ?? -1) + 1
-        var vocabulary = [String](repeating: "", count: size)
-        for (id, token) in tokenForID { vocabulary[id] = token }
         let gaps = size - tokenForID.count
         if gaps > 0 {
-            throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.vocab",
+            throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.vocab and added_tokens",
                                                 expected: "ids 0..<\(size) without gaps (\(gaps) ids missing)")
         }
+        var vocabulary = [String](repeating: "", count: size)
+        for (id, token) in tokenForID { vocabulary[id] = token }
 
         // Merges: "a b" strings or ["a", "b"] pairs.
         var merges: [(String, String)] = []
@@ -78,7 +104,8 @@ extension BPETokenizer {
                                                     expected: "\"left right\" or [\"left\", \"right\"]")
             }
         }
-        let idForToken = Dictionary(vocabulary.enumerated().map { ($1, $0) }, uniquingKeysWith: { _, last in last })
+        var idForToken = Dictionary(vocabulary.enumerated().map { ($1, $0) }, uniquingKeysWith: { _, last in last })
+        for token in added where idForToken[token.content] == nil { idForToken[token.content] = token.id }
         var unknownID: Int?
         if let unknown = try model.optionalString("unk_token") {
             guard let id = idForToken[unknown] else {
@@ -87,7 +114,6 @@ extension BPETokenizer {
             unknownID = id
         }
 
-        let normalizer = try Self.parseNormalizer(root.values["normalizer"], path: "normalizer")
         let preTokenizer = PreTokenizer(steps: try Self.parsePreTokenizer(root.values["pre_tokenizer"],
                                                                           path: "pre_tokenizer"))
         let decoder = try Self.parseDecoder(root.values["decoder"], path: "decoder")
@@ -128,7 +154,8 @@ extension BPETokenizer {
                       byteFallback: try model.bool("byte_fallback", default: false), unknownTokenID: unknownID,
                       fusesUnknown: try model.bool("fuse_unk", default: false),
                       ignoresMerges: try model.bool("ignore_merges", default: false), prefixIDs: prefix,
-                      suffixIDs: suffix, bosTokenID: bos, eosTokenID: eos, source: Self.jsonFile)
+                      suffixIDs: suffix, bosTokenID: bos, eosTokenID: eos, source: Self.jsonFile,
+                      decodedTextOverrides: decodedTextOverrides)
     }
 
     /// The component's object, or nil for JSON null / absent.
@@ -180,6 +207,14 @@ extension BPETokenizer {
         case "ByteLevel":
             return [.byteLevel(addPrefixSpace: try object.bool("add_prefix_space", default: true),
                                useRegex: try object.bool("use_regex", default: true))]
+        case "Metaspace":
+            let replacement = try object.string("replacement")
+            guard replacement.unicodeScalars.count == 1, let scalar = replacement.unicodeScalars.first else {
+                throw TokenizerError.wrongFieldType(file: jsonFile, field: "\(path).replacement",
+                                                    expected: "one character")
+            }
+            return [.metaspace(replacement: scalar, prepend: try metaspacePrepend(object, path: path),
+                               split: try object.bool("split", default: true))]
         case "Digits":
             return [.digits(individual: try object.bool("individual_digits", default: false))]
         case "Split":
@@ -203,6 +238,17 @@ extension BPETokenizer {
         }
     }
 
+    /// `prepend_scheme`, or the older `add_prefix_space` flag (true meaning "always").
+    private static func metaspacePrepend(_ object: JSONObject, path: String) throws -> PreTokenizer.MetaspacePrepend {
+        if let scheme = try object.optionalString("prepend_scheme") {
+            guard let known = PreTokenizer.MetaspacePrepend(rawValue: scheme) else {
+                throw TokenizerError.unsupported(file: jsonFile, field: "\(path).prepend_scheme", value: scheme)
+            }
+            return known
+        }
+        return try object.bool("add_prefix_space", default: true) ? .always : .never
+    }
+
     static func parseDecoder(_ value: Any?, path: String) throws -> [DecoderStep]? {
         guard let object = try component(value, path: path) else { return nil }
         let type = try object.string("type")
@@ -224,8 +270,8 @@ extension BPETokenizer {
             }
             return [.strip(character, start: try object.int("start"), stop: try object.int("stop"))]
         case "Metaspace":
-            let scheme = try object.optionalString("prepend_scheme") ?? "always"
-            return [.metaspace(replacement: try object.string("replacement"), stripsFirstSpace: scheme != "never")]
+            return [.metaspace(replacement: try object.string("replacement"),
+                               dropsFromFirstToken: try metaspacePrepend(object, path: path) != .never)]
         default:
             throw TokenizerError.unsupported(file: jsonFile, field: "\(path).type", value: type)
         }

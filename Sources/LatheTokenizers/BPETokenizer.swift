@@ -45,7 +45,7 @@ public struct BPETokenizer: Sendable {
         case byteFallback
         case fuse
         case strip(Character, start: Int, stop: Int)
-        case metaspace(replacement: String, stripsFirstSpace: Bool)
+        case metaspace(replacement: String, dropsFromFirstToken: Bool)
     }
 
     /// Merge rank and the id of the merged token, keyed by the pair of ids merged.
@@ -54,6 +54,7 @@ public struct BPETokenizer: Sendable {
         var result: Int32
     }
 
+    /// Every token's text as `decode` spells it; a token's id is its index.
     public let vocabulary: [String]
     private let idForToken: [String: Int]
     /// Single-scalar tokens by scalar value: the starting symbols of every word.
@@ -61,6 +62,8 @@ public struct BPETokenizer: Sendable {
     private let merges: [UInt64: Merge]
     public let addedTokens: [AddedToken]
     private let rawMatcher: AddedTokenMatcher
+    /// The raw-text matcher without special tokens, for text whose special tokens must stay plain text.
+    private let rawMatcherWithoutSpecial: AddedTokenMatcher
     private let normalizedMatcher: AddedTokenMatcher
     public let specialTokenIDs: Set<Int>
     public let preTokenizer: PreTokenizer
@@ -80,13 +83,16 @@ public struct BPETokenizer: Sendable {
 
     public var vocabularySize: Int { vocabulary.count }
 
-    // swiftlint:disable:next function_parameter_count
     init(vocabulary: [String], merges mergeLines: [(String, String)], mergesSource: String,
          addedTokens: [AddedToken], preTokenizer: PreTokenizer, normalizer: [NormalizerStep],
          decoder: [DecoderStep]?, byteFallback: Bool, unknownTokenID: Int?, fusesUnknown: Bool,
          ignoresMerges: Bool, prefixIDs: [Int], suffixIDs: [Int], bosTokenID: Int?, eosTokenID: Int?,
-         source: String) throws {
-        self.vocabulary = vocabulary
+         source: String, decodedTextOverrides: [Int: String] = [:]) throws {
+        var decodedVocabulary = vocabulary
+        for (id, text) in decodedTextOverrides where decodedVocabulary.indices.contains(id) {
+            decodedVocabulary[id] = text
+        }
+        self.vocabulary = decodedVocabulary
         var idForToken: [String: Int] = [:]
         idForToken.reserveCapacity(vocabulary.count)
         var idForScalar: [UInt32: Int32] = [:]
@@ -141,6 +147,8 @@ public struct BPETokenizer: Sendable {
         self.merges = merges
         self.addedTokens = addedTokens
         rawMatcher = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized }, normalizer: [])
+        rawMatcherWithoutSpecial = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized && !$0.isSpecial },
+                                                     normalizer: [])
         normalizedMatcher = AddedTokenMatcher(tokens: addedTokens.filter(\.isNormalized), normalizer: normalizer)
         specialTokenIDs = Set(addedTokens.filter(\.isSpecial).map(\.id))
         self.preTokenizer = preTokenizer
@@ -216,13 +224,16 @@ public struct BPETokenizer: Sendable {
 
     // MARK: Encoding
 
-    /// Token ids for `text`. Added and special tokens in the text are always recognised; `addSpecialTokens`
-    /// adds the post-processor's BOS/EOS around it.
-    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+    /// Token ids for `text`. `addSpecialTokens` adds the post-processor's BOS/EOS around it.
+    /// `parseSpecialTokens` recognises special tokens written in the text (as Hugging Face does by default);
+    /// false spells them as plain text (llama.cpp `parse_special = false`, HF `split_special_tokens`), which
+    /// suits untrusted user text. Non-special added tokens are always recognised.
+    public func encode(_ text: String, addSpecialTokens: Bool = true, parseSpecialTokens: Bool = true) -> [Int] {
         var ids = addSpecialTokens ? prefixIDs : []
         var cache: [[Unicode.Scalar]: [Int]] = [:]
         let scalars = Array(text.unicodeScalars)
-        for segment in rawMatcher.split(scalars) {
+        let matcher = parseSpecialTokens ? rawMatcher : rawMatcherWithoutSpecial
+        for segment in matcher.split(scalars) {
             switch segment {
             case .token(let id):
                 ids.append(id)
@@ -233,7 +244,8 @@ public struct BPETokenizer: Sendable {
                     case .token(let id):
                         ids.append(id)
                     case .text(let innerRange):
-                        for word in preTokenizer.split(Array(normalized[innerRange])) {
+                        let startsText = range.lowerBound == 0 && innerRange.lowerBound == 0
+                        for word in preTokenizer.split(Array(normalized[innerRange]), startsText: startsText) {
                             if let cached = cache[word] {
                                 ids.append(contentsOf: cached)
                             } else {
@@ -391,10 +403,10 @@ extension BPETokenizer.DecoderStep {
                 while removed < stop, scalars.last == character { scalars = scalars.dropLast(); removed += 1 }
                 return String(scalars)
             }
-        case let .metaspace(replacement, stripsFirstSpace):
+        case let .metaspace(replacement, dropsFromFirstToken):
+            // As Hugging Face: the first token loses every replacement character, the others turn them into spaces.
             return tokens.enumerated().map { index, token in
-                let spaced = token.replacingOccurrences(of: replacement, with: " ")
-                return index == 0 && stripsFirstSpace && spaced.hasPrefix(" ") ? String(spaced.dropFirst()) : spaced
+                token.replacingOccurrences(of: replacement, with: index == 0 && dropsFromFirstToken ? "" : " ")
             }
         }
     }

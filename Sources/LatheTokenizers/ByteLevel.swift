@@ -29,8 +29,8 @@ enum ByteLevel {
         for scalar in text {
             if scalar.value < 128 {
                 mapped.append(scalarForByte[Int(scalar.value)])
-            } else {
-                for byte in String(scalar).utf8 { mapped.append(scalarForByte[Int(byte)]) }
+            } else if let encoded = UTF8.encode(scalar) {  // never nil for a scalar
+                for byte in encoded { mapped.append(scalarForByte[Int(byte)]) }
             }
         }
         return mapped

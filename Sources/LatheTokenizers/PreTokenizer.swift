@@ -12,6 +12,17 @@ public struct PreTokenizer: Sendable, Equatable {
         /// Map each piece's UTF-8 bytes to GPT-2's printable byte alphabet, after optionally adding a leading
         /// space and cutting with the GPT-2 regex.
         case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
+        /// SentencePiece spelling: spaces become `replacement`, one is put in front as `prepend` says, and with
+        /// `split` each `replacement` starts a new word.
+        case metaspace(replacement: Unicode.Scalar, prepend: MetaspacePrepend, split: Bool)
+    }
+
+    /// When Metaspace puts a `replacement` in front of a piece (Hugging Face `prepend_scheme`).
+    public enum MetaspacePrepend: String, Sendable, Equatable {
+        case always
+        /// Only in front of the text's first piece (not after a leading added token).
+        case first
+        case never
     }
 
     /// The patterns with hand-written scanners. Regex patterns are recognised by their exact text.
@@ -104,12 +115,16 @@ public struct PreTokenizer: Sendable, Equatable {
     }
 
     /// Cuts `text` (one segment between added tokens, already normalized) into BPE words.
-    func split(_ text: [Unicode.Scalar]) -> [[Unicode.Scalar]] {
+    /// `startsText` tells whether `text` begins the whole input (Metaspace's "first" scheme); only the first
+    /// piece of such a segment counts as starting the text.
+    func split(_ text: [Unicode.Scalar], startsText: Bool = true) -> [[Unicode.Scalar]] {
         var pieces = text.isEmpty ? [] : [text]
         for step in steps {
             var next: [[Unicode.Scalar]] = []
             next.reserveCapacity(pieces.count * 2)
-            for piece in pieces { step.apply(to: piece, into: &next) }
+            for (index, piece) in pieces.enumerated() {
+                step.apply(to: piece, startsText: startsText && index == 0, into: &next)
+            }
             pieces = next
         }
         return pieces
@@ -117,7 +132,7 @@ public struct PreTokenizer: Sendable, Equatable {
 }
 
 extension PreTokenizer.Step {
-    func apply(to piece: [Unicode.Scalar], into output: inout [[Unicode.Scalar]]) {
+    func apply(to piece: [Unicode.Scalar], startsText: Bool, into output: inout [[Unicode.Scalar]]) {
         switch self {
         case let .split(pattern, behavior):
             cut(piece, matches: pattern.matches(in: piece), behavior: behavior, into: &output)
@@ -142,6 +157,13 @@ extension PreTokenizer.Step {
                 words = [text]
             }
             for word in words { output.append(ByteLevel.encode(word)) }
+        case let .metaspace(replacement, prepend, splits):
+            var text = piece.map { $0 == " " ? replacement : $0 }
+            let prepends = prepend == .always || (prepend == .first && startsText)
+            if prepends && text.first != replacement { text.insert(replacement, at: 0) }
+            guard splits else { return output.append(text) }
+            let matches = text.indices.filter { text[$0] == replacement }.map { $0..<($0 + 1) }
+            cut(text, matches: matches, behavior: .mergedWithNext, into: &output)
         }
     }
 }
@@ -354,12 +376,12 @@ struct RegexScanner {
     func gpt2Match(at start: Int) -> Int {
         if let end = contraction(at: start, ignoringCase: false) { return end }
         // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+` in that order.
-        // (Written without a loop over an array literal of classes: Swift 6.3's optimiser crashes on that here.)
-        let kind = classes[start]
-        if kind != .whitespace { return run(from: start, of: kind) }
+        // The optional space and the class of what follows are exclusive (a space is `\s`), so one test each.
         if text[start] == " " && start + 1 < classes.count && classes[start + 1] != .whitespace {
             return run(from: start + 1, of: classes[start + 1])
         }
+        let kind = classes[start]
+        if kind != .whitespace { return run(from: start, of: kind) }
         return whitespaceMatch(at: start)
     }
 

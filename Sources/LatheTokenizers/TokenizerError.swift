@@ -24,6 +24,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case unknownToken(field: String, token: String)
     /// Two arrays that must be parallel have different lengths.
     case lengthMismatch(field: String, expected: Int, actual: Int)
+    /// A tokenizer file could not be read.
+    case unreadableFile(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -52,6 +54,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
             return "\(field): token \(token.debugDescription) is not in the vocabulary"
         case let .lengthMismatch(field, expected, actual):
             return "\(field): has \(actual) entries, expected \(expected) (one per vocabulary token)"
+        case let .unreadableFile(path, detail):
+            return "\(path): cannot be read (\(detail))"
         }
     }
 }

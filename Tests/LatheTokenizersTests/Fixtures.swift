@@ -27,6 +27,15 @@ enum Fixtures {
     struct Reference: Decodable {
         let cases: [Case]
         let decodes: [Decode]?
+        /// The pre-tokenizer's words for each case, byte-level spelled.
+        let pieces: [[String]]?
+        /// Ids with special tokens in the text spelled as plain text.
+        let specialTokensAsText: [TextIDs]?
+    }
+
+    struct TextIDs: Decodable {
+        let text: String
+        let ids: [Int]
     }
 
     static func reference(_ name: String) throws -> Reference {

@@ -81,6 +81,11 @@ def corpus():
         "𝕳𝖊𝖑𝖑𝖔 math fraktur", "𐍈 gothic", "ｆｕｌｌｗｉｄｔｈ", "ﬁ ligature", "Ⓐⓑⓒ",
         "Mr. Smith's 3rd appointment is at 10:30am on 2/14.", "The price is €42.99 (or £36.50).",
         "5 apples + 10 oranges = 15 fruits", "   ", "\n\n\n", " \n", "\n ", "a\n", "\r", "\r\r\n\n",
+        # Edge cases of the regex alternatives (lookahead, optional prefixes, case-folded contractions).
+        "  \n  x", "a \n\n b", "x'S y'Ve z'LL", "it\u017f 'ſ", " !!\n\n", "1\n2", "abc123def", ".\r\n",
+        " \t\n", "\u3000\u3000a", "\u0085x", "a\u2028b", "!!!abc", " 'quoted'", "\t'tab", "x  \t\n\r\n  y",
+        "(x)\n\n\n(y)", "__init__", "9999999999 11 222 3333", "٣٤٥٦٧", "  1  22  333", "a\n\n", "\n\na",
+        "multiple   spaces   before   words   and   trailing     ",
         LONG_PARAGRAPH,
     ]
     return texts
@@ -111,7 +116,12 @@ def build_bytelevel(g, pre, ignore_merges=False):
     return tok
 
 
-def cases(tok, texts, decode_skip=True):
+def pieces(tok, texts):
+    """What the pre-tokenizer alone makes of each text (byte-level spelled words)."""
+    return [[piece for piece, _ in tok.pre_tokenizer.pre_tokenize_str(t)] for t in texts]
+
+
+def cases(tok, texts):
     out = []
     for t in texts:
         ids = tok.encode(t, add_special_tokens=True).ids
@@ -158,8 +168,11 @@ def compare_with_transformers(tok, texts):
     return disagreements
 
 
-def tiny_tokenizer():
-    """A SentencePiece-style BPE (Llama 2 shape): Prepend/Replace normalizer, byte_fallback, <0xXX> tokens."""
+def tiny_tokenizer(variant=False):
+    """A SentencePiece-style BPE (Llama 2 shape): Prepend/Replace normalizer, byte_fallback, <0xXX> tokens.
+
+    The variant adds an NFC normalizer, ignore_merges and a vocabulary word no merge reaches ("▁sat▁on"),
+    so that ignoring merges shows."""
     train_text = [
         "the cat sat on the mat", "the dog ate the bone", "a cat and a dog", "then there was the end",
         "hello there hello world", "at the theatre", "cats and dogs",
@@ -177,15 +190,22 @@ def tiny_tokenizer():
     for a, b in merges:
         if a + b not in vocab:
             vocab.append(a + b)
+    if variant:
+        assert "▁sat▁on" not in vocab
+        vocab.append("▁sat▁on")
     tok = Tokenizer(models.BPE({t: i for i, t in enumerate(vocab)}, [tuple(m) for m in merges],
-                               unk_token="<unk>", byte_fallback=True, fuse_unk=True))
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+                               unk_token="<unk>", byte_fallback=True, fuse_unk=True, ignore_merges=variant))
+    tok.normalizer = normalizers.Sequence(([normalizers.NFC()] if variant else [])
+                                          + [normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                      decoders.Strip(" ", 1, 0)])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in ["<unk>", "<s>", "</s>"]])
     tok.add_special_tokens([AddedToken("<|user|>", special=True, normalized=False, lstrip=True),
                             AddedToken("<|bot|>", special=True, normalized=False, rstrip=True)])
     tok.add_tokens([AddedToken("[cat]", special=False, normalized=False, lstrip=True, rstrip=True)])
+    if variant:
+        tok.add_tokens([AddedToken("dog!", special=False, normalized=False, single_word=True),
+                        AddedToken("mat", special=False, normalized=True)])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
                                                        special_tokens=[("<s>", 1)])
     return tok
@@ -203,15 +223,31 @@ def main():
     byte_id = {t: i for i, t in enumerate(g["tokens"])}
     e2, x82, xac = byte_id["â"], byte_id["Ĥ"], byte_id["¬"]   # the bytes of "€" are E2 82 AC
     odd = [[e2], [e2, x82], [x82, xac], [e2, x82, xac], [xac, e2, x82, xac, e2], [e2, 1, x82, xac]]
-    write("smollm2.json", {"pre": "smollm", "cases": cases(smol, texts), "decodes": extra_decodes(smol, odd),
+    smol_cases = cases(smol, texts)
+    # Special tokens written in text left as plain text (llama.cpp parse_special=false, HF split_special_tokens).
+    smol.encode_special_tokens = True
+    plain_special = [{"text": t, "ids": smol.encode(t).ids} for t in texts if "<|" in t or "<repo" in t]
+    smol.encode_special_tokens = False
+    write("smollm2.json", {"pre": "smollm", "cases": smol_cases, "decodes": extra_decodes(smol, odd),
+                           "pieces": pieces(smol, texts), "specialTokensAsText": plain_special,
                            "transformersGGUFDisagreements": len(disagreements)})
     gpt2 = build_bytelevel(g, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
-    write("gpt2-pre.json", {"pre": "gpt2", "cases": cases(gpt2, texts)})
+    write("gpt2-pre.json", {"pre": "gpt2", "cases": cases(gpt2, texts), "pieces": pieces(gpt2, texts)})
     for name, pattern, ignore in (("llama3", LLAMA3_SPLIT, True), ("qwen2", QWEN2_SPLIT, False)):
         tok = build_bytelevel(g, pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
                                                           pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]),
                               ignore_merges=ignore)
-        write(f"{name}-pre.json", {"pre": name, "pattern": pattern, "ignoreMerges": ignore, "cases": cases(tok, texts)})
+        write(f"{name}-pre.json", {"pre": name, "pattern": pattern, "ignoreMerges": ignore, "cases": cases(tok, texts),
+                                   "pieces": pieces(tok, texts)})
+    # Split behaviours and contiguous Digits on their own, without byte-level mapping.
+    split_texts = ["a-b--c", "-a-", "--", "a", "", "x - y -- z-", "12-345 6a78"]
+    behaviours = {}
+    for behaviour in ["isolated", "removed", "merged_with_previous", "merged_with_next", "contiguous"]:
+        pre = pre_tokenizers.Split("-", behavior=behaviour)
+        behaviours[behaviour] = [[p for p, _ in pre.pre_tokenize_str(t)] for t in split_texts]
+    digits = [[p for p, _ in pre_tokenizers.Digits(individual_digits=False).pre_tokenize_str(t)] for t in split_texts]
+    write("split-behaviours.json", {"texts": split_texts, "literal": "-", "behaviours": behaviours,
+                                    "contiguousDigits": digits})
     tiny = tiny_tokenizer()
     os.makedirs(os.path.join(OUT, "tiny"), exist_ok=True)
     tiny.save(os.path.join(OUT, "tiny", "tokenizer.json"))
@@ -219,6 +255,26 @@ def main():
                                "the theatre then", "ünïcödé 😀 ok", "<s>the cat</s>"]
     write("tiny.json", {"cases": cases(tiny, tiny_texts),
                         "decodes": extra_decodes(tiny, [[3 + 0xE2], [3 + 0xE2, 3 + 0x82], [3 + 0xE2, 3 + 0x82, 3 + 0xAC]])})
+    variant = tiny_tokenizer(variant=True)
+    os.makedirs(os.path.join(OUT, "tiny-nfc-ignore-merges"), exist_ok=True)
+    variant.save(os.path.join(OUT, "tiny-nfc-ignore-merges", "tokenizer.json"))
+    variant_texts = tiny_texts + ["sat on", "sat on ", "sat onto", "the cat", "the\u0301 cat", "e\u0301 n\u0303",
+                                   "a dog! b", "adog! b", "a dog!b", "dog!", "the mat", "format mat", " mat ", "mat"]
+    write("tiny-nfc-ignore-merges.json", {"cases": cases(variant, variant_texts)})
+    # The same model in the newer Llama 2 / Mistral shape: no normalizer, a Metaspace pre-tokenizer.
+    for name, pre, decoder in (
+        ("first", {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False},
+         {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False}),
+        ("always-split", {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True},
+         json.loads(tiny.to_str())["decoder"]),
+    ):
+        state = json.loads(tiny.to_str())
+        state["normalizer"], state["pre_tokenizer"], state["decoder"] = None, pre, decoder
+        meta = Tokenizer.from_str(json.dumps(state))
+        folder = f"tiny-metaspace-{name}"
+        os.makedirs(os.path.join(OUT, folder), exist_ok=True)
+        meta.save(os.path.join(OUT, folder, "tokenizer.json"))
+        write(f"{folder}.json", {"cases": cases(meta, tiny_texts + ["<|user|>the cat", "<s> hello", "  two  spaces"])})
     print("written to", OUT)
 
 
