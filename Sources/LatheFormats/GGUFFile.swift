@@ -281,6 +281,7 @@ struct GGUFByteReader {
         }
         let start = bytes.baseAddress! + offset
         offset += Int(length)
+        // Invalid UTF-8 is repaired (U+FFFD) rather than rejected, as llama.cpp does not validate strings either.
         return String(decoding: UnsafeRawBufferPointer(start: start, count: Int(length)), as: UTF8.self)
     }
 

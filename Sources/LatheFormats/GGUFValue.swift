@@ -100,7 +100,8 @@ public enum GGUFValue: Sendable, Equatable {
     /// The elements of an array of strings.
     public var stringArray: [String]? {
         guard case .array(.string, let elements) = self else { return nil }
-        return elements.map { $0.string ?? "" }
+        let strings = elements.compactMap(\.string)
+        return strings.count == elements.count ? strings : nil
     }
 
     /// The elements of an array of integers, when every one fits in Int.

