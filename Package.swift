@@ -37,8 +37,12 @@ let package = Package(
         .target(name: "LatheModels",
                 dependencies: ["LatheTensors", "LatheFormats", "LatheTokenizers", "LatheTemplates"],
                 swiftSettings: nativeCPU),
+        .target(name: "LatheData", dependencies: ["LatheModels"], swiftSettings: nativeCPU),
+        .target(name: "LatheTraining", dependencies: ["LatheModels", "LatheData"], swiftSettings: nativeCPU),
+        .target(name: "LatheEval", dependencies: ["LatheModels", "LatheData"], swiftSettings: nativeCPU),
         .target(name: "LatheCLI",
-                dependencies: ["LatheModels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                dependencies: ["LatheModels", "LatheData", "LatheTraining", "LatheEval",
+                               .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: nativeCPU),
         .executableTarget(name: "lathe", dependencies: ["LatheCLI"], swiftSettings: nativeCPU),
 
@@ -51,6 +55,9 @@ let package = Package(
         .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers", "LatheFormats", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTemplatesTests", dependencies: ["LatheTemplates"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheModelsTests", dependencies: ["LatheModels", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheTrainingTests", dependencies: ["LatheTraining", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheEvalTests", dependencies: ["LatheEval", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheTestSupport"], swiftSettings: nativeCPU),
     ],
     swiftLanguageModes: [.v5]

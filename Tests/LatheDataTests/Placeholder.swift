@@ -1,0 +1,5 @@
+import XCTest
+
+final class LatheDataPlaceholderTests: XCTestCase {
+    func testPlaceholder() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class LatheEvalPlaceholderTests: XCTestCase {
+    func testPlaceholder() {}
+}

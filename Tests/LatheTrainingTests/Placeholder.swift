@@ -1,0 +1,5 @@
+import XCTest
+
+final class LatheTrainingPlaceholderTests: XCTestCase {
+    func testPlaceholder() {}
+}
