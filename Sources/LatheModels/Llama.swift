@@ -193,6 +193,7 @@ public final class LlamaModel: @unchecked Sendable {
     public let rope: RotaryEmbedding
     /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.
     var cachedWorkspace: ForwardWorkspace?
+    var cachedGradientWorkspace: GradientWorkspace?
 
     /// A model with zero weights of the configured shapes; `load(from:)` fills them.
     public init(config c: LlamaConfiguration) {
@@ -234,22 +235,47 @@ public enum LogitsSelection: Sendable {
     case last
 }
 
-/// Activations of one forward pass over `rows` tokens, sized once from the batch shape and reused by every block.
+/// The activations of one block over `rows` tokens: what the forward pass computes and the backward pass reads.
+/// Inference reuses one set for every block; training keeps one per block.
+final class BlockActivations {
+    let rows: Int
+    /// The residual stream entering the block, after attention, and the two normalised inputs.
+    let input, middle, attentionNormed, mlpNormed: Tensor
+    /// Rotated queries; attention outputs before the output projection.
+    let queries, attention: Tensor
+    /// MLP gate and up projections, and silu(gate)·up.
+    let gate, up, activated: Tensor
+
+    init(config c: LlamaConfiguration, rows: Int) {
+        self.rows = rows
+        input = Tensor(zeros: [rows, c.hiddenSize])
+        middle = Tensor(zeros: [rows, c.hiddenSize])
+        attentionNormed = Tensor(zeros: [rows, c.hiddenSize])
+        mlpNormed = Tensor(zeros: [rows, c.hiddenSize])
+        queries = Tensor(zeros: [rows, c.headCount * c.headDim])
+        attention = Tensor(zeros: [rows, c.headCount * c.headDim])
+        gate = Tensor(zeros: [rows, c.intermediateSize])
+        up = Tensor(zeros: [rows, c.intermediateSize])
+        activated = Tensor(zeros: [rows, c.intermediateSize])
+    }
+}
+
+/// Buffers of one forward pass over `rows` tokens, sized once from the batch shape and reused between calls of
+/// the same shape (generation steps), so decoding allocates nothing per token.
 final class ForwardWorkspace {
     let rows: Int
-    let hidden, normed, queries, keys, values, attention, gate, up: Tensor
+    let hidden, projected, keys, values, finalNormed: Tensor
+    let shared: BlockActivations
     var scores: Tensor
 
     init(config c: LlamaConfiguration, rows: Int) {
         self.rows = rows
         hidden = Tensor(zeros: [rows, c.hiddenSize])
-        normed = Tensor(zeros: [rows, c.hiddenSize])
-        queries = Tensor(zeros: [rows, c.headCount * c.headDim])
+        projected = Tensor(zeros: [rows, c.hiddenSize])
         keys = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
         values = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
-        attention = Tensor(zeros: [rows, c.headCount * c.headDim])
-        gate = Tensor(zeros: [rows, c.intermediateSize])
-        up = Tensor(zeros: [rows, c.intermediateSize])
+        finalNormed = Tensor(zeros: [rows, c.hiddenSize])
+        shared = BlockActivations(config: c, rows: rows)
         scores = Tensor(zeros: [0])
     }
 
@@ -259,16 +285,41 @@ final class ForwardWorkspace {
     }
 }
 
+/// Everything a training forward pass keeps for its backward pass: per-block activations, the keys and values
+/// (in a cache of the batch's own length), the rotary angles and the masks.
+public final class TrainingActivations {
+    let batchSize: Int
+    let length: Int
+    let blocks: [BlockActivations]
+    let cache: KVCache
+    var finalInput: Tensor
+    var cosines: [Float] = [], sines: [Float] = []
+    var valid: [Bool]?
+    var segments: [Int32]?
+    var tokens: [Int]?
+
+    public init(config: LlamaConfiguration, batchSize: Int, length: Int) {
+        self.batchSize = batchSize
+        self.length = length
+        blocks = (0..<config.layerCount).map { _ in BlockActivations(config: config, rows: batchSize * length) }
+        cache = KVCache(config: config, batchSize: batchSize, capacity: length)
+        finalInput = Tensor(zeros: [batchSize * length, config.hiddenSize])
+    }
+}
+
 extension LlamaModel {
     /// Runs the model over a batch of `batchSize` rows of `tokens.count / batchSize` tokens each.
     ///
     /// - Parameters:
     ///   - positions: the rotary position of each token; by default each row counts on from the cache length.
     ///   - valid: false for padding tokens, which no query attends to; nil when there is no padding.
+    ///   - segments: for packed rows, the example each token belongs to; attention stays within an example.
     ///   - cache: past keys and values; the new ones are appended. Without a cache the batch stands alone.
+    ///   - saving: keeps the activations for `backward` (training); needs no cache and all logits.
     /// - Returns: logits, [batch · length, vocabulary] or [batch, vocabulary] for `.last`.
     public func forward(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil,
-                        cache: KVCache? = nil, logits selection: LogitsSelection = .all) throws -> Tensor {
+                        segments: [Int]? = nil, cache: KVCache? = nil, logits selection: LogitsSelection = .all,
+                        saving: TrainingActivations? = nil) throws -> Tensor {
         let c = config
         guard batchSize > 0, tokens.count % batchSize == 0, !tokens.isEmpty else {
             throw ModelError.invalidInput("\(tokens.count) tokens cannot form \(batchSize) equal rows")
@@ -277,7 +328,18 @@ extension LlamaModel {
         if let bad = tokens.first(where: { $0 < 0 || $0 >= c.vocabularySize }) {
             throw ModelError.invalidInput("token id \(bad) is outside the vocabulary (0..<\(c.vocabularySize))")
         }
-        let cache = cache ?? KVCache(config: c, batchSize: batchSize, capacity: length)
+        for (name, count) in [("positions", positions?.count), ("valid", valid?.count), ("segments", segments?.count)] {
+            if let count, count != tokens.count {
+                throw ModelError.invalidInput("\(count) \(name) for \(tokens.count) tokens")
+            }
+        }
+        if let saving {
+            guard cache == nil, selection == .all, saving.batchSize == batchSize, saving.length == length else {
+                throw ModelError.invalidInput("training activations are for \(saving.batchSize)×\(saving.length) tokens with no cache")
+            }
+            saving.cache.reset()
+        }
+        let cache = saving?.cache ?? cache ?? KVCache(config: c, batchSize: batchSize, capacity: length)
         guard cache.batchSize == batchSize, cache.remaining >= length else {
             throw ModelError.invalidInput("the KV cache holds \(cache.remaining) more positions, \(length) were given")
         }
@@ -292,19 +354,23 @@ extension LlamaModel {
         }
         cache.reserve(count: length, valid: valid)
         let (cosines, sines) = rope.table(positions: positions)
+        let segmentIDs = segments.map { $0.map { Int32(truncatingIfNeeded: $0) } }
+        saving?.cosines = cosines; saving?.sines = sines; saving?.valid = valid; saving?.segments = segmentIDs
         let half = c.headDim / 2
         for (layer, block) in blocks.enumerated() {
+            let a = saving?.blocks[layer] ?? w.shared
+            if saving != nil { a.input.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize) }
             // Attention: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
-            RMSNorm.forward(out: w.normed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
+            RMSNorm.forward(out: a.attentionNormed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
                             rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
-            block.query.forward(output: w.queries.pointer, input: w.normed.pointer, rows: rows)
-            block.key.forward(output: w.keys.pointer, input: w.normed.pointer, rows: rows)
-            block.value.forward(output: w.values.pointer, input: w.normed.pointer, rows: rows)
+            block.query.forward(output: a.queries.pointer, input: a.attentionNormed.pointer, rows: rows)
+            block.key.forward(output: w.keys.pointer, input: a.attentionNormed.pointer, rows: rows)
+            block.value.forward(output: w.values.pointer, input: a.attentionNormed.pointer, rows: rows)
             cosines.withUnsafeBufferPointer { cosTable in
                 sines.withUnsafeBufferPointer { sinTable in
                     for r in 0..<rows {
                         let cos = cosTable.baseAddress! + r * half, sin = sinTable.baseAddress! + r * half
-                        rope.apply(w.queries.pointer + r * qWidth, heads: c.headCount, cos: cos, sin: sin)
+                        rope.apply(a.queries.pointer + r * qWidth, heads: c.headCount, cos: cos, sin: sin)
                         rope.apply(w.keys.pointer + r * kvWidth, heads: c.kvHeadCount, cos: cos, sin: sin)
                     }
                 }
@@ -317,42 +383,145 @@ extension LlamaModel {
             }
             let scores = w.scores(atLeast: GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: start))
             cache.slotIsValid.withUnsafeBufferPointer { validity in
-                for b in 0..<batchSize {
-                    GroupedQueryAttention.forward(
-                        out: w.attention.pointer + b * length * qWidth, queries: w.queries.pointer + b * length * qWidth,
-                        keys: cachedKeys + b * cache.capacity * kvWidth, values: cachedValues + b * cache.capacity * kvWidth,
-                        queryCount: length, firstQuerySlot: start, keyIsValid: validity.baseAddress! + b * cache.capacity,
-                        heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores)
+                withOptionalPointer(segmentIDs) { segmentPointer in
+                    for b in 0..<batchSize {
+                        GroupedQueryAttention.forward(
+                            out: a.attention.pointer + b * length * qWidth, queries: a.queries.pointer + b * length * qWidth,
+                            keys: cachedKeys + b * cache.capacity * kvWidth, values: cachedValues + b * cache.capacity * kvWidth,
+                            queryCount: length, firstQuerySlot: start,
+                            mask: .init(keyIsValid: validity.baseAddress! + b * cache.capacity,
+                                        segments: segmentPointer.map { $0 + b * length }),
+                            heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores)
+                    }
                 }
             }
-            block.output.forward(output: w.normed.pointer, input: w.attention.pointer, rows: rows)
-            addInPlace(w.hidden.pointer, w.normed.pointer, count: rows * hiddenSize)
+            block.output.forward(output: w.projected.pointer, input: a.attention.pointer, rows: rows)
+            addInPlace(w.hidden.pointer, w.projected.pointer, count: rows * hiddenSize)
+            if saving != nil { a.middle.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize) }
 
             // MLP: x += down(silu(gate(norm(x))) · up(norm(x)))
-            RMSNorm.forward(out: w.normed.pointer, input: w.hidden.pointer, weight: block.mlpNorm.tensor.pointer,
+            RMSNorm.forward(out: a.mlpNormed.pointer, input: w.hidden.pointer, weight: block.mlpNorm.tensor.pointer,
                             rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
-            block.gate.forward(output: w.gate.pointer, input: w.normed.pointer, rows: rows)
-            block.up.forward(output: w.up.pointer, input: w.normed.pointer, rows: rows)
-            SwiGLU.forward(out: w.gate.pointer, gate: w.gate.pointer, up: w.up.pointer, count: rows * c.intermediateSize)
-            block.down.forward(output: w.normed.pointer, input: w.gate.pointer, rows: rows)
-            addInPlace(w.hidden.pointer, w.normed.pointer, count: rows * hiddenSize)
+            block.gate.forward(output: a.gate.pointer, input: a.mlpNormed.pointer, rows: rows)
+            block.up.forward(output: a.up.pointer, input: a.mlpNormed.pointer, rows: rows)
+            SwiGLU.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
+            block.down.forward(output: w.projected.pointer, input: a.activated.pointer, rows: rows)
+            addInPlace(w.hidden.pointer, w.projected.pointer, count: rows * hiddenSize)
         }
         cache.advance(by: length)
+        if let saving {
+            saving.finalInput.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize)
+            saving.tokens = tokens
+        }
 
         // Final norm and LM head, only on the rows whose logits are wanted.
         let selected = selection == .all ? Array(0..<rows) : (0..<batchSize).map { $0 * length + length - 1 }
         for (i, r) in selected.enumerated() {
-            RMSNorm.forward(out: w.normed.pointer + i * hiddenSize, input: w.hidden.pointer + r * hiddenSize,
+            RMSNorm.forward(out: w.finalNormed.pointer + i * hiddenSize, input: w.hidden.pointer + r * hiddenSize,
                             weight: finalNorm.tensor.pointer, rows: 1, dim: hiddenSize, eps: c.rmsNormEpsilon)
         }
         let result = Tensor(zeros: [selected.count, c.vocabularySize])
         if let lmHead {
-            lmHead.forward(output: result.pointer, input: w.normed.pointer, rows: selected.count)
+            lmHead.forward(output: result.pointer, input: w.finalNormed.pointer, rows: selected.count)
         } else {
-            MatMul.multiply(w.normed.pointer, embedding.tensor.pointer, into: result.pointer,
+            MatMul.multiply(w.finalNormed.pointer, embedding.tensor.pointer, into: result.pointer,
                             m: selected.count, n: c.vocabularySize, k: hiddenSize, transposeB: true)
         }
         return result
+    }
+
+    /// Adds the gradient of the loss into every trainable parameter, given dLoss/dLogits for every position of
+    /// the last `forward(saving: activations)`. The forward pass in reverse, line by line.
+    public func backward(dLogits: Tensor, activations s: TrainingActivations) {
+        let c = config
+        let rows = s.batchSize * s.length, length = s.length
+        let hiddenSize = c.hiddenSize, qWidth = c.headCount * c.headDim, kvWidth = c.kvHeadCount * c.headDim
+        let w = workspace(rows: rows)
+        let g = gradientWorkspace(rows: rows)
+        let half = c.headDim / 2
+
+        // logits = finalNormed · Eᵀ (tied) or lmHead(finalNormed)
+        RMSNorm.forward(out: w.finalNormed.pointer, input: s.finalInput.pointer, weight: finalNorm.tensor.pointer,
+                        rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+        if let lmHead {
+            lmHead.backward(dInput: g.normed.pointer, dOutput: dLogits.pointer, input: w.finalNormed.pointer, rows: rows)
+        } else {
+            MatMul.multiply(dLogits.pointer, embedding.tensor.pointer, into: g.normed.pointer,
+                            m: rows, n: hiddenSize, k: c.vocabularySize)
+            if let dE = embedding.gradient {
+                MatMul.multiply(dLogits.pointer, w.finalNormed.pointer, into: dE.pointer, m: c.vocabularySize, n: hiddenSize,
+                                k: rows, transposeA: true, accumulate: true)
+            }
+        }
+        // finalNormed = norm(x)
+        g.residual.fill(0)
+        RMSNorm.backward(dInput: g.residual.pointer, dWeight: finalNorm.gradient?.pointer, dOut: g.normed.pointer,
+                         input: s.finalInput.pointer, weight: finalNorm.tensor.pointer, rows: rows, dim: hiddenSize,
+                         eps: c.rmsNormEpsilon)
+
+        for (layer, block) in blocks.enumerated().reversed() {
+            let a = s.blocks[layer]
+            // x += down(activated)
+            block.down.backward(dInput: g.activated.pointer, dOutput: g.residual.pointer, input: a.activated.pointer, rows: rows)
+            // activated = silu(gate) · up
+            SwiGLU.backward(dGate: g.gate.pointer, dUp: g.up.pointer, dOut: g.activated.pointer,
+                            gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
+            // gate = gate(mlpNormed), up = up(mlpNormed)
+            block.gate.backward(dInput: g.normed.pointer, dOutput: g.gate.pointer, input: a.mlpNormed.pointer, rows: rows)
+            block.up.backward(dInput: g.normed.pointer, dOutput: g.up.pointer, input: a.mlpNormed.pointer, rows: rows,
+                              accumulate: true)
+            // mlpNormed = norm(middle); the residual carries dMiddle on
+            RMSNorm.backward(dInput: g.residual.pointer, dWeight: block.mlpNorm.gradient?.pointer, dOut: g.normed.pointer,
+                             input: a.middle.pointer, weight: block.mlpNorm.tensor.pointer, rows: rows, dim: hiddenSize,
+                             eps: c.rmsNormEpsilon)
+            // middle = input + o(attention)
+            block.output.backward(dInput: g.attention.pointer, dOutput: g.residual.pointer, input: a.attention.pointer, rows: rows)
+            // attention = softmax(q·kᵀ)·v, over this batch's keys and values (kept in the cache)
+            g.keys.fill(0); g.values.fill(0)
+            let keys = s.cache.keys[layer].pointer, values = s.cache.values[layer].pointer
+            let count = GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
+            let scores = w.scores(atLeast: count), dScores = g.scores(atLeast: count)
+            withOptionalPointer(s.valid) { validPointer in
+                withOptionalPointer(s.segments) { segmentPointer in
+                    for b in 0..<s.batchSize {
+                        GroupedQueryAttention.backward(
+                            dQueries: g.queries.pointer + b * length * qWidth, dKeys: g.keys.pointer + b * length * kvWidth,
+                            dValues: g.values.pointer + b * length * kvWidth, dOut: g.attention.pointer + b * length * qWidth,
+                            queries: a.queries.pointer + b * length * qWidth, keys: keys + b * length * kvWidth,
+                            values: values + b * length * kvWidth, queryCount: length,
+                            mask: .init(keyIsValid: validPointer.map { $0 + b * length },
+                                        segments: segmentPointer.map { $0 + b * length }),
+                            heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores, dScores: dScores)
+                    }
+                }
+            }
+            // q, k = rope(·): rotate the gradients back
+            s.cosines.withUnsafeBufferPointer { cosTable in
+                s.sines.withUnsafeBufferPointer { sinTable in
+                    for r in 0..<rows {
+                        let cos = cosTable.baseAddress! + r * half, sin = sinTable.baseAddress! + r * half
+                        rope.applyInverse(g.queries.pointer + r * qWidth, heads: c.headCount, cos: cos, sin: sin)
+                        rope.applyInverse(g.keys.pointer + r * kvWidth, heads: c.kvHeadCount, cos: cos, sin: sin)
+                    }
+                }
+            }
+            // q, k, v = projections of attentionNormed
+            block.query.backward(dInput: g.normed.pointer, dOutput: g.queries.pointer, input: a.attentionNormed.pointer, rows: rows)
+            block.key.backward(dInput: g.normed.pointer, dOutput: g.keys.pointer, input: a.attentionNormed.pointer, rows: rows,
+                               accumulate: true)
+            block.value.backward(dInput: g.normed.pointer, dOutput: g.values.pointer, input: a.attentionNormed.pointer,
+                                 rows: rows, accumulate: true)
+            // attentionNormed = norm(input); the residual carries dInput on
+            RMSNorm.backward(dInput: g.residual.pointer, dWeight: block.attentionNorm.gradient?.pointer, dOut: g.normed.pointer,
+                             input: a.input.pointer, weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize,
+                             eps: c.rmsNormEpsilon)
+        }
+        // input = embedding rows of the tokens
+        if let dE = embedding.gradient, let tokens = s.tokens {
+            for (r, token) in tokens.enumerated() {
+                addInPlace(dE.pointer + token * hiddenSize, g.residual.pointer + r * hiddenSize, count: hiddenSize)
+            }
+        }
     }
 
     private func workspace(rows: Int) -> ForwardWorkspace {
@@ -361,4 +530,43 @@ extension LlamaModel {
         cachedWorkspace = w
         return w
     }
+
+    private func gradientWorkspace(rows: Int) -> GradientWorkspace {
+        if let g = cachedGradientWorkspace, g.rows == rows { return g }
+        let g = GradientWorkspace(config: config, rows: rows)
+        cachedGradientWorkspace = g
+        return g
+    }
+}
+
+/// Gradients of the activations during one backward pass, reused block after block.
+final class GradientWorkspace {
+    let rows: Int
+    let residual, normed, attention, queries, keys, values, gate, up, activated: Tensor
+    var scores: Tensor
+
+    init(config c: LlamaConfiguration, rows: Int) {
+        self.rows = rows
+        residual = Tensor(zeros: [rows, c.hiddenSize])
+        normed = Tensor(zeros: [rows, c.hiddenSize])
+        attention = Tensor(zeros: [rows, c.headCount * c.headDim])
+        queries = Tensor(zeros: [rows, c.headCount * c.headDim])
+        keys = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
+        values = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
+        gate = Tensor(zeros: [rows, c.intermediateSize])
+        up = Tensor(zeros: [rows, c.intermediateSize])
+        activated = Tensor(zeros: [rows, c.intermediateSize])
+        scores = Tensor(zeros: [0])
+    }
+
+    func scores(atLeast count: Int) -> UnsafeMutablePointer<Float> {
+        if scores.count < count { scores = Tensor(zeros: [count]) }
+        return scores.pointer
+    }
+}
+
+/// Calls `body` with a pointer to the array's elements, or nil for a nil array.
+func withOptionalPointer<T, R>(_ array: [T]?, _ body: (UnsafePointer<T>?) throws -> R) rethrows -> R {
+    guard let array else { return try body(nil) }
+    return try array.withUnsafeBufferPointer { try body($0.baseAddress) }
 }

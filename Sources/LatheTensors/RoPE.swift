@@ -70,6 +70,19 @@ public struct RotaryEmbedding: Sendable {
         }
     }
 
+    /// The backward pass of `apply`: the rotation is orthogonal, so its gradient rotates back by the same angle.
+    public func applyInverse(_ x: UnsafeMutablePointer<Float>, heads: Int, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
+        let half = headDim / 2
+        for h in 0..<heads {
+            let p = x + h * headDim
+            for i in 0..<half {
+                let a = p[i], b = p[i + half]
+                p[i] = a * c[i] + b * s[i]
+                p[i + half] = b * c[i] - a * s[i]
+            }
+        }
+    }
+
     /// Rotates `heads` consecutive heads of one token, in place, for position `position`.
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
         let (c, s) = table(positions: [position])

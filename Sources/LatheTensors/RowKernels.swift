@@ -14,6 +14,24 @@ public enum RMSNorm {
         }
     }
 
+    /// Adds the gradients of `forward` into `dInput` and (when given) `dWeight`:
+    /// dx = r·(dy⊙w) − r³/dim · x · Σ(dy⊙w⊙x), dw += Σ_rows dy⊙x·r, with r = 1/√(mean(x²)+eps).
+    public static func backward(dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
+                                dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                rows: Int, dim: Int, eps: Float) {
+        for r in 0..<rows {
+            let x = input + r * dim, dy = dOut + r * dim, dx = dInput + r * dim
+            let inverseRMS = 1 / (sumOfSquares(x, dim) / Float(dim) + eps).squareRoot()
+            var dot: Float = 0
+            for i in 0..<dim { dot += dy[i] * weight[i] * x[i] }
+            let k = inverseRMS * inverseRMS * inverseRMS / Float(dim) * dot
+            for i in 0..<dim { dx[i] += inverseRMS * dy[i] * weight[i] - k * x[i] }
+            if let dWeight {
+                for i in 0..<dim { dWeight[i] += dy[i] * x[i] * inverseRMS }
+            }
+        }
+    }
+
     /// Σ x², accumulated in 16 lanes (a scalar float reduction does not vectorise).
     @inline(__always)
     static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
@@ -42,6 +60,16 @@ public enum SwiGLU {
         while i < count {
             out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]
             i += 1
+        }
+    }
+
+    /// Writes the gradients of `forward`: dUp = dOut·silu(g), dGate = dOut·up·σ(g)·(1 + g·(1 − σ(g))).
+    public static func backward(dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                                gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let g = gate[i], sigmoid = 1 / (1 + exp(-g))
+            dUp[i] = dOut[i] * g * sigmoid
+            dGate[i] = dOut[i] * up[i] * sigmoid * (1 + g * (1 - sigmoid))
         }
     }
 
@@ -96,6 +124,38 @@ public enum Softmax {
         var sum = 0.0
         for i in 0..<count { sum += Foundation.exp(Double(row[i] - maximum)) }
         return Double(row[index] - maximum) - Foundation.log(sum)
+    }
+}
+
+/// Cross-entropy of next-token prediction with an ignore mask: a pure function from logits to the loss and its
+/// gradient, so that every trainer shares it.
+public enum CrossEntropy {
+    /// For each row with `targets[row] ≥ 0`: adds −log softmax(logits[row])[target] to the returned sum and writes
+    /// `scale`·(softmax − onehot) into `dLogits[row]`; ignored rows (target < 0) get zero gradient.
+    /// - Returns: the summed loss (not averaged) and the number of rows that counted.
+    public static func lossAndGradient(logits: UnsafePointer<Float>, targets: [Int], vocabularySize n: Int,
+                                       dLogits: UnsafeMutablePointer<Float>?, scale: Float) -> (loss: Double, count: Int) {
+        var total = 0.0, count = 0
+        for (row, target) in targets.enumerated() {
+            let x = logits + row * n
+            guard target >= 0 else {
+                dLogits?.advanced(by: row * n).update(repeating: 0, count: n)
+                continue
+            }
+            var maximum = -Float.infinity
+            for i in 0..<n where x[i] > maximum { maximum = x[i] }
+            var sum = 0.0
+            for i in 0..<n { sum += Foundation.exp(Double(x[i] - maximum)) }
+            let logSum = Foundation.log(sum) + Double(maximum)
+            total += logSum - Double(x[target])
+            count += 1
+            if let dLogits {
+                let d = dLogits + row * n
+                for i in 0..<n { d[i] = Float(Foundation.exp(Double(x[i]) - logSum)) * scale }
+                d[target] -= scale
+            }
+        }
+        return (total, count)
     }
 }
 

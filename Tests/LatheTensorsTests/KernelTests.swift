@@ -142,7 +142,7 @@ final class AttentionTests: XCTestCase {
         var scores = [Float](repeating: 0, count: queries * keys)
         valid.withUnsafeBufferPointer { validity in
             GroupedQueryAttention.forward(out: &out, queries: q, keys: k, values: v, queryCount: queries, firstQuerySlot: first,
-                                          keyIsValid: validity.baseAddress, heads: heads, kvHeads: kvHeads, headDim: d,
+                                          mask: .init(keyIsValid: validity.baseAddress), heads: heads, kvHeads: kvHeads, headDim: d,
                                           scores: &scores)
         }
         let expected = Self.naiveAttention(q: q, k: k, v: v, queries: queries, first: first, valid: valid,
@@ -207,7 +207,7 @@ final class VectorisedKernelTests: XCTestCase {
         var scores = [Float](repeating: 0, count: GroupedQueryAttention.scoreCount(queryCount: queries, firstQuerySlot: first))
         valid.withUnsafeBufferPointer { validity in
             GroupedQueryAttention.forward(out: &out, queries: q, keys: k, values: v, queryCount: queries, firstQuerySlot: first,
-                                          keyIsValid: validity.baseAddress, heads: heads, kvHeads: kvHeads, headDim: d,
+                                          mask: .init(keyIsValid: validity.baseAddress), heads: heads, kvHeads: kvHeads, headDim: d,
                                           scores: &scores)
         }
         let expected = AttentionTests.naiveAttention(q: q, k: k, v: v, queries: queries, first: first, valid: valid,

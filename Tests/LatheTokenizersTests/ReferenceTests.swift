@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 @testable import LatheTokenizers
 
-/// Token ids must equal Hugging Face `tokenizers` exactly on the corpus (see scripts/reference/tokenizers.py).
+/// Token ids must equal Hugging Face `tokenizers` exactly on the corpus (see scripts/reference/tokenizer_ids.py).
 final class ReferenceTests: XCTestCase {
     /// The scanners alone, compared word by word with Hugging Face's `pre_tokenize_str` (this catches split
     /// differences that a vocabulary without multi-digit or cross-boundary tokens would hide).

@@ -9,7 +9,7 @@ Writes into Tests/Fixtures/tokenizers/:
   tiny/tokenizer.json    a small SentencePiece-style BPE with byte_fallback and lstrip/rstrip added tokens
   tiny.json              ids and decodes for the tiny tokenizer
 The SmolLM2 vocabulary is read from the GGUF file; the Swift tests read the same file (skipping when absent).
-Run: python3 scripts/reference/tokenizers.py
+Run: python3 scripts/reference/tokenizer_ids.py
 """
 import json
 import os

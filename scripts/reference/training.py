@@ -1,0 +1,74 @@
+"""Reference gradients for Lathe's backward passes, from PyTorch autograd (and PEFT for LoRA), float32 CPU.
+
+For the tiny models of Tests/Fixtures/models (made by models.py), on a padded batch with ignored targets:
+  <model>-full.safetensors   the gradient of every parameter (full fine-tuning); metadata: loss, count
+  <model>-lora.safetensors   LoRA (r=4, alpha=8, all linear layers, B made non-zero so that A gets a gradient):
+                             "<name>.lora_A.weight" / "<name>.lora_B.weight" values and their gradients
+                             ("grad:<key>"); metadata: loss
+  batch.json                 the ids, targets (-1 = ignored, already shifted: target[t] predicts from ids[..t]),
+                             and the validity mask
+Run: python3 scripts/reference/training.py   (needs torch, transformers, peft, safetensors)
+"""
+import json, os
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODELS = os.path.join(ROOT, "Tests", "Fixtures", "models")
+OUT = os.path.join(ROOT, "Tests", "Fixtures", "training")
+os.makedirs(OUT, exist_ok=True)
+
+g = torch.Generator().manual_seed(3)
+ids = torch.randint(0, 96, (2, 9), generator=g)
+valid = torch.ones(2, 9, dtype=torch.long)
+valid[1, 7:] = 0                      # right padding on the second row
+targets = torch.full((2, 9), -1)
+targets[:, :-1] = ids[:, 1:]
+targets[valid == 0] = -1
+targets[:, :-1][valid[:, 1:] == 0] = -1
+targets[0, 2] = -1                    # an ignored position inside a row (prompt token)
+with open(os.path.join(OUT, "batch.json"), "w") as fh:
+    json.dump({"ids": ids.tolist(), "targets": targets.tolist(), "valid": valid.bool().tolist()}, fh)
+
+
+def loss_of(model):
+    logits = model(input_ids=ids, attention_mask=valid).logits
+    flat = logits.reshape(-1, logits.shape[-1]).float()
+    t = targets.reshape(-1)
+    keep = t >= 0
+    loss = torch.nn.functional.cross_entropy(flat[keep], t[keep], reduction="sum")
+    return loss / keep.sum(), int(keep.sum())
+
+
+for name in ["tiny-llama", "tiny-qwen2"]:
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, name), dtype=torch.float32)
+    model.config._attn_implementation = "eager"
+    model.train()  # no dropout configured; train() only for PEFT's dropout switch
+    loss, count = loss_of(model)
+    loss.backward()
+    grads = {n: p.grad.detach().clone().contiguous() for n, p in model.named_parameters()}
+    if model.config.tie_word_embeddings:
+        grads.pop("lm_head.weight", None)
+    save_file(grads, os.path.join(OUT, f"{name}-full.safetensors"), metadata={"loss": repr(loss.item()), "count": str(count)})
+
+    from peft import LoraConfig, get_peft_model
+    model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, name), dtype=torch.float32)
+    model.config._attn_implementation = "eager"
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    torch.manual_seed(11)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn_like(p) * 0.1)
+    loss, _ = loss_of(peft_model)
+    loss.backward()
+    tensors = {}
+    for n, p in peft_model.named_parameters():
+        if "lora_" in n:
+            key = n.replace("base_model.model.", "").replace(".default", "")
+            tensors[key] = p.detach().clone().contiguous()
+            tensors["grad:" + key] = p.grad.detach().clone().contiguous()
+    save_file(tensors, os.path.join(OUT, f"{name}-lora.safetensors"), metadata={"loss": repr(loss.item())})
+print("wrote", OUT)
