@@ -52,10 +52,17 @@ public final class MappedFile: @unchecked Sendable {
 
 /// Writes a file by streaming into a temporary file beside it and renaming it into place, so a reader never
 /// sees a half-written model and a failed write leaves any old file untouched.
-struct AtomicFileWriter {
-    let destination: URL
+public struct AtomicFileWriter {
+    public let destination: URL
 
-    func write(_ produce: (FileHandle) throws -> Void) throws {
+    public init(destination: URL) { self.destination = destination }
+
+    /// Writes `data` to `url` atomically: a reader sees the old file or the new one, never half of one.
+    public static func write(_ data: Data, to url: URL) throws {
+        try AtomicFileWriter(destination: url).write { try $0.write(contentsOf: data) }
+    }
+
+    public func write(_ produce: (FileHandle) throws -> Void) throws {
         let directory = destination.deletingLastPathComponent()
         let temporary = directory.appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString).tmp")
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {

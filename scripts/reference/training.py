@@ -72,3 +72,24 @@ for name in ["tiny-llama", "tiny-qwen2"]:
             tensors["grad:" + key] = p.grad.detach().clone().contiguous()
     save_file(tensors, os.path.join(OUT, f"{name}-lora.safetensors"), metadata={"loss": repr(loss.item())})
 print("wrote", OUT)
+
+# A PEFT adapter saved by PEFT itself (tiny-llama, r=4, alpha=8 on q/v/down, rsLoRA off, B non-zero), with the
+# logits of the adapted model on the batch: Lathe must load it and compute the same function.
+from peft import LoraConfig, get_peft_model
+model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, "tiny-llama"), dtype=torch.float32)
+peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+torch.manual_seed(12)
+with torch.no_grad():
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            p.copy_(torch.randn_like(p) * 0.2)
+peft_model.eval()
+folder = os.path.join(OUT, "peft-tiny-llama")
+peft_model.save_pretrained(folder)
+with torch.no_grad():
+    logits = peft_model(input_ids=ids).logits
+with open(os.path.join(OUT, "peft-tiny-llama-logits.json"), "w") as fh:
+    json.dump({"ids": ids.tolist(), "logits": logits.tolist()}, fh)
+readme = os.path.join(folder, "README.md")
+if os.path.exists(readme):
+    os.remove(readme)

@@ -1,0 +1,182 @@
+import Foundation
+import LatheFormats
+import LatheTensors
+
+/// Which linears get LoRA adapters and how they are scaled: PEFT's `LoraConfig` for causal LMs.
+public struct LoRAConfiguration: Codable, Sendable, Equatable {
+    public var rank: Int = 8
+    public var alpha: Float = 16
+    public var dropout: Float = 0
+    /// Module names (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`) or `all-linear`.
+    public var targets: [String] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    /// rsLoRA: scale alpha/√rank instead of alpha/rank.
+    public var rsLoRA = false
+
+    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, targets: [String] = ["q_proj", "k_proj", "v_proj", "o_proj"],
+                rsLoRA: Bool = false) {
+        self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.rsLoRA = rsLoRA
+    }
+
+    public static let linearNames = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+    /// The module names the targets stand for.
+    public var targetModules: [String] { targets.contains("all-linear") ? Self.linearNames : targets }
+
+    public var scale: Float { rsLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
+
+    public func validate() throws {
+        guard rank > 0 else { throw ModelError.invalidInput("lora rank must be positive, got \(rank)") }
+        guard alpha > 0 else { throw ModelError.invalidInput("lora alpha must be positive, got \(alpha)") }
+        guard dropout >= 0 && dropout < 1 else { throw ModelError.invalidInput("lora dropout must be in [0, 1), got \(dropout)") }
+        if let unknown = targets.first(where: { $0 != "all-linear" && !Self.linearNames.contains($0) }) {
+            throw ModelError.invalidInput("lora target '\(unknown)' is not a linear of this model (use \(Self.linearNames.joined(separator: ", ")) or all-linear)")
+        }
+    }
+}
+
+extension LlamaBlock {
+    /// The block's linears by their module name (the last part of the checkpoint name).
+    func linear(named module: String) -> Linear? {
+        switch module {
+        case "q_proj": return query
+        case "k_proj": return key
+        case "v_proj": return value
+        case "o_proj": return output
+        case "gate_proj": return gate
+        case "up_proj": return up
+        case "down_proj": return down
+        default: return nil
+        }
+    }
+}
+
+extension LlamaModel {
+    /// Freezes the base and attaches a new adapter to every targeted linear; returns the adapters in model order.
+    @discardableResult
+    public func attachLoRA(_ config: LoRAConfiguration, name: String = "default", seed: UInt64) throws -> [LoRAAdapter] {
+        try config.validate()
+        for p in parameters { p.trainable = false }
+        var adapters: [LoRAAdapter] = []
+        for (i, block) in blocks.enumerated() {
+            for module in config.targetModules {
+                guard let linear = block.linear(named: module) else { continue }
+                // Each adapter draws its initial A from its own stream, so the result does not depend on order.
+                let adapter = LoRAAdapter(linear: linear, adapterName: name, rank: config.rank, scale: config.scale,
+                                          dropout: config.dropout, seed: seed &+ UInt64(i * 16 + adapters.count))
+                linear.attach(adapter)
+                adapters.append(adapter)
+            }
+        }
+        return adapters
+    }
+
+    /// Every adapter attached to the model's linears.
+    public var adapters: [LoRAAdapter] { blocks.flatMap { $0.linears.flatMap(\.adapters) } }
+
+    /// Switches the named adapter (all of them when nil) on or off, without touching the base.
+    public func setAdapters(enabled: Bool, named name: String? = nil) {
+        for adapter in adapters where name == nil || adapter.adapterName == name { adapter.enabled = enabled }
+    }
+
+    /// Folds the enabled adapters into the base weights (W += scale·B·A) and detaches them.
+    public func mergeAdapters() {
+        for block in blocks {
+            for linear in block.linears {
+                for adapter in linear.adapters where adapter.enabled {
+                    MatMul.multiply(adapter.b.tensor.pointer, adapter.a.tensor.pointer, into: linear.weight.tensor.pointer,
+                                    m: linear.outFeatures, n: linear.inFeatures, k: adapter.rank, accumulate: true,
+                                    alpha: adapter.scale)
+                    linear.detachAdapters(named: adapter.adapterName)
+                }
+            }
+        }
+    }
+}
+
+/// LoRA adapters in Hugging Face PEFT's format: `adapter_model.safetensors` with keys
+/// `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight` ([r, in]) and `…lora_B.weight` ([out, r]),
+/// and `adapter_config.json`. Weights are in Hugging Face's layout (Q/K un-permuted) whatever file the base came from.
+public enum PEFTAdapter {
+    static let prefix = "base_model.model."
+
+    /// Writes the adapters named `name` (atomically, the weights file last renamed into place).
+    public static func save(_ model: LlamaModel, adapterName name: String = "default", config: LoRAConfiguration,
+                            baseModel: String, to folder: URL, extra: [String: JSONValue] = [:]) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var writer = SafetensorsWriter(metadata: ["format": "pt"])
+        for adapter in model.adapters where adapter.adapterName == name {
+            for p in adapter.parameters {
+                try writer.addTensor(name: prefix + p.name, dimensions: p.shape, values: p.tensor.array, dtype: .f32)
+            }
+        }
+        var object: [String: JSONValue] = [
+            "peft_type": .string("LORA"), "task_type": .string("CAUSAL_LM"),
+            "r": .number(Double(config.rank)), "lora_alpha": .number(Double(config.alpha)),
+            "lora_dropout": .number(Double(config.dropout)),
+            "target_modules": .array(config.targetModules.map { .string($0) }),
+            "use_rslora": .bool(config.rsLoRA), "bias": .string("none"), "fan_in_fan_out": .bool(false),
+            "inference_mode": .bool(true), "init_lora_weights": .bool(true),
+            "base_model_name_or_path": .string(baseModel), "modules_to_save": .null,
+            "rank_pattern": .object([:]), "alpha_pattern": .object([:]),
+        ]
+        for (key, value) in extra { object[key] = value }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let configData = try encoder.encode(JSONValue.object(object))
+        try AtomicFileWriter.write(configData, to: folder.appendingPathComponent("adapter_config.json"))
+        try writer.write(to: folder.appendingPathComponent("adapter_model.safetensors"))
+    }
+
+    /// Reads a PEFT LoRA adapter folder and attaches it to the model under `name`; checks every tensor's key and shape.
+    @discardableResult
+    public static func load(_ folder: URL, into model: LlamaModel, adapterName name: String = "default") throws -> LoRAConfiguration {
+        let configURL = folder.appendingPathComponent("adapter_config.json")
+        let configPath = configURL.path
+        guard let data = try? Data(contentsOf: configURL), let object = (try? JSONValue.parse(data))?.object else {
+            throw ModelError.invalidConfiguration(file: configPath, message: "missing or not a JSON object; is this a PEFT adapter folder?")
+        }
+        let fields = JSONFields(object: object, source: configPath)
+        guard try fields.optionalString("peft_type") ?? "LORA" == "LORA" else {
+            throw ModelError.invalidConfiguration(file: configPath, message: "field 'peft_type' must be LORA")
+        }
+        let targets: [String]
+        switch object["target_modules"] {
+        case .array(let names)?: targets = names.compactMap(\.string)
+        case .string(let name)?: targets = [name]
+        default: throw ModelError.invalidConfiguration(file: configPath, message: "field 'target_modules' must be a list of module names")
+        }
+        let config = LoRAConfiguration(rank: try fields.int("r"), alpha: Float(try fields.double("lora_alpha")),
+                                       dropout: Float(try fields.optionalDouble("lora_dropout") ?? 0), targets: targets,
+                                       rsLoRA: try fields.optionalBool("use_rslora") ?? false)
+        do { try config.validate() } catch { throw ModelError.invalidConfiguration(file: configPath, message: "\(error)") }
+        let weightsURL = folder.appendingPathComponent("adapter_model.safetensors")
+        let weights = try SafetensorsFile(url: weightsURL)
+        var unused = Set(weights.tensors.map(\.name))
+        for block in model.blocks {
+            for module in config.targetModules {
+                guard let linear = block.linear(named: module) else { continue }
+                let adapter = LoRAAdapter(linear: linear, adapterName: name, rank: config.rank, scale: config.scale,
+                                          dropout: config.dropout, seed: 0)
+                for p in adapter.parameters {
+                    // PEFT writes keys without the adapter name; some versions keep ".default".
+                    let key = [prefix + p.name, prefix + p.name.replacingOccurrences(of: ".weight", with: ".default.weight")]
+                        .first { weights.tensor(named: $0) != nil }
+                    guard let key, let info = weights.tensor(named: key) else {
+                        throw ModelError.missingWeight(file: weightsURL.path, name: prefix + p.name)
+                    }
+                    guard info.dimensions == p.shape else {
+                        throw ModelError.wrongShape(file: weightsURL.path, name: key, expected: p.shape, found: info.dimensions)
+                    }
+                    _ = p.tensor.buffer.update(from: try weights.floats(of: info))
+                    p.trainable = false
+                    unused.remove(key)
+                }
+                linear.attach(adapter)
+            }
+        }
+        if let extra = unused.sorted().first {
+            throw ModelError.unusedWeight(file: weightsURL.path, name: extra, count: unused.count)
+        }
+        return config
+    }
+}
