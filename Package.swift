@@ -17,6 +17,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // OpenBLAS on Linux; on macOS the tensors module uses Accelerate instead and this shim is empty.
@@ -38,7 +39,8 @@ let package = Package(
                 dependencies: ["LatheTensors", "LatheFormats", "LatheTokenizers", "LatheTemplates"],
                 swiftSettings: nativeCPU),
         .target(name: "LatheData", dependencies: ["LatheModels"], swiftSettings: nativeCPU),
-        .target(name: "LatheTraining", dependencies: ["LatheModels", "LatheData"], swiftSettings: nativeCPU),
+        .target(name: "LatheTraining", dependencies: ["LatheModels", "LatheData", .product(name: "Yams", package: "Yams")],
+                swiftSettings: nativeCPU),
         .target(name: "LatheEval", dependencies: ["LatheModels", "LatheData"], swiftSettings: nativeCPU),
         .target(name: "LatheCLI",
                 dependencies: ["LatheModels", "LatheData", "LatheTraining", "LatheEval",

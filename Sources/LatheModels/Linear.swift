@@ -65,7 +65,8 @@ public final class LoRAAdapter: @unchecked Sendable {
     public var enabled = true
     /// Training mode applies dropout; evaluation does not.
     public var training = false
-    var random: SeededGenerator
+    /// The dropout stream; checkpoints save and restore it so that a resumed run drops the same inputs.
+    public var random: SeededGenerator
     /// Saved by the forward pass for the backward pass: dropout(x)·Aᵀ, and the dropout multipliers (0 or 1/(1−p)).
     var projected = Tensor(zeros: [0])
     var dropoutScale = Tensor(zeros: [0])

@@ -17,6 +17,19 @@ public struct LoRAConfiguration: Codable, Sendable, Equatable {
         self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.rsLoRA = rsLoRA
     }
 
+    enum CodingKeys: String, CodingKey { case rank, alpha, dropout, targets, rsLoRA = "rslora" }
+
+    /// Every key is optional in a configuration file; missing ones keep their defaults.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = LoRAConfiguration()
+        rank = try c.decodeIfPresent(Int.self, forKey: .rank) ?? defaults.rank
+        alpha = try c.decodeIfPresent(Float.self, forKey: .alpha) ?? defaults.alpha
+        dropout = try c.decodeIfPresent(Float.self, forKey: .dropout) ?? defaults.dropout
+        targets = try c.decodeIfPresent([String].self, forKey: .targets) ?? defaults.targets
+        rsLoRA = try c.decodeIfPresent(Bool.self, forKey: .rsLoRA) ?? defaults.rsLoRA
+    }
+
     public static let linearNames = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
     /// The module names the targets stand for.

@@ -87,20 +87,32 @@ public struct GGUFWeightSource: WeightSource {
         try file.dequantize(tensor, into: destination)
         guard permutedQK else { return }
         if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") {
-            Self.unpermuteRows(destination, rows: shape[0], heads: headCount)
+            Self.permuteRows(destination, rows: shape[0], heads: headCount, toGGML: false)
         } else if name.hasSuffix("self_attn.k_proj.weight") || name.hasSuffix("self_attn.k_proj.bias") {
-            Self.unpermuteRows(destination, rows: shape[0], heads: kvHeadCount)
+            Self.permuteRows(destination, rows: shape[0], heads: kvHeadCount, toGGML: false)
         }
     }
 
-    /// Undoes the converter's permutation: within each head of d rows, ggml row 2i + j holds HF row j·d/2 + i.
-    static func unpermuteRows(_ values: UnsafeMutableBufferPointer<Float>, rows: Int, heads: Int) {
+    /// `model.layers.3.self_attn.q_proj.weight` → `blk.3.attn_q.weight`: the inverse of `huggingFaceName(ofGGUF:)`.
+    static func ggufName(ofHuggingFace name: String) -> String {
+        if let global = globalNames.first(where: { $0.value == name })?.key { return global }
+        let parts = name.split(separator: ".")
+        guard parts.count >= 4, parts[0] == "model", parts[1] == "layers" else { return name }
+        let module = parts[3..<(parts.count - 1)].joined(separator: ".")
+        let gguf = layerNames.first { $0.value == module }?.key ?? module
+        return "blk.\(parts[2]).\(gguf).\(parts.last!)"
+    }
+
+    /// llama.cpp's converter permutes Q/K rows for ggml's RoPE: within each head of d rows, HF row j·d/2 + i is
+    /// stored as row 2i + j. `toGGML` applies that permutation; otherwise it is undone.
+    static func permuteRows(_ values: UnsafeMutableBufferPointer<Float>, rows: Int, heads: Int, toGGML: Bool) {
         let headRows = rows / heads, half = headRows / 2, width = values.count / rows
         let copy = Array(values)
         for h in 0..<heads {
             for i in 0..<half {
                 for j in 0..<2 {
-                    let from = (h * headRows + 2 * i + j) * width, to = (h * headRows + j * half + i) * width
+                    let hf = (h * headRows + j * half + i) * width, ggml = (h * headRows + 2 * i + j) * width
+                    let (from, to) = toGGML ? (hf, ggml) : (ggml, hf)
                     for c in 0..<width { values[to + c] = copy[from + c] }
                 }
             }

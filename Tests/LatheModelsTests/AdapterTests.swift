@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import LatheModels
 @testable import LatheTensors
+import LatheTestSupport
 
 /// PEFT adapters in and out, switching adapters off and on, and merging.
 final class AdapterTests: XCTestCase {
@@ -73,5 +74,26 @@ final class AdapterTests: XCTestCase {
         try Data(#"{"peft_type": "LORA", "r": 8, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"]}"#.utf8)
             .write(to: folder.appendingPathComponent("adapter_config.json"))
         XCTAssertThrowsError(try PEFTAdapter.load(folder, into: try tinyLlama())) { XCTAssertTrue("\($0)".contains("shape"), "\($0)") }
+    }
+}
+
+final class ExportTests: XCTestCase {
+    func testMergedModelExportsToGGUFThatComputesTheSameFunction() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-export-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let source = folder.appendingPathComponent("tiny.gguf")
+        try TinyModel.write(to: source)
+        let lm = try LanguageModel.load(source.path)
+        let adapters = try lm.model.attachLoRA(LoRAConfiguration(rank: 2, alpha: 2, targets: ["all-linear"]), seed: 1)
+        var random = SeededGenerator(seed: 2)
+        for adapter in adapters { for i in 0..<adapter.b.tensor.count { adapter.b.tensor[i] = random.nextUnitFloat() - 0.5 } }
+        let ids = lm.tokenizer.encode("the theory of the inn")
+        let adapted = try lm.model.forward(tokens: ids).array
+        lm.model.mergeAdapters()
+        let exported = try ModelExport.write(lm, to: folder.appendingPathComponent("out"))
+        let reloaded = try LanguageModel.load(exported.path)
+        XCTAssertEqual(reloaded.tokenizer.encode("the theory of the inn"), ids, "metadata (tokenizer) carried over")
+        XCTAssertLessThanOrEqual(largestDifference(try reloaded.model.forward(tokens: ids).array, adapted).0, 1e-4)
     }
 }

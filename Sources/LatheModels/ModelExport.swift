@@ -1,0 +1,60 @@
+import Foundation
+import LatheFormats
+
+/// Writes a model's current weights (after full fine-tuning or merging adapters) in the format it came from:
+/// a GGUF file beside its original metadata (Q/K rows permuted back into ggml's RoPE layout), or a Hugging Face
+/// folder with `model.safetensors` and the original configuration and tokenizer files.
+public enum ModelExport {
+    /// Storage types for exported GGUF weights (norms always stay F32).
+    public static let ggufTypes: [String: GGMLType] = ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0]
+
+    /// Writes into `folder` and returns the path of the model file.
+    @discardableResult
+    public static func write(_ lm: LanguageModel, to folder: URL, ggufType: GGMLType = .f32) throws -> URL {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        switch lm.files {
+        case .gguf(let source):
+            let url = folder.appendingPathComponent("model.gguf")
+            try writeGGUF(lm.model, metadataFrom: source, to: url, type: ggufType)
+            return url
+        case .huggingFace(let source):
+            var writer = SafetensorsWriter(metadata: ["format": "pt"])
+            for p in lm.model.parameters {
+                try writer.addTensor(name: p.name, dimensions: p.shape, values: p.tensor.array, dtype: .f32)
+            }
+            let url = folder.appendingPathComponent("model.safetensors")
+            try writer.write(to: url)
+            for file in [source.configURL, source.tokenizerURL, source.tokenizerConfigURL, source.generationConfigURL].compactMap({ $0 }) {
+                let destination = folder.appendingPathComponent(file.lastPathComponent)
+                try? FileManager.default.removeItem(at: destination)
+                try FileManager.default.copyItem(at: file, to: destination)
+            }
+            return url
+        }
+    }
+
+    static func writeGGUF(_ model: LlamaModel, metadataFrom source: GGUFFile, to url: URL, type: GGMLType) throws {
+        var writer = try GGUFWriter(alignment: source.alignment)
+        for key in source.metadataKeys where key != "general.alignment" {
+            if let value = source.metadata[key] { try writer.setValue(value, forKey: key) }
+        }
+        let architecture = try source.requiredString("general.architecture")
+        let permuted = architecture == "llama" || architecture == "mistral"
+        let ggufName = Dictionary(uniqueKeysWithValues: source.tensors.compactMap { t in
+            GGUFWeightSource.huggingFaceName(ofGGUF: t.name).map { ($0, t.name) } })
+        for p in model.parameters {
+            let name = ggufName[p.name] ?? GGUFWeightSource.ggufName(ofHuggingFace: p.name)
+            var values = p.tensor.array
+            if permuted, p.name.contains("self_attn.q_proj") || p.name.contains("self_attn.k_proj") {
+                let heads = p.name.contains("q_proj") ? model.config.headCount : model.config.kvHeadCount
+                values.withUnsafeMutableBufferPointer { GGUFWeightSource.permuteRows($0, rows: p.shape[0], heads: heads, toGGML: true) }
+            }
+            let storage: GGMLType = p.shape.count == 1 || p.shape[1] % type.blockSize != 0 ? .f32 : type
+            try writer.addTensor(name: name, dimensions: Array(p.shape.reversed()), values: values, type: storage)
+        }
+        if let factors = model.config.ropeFrequencyFactors {
+            try writer.addTensor(name: "rope_freqs.weight", dimensions: [factors.count], values: factors, type: .f32)
+        }
+        try writer.write(to: url)
+    }
+}
