@@ -11,16 +11,21 @@ public struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Compute threads for matrix products (one is fastest on most small machines).")
     public var threads: Int = 1
 
+    @Option(name: .long, help: "A LoRA adapter folder in PEFT's format (adapter_config.json, adapter_model.safetensors).")
+    public var adapter: String?
+
     public init() {}
 
     public func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
-    /// Loads the model named by `--model`, after setting the thread count.
+    /// Loads the model named by `--model` with the `--adapter` on it, after setting the thread count.
     public func load() throws -> LanguageModel {
         MatMul.setThreadCount(threads)
-        return try LanguageModel.load(model)
+        let lm = try LanguageModel.load(model)
+        if let adapter { try PEFTAdapter.load(URL(fileURLWithPath: adapter), into: lm.model) }
+        return lm
     }
 }
 
