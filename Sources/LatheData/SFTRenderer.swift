@@ -72,6 +72,19 @@ public struct SFTRenderer: @unchecked Sendable {
 
     // MARK: Formats
 
+    /// Renders one dataset row (Alpaca and ShareGPT rows arrive as conversations).
+    public func render(_ row: DatasetRow) throws -> SFTExample {
+        let source = "\(row.line.file):\(row.line.line)"
+        switch row.record {
+        case .text(let text): return try render(text: text, source: source)
+        case .promptCompletion(let prompt, let completion): return try render(prompt: prompt, completion: completion, source: source)
+        case .messages(let messages): return try render(messages: messages, source: source)
+        case .preference, .kto:
+            throw SFTRenderError(source: source, message:
+                "a \(row.format.rawValue) row is not SFT data (SFT takes text, prompt/completion, messages, Alpaca or ShareGPT rows)")
+        }
+    }
+
     /// Plain text: `[BOS] + tokens(text) + EOS`, every token but the first supervised.
     public func render(text: String, source: String) throws -> SFTExample {
         let ids = try withEOS(model.tokenizer.prefixIDs + model.tokenizer.encode(text, addSpecialTokens: false), source: source)

@@ -34,7 +34,7 @@ func supervisedSpans(_ example: SFTExample, _ model: LanguageModel) -> [String] 
 
 final class SFTRendererTests: XCTestCase {
     func renderer(_ options: SFTOptions? = nil, template: ChatTemplate? = nil) throws -> SFTRenderer {
-        SFTRenderer(model: try TinySFTModel.load(), options: try options ?? SFTOptions(maxLength: 64), chatTemplate: template)
+        SFTRenderer(model: try TinySFTModel.load(), options: try options ?? SFTOptions(maxLength: 256), chatTemplate: template)
     }
 
     let conversation = [
@@ -67,7 +67,7 @@ final class SFTRendererTests: XCTestCase {
         XCTAssertEqual(Array(example.supervised[..<promptCount]), Array(repeating: false, count: promptCount))
         XCTAssertEqual(example.ids.last, r.model.tokenizer.eosTokenID)
 
-        let all = try renderer(SFTOptions(maxLength: 64, lossOn: .all)).render(prompt: "Q: the", completion: " answer", source: "p.jsonl:3")
+        let all = try renderer(SFTOptions(maxLength: 256, lossOn: .all)).render(prompt: "Q: the", completion: " answer", source: "p.jsonl:3")
         XCTAssertEqual(all.ids, example.ids)
         XCTAssertEqual(all.supervised, [false] + Array(repeating: true, count: all.ids.count - 1))
     }
@@ -86,7 +86,7 @@ final class SFTRendererTests: XCTestCase {
         XCTAssertEqual(unsupervised, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nquestion 1<|im_end|>\n" +
                        "<|im_start|>assistant\n<|im_start|>user\nquestion 2<|im_end|>\n<|im_start|>assistant\n")
 
-        let all = try renderer(SFTOptions(maxLength: 64, lossOn: .all)).render(messages: conversation, source: "c.jsonl:1")
+        let all = try renderer(SFTOptions(maxLength: 256, lossOn: .all)).render(messages: conversation, source: "c.jsonl:1")
         XCTAssertEqual(all.ids, example.ids)
         XCTAssertEqual(all.supervised, [false] + Array(repeating: true, count: all.ids.count - 1))
     }
@@ -94,7 +94,8 @@ final class SFTRendererTests: XCTestCase {
     func testConversationWithoutAssistantIsSkipped() throws {
         let messages = [ChatMessage(role: "user", content: "hello")]
         XCTAssertThrowsError(try renderer().render(messages: messages, source: "c.jsonl:7")) { error in
-            XCTAssertEqual(error as? SFTSkip, SFTSkip(source: "c.jsonl:7", reason: .noAssistantMessage))
+            XCTAssertEqual((error as? SFTSkip)?.reason, .noAssistantMessage)
+            XCTAssertEqual((error as? SFTSkip)?.source, "c.jsonl:7")
         }
     }
 
@@ -118,7 +119,7 @@ final class SFTRendererTests: XCTestCase {
     func testTruncationThatLeavesNoSupervisedTokenIsASkip() throws {
         let r = try renderer(SFTOptions(maxLength: 4))
         XCTAssertThrowsError(try r.render(prompt: "a long prompt", completion: "x", source: "p.jsonl:9")) { error in
-            XCTAssertEqual(error as? SFTSkip, SFTSkip(source: "p.jsonl:9", reason: .noSupervisedTokenAfterTruncation))
+            XCTAssertEqual((error as? SFTSkip)?.reason, .noSupervisedTokenAfterTruncation)
             XCTAssertEqual("\(error)", "p.jsonl:9: skipped: no supervised token left after truncation")
         }
     }
@@ -139,7 +140,7 @@ final class SFTRendererTests: XCTestCase {
         // A single assistant turn is fine with it; and loss on everything needs no spans.
         XCTAssertEqual(supervisedSpans(try r.render(messages: Array(conversation.prefix(3)), source: "c.jsonl:5"), r.model),
                        ["answer 1<|im_end|>\n"])
-        XCTAssertNoThrow(try renderer(SFTOptions(maxLength: 64, lossOn: .all), template: template)
+        XCTAssertNoThrow(try renderer(SFTOptions(maxLength: 256, lossOn: .all), template: template)
             .render(messages: conversation, source: "c.jsonl:4"))
     }
 
