@@ -101,7 +101,8 @@ public struct SFTRenderer: @unchecked Sendable {
 
     /// A conversation through the chat template (no generation prompt); the assistant turns supervised.
     public func render(messages: [ChatMessage], source: String) throws -> SFTExample {
-        let ids = try chatTokens(messages, addGenerationPrompt: false, source: source)
+        let full = try chat(messages, addGenerationPrompt: false, source: source)
+        let ids = full.ids
         guard !ids.isEmpty else { throw SFTRenderError(source: source, message: "the chat template renders nothing") }
         if options.lossOn == .all {
             return try finish(ids: ids, supervised: [false] + Array(repeating: true, count: ids.count - 1), source: source)
@@ -111,38 +112,67 @@ public struct SFTRenderer: @unchecked Sendable {
         }
         var supervised = [Bool](repeating: false, count: ids.count)
         for (turn, message) in messages.enumerated() where message.role == "assistant" {
-            let span = try assistantSpan(messages, turn: turn, fullIDs: ids, source: source)
+            let span = try assistantSpan(messages, turn: turn, full: full, source: source)
             for t in span where t > 0 { supervised[t] = true }
         }
         return try finish(ids: ids, supervised: supervised, source: source)
     }
 
-    /// The token range of `messages[turn]` (an assistant turn) inside `fullIDs`: from the end of the conversation
-    /// before it with the generation prompt to the end of the conversation through it. Both renderings must
-    /// tokenize to prefixes of `fullIDs`; a template that renders earlier turns differently once later ones follow
-    /// (Qwen3 drops past reasoning) or a BPE merge across the boundary makes the span ambiguous, and is an error.
-    private func assistantSpan(_ messages: [ChatMessage], turn: Int, fullIDs: [Int], source: String) throws -> Range<Int> {
-        let promptIDs = try chatTokens(Array(messages[..<turn]), addGenerationPrompt: true, source: source)
-        let throughIDs = try chatTokens(Array(messages[...turn]), addGenerationPrompt: false, source: source)
-        func isPrefix(_ prefix: [Int], of ids: [Int]) -> Bool { prefix.count <= ids.count && ids[..<prefix.count].elementsEqual(prefix) }
-        guard isPrefix(promptIDs, of: throughIDs) else {
+    /// The token range of `messages[turn]` (an assistant turn) inside the whole conversation: from the end of the
+    /// conversation before it with the generation prompt to the end of the conversation through it.
+    ///
+    /// Both renderings must be prefixes of the whole text; a template that renders earlier turns differently once
+    /// later ones follow (Qwen3 drops past reasoning) makes the span undefined, and is an error. When they are
+    /// prefixes as text but not as tokens (a BPE merge across the boundary: an answer starting with "\n" or two
+    /// spaces merges with the header's newline), the span is taken as transformers' `return_assistant_tokens_mask`
+    /// takes it: from the token holding the first character of the answer to the one holding its last.
+    private func assistantSpan(_ messages: [ChatMessage], turn: Int, full: RenderedChat, source: String) throws -> Range<Int> {
+        let prompt = try chat(Array(messages[..<turn]), addGenerationPrompt: true, source: source)
+        let through = try chat(Array(messages[...turn]), addGenerationPrompt: false, source: source)
+        guard through.text.utf8.starts(with: prompt.text.utf8) else {
             throw SFTRenderError(source: source, message:
                 "cannot find the tokens of messages[\(turn)] (assistant): the chat template's prompt for it (the messages " +
-                "before it plus the generation prompt) is not a prefix of the conversation through it, in tokens; " +
-                "the template renders the assistant turn differently from its generation prompt, so the assistant-only " +
-                "loss is undefined for it (use loss_on: all, or a template whose prompt is a prefix)")
+                "before it plus the generation prompt) is not how the conversation through it begins, so the " +
+                "assistant-only loss is undefined for it (use loss_on: all, or a template whose generation prompt is a prefix)")
         }
-        guard isPrefix(throughIDs, of: fullIDs) else {
+        guard full.text.utf8.starts(with: through.text.utf8) else {
             throw SFTRenderError(source: source, message:
                 "cannot find the tokens of messages[\(turn)] (assistant): the chat template renders the conversation " +
-                "through it differently once later messages follow (it is not a prefix of the whole conversation, in " +
-                "tokens), so the assistant-only loss is undefined for it (use loss_on: all, or a prefix-preserving template)")
+                "through it differently once later messages follow, so the assistant-only loss is undefined for it " +
+                "(use loss_on: all, or a prefix-preserving template)")
         }
-        return promptIDs.count..<throughIDs.count
+        let start = full.ids.starts(with: prompt.ids) ? prompt.ids.count
+            : tokenIndex(holdingByte: decodedLength(prompt.ids), of: full.ids, from: commonPrefixCount(prompt.ids, full.ids))
+        let end = full.ids.starts(with: through.ids) ? through.ids.count
+            : tokenIndex(holdingByte: decodedLength(through.ids) - 1, of: full.ids, from: commonPrefixCount(through.ids, full.ids)) + 1
+        return start..<max(start, end)
+    }
+
+    private func commonPrefixCount(_ a: [Int], _ b: [Int]) -> Int {
+        zip(a, b).prefix { $0.0 == $0.1 }.count
+    }
+
+    private func decodedLength<C: Collection>(_ ids: C) -> Int where C.Element == Int {
+        model.tokenizer.decode(Array(ids)).utf8.count
+    }
+
+    /// The index of the token of `ids` whose decoded bytes hold byte `offset` of the decoded text, searching from
+    /// token `first` (the tokens before it are known to end at or before the offset). A cut inside a multi-byte
+    /// character decodes as U+FFFD and may shift the answer by that token, as it would in character offsets.
+    private func tokenIndex(holdingByte offset: Int, of ids: [Int], from first: Int) -> Int {
+        var k = first
+        while k < ids.count - 1, decodedLength(ids[..<(k + 1)]) <= offset { k += 1 }
+        return k
+    }
+
+    /// A rendered conversation: the template's text and its token ids.
+    private struct RenderedChat {
+        let text: String
+        let ids: [Int]
     }
 
     /// As `LanguageModel.chatTokens`: the template writes any BOS itself, special tokens in the text are parsed.
-    private func chatTokens(_ messages: [ChatMessage], addGenerationPrompt: Bool, source: String) throws -> [Int] {
+    private func chat(_ messages: [ChatMessage], addGenerationPrompt: Bool, source: String) throws -> RenderedChat {
         guard let chatTemplate else {
             throw SFTRenderError(source: source, message:
                 "\(model.name) has no chat template for this conversation; give {\"text\"} or {\"prompt\", \"completion\"} rows")
@@ -154,7 +184,7 @@ public struct SFTRenderer: @unchecked Sendable {
         } catch {
             throw SFTRenderError(source: source, message: "the chat template failed on this conversation: \(error)")
         }
-        return model.tokenizer.encode(text, addSpecialTokens: false)
+        return RenderedChat(text: text, ids: model.tokenizer.encode(text, addSpecialTokens: false))
     }
 
     // MARK: Shared steps
