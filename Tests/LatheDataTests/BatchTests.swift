@@ -116,6 +116,15 @@ final class BatchTests: XCTestCase {
         XCTAssertEqual(resumed.position, uninterrupted.position)
     }
 
+    func testOptionsChooseTheLayoutAndUnshuffledEpochsKeepTheFileOrder() throws {
+        XCTAssertEqual(try BatchBuilder(batchSize: 2, options: SFTOptions(maxLength: 16, packing: true)).layout, .packed(length: 16))
+        XCTAssertEqual(try BatchBuilder(batchSize: 2, options: SFTOptions(maxLength: 16)).layout, .padded(length: nil))
+        let examples = makeExamples(4)
+        var iterator = try BatchIterator(examples: examples, builder: try BatchBuilder(batchSize: 3, layout: .padded(length: nil)),
+                                         seed: 1, shuffles: false)
+        XCTAssertEqual(try iterator.next().sources + iterator.next().sources, examples.map(\.source))
+    }
+
     func testPositionPastTheEpochIsAnError() throws {
         let builder = try BatchBuilder(batchSize: 4, layout: .padded(length: nil))
         XCTAssertThrowsError(try BatchIterator(examples: makeExamples(5), builder: builder, seed: 1,
