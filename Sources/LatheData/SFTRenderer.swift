@@ -95,7 +95,8 @@ public struct SFTRenderer: @unchecked Sendable {
     public func render(prompt: String, completion: String, source: String) throws -> SFTExample {
         let promptIDs = model.tokenizer.prefixIDs + model.tokenizer.encode(prompt, addSpecialTokens: false)
         let ids = try withEOS(promptIDs + model.tokenizer.encode(completion, addSpecialTokens: false), source: source)
-        let supervised = ids.indices.map { options.lossOn == .all ? $0 > 0 : $0 >= promptIDs.count }
+        // Token 0 has nothing before it to be predicted from, even when the prompt is empty.
+        let supervised = ids.indices.map { $0 > 0 && (options.lossOn == .all || $0 >= promptIDs.count) }
         return try finish(ids: ids, supervised: supervised, source: source)
     }
 

@@ -70,6 +70,9 @@ final class SFTRendererTests: XCTestCase {
         let all = try renderer(SFTOptions(maxLength: 256, lossOn: .all)).render(prompt: "Q: the", completion: " answer", source: "p.jsonl:3")
         XCTAssertEqual(all.ids, example.ids)
         XCTAssertEqual(all.supervised, [false] + Array(repeating: true, count: all.ids.count - 1))
+
+        let noPrompt = try r.render(prompt: "", completion: "ab", source: "p.jsonl:4")
+        XCTAssertEqual(noPrompt.supervised, [false, true, true], "the first token is never supervised")
     }
 
     func testConversationSupervisesEachAssistantTurnWithItsEndOfTurn() throws {
