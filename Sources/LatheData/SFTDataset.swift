@@ -6,7 +6,7 @@ public struct SFTReport: Codable, Equatable, Sendable, CustomStringConvertible {
     public var examples = 0
     /// Examples cut to `max_length` (kept, with at least one supervised token left).
     public var truncated = 0
-    /// Rows left out, by reason (the `SFTSkipReason` text); each also listed in `skippedSources`.
+    /// Rows left out, by reason (the `SFTSkipReason` text).
     public var skipped: [String: Int] = [:]
     /// "file:line: reason" of the first skipped rows, for the user to look at (at most `sourceLimit`).
     public var skippedSources: [String] = []
@@ -24,7 +24,7 @@ public struct SFTReport: Codable, Equatable, Sendable, CustomStringConvertible {
         var text = "\(rows) rows → \(examples) examples, \(totalTokens) tokens (\(supervisedTokens) supervised)"
         if truncated > 0 { text += ", \(truncated) truncated" }
         if !skipped.isEmpty {
-            text += ", skipped " + skipped.sorted { $0.key < $1.key }.map { "\($0.value) (\($0.key))" }.joined(separator: ", ")
+            text += ", \(skippedCount) skipped: " + skipped.sorted { $0.key < $1.key }.map { "\($0.value) (\($0.key))" }.joined(separator: ", ")
         }
         return text
     }

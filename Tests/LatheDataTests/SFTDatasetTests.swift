@@ -35,7 +35,8 @@ final class SFTDatasetTests: XCTestCase {
         XCTAssertEqual(report.totalTokens, examples.map(\.ids.count).reduce(0, +))
         XCTAssertEqual(report.supervisedTokens, examples.map(\.supervisedCount).reduce(0, +))
         XCTAssertEqual(examples[1].ids.count, 12)
-        XCTAssertTrue(report.description.contains("1 truncated"), report.description)
+        XCTAssertEqual(report.description, "3 rows → 2 examples, \(report.totalTokens) tokens (\(report.supervisedTokens) supervised), " +
+                       "1 truncated, 1 skipped: 1 (no supervised token left after truncation)")
     }
 
     func testAlpacaRowsGoThroughTheChatTemplate() throws {
