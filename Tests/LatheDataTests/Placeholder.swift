@@ -1,5 +1,0 @@
-import XCTest
-
-final class LatheDataPlaceholderTests: XCTestCase {
-    func testPlaceholder() {}
-}

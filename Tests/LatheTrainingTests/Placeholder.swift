@@ -1,5 +1,0 @@
-import XCTest
-
-final class LatheTrainingPlaceholderTests: XCTestCase {
-    func testPlaceholder() {}
-}
