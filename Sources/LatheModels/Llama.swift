@@ -288,8 +288,8 @@ final class ForwardWorkspace {
 /// Everything a training forward pass keeps for its backward pass: per-block activations, the keys and values
 /// (in a cache of the batch's own length), the rotary angles and the masks.
 public final class TrainingActivations {
-    let batchSize: Int
-    let length: Int
+    public let batchSize: Int
+    public let length: Int
     let blocks: [BlockActivations]
     let cache: KVCache
     var finalInput: Tensor

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import LatheData
+import LatheModels
+import LatheTensors
+import LatheTemplates
+import LatheTraining
+
+/// `lathe sft`: supervised fine-tuning (LoRA by default, every weight with --full) from a YAML file and/or flags.
+public struct SFTCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "sft",
+        abstract: "Fine-tune a model on JSONL data (text, prompt/completion, messages or Alpaca rows).",
+        discussion: "Flags override the YAML file, which overrides the defaults; the resolved configuration is written to OUTPUT/config.yaml.")
+
+    @Argument(help: "A YAML run configuration (optional).") public var config: String?
+    @Option(help: "Model: a .gguf file, a Hugging Face folder or a known name.") public var model: String?
+    @Option(help: "Training data (JSONL).") public var data: String?
+    @Option(help: "Held-out data for validation loss (JSONL).") public var valid: String?
+    @Option(help: "Run folder: adapter, checkpoints, metrics.jsonl, config.yaml.") public var output: String?
+    @Option(help: "Passes over the training data.") public var epochs: Int?
+    @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps.") public var maxSteps: Int?
+    @Option(help: "Peak learning rate.") public var lr: Double?
+    @Option(name: .customLong("batch-size"), help: "Examples per micro-batch.") public var batchSize: Int?
+    @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.") public var gradientAccumulation: Int?
+    @Option(name: .customLong("lora-rank")) public var loraRank: Int?
+    @Option(name: .customLong("lora-alpha")) public var loraAlpha: Float?
+    @Option(name: .customLong("lora-dropout")) public var loraDropout: Float?
+    @Option(name: .customLong("lora-targets"), help: "Comma-separated modules (q_proj,v_proj,...) or all-linear.") public var loraTargets: String?
+    @Option(name: .customLong("max-length"), help: "Longest example in tokens (longer ones are truncated and counted).") public var maxLength: Int?
+    @Option(help: "Random seed (initialisation, shuffling, dropout).") public var seed: UInt64?
+    @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") public var saveEvery: Int?
+    @Option(name: .customLong("eval-every"), help: "Validation loss every N steps.") public var evalEvery: Int?
+    @Flag(help: "Train every weight instead of a LoRA adapter.") public var full = false
+    @Flag(help: "Continue from the checkpoint in the output folder.") public var resume = false
+    @Flag(help: "Put the loss on every token, not only on completions / assistant turns.") public var lossOnAll = false
+    @Flag(help: "Pack several examples into each row (no attention across them).") public var packing = false
+    @Option(help: "Compute threads.") public var threads: Int = 1
+    public init() {}
+
+    /// Defaults, then the YAML file, then the flags.
+    public func resolvedConfiguration() throws -> TrainingConfiguration {
+        var c = try config.map { try TrainingConfiguration.load(yaml: URL(fileURLWithPath: $0)) } ?? TrainingConfiguration()
+        if let model { c.model = model }
+        if let data { c.data = data }
+        if let valid { c.valid = valid }
+        if let output { c.output = output }
+        if let epochs { c.epochs = epochs }
+        if let maxSteps { c.maxSteps = maxSteps }
+        if let lr { c.learningRate = lr }
+        if let batchSize { c.batchSize = batchSize }
+        if let gradientAccumulation { c.gradientAccumulation = gradientAccumulation }
+        if let loraRank { c.lora.rank = loraRank }
+        if let loraAlpha { c.lora.alpha = loraAlpha }
+        if let loraDropout { c.lora.dropout = loraDropout }
+        if let loraTargets { c.lora.targets = loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+        if let maxLength { c.sft.maxLength = maxLength }
+        if let seed { c.seed = seed }
+        if let saveEvery { c.saveEvery = saveEvery }
+        if let evalEvery { c.evalEvery = evalEvery }
+        if full { c.method = .full }
+        if lossOnAll { c.sft.lossOn = .all }
+        if packing { c.sft.packing = true }
+        try c.validate()
+        return c
+    }
+
+    public func validate() throws {
+        do { _ = try resolvedConfiguration() } catch { throw ValidationError("\(error)") }
+    }
+
+    public func run() throws {
+        let c = try resolvedConfiguration()
+        MatMul.setThreadCount(threads)
+        let lm = try LanguageModel.load(c.model)
+        let trainer = try Trainer(config: c, languageModel: lm)
+        let example = c.valid.flatMap { try? firstPrompt(URL(fileURLWithPath: $0)) }
+        var before: String?
+        if let example, c.method == .lora {
+            lm.model.setAdapters(enabled: false)
+            before = try? answer(lm, example)
+            lm.model.setAdapters(enabled: true)
+        }
+        var firstValidation: Double?, lastValidation: Double?
+        try trainer.run(resume: resume) { event in
+            switch event {
+            case .started(let text): log(text)
+            case .step(let s):
+                log(String(format: "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %@", s.step, s.totalSteps, s.loss,
+                           s.learningRate, s.tokensPerSecond, duration(s.secondsLeft)))
+            case .validation(let step, let loss):
+                if firstValidation == nil { firstValidation = loss }
+                lastValidation = loss
+                log(String(format: "step %d | held-out loss %.4f", step, loss))
+            case .checkpoint(let step, let folder): log("step \(step) | checkpoint written to \(folder)")
+            case .finished(let folder): log("done: \(c.method == .lora ? "adapter" : "model") written to \(folder)")
+            }
+        }
+        if let firstValidation, let lastValidation, firstValidation != lastValidation || !resume {
+            print(String(format: "held-out loss: %.4f before, %.4f after", firstValidation, lastValidation))
+        }
+        if let example {
+            print("prompt: \(example.last?.content ?? "")")
+            if let before { print("before: \(before)") }
+            print("after:  \(try answer(lm, example))")
+        }
+    }
+
+    /// The conversation of the first held-out row, without its answer.
+    func firstPrompt(_ url: URL) throws -> [ChatMessage]? {
+        guard let row = try DatasetReader.read(url).first, case .messages(let messages) = row.record else { return nil }
+        let prompt = Array(messages.prefix { $0.role != "assistant" })
+        return prompt.isEmpty ? nil : prompt
+    }
+
+    func answer(_ lm: LanguageModel, _ messages: [ChatMessage]) throws -> String {
+        for adapter in lm.model.adapters { adapter.training = false }
+        return try lm.generate(try lm.chatTokens(messages, addGenerationPrompt: true), sampling: SamplingOptions(), maxTokens: 64)
+    }
+}
+
+func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+
+func duration(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "?" }
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s"
+}

@@ -1,0 +1,131 @@
+import Foundation
+import LatheData
+import LatheModels
+import Yams
+
+/// Everything a fine-tuning run needs, as the YAML file a user writes (snake_case keys, every key optional):
+/// defaults, overridden by the file, overridden by flags; the resolved configuration is written into the run folder.
+public struct TrainingConfiguration: Codable, Equatable, Sendable {
+    public enum Method: String, Codable, Sendable, CaseIterable { case lora, full }
+
+    public var model = ModelLocator.defaultModelName
+    public var data: String?
+    public var valid: String?
+    public var output: String?
+    public var method = Method.lora
+    public var lora = LoRAConfiguration()
+    public var sft = SFTOptions.trainingDefault
+    public var epochs = 1
+    /// Stops after this many optimizer steps even if epochs remain.
+    public var maxSteps: Int?
+    public var batchSize = 4
+    /// Micro-batches per optimizer step; the loss is weighted by supervised tokens across them.
+    public var gradientAccumulation = 1
+    public var learningRate = 2e-4
+    public var schedule = LearningRateSchedule.Kind.cosine
+    public var warmupSteps = 0
+    public var optimizer = OptimizerConfiguration(kind: .adamw)
+    /// Clip the global gradient norm to this (nil: no clipping).
+    public var maxGradNorm: Float? = 1
+    public var seed: UInt64 = 0
+    /// Validation loss every N steps (0: only before and after training).
+    public var evalEvery = 0
+    /// A checkpoint every N steps (0: none until the end).
+    public var saveEvery = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer
+        case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
+        case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
+        case evalEvery = "eval_every", saveEvery = "save_every"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TrainingConfiguration()
+        model = try c.decodeIfPresent(String.self, forKey: .model) ?? d.model
+        data = try c.decodeIfPresent(String.self, forKey: .data)
+        valid = try c.decodeIfPresent(String.self, forKey: .valid)
+        output = try c.decodeIfPresent(String.self, forKey: .output)
+        method = try c.decodeIfPresent(Method.self, forKey: .method) ?? d.method
+        lora = try c.decodeIfPresent(LoRAConfiguration.self, forKey: .lora) ?? d.lora
+        sft = try c.decodeIfPresent(SFTOptions.self, forKey: .sft) ?? d.sft
+        epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
+        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
+        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
+        gradientAccumulation = try c.decodeIfPresent(Int.self, forKey: .gradientAccumulation) ?? d.gradientAccumulation
+        learningRate = try c.decodeIfPresent(Double.self, forKey: .learningRate) ?? d.learningRate
+        schedule = try c.decodeIfPresent(LearningRateSchedule.Kind.self, forKey: .schedule) ?? d.schedule
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? d.warmupSteps
+        optimizer = try c.decodeIfPresent(OptimizerConfiguration.self, forKey: .optimizer) ?? d.optimizer
+        maxGradNorm = c.contains(.maxGradNorm) ? try c.decodeIfPresent(Float.self, forKey: .maxGradNorm) : d.maxGradNorm
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
+        saveEvery = try c.decodeIfPresent(Int.self, forKey: .saveEvery) ?? d.saveEvery
+    }
+
+    /// Reads a YAML configuration; an error names the file and the key that is wrong.
+    public static func load(yaml url: URL) throws -> TrainingConfiguration {
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+            throw TrainingError("\(url.path): cannot read the configuration (\(error.localizedDescription))")
+        }
+        do {
+            if text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return TrainingConfiguration() }
+            return try YAMLDecoder().decode(TrainingConfiguration.self, from: text)
+        } catch let error as DecodingError {
+            throw TrainingError("\(url.path): \(Self.describe(error))")
+        } catch {
+            throw TrainingError("\(url.path): \(error)")
+        }
+    }
+
+    public func yaml() throws -> String { try YAMLEncoder().encode(self) }
+
+    /// Checks the values before a run starts, naming the key.
+    public func validate() throws {
+        guard data != nil else { throw TrainingError("no training data: give --data FILE or `data:` in the configuration") }
+        guard output != nil else { throw TrainingError("no output folder: give --output DIR or `output:` in the configuration") }
+        guard epochs >= 1 else { throw TrainingError("epochs must be at least 1, got \(epochs)") }
+        guard batchSize >= 1 else { throw TrainingError("batch_size must be at least 1, got \(batchSize)") }
+        guard gradientAccumulation >= 1 else { throw TrainingError("gradient_accumulation must be at least 1, got \(gradientAccumulation)") }
+        guard learningRate > 0 else { throw TrainingError("learning_rate must be positive, got \(learningRate)") }
+        guard warmupSteps >= 0 else { throw TrainingError("warmup_steps must not be negative, got \(warmupSteps)") }
+        if let maxSteps, maxSteps < 1 { throw TrainingError("max_steps must be at least 1, got \(maxSteps)") }
+        if let maxGradNorm, !(maxGradNorm > 0) { throw TrainingError("max_grad_norm must be positive, got \(maxGradNorm)") }
+        guard evalEvery >= 0, saveEvery >= 0 else { throw TrainingError("eval_every and save_every must not be negative") }
+        if method == .lora { try lora.validate() }
+        try sft.validate()
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "key '\(path(context))': \(context.debugDescription)"
+        case .keyNotFound(let key, let context):
+            return "missing key '\(path(context)).\(key.stringValue)'"
+        case .dataCorrupted(let context):
+            return "key '\(path(context))': \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+/// A problem with a training run, worded for the user.
+public struct TrainingError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension SFTOptions {
+    /// 512-token examples, loss on completions: what a run uses when its configuration says nothing.
+    static let trainingDefault: SFTOptions = {
+        do { return try SFTOptions(maxLength: 512) } catch { preconditionFailure("the default SFT options are valid: \(error)") }
+    }()
+}
