@@ -1,5 +1,6 @@
 import Foundation
 import LatheData
+import LatheFormats
 import LatheModels
 import LatheTemplates
 import LatheTestSupport
@@ -12,6 +13,22 @@ enum TinySFTModel {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let url = folder.appendingPathComponent("tiny.gguf")
         try TinyModel.write(to: url)
+        return try LanguageModel.load(url.path)
+    }
+
+    /// The same model with `tokenizer.ggml.add_bos_token` true, so that its tokenizer adds `<|im_start|>` as BOS.
+    static let addingBOS: Result<LanguageModel, Error> = Result {
+        let source = try GGUFFile(url: try shared.get().files.url)
+        var writer = try GGUFWriter()
+        for key in source.metadataKeys where key != "general.alignment" {
+            guard let value = source.metadata[key] else { continue }
+            try writer.setValue(key == "tokenizer.ggml.add_bos_token" ? .bool(true) : value, forKey: key)
+        }
+        for tensor in source.tensors {
+            try writer.addTensor(name: tensor.name, dimensions: tensor.dimensions, values: try source.floats(of: tensor), type: .f32)
+        }
+        let url = source.url.deletingLastPathComponent().appendingPathComponent("tiny-bos.gguf")
+        try writer.write(to: url)
         return try LanguageModel.load(url.path)
     }
 
@@ -58,6 +75,19 @@ final class SFTRendererTests: XCTestCase {
         XCTAssertEqual(try r.render(text: "the cat<|im_end|>", source: "t.jsonl:2").ids, example.ids)
     }
 
+    func testTokenizerBOSStartsTextAndPromptAndIsNeverSupervised() throws {
+        let model = try TinySFTModel.addingBOS.get()
+        let bos = try XCTUnwrap(model.tokenizer.bosTokenID)
+        XCTAssertEqual(model.tokenizer.prefixIDs, [bos])
+        let r = SFTRenderer(model: model, options: try SFTOptions(maxLength: 64))
+        let text = try r.render(text: "the", source: "t:1")
+        XCTAssertEqual(text.ids, [bos] + model.tokenizer.encode("the", addSpecialTokens: false) + [model.tokenizer.eosTokenID ?? -1])
+        XCTAssertEqual(text.supervised, [false] + Array(repeating: true, count: text.ids.count - 1))
+        let pair = try r.render(prompt: "a", completion: "b", source: "p:1")
+        XCTAssertEqual(model.tokenizer.decode(pair.ids), "<|im_start|>ab<|im_end|>")
+        XCTAssertEqual(pair.supervised, [false, false, true, true])
+    }
+
     func testPromptCompletionSupervisesTheCompletionAndEOS() throws {
         let r = try renderer()
         let example = try r.render(prompt: "Q: the", completion: " answer", source: "p.jsonl:3")
@@ -92,6 +122,18 @@ final class SFTRendererTests: XCTestCase {
         let all = try renderer(SFTOptions(maxLength: 256, lossOn: .all)).render(messages: conversation, source: "c.jsonl:1")
         XCTAssertEqual(all.ids, example.ids)
         XCTAssertEqual(all.supervised, [false] + Array(repeating: true, count: all.ids.count - 1))
+    }
+
+    func testTruncatedConversationKeepsTheMasksOfWhatRemains() throws {
+        let full = try renderer().render(messages: conversation, source: "c.jsonl:1")
+        // Cut three tokens before the end: "<|im_end|>", "\n" and the "2" of the second answer go.
+        let cut = try renderer(SFTOptions(maxLength: full.ids.count - 3)).render(messages: conversation, source: "c.jsonl:1")
+        XCTAssertTrue(cut.truncated)
+        let model = try TinySFTModel.load()
+        XCTAssertEqual(supervisedSpans(cut, model), ["answer 1<|im_end|>\n", "answer "])
+        let left = try renderer(SFTOptions(maxLength: 6, truncation: .left)).render(messages: conversation, source: "c.jsonl:1")
+        XCTAssertEqual(model.tokenizer.decode(left.ids), "wer 2<|im_end|>\n")
+        XCTAssertEqual(left.supervised, [false, true, true, true, true, true])
     }
 
     func testConversationWithoutAssistantIsSkipped() throws {

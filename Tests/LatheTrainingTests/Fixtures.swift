@@ -102,6 +102,12 @@ func assertBitIdentical(_ actual: [Float], _ expected: [Float], _ context: Strin
     }
 }
 
+/// Copies `values` into `tensor`, failing the test when the counts differ.
+func setValues(_ tensor: Tensor, _ values: [Float], file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(values.count, tensor.count, "value count", file: file, line: line)
+    _ = tensor.buffer.update(fromContentsOf: values.prefix(tensor.count))
+}
+
 /// Trainable parameters with seeded random values, for tests that do not need torch's numbers.
 func randomParameters(_ shapes: [(String, [Int])], seed: UInt64) -> [Parameter] {
     var generator = SeededGenerator(seed: seed)

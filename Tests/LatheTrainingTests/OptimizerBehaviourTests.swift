@@ -38,7 +38,7 @@ final class OptimizerBehaviourTests: XCTestCase {
             fillGradients(parameters, generator: &generator)
             try shared.step(parameters, learningRate: 0.05)
             if step >= 3 {
-                try XCTUnwrap(alone.gradient).buffer.update(fromContentsOf: try XCTUnwrap(parameters[1].gradient).array)
+                setValues(try XCTUnwrap(alone.gradient), try XCTUnwrap(parameters[1].gradient).array)
                 try fresh.step([alone], learningRate: 0.05)
             }
         }

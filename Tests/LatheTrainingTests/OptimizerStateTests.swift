@@ -16,7 +16,7 @@ final class OptimizerStateTests: XCTestCase {
         OptimizerConfiguration(kind: .sgd, weightDecay: 0.01),
     ]
 
-    /// Runs `steps` steps of seeded random gradients from `stepOffset` on.
+    /// Runs the steps in `steps`, each with gradients seeded by its index, so a resumed run sees the same ones.
     private func train(_ optimizer: any Optimizer, _ parameters: [Parameter], steps: Range<Int>) throws {
         for step in steps {
             var generator = SeededGenerator(seed: UInt64(100 + step))

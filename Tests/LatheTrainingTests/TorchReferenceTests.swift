@@ -33,7 +33,7 @@ final class TorchReferenceTests: XCTestCase {
             let optimizer = try configuration.make()
             let parameters = try fixture.names.map { name in
                 let parameter = Parameter(name: name, shape: try XCTUnwrap(fixture.shapes[name]), trainable: true)
-                parameter.tensor.buffer.update(fromContentsOf: try XCTUnwrap(fixture.initial[name]))
+                setValues(parameter.tensor, try XCTUnwrap(fixture.initial[name]))
                 return parameter
             }
             var worstParameter: Float = 0
@@ -42,7 +42,7 @@ final class TorchReferenceTests: XCTestCase {
                 for parameter in parameters {
                     parameter.zeroGradient()
                     let gradient = try XCTUnwrap(parameter.gradient)
-                    gradient.buffer.update(fromContentsOf: try XCTUnwrap(fixture.gradients[step][parameter.name]))
+                    setValues(gradient, try XCTUnwrap(fixture.gradients[step][parameter.name]))
                 }
                 let rate = schedule.rate(at: step)
                 XCTAssertEqual(rate, Float(run.rates[step]), "\(run.name) step \(step): learning rate")
