@@ -128,7 +128,7 @@ public struct BPETrainer {
             let merged = addToken(vocabulary[Int(left)] + vocabulary[Int(right)])
             merges.append(TrainedBPE.Merge(left: vocabulary[Int(left)], right: vocabulary[Int(right)],
                                            count: top.count))
-            for index in queue.positions(of: top) {
+            for index in queue.takePositions(of: top) {
                 let count = wordCounts[Int(index)]
                 Self.merge(&symbols[Int(index)], left: left, right: right, into: merged) { pair, change in
                     pairCounts[pair, default: 0] += change * count
@@ -237,7 +237,11 @@ struct MergeCandidateQueue {
     private var heap: [Candidate] = []
     private var wordSets: [[Int32]] = []
 
-    func positions(of candidate: Candidate) -> [Int32] { wordSets[Int(candidate.slot)] }
+    /// The words a candidate was queued with, given up once: a merged candidate is never queued again.
+    mutating func takePositions(of candidate: Candidate) -> [Int32] {
+        defer { wordSets[Int(candidate.slot)] = [] }
+        return wordSets[Int(candidate.slot)]
+    }
 
     /// Queues every pair in `fresh` whose count is positive, with its words, in pair order, and empties `fresh`.
     mutating func push(newFrom fresh: inout [UInt64: Set<Int32>], pairCounts: [UInt64: Int]) {
