@@ -153,7 +153,7 @@ extension TrainedBPE {
 
 /// `text` as a JSON string literal, escaped as serde_json does: quotes, backslashes and control characters
 /// only; other characters are written as themselves in UTF-8.
-func jsonString(_ text: String) -> String {
+private func jsonString(_ text: String) -> String {
     var out = "\""
     for scalar in text.unicodeScalars {
         switch scalar {

@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 @testable import LatheCLI
 import LatheModels
+import LatheTemplates
 import LatheTokenizers
 
 /// `lathe tokenizer train`: flags, corpus files, and a run of the built binary.
@@ -74,6 +75,19 @@ final class TokenizerCommandTests: XCTestCase {
         XCTAssertEqual(tokenizer.eosTokenID, 2)
         let text = "the theory of 17 things"
         XCTAssertEqual(tokenizer.decode(tokenizer.encode(text)), text)
+        // The written template renders as transformers renders it from the committed ChatML folder.
+        let reference = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/toktrain/heldout_ids.json")))
+        let messages = try XCTUnwrap(reference["chat"]?.array).map { message in
+            ChatMessage(role: message["role"]?.string ?? "", content: message["content"]?.string ?? "")
+        }
+        let config = try JSONValue.parse(Data(contentsOf: output.appendingPathComponent("tokenizer_config.json")))
+        let template = try ChatTemplate(source: try XCTUnwrap(config["chat_template"]?.string))
+        let rendered = try template.render(messages: messages, addGenerationPrompt: true, bosToken: "<|endoftext|>",
+                                           eosToken: "<|im_end|>")
+        XCTAssertEqual(rendered, reference["chat_rendered"]?.string)
+        XCTAssertEqual(tokenizer.encode(rendered).filter { $0 < 3 }, [1, 2, 1, 2, 1])
 
         try write("", to: corpus)
         let empty = try LatheProcess.run(["tokenizer", "train", "--input", corpus.path, "--vocab-size", "300",

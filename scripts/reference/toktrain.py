@@ -5,7 +5,8 @@
    then byte-level GPT-2 regex), the same vocabulary size, minimum frequency and special tokens that the Swift
    tests use, and saves its vocabulary (in id order) and merges as hf_trained.json.
 3. When lathe/tokenizer.json exists (written by `lathe tokenizer train`, see below), loads it with Hugging Face
-   and saves the ids of the held-out text as heldout_ids.json.
+   and saves the ids of the held-out text as heldout_ids.json, with the ChatML rendering transformers gives
+   from that folder's tokenizer_config.json.
 
 Run:  python scripts/reference/toktrain.py
       swift run lathe tokenizer train --input Tests/Fixtures/toktrain/corpus.txt --vocab-size 1024 \
@@ -25,6 +26,7 @@ OUT = Path(__file__).resolve().parents[2] / "Tests" / "Fixtures" / "toktrain"
 VOCAB_SIZE = 1024
 MIN_FREQUENCY = 2
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi 42"}]
 
 NOUNS = ("river lathe model token engine garden window forest letter circuit teacher market harbor "
          "question number theory kernel matrix vector language student morning mountain island").split()
@@ -135,8 +137,13 @@ def main():
         ids = lathe.encode(heldout).ids
         assert lathe.decode(ids, skip_special_tokens=False) == heldout
         corpus_ids = lathe.encode(corpus).ids
+        # transformers loads the whole folder (tokenizer_config.json too) and renders its ChatML template.
+        from transformers import AutoTokenizer
+        chat = AutoTokenizer.from_pretrained(str(lathe_file.parent)).apply_chat_template(
+            CHAT, tokenize=False, add_generation_prompt=True)
         (OUT / "heldout_ids.json").write_text(json.dumps({"text": heldout, "ids": ids,
-                                                          "corpus_token_count": len(corpus_ids)},
+                                                          "corpus_token_count": len(corpus_ids),
+                                                          "chat": CHAT, "chat_rendered": chat},
                                                          ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"held-out text: {len(ids)} ids with HF loading Lathe's tokenizer.json")
     else:
