@@ -94,7 +94,8 @@ public struct BPETrainer {
         var symbols: [[Int32]] = []
         symbols.reserveCapacity(words.count)
         for word in words {
-            // Every scalar of a byte-level word is in the alphabet; a scalar outside it is dropped, as HF does.
+            // A ByteLevel step spells every word in the alphabet. A scalar outside it (only a step after ByteLevel
+            // could make one) is dropped, where Hugging Face would add it to the alphabet.
             symbols.append(word.compactMap { idForScalar[$0.value] })
         }
 
