@@ -18,7 +18,7 @@ import random
 import sys
 from pathlib import Path
 
-# scripts/reference/tokenizers.py (another fixture script) would shadow the `tokenizers` package.
+# a script named like a package (as tokenizer_ids.py once was) would shadow that package.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 

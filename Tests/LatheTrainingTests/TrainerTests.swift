@@ -1,0 +1,120 @@
+import Foundation
+import XCTest
+import LatheData
+import LatheModels
+import LatheTestSupport
+@testable import LatheTraining
+
+/// The training loop on a tiny model: it learns, accumulation is token-weighted, and a resumed run continues
+/// exactly where an uninterrupted one would be.
+final class TrainerTests: XCTestCase {
+    var folder: URL!
+    var modelPath: String!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-trainer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        modelPath = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: modelPath))
+        // Prompts and completions of different lengths, so that batches need padding.
+        var lines: [String] = []
+        let words = ["the", "theory", "an", "inn", "on", "river", "then", "tea", "art"]
+        for i in 0..<16 {
+            let prompt = (0...(i % 4)).map { words[($0 * 3 + i) % words.count] }.joined(separator: " ")
+            let completion = " " + (0...(i % 3)).map { words[($0 + i) % words.count] }.joined(separator: " ")
+            lines.append(#"{"prompt": "\#(prompt)", "completion": "\#(completion)"}"#)
+        }
+        try lines.joined(separator: "\n").write(to: folder.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+    func configuration(_ edit: (inout TrainingConfiguration) -> Void) -> TrainingConfiguration {
+        var c = TrainingConfiguration()
+        c.model = modelPath
+        c.data = folder.appendingPathComponent("train.jsonl").path
+        c.output = folder.appendingPathComponent("run-\(UUID().uuidString)").path
+        c.lora = LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"])
+        c.learningRate = 1e-2
+        c.seed = 3
+        edit(&c)
+        return c
+    }
+
+    func losses(_ output: String) throws -> [Double] {
+        try JSONLines.read(URL(fileURLWithPath: output).appendingPathComponent("metrics.jsonl"))
+            .compactMap { $0.value["loss"]?.double }
+    }
+
+    func testLoRATrainingLowersTheLossAndWritesAPEFTAdapter() throws {
+        let c = configuration { $0.epochs = 8; $0.batchSize = 4; $0.schedule = .constant }
+        let trainer = try Trainer(config: c, languageModel: try LanguageModel.load(modelPath))
+        try trainer.run()
+        let curve = try losses(c.output!)
+        XCTAssertEqual(curve.count, 32)
+        XCTAssertLessThan(curve.suffix(4).reduce(0, +), 0.7 * curve.prefix(4).reduce(0, +), "loss curve \(curve)")
+        let lm = try LanguageModel.load(modelPath)
+        XCTAssertNoThrow(try PEFTAdapter.load(URL(fileURLWithPath: c.output!), into: lm.model))
+        XCTAssertEqual(try TrainingConfiguration.load(yaml: URL(fileURLWithPath: c.output!).appendingPathComponent("config.yaml")), c)
+    }
+
+    func testAccumulatingFourTimesTwoEqualsOneBatchOfEight() throws {
+        func trainOneStep(batch: Int, accumulation: Int) throws -> [Float] {
+            let c = configuration { $0.batchSize = batch; $0.gradientAccumulation = accumulation; $0.maxSteps = 1 }
+            let trainer = try Trainer(config: c, languageModel: try LanguageModel.load(modelPath))
+            _ = try trainer.trainStep()
+            return trainer.trainable.flatMap { $0.tensor.array }
+        }
+        let accumulated = try trainOneStep(batch: 2, accumulation: 4)
+        let whole = try trainOneStep(batch: 8, accumulation: 1)
+        let worst = zip(accumulated, whole).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThanOrEqual(worst, 1e-6, "largest parameter difference \(worst)")
+        let fresh = try trainOneStep(batch: 8, accumulation: 1)
+        XCTAssertEqual(fresh, whole, "same seed, same update")
+    }
+
+    func testResumedRunContinuesWithTheSameLossCurve() throws {
+        let c = configuration { $0.epochs = 2; $0.batchSize = 3; $0.saveEvery = 2; $0.lora.dropout = 0.1 }
+        let straight = try Trainer(config: c, languageModel: try LanguageModel.load(modelPath))
+        try straight.run()
+        let expected = try losses(c.output!)
+
+        // A second run that stops after its first checkpoint (as if killed), then resumes in a new process state.
+        var interrupted = c
+        interrupted.output = folder.appendingPathComponent("interrupted").path
+        let first = try Trainer(config: interrupted, languageModel: try LanguageModel.load(modelPath))
+        try FileManager.default.createDirectory(atPath: interrupted.output!, withIntermediateDirectories: true)
+        for _ in 0..<3 { _ = try first.trainStep() }
+        try Checkpoint.save(first, to: URL(fileURLWithPath: interrupted.output!))
+        _ = try first.trainStep()  // work after the checkpoint is lost with the kill
+        let resumed = try Trainer(config: interrupted, languageModel: try LanguageModel.load(modelPath))
+        try resumed.run(resume: true)
+        XCTAssertEqual(resumed.step, straight.step)
+        XCTAssertEqual(Array(try losses(interrupted.output!)), Array(expected.suffix(from: 3)), "losses after the resume point")
+        XCTAssertEqual(resumed.trainable.flatMap { $0.tensor.array }, straight.trainable.flatMap { $0.tensor.array })
+    }
+
+    func testFullFineTuningUpdatesEveryWeightAndExportsTheModel() throws {
+        let c = configuration { $0.method = .full; $0.maxSteps = 2; $0.learningRate = 1e-3 }
+        let lm = try LanguageModel.load(modelPath)
+        let before = lm.model.parameters.map { $0.tensor.array }
+        let trainer = try Trainer(config: c, languageModel: lm)
+        try trainer.run()
+        let changed = zip(before, lm.model.parameters).filter { $0 != $1.tensor.array }.count
+        XCTAssertEqual(changed, lm.model.parameters.count)
+        let exported = try LanguageModel.load(URL(fileURLWithPath: c.output!).appendingPathComponent("model.gguf").path)
+        XCTAssertEqual(exported.model.parameters.map { $0.tensor.array }, lm.model.parameters.map { $0.tensor.array })
+    }
+
+    func testBadConfigurationsAreNamed() throws {
+        let yaml = folder.appendingPathComponent("bad.yaml")
+        try "epochs: many\n".write(to: yaml, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try TrainingConfiguration.load(yaml: yaml)) { XCTAssertTrue("\($0)".contains("epochs"), "\($0)") }
+        XCTAssertThrowsError(try configuration { $0.batchSize = 0 }.validate()) { XCTAssertTrue("\($0)".contains("batch_size"), "\($0)") }
+        XCTAssertThrowsError(try configuration { $0.lora.targets = ["attention"] }.validate()) { XCTAssertTrue("\($0)".contains("attention"), "\($0)") }
+        let missing = configuration { $0.data = self.folder.appendingPathComponent("none.jsonl").path }
+        XCTAssertThrowsError(try Trainer(config: missing, languageModel: try LanguageModel.load(modelPath))) {
+            XCTAssertTrue("\($0)".contains("none.jsonl"), "\($0)")
+        }
+    }
+}
