@@ -21,6 +21,27 @@ public struct Batch: Equatable, Sendable {
     public let tokenCount: Int
     /// "file:line" of each example in the batch, row by row.
     public let sources: [String]
+
+    /// A batch of unpacked rows given whole (scoring, reference checks): positions count from 0 in each row and
+    /// every row is one segment; `targets` as above.
+    public init(rows: [[Int]], targets: [[Int]], valid: [[Bool]]? = nil) {
+        batchSize = rows.count
+        length = rows.first?.count ?? 0
+        inputs = rows.flatMap { $0 }
+        self.targets = targets.flatMap { $0 }
+        positions = rows.flatMap { $0.indices.map { $0 } }
+        self.valid = valid?.flatMap { $0 } ?? Array(repeating: true, count: inputs.count)
+        segments = rows.flatMap { row in row.map { _ in 0 } }
+        tokenCount = self.targets.filter { $0 >= 0 }.count
+        sources = rows.map { _ in "" }
+    }
+
+    init(batchSize: Int, length: Int, inputs: [Int], targets: [Int], positions: [Int], valid: [Bool], segments: [Int],
+         tokenCount: Int, sources: [String]) {
+        self.batchSize = batchSize; self.length = length; self.inputs = inputs; self.targets = targets
+        self.positions = positions; self.valid = valid; self.segments = segments; self.tokenCount = tokenCount
+        self.sources = sources
+    }
 }
 
 /// A problem making batches (bad sizes, an example longer than the row).

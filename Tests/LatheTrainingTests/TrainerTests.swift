@@ -118,3 +118,31 @@ final class TrainerTests: XCTestCase {
         }
     }
 }
+
+/// Ten AdamW steps of full fine-tuning on the tiny Llama: the losses equal PyTorch's (scripts/reference/training.py).
+final class TenStepsAgainstPyTorchTests: XCTestCase {
+    struct Reference: Decodable { let ids: [[Int]]; let targets: [[Int]]; let valid: [[Bool]] }
+    struct Losses: Decodable { let losses: [Double] }
+
+    func testTenAdamWStepsGiveTorchsLosses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures")
+        let reference = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: root.appendingPathComponent("training/batch.json")))
+        let expected = try JSONDecoder().decode(Losses.self, from: Data(contentsOf: root.appendingPathComponent("training/tiny-llama-adamw.json")))
+        let model = try ModelFiles.open(root.appendingPathComponent("models/tiny-llama")).loadModel()
+        for p in model.parameters { p.trainable = true }
+        let batch = Batch(rows: reference.ids, targets: reference.targets, valid: reference.valid)
+        let activations = TrainingActivations(config: model.config, batchSize: batch.batchSize, length: batch.length)
+        let optimizer = try AdamW(weightDecay: 0.01)
+        var losses: [Double] = []
+        for _ in 0..<10 {
+            for p in model.parameters { p.zeroGradient() }
+            let (sum, count) = try languageModelLoss(model, batch: batch, activations: activations, scale: 1 / Float(batch.tokenCount))
+            losses.append(sum / Double(count))
+            try optimizer.step(model.parameters, learningRate: 1e-3)
+        }
+        let worst = zip(losses, expected.losses).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThanOrEqual(worst, 2e-4, "losses \(losses) vs torch \(expected.losses)")
+        XCTAssertLessThan(losses[9], losses[0] * 0.6)
+    }
+}

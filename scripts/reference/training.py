@@ -93,3 +93,17 @@ with open(os.path.join(OUT, "peft-tiny-llama-logits.json"), "w") as fh:
 readme = os.path.join(folder, "README.md")
 if os.path.exists(readme):
     os.remove(readme)
+
+# Ten AdamW steps of full fine-tuning on the batch (lr 1e-3, weight decay 0.01, no clipping): the loss before each.
+model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, "tiny-llama"), dtype=torch.float32)
+model.config._attn_implementation = "eager"
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+losses = []
+for _ in range(10):
+    optimizer.zero_grad()
+    loss, _ = loss_of(model)
+    losses.append(loss.item())
+    loss.backward()
+    optimizer.step()
+with open(os.path.join(OUT, "tiny-llama-adamw.json"), "w") as fh:
+    json.dump({"losses": losses}, fh)
