@@ -6,7 +6,7 @@ import LatheTensors
 /// `lathe bench`: speed measurements, printed as one JSON line.
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure speed.", subcommands: [BenchGenerateCommand.self])
+        commandName: "bench", abstract: "Measure speed.", subcommands: [BenchGenerateCommand.self, BenchSFTCommand.self])
     public init() {}
 }
 
