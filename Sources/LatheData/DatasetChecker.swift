@@ -94,19 +94,20 @@ public enum DatasetChecker {
                     firstLineOfID[key] = line.line
                 }
             }
-            guard let fileFormat else {
+            // With no row of a known format, a row is read as the format it shares most fields with, to say what it lacks.
+            guard let target = fileFormat ?? DatasetReader.closestFormat(object) else {
                 problems.append(DatasetProblem(file: file, line: line.line, field: nil, severity: .error,
                                                message: DatasetReader.unknownFormatMessage(object)))
                 continue
             }
-            if let rowFormat, rowFormat != fileFormat {
+            if let fileFormat, let rowFormat, rowFormat != fileFormat {
                 problems.append(DatasetProblem(file: file, line: line.line, field: nil, severity: .error,
                                                message: "mixed formats: this row is \(rowFormat.rawValue), "
                                                    + (format == nil ? "most rows are " : "expected ") + fileFormat.rawValue))
                 continue
             }
             var decoder = RecordDecoder(line: line)
-            _ = decoder.decode(as: fileFormat)
+            _ = decoder.decode(as: target)
             problems += decoder.problems
         }
         problems.sort { $0.line < $1.line }
