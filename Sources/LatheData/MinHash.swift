@@ -1,11 +1,11 @@
 import Foundation
 import LatheTensors
 
-/// Word shingles of a text: the hashes of every run of `size` consecutive words (after lower-casing and
-/// splitting on whitespace), sorted and unique. A text shorter than `size` words is one shingle.
+/// Word shingles of a text: the hashes of every run of `size` consecutive words (after `TextNormalizer`), sorted and unique. A text shorter than `size` words is one shingle.
 public enum WordShingles {
     public static func hashes(_ text: String, size: Int = 3) -> [UInt64] {
-        let words = text.lowercased().split(whereSeparator: \.isWhitespace)
+        // After normalising, words are separated by exactly one space.
+        let words = Array(TextNormalizer.normalize(text).utf8).split(separator: UInt8(ascii: " "))
         guard !words.isEmpty else { return [] }
         let width = min(size, words.count)
         var hashes: [UInt64] = []
@@ -14,7 +14,7 @@ public enum WordShingles {
             var hash = FNV1a()
             for (offset, word) in words[start..<(start + width)].enumerated() {
                 if offset > 0 { hash.add(UInt8(ascii: " ")) }
-                for byte in word.utf8 { hash.add(byte) }
+                for byte in word { hash.add(byte) }
             }
             hashes.append(hash.value)
         }

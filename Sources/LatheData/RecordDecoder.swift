@@ -193,6 +193,31 @@ struct RecordDecoder {
 /// Text normalisation for comparisons: lower case, runs of whitespace become one space, ends trimmed.
 public enum TextNormalizer {
     public static func normalize(_ text: String) -> String {
-        text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        var text = text
+        if let ascii = text.withUTF8({ bytes in bytes.allSatisfy { $0 < 0x80 } ? normalizeASCII(bytes) : nil }) {
+            return ascii
+        }
+        return text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    /// The same for ASCII text, byte by byte: Unicode property look-ups dominate deduplication otherwise.
+    private static func normalizeASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var pendingSpace = false
+        for byte in bytes {
+            // The ASCII characters Character.isWhitespace counts: space, tab, line feed, vertical tab,
+            // form feed and carriage return.
+            if byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) {
+                pendingSpace = !output.isEmpty
+                continue
+            }
+            if pendingSpace {
+                output.append(0x20)
+                pendingSpace = false
+            }
+            output.append(byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte)
+        }
+        return String(decoding: output, as: UTF8.self)
     }
 }

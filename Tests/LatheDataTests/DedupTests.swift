@@ -52,6 +52,16 @@ final class DedupTests: DatasetTestCase {
         XCTAssertEqual(strict.kept, [0, 1, 2, 3])
     }
 
+    func testNormalisationOfASCIIAndOtherTextAgrees() {
+        XCTAssertEqual(TextNormalizer.normalize("  Hello\t\n WORLD \r\n"), "hello world")
+        XCTAssertEqual(TextNormalizer.normalize("\u{00A0}Ünï  CODE\u{2003}x É"), "ünï code x é")
+        XCTAssertEqual(TextNormalizer.normalize(" \t "), "")
+        XCTAssertEqual(WordShingles.hashes("A b  C d"), WordShingles.hashes("a B c\nD"))
+        XCTAssertEqual(WordShingles.hashes("a b c d").count, 2)
+        XCTAssertEqual(WordShingles.hashes("a b").count, 1)
+        XCTAssertEqual(WordShingles.hashes(" "), [])
+    }
+
     func testBandsAndRowsKeepPairsAtTheThresholdAsCandidates() {
         let lsh = LSHParameters.forThreshold(0.8, permutations: 128)
         XCTAssertEqual(lsh, LSHParameters(bands: 21, rows: 6))
@@ -95,5 +105,20 @@ final class DedupTests: DatasetTestCase {
         XCTAssertLessThan(expected.count, 240, "and some variants below 0.8")
         XCTAssertGreaterThanOrEqual(recall, 0.95, "seed \(seed)")
         XCTAssertEqual(precision, 1, "seed \(seed)")
+    }
+
+    /// The rows kept at several thresholds equal those of an all-pairs brute force in Python
+    /// (scripts/reference/data.py), which MinHash + LSH only approximates in cost, not in result.
+    func testKeptRowsMatchABruteForceReference() throws {
+        let fixture = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fixtures/data/near_duplicates.json")))
+        let texts = try XCTUnwrap(fixture["texts"]?.array)
+        let dataset = try DatasetFile.read(try file("reference.jsonl", try jsonl(texts.map { ["text": $0] })))
+        for reference in try XCTUnwrap(fixture["cases"]?.array) {
+            let threshold = try XCTUnwrap(reference["threshold"]?.double)
+            let expected = try XCTUnwrap(reference["kept"]?.array).compactMap(\.int)
+            let result = try Deduplicator.deduplicate(dataset, options: DedupOptions(nearThreshold: threshold))
+            XCTAssertEqual(result.kept, expected, "threshold \(threshold): rows kept differ from the brute force")
+        }
     }
 }
