@@ -151,6 +151,9 @@ public struct DataDedupCommand: ParsableCommand {
     @Option(help: "Write the dropped rows to this JSONL file.") public var dropped: String?
     @Option(help: "Words per shingle.") public var shingle: Int = 3
     @Option(help: "MinHash permutations.") public var permutations: Int = 128
+    @Option(help: "LSH bands (with --rows); by default chosen so that pairs at the threshold are found 99% of the time.")
+    public var bands: Int?
+    @Option(help: "MinHash values per LSH band (with --bands).") public var rows: Int?
     @Option(help: "Seed of the MinHash functions.") public var seed: UInt64 = 0
     @Option(name: .customLong("show-clusters"), help: "Print at most this many clusters.") public var showClusters: Int = 20
     public init() {}
@@ -159,6 +162,10 @@ public struct DataDedupCommand: ParsableCommand {
         if let near, !(near > 0 && near <= 1) { throw ValidationError("--near must be in (0, 1], got \(near)") }
         guard shingle >= 1 else { throw ValidationError("--shingle must be at least 1, got \(shingle)") }
         guard permutations >= 1 else { throw ValidationError("--permutations must be at least 1, got \(permutations)") }
+        guard (bands == nil) == (rows == nil) else { throw ValidationError("give --bands and --rows together") }
+        if let bands, let rows, bands < 1 || rows < 1 || bands * rows > permutations {
+            throw ValidationError("--bands × --rows must be between 1 and --permutations (\(permutations)), got \(bands) × \(rows)")
+        }
     }
 
     public func run() throws {
@@ -166,7 +173,8 @@ public struct DataDedupCommand: ParsableCommand {
         let others = try against.map { try DatasetFile.read(URL(fileURLWithPath: $0)) }
         let fieldList = fields.map { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         let result = try Deduplicator.deduplicate(file, against: others, options: DedupOptions(
-            nearThreshold: near, fields: fieldList, shingleSize: shingle, permutations: permutations, seed: seed))
+            nearThreshold: near, fields: fieldList, shingleSize: shingle, permutations: permutations, seed: seed,
+            lsh: bands.flatMap { bands in rows.map { LSHParameters(bands: bands, rows: $0) } }))
         try DatasetJSON.write(result.kept.map { file.texts[$0] }, to: URL(fileURLWithPath: output))
         if let dropped { try DatasetJSON.write(result.dropped.map { file.texts[$0] }, to: URL(fileURLWithPath: dropped)) }
         printLine("kept \(result.kept.count) of \(file.lines.count) rows: dropped \(result.exactDuplicates) exact duplicates, "

@@ -56,6 +56,8 @@ public enum DatasetChecker {
                 break
             } catch let error as JSONLinesError {
                 problems.append(DatasetProblem(file: file, line: error.line, field: nil, severity: .error, message: error.message))
+                // The reader reports lines it has read, so the bad line is after `start`; stop rather than loop if not.
+                guard error.line > start else { break }
                 // Read the good lines before the bad one again, then continue after it.
                 var good = Data(repeating: newline, count: start)
                 for (offset, slice) in slices[start..<(error.line - 1)].enumerated() {

@@ -64,6 +64,10 @@ public enum Deduplicator {
     public static func deduplicate(_ file: DatasetFile, against: [DatasetFile] = [],
                                    options: DedupOptions = DedupOptions()) throws -> DedupResult {
         let threshold = options.nearThreshold
+        if let lsh = options.lsh, lsh.bands < 1 || lsh.rows < 1 || lsh.bands * lsh.rows > options.permutations {
+            throw DatasetError(file: file.url.path, line: 0, message: "LSH bands × rows (\(lsh.bands) × \(lsh.rows)) must be "
+                               + "between 1 and the number of permutations (\(options.permutations))")
+        }
         let hasher = MinHasher(permutations: options.permutations, seed: options.seed)
         var index = LSHIndex(parameters: options.lsh ?? LSHParameters.forThreshold(threshold ?? 1, permutations: options.permutations))
         // Every row that can absorb later duplicates: rows of the --against files, then kept rows.
@@ -131,7 +135,9 @@ public enum Deduplicator {
     /// (conversations as `role: content` lines).
     public static func contentTexts(_ file: DatasetFile, fields: [String]?) throws -> [String] {
         let chosen: [String]
-        if let fields {
+        if file.lines.isEmpty {
+            return []
+        } else if let fields {
             chosen = fields
         } else {
             guard let format = file.detectedFormat else {

@@ -3,6 +3,7 @@ import Foundation
 import XCTest
 @testable import LatheCLI
 import LatheData
+import LatheTestSupport
 
 /// `lathe data` at the parse level and end to end on the built binary, in the exact forms external checks use.
 final class DataCommandTests: XCTestCase {
@@ -24,6 +25,9 @@ final class DataCommandTests: XCTestCase {
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "balance", "--input", "F", "--output", "G", "--by", "t"]))
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "convert", "--input", "F", "--output", "G", "--to", "kto"]))
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "check"]))
+        XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "dedup", "--input", "F", "--output", "G", "--bands", "4"]))
+        XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "dedup", "--input", "F", "--output", "G", "--near", "0.8",
+                                                           "--bands", "20", "--rows", "7"]))  // 140 > 128 permutations
     }
 
     func testCheckPrintsFileLineMessageAndExitsOneOnErrors() throws {
@@ -121,6 +125,21 @@ final class DataCommandTests: XCTestCase {
         XCTAssertEqual(json["rows"], .number(3))
         XCTAssertEqual(json["format"], .string("messages"))
         XCTAssertEqual(json["labels"]?.array?.first?["label"], .string("math"))
+        XCTAssertEqual(json["unit"], .string("characters"))
+
+        let modelPath = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: modelPath))
+        let tokens = try LatheProcess.run(["data", "stats", output.path, "--model", modelPath, "--max-length", "1", "--json"])
+        XCTAssertEqual(tokens.status, 0, tokens.stderr)
+        let tokenStats = try JSONValue.parse(Data(tokens.stdout.utf8))
+        XCTAssertEqual(tokenStats["unit"], .string("tokens"))
+        let lm = try LanguageModel.load(modelPath)
+        let longest = try [("Add\n\n2 and 2", "4"), ("Name a colour", "Blue"), ("Subtract\n\n3 from 5", "2")].map { user, answer in
+            try lm.chatTokens([ChatMessage(role: "user", content: user), ChatMessage(role: "assistant", content: answer)],
+                              addGenerationPrompt: false).count
+        }.max()
+        XCTAssertEqual(tokenStats["total"]?["max"]?.int, longest)
+        XCTAssertEqual(tokenStats["overMaxLength"], .number(3))
 
         let balanced = folder.appendingPathComponent("balanced.jsonl")
         let balance = try LatheProcess.run(["data", "balance", "--input", input.path, "--output", balanced.path,

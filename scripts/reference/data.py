@@ -1,7 +1,10 @@
 """Reference data for LatheData's dedup tests, and the 100k-row dedup benchmark set.
 
     python scripts/reference/data.py                      # writes Tests/Fixtures/data/near_duplicates.json
-    python scripts/reference/data.py --benchmark OUT.jsonl # writes 100k rows for timing `lathe data dedup`
+    python scripts/reference/data.py --benchmark OUT.jsonl # writes 100k rows for timing `lathe data dedup`:
+        swift build -c release --product lathe
+        time .build/release/lathe data dedup --input OUT.jsonl --output /tmp/kept.jsonl --near 0.8
+    (about 10 s on the 2-core build machine, most of it JSON parsing; 19,038 near-duplicates dropped)
 
 The fixture holds a small generated set with near-duplicate variants and what an all-pairs, brute-force
 deduplication keeps (exact Jaccard over word 3-shingles after lower-casing and splitting on whitespace; a row
