@@ -72,11 +72,20 @@ final class DatasetCheckTests: DatasetTestCase {
         let preference = try file("preference.jsonl", """
             {"prompt": "p", "chosen": "x", "rejected": "x"}
             {"prompt": "p", "chosen": "x"}
+            {"chosen": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}], "rejected": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "b"}]}
+            {"prompt": "p", "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "rejected": "b"}
+            {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], "rejected": "b"}
+            {"prompt": [{"role": "system", "content": "s"}], "chosen": "a", "rejected": "b"}
             """)
         // Line 2 has no "rejected": detected as nothing, read as the file's format (preference).
         XCTAssertEqual(try DatasetChecker.check(preference).problems.map(\.description), [
             "\(preference.path):1: warning: fields \"chosen\" and \"rejected\" are the same text",
-            "\(preference.path):2: missing field \"rejected\""])
+            "\(preference.path):2: missing field \"rejected\"",
+            "\(preference.path):3: fields \"chosen\" and \"rejected\" answer different user messages",
+            "\(preference.path):4: field \"chosen\" or \"rejected\" holds a user message while \"prompt\" is given too",
+            "\(preference.path):5: warning: field \"chosen[2].role\": two assistant turns in a row",
+            "\(preference.path):5: field \"chosen\": only the assistant's answer, after at most one user message, is supported (got 3 messages)",
+            "\(preference.path):6: field \"prompt\" must be a string or a list of one user message"])
         let kto = try file("kto.jsonl", """
             {"prompt": "p", "completion": "c", "label": "yes"}
             {"prompt": "p", "completion": "c", "label": true}
