@@ -102,10 +102,10 @@ public enum DatasetChecker {
                                                message: DatasetReader.unknownFormatMessage(object)))
                 continue
             }
-            if let fileFormat, let rowFormat, rowFormat != fileFormat {
+            // An explicit format reads every row as that format, reporting what each lacks.
+            if format == nil, let fileFormat, let rowFormat, rowFormat != fileFormat {
                 problems.append(DatasetProblem(file: file, line: line.line, field: nil, severity: .error,
-                                               message: "mixed formats: this row is \(rowFormat.rawValue), "
-                                                   + (format == nil ? "most rows are " : "expected ") + fileFormat.rawValue))
+                                               message: "mixed formats: this row is \(rowFormat.rawValue), most rows are \(fileFormat.rawValue)"))
                 continue
             }
             var decoder = RecordDecoder(line: line)

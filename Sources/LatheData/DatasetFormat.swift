@@ -92,10 +92,12 @@ public enum DatasetReader {
         }
     }
 
-    /// Detects one row's format from its keys (nil when it fits none); null fields count as absent.
+    /// Detects one row's format from its keys (nil when it fits none); null fields count as absent. A row is KTO
+    /// only when its `label` is true or false: prompt/completion rows often carry a category `label`.
     public static func detect(_ object: [String: JSONValue]) -> DatasetFormat? {
         DatasetFormat.detectionOrder.first { format in
-            format.identifyingFields.allSatisfy { object[$0].map { !$0.isNull } ?? false }
+            if format == .kto, object["label"]?.bool == nil { return false }
+            return format.identifyingFields.allSatisfy { object[$0].map { !$0.isNull } ?? false }
         }
     }
 

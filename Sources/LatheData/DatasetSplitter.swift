@@ -114,6 +114,7 @@ public enum DatasetSplitter {
             duplicated = test.filter { trainContent.contains(texts[$0]) }.count
         }
         let summary = "\(train.count) train rows, \(test.count) test rows." + keyReport
+            + (test.isEmpty || train.isEmpty ? " Warning: one side is empty (a few keys hold most rows?)." : "")
             + (duplicated == 0 ? " No test row repeats a train row."
                 : " Warning: \(duplicated) test rows repeat a train row's content (run lathe data dedup --against).")
         return SplitResult(train: train, test: test, leakedKeys: leaked, duplicatedAcross: duplicated, summary: summary)

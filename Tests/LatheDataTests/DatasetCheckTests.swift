@@ -90,7 +90,8 @@ final class DatasetCheckTests: DatasetTestCase {
             {"prompt": "p", "completion": "c", "label": "yes"}
             {"prompt": "p", "completion": "c", "label": true}
             """)
-        XCTAssertEqual(try DatasetChecker.check(kto).problems.map(\.message), [
+        XCTAssertEqual(try DatasetChecker.check(kto).format, .promptCompletion)  // a category label, not KTO's
+        XCTAssertEqual(try DatasetChecker.check(kto, format: .kto).problems.map(\.message), [
             "field \"label\" must be true or false, got \"yes\""])
     }
 
@@ -105,12 +106,23 @@ final class DatasetCheckTests: DatasetTestCase {
         XCTAssertEqual(try DatasetChecker.check(partial).problems.map(\.message), ["missing field \"output\""])
         let text = try file("text.jsonl", "{\"text\": \"a\"}\n{\"prompt\": \"p\", \"completion\": \"c\"}\n")
         XCTAssertEqual(try DatasetChecker.check(text, format: .promptCompletion).problems.map(\.description), [
-            "\(text.path):1: mixed formats: this row is text, expected prompt_completion"])
+            "\(text.path):1: missing field \"prompt\"", "\(text.path):1: missing field \"completion\""])
     }
 
     func testBrokenCSVIsReportedAtTheLineItStarts() throws {
         let url = try file("broken.csv", "text,id\nfine,1\n\"never closed,2\n")
         let report = try DatasetChecker.check(url)
         XCTAssertEqual(report.problems.map(\.description), ["\(url.path):3: a quoted cell is never closed"])
+    }
+
+    func testInvalidUTF8AndBlankLinesKeepTheirNumbers() throws {
+        var bytes = Data("{\"text\": \"a\"}\n\n".utf8)
+        bytes += Data([0x7B, 0x22, 0x74, 0x65, 0x78, 0x74, 0x22, 0x3A, 0x22, 0xFF, 0x22, 0x7D, 0x0A])  // {"text":"\xFF"}
+        bytes += Data("{\"text\": 1}\r\n".utf8)
+        let url = folder.appendingPathComponent("utf8.jsonl")
+        try bytes.write(to: url)
+        XCTAssertEqual(try DatasetChecker.check(url).problems.map(\.description), [
+            "\(url.path):3: the line is not valid UTF-8",
+            "\(url.path):4: field \"text\" must be a string, got 1"])
     }
 }
