@@ -92,9 +92,13 @@ public enum DatasetReader {
         }
     }
 
-    /// Detects one row's format from its keys (nil when it fits none).
+    /// Detects one row's format from its keys (nil when it fits none); null fields count as absent. A row is KTO
+    /// only when its `label` is true or false: prompt/completion rows often carry a category `label`.
     public static func detect(_ object: [String: JSONValue]) -> DatasetFormat? {
-        DatasetFormat.detectionOrder.first { format in format.identifyingFields.allSatisfy { object[$0] != nil } }
+        DatasetFormat.detectionOrder.first { format in
+            if format == .kto, object["label"]?.bool == nil { return false }
+            return format.identifyingFields.allSatisfy { object[$0].map { !$0.isNull } ?? false }
+        }
     }
 
     /// Decodes one line as `format`; throws the first error (not warnings) naming the line and field.
@@ -118,7 +122,7 @@ public enum DatasetReader {
     static func closestFormat(_ object: [String: JSONValue]) -> DatasetFormat? {
         var best: (format: DatasetFormat, shared: Int)?
         for format in DatasetFormat.detectionOrder {
-            let shared = format.contentFields.filter { object[$0] != nil }.count
+            let shared = format.contentFields.filter { object[$0].map { !$0.isNull } ?? false }.count
             if shared > (best?.shared ?? 0) { best = (format, shared) }
         }
         return best?.format

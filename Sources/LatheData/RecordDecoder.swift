@@ -51,14 +51,31 @@ struct RecordDecoder {
             if isRepeat(output, of: user) { report("output", .warning, "field \"output\" repeats the instruction") }
             return .messages(messages)
         case .preference:
-            let prompt = object["prompt"] == nil ? "" : string(object, "prompt", emptyIs: .warning)
+            // The prompt is a string field, or (conversational form) the user message before each answer.
+            var prompt: String? = ""
+            switch object["prompt"] {
+            case nil, .null?: break
+            case .array?: prompt = userMessage(object, "prompt")
+            default: prompt = string(object, "prompt", emptyIs: .warning)
+            }
             let chosen = answer(object, "chosen")
             let rejected = answer(object, "rejected")
-            guard let prompt, let chosen, let rejected else { return nil }
-            if chosen == rejected, !chosen.isEmpty {
+            guard var prompt, let chosen, let rejected else { return nil }
+            if let implicit = chosen.prompt ?? rejected.prompt {
+                guard prompt.isEmpty else {
+                    report("chosen", .error, "field \"chosen\" or \"rejected\" holds a user message while \"prompt\" is given too")
+                    return nil
+                }
+                guard chosen.prompt == rejected.prompt else {
+                    report("rejected", .error, "fields \"chosen\" and \"rejected\" answer different user messages")
+                    return nil
+                }
+                prompt = implicit
+            }
+            if chosen.text == rejected.text, !chosen.text.isEmpty {
                 report("rejected", .warning, "fields \"chosen\" and \"rejected\" are the same text")
             }
-            return .preference(prompt: prompt, chosen: chosen, rejected: rejected)
+            return .preference(prompt: prompt, chosen: chosen.text, rejected: rejected.text)
         case .kto:
             let prompt = string(object, "prompt", emptyIs: .warning)
             let completion = string(object, "completion", emptyIs: .error)
@@ -107,11 +124,30 @@ struct RecordDecoder {
         }
     }
 
-    /// A preference answer: a string, or a conversation whose last message is the assistant's answer.
-    private mutating func answer(_ object: [String: JSONValue], _ key: String) -> String? {
-        guard case .array? = object[key] else { return string(object, key, emptyIs: .error) }
-        guard let messages = conversation(object, key, roleKey: "role", contentKey: "content", roles: nil) else { return nil }
-        return messages.last?.content
+    /// A preference answer: a string, or a conversation ending with the assistant's answer, optionally after
+    /// one user message (the implicit prompt, returned too).
+    private mutating func answer(_ object: [String: JSONValue], _ key: String) -> (prompt: String?, text: String)? {
+        guard case .array? = object[key] else { return string(object, key, emptyIs: .error).map { (nil, $0) } }
+        guard let messages = conversation(object, key, roleKey: "role", contentKey: "content", roles: nil),
+              let last = messages.last else { return nil }
+        switch messages.count {
+        case 1: return (nil, last.content)
+        case 2 where messages[0].role == "user": return (messages[0].content, last.content)
+        default:
+            report(key, .error, "field \"\(key)\": only the assistant's answer, after at most one user message, is supported "
+                   + "(got \(messages.count) messages)")
+            return nil
+        }
+    }
+
+    /// A conversational prompt: a list of exactly one user message.
+    private mutating func userMessage(_ object: [String: JSONValue], _ key: String) -> String? {
+        guard let array = object[key]?.array, array.count == 1, let message = array[0].object,
+              message["role"]?.string == "user", let content = message["content"]?.string else {
+            report(key, .error, "field \"\(key)\" must be a string or a list of one user message")
+            return nil
+        }
+        return content
     }
 
     /// A list of `{roleKey, contentKey}` messages, checked as a training conversation: known roles, non-empty
@@ -193,6 +229,31 @@ struct RecordDecoder {
 /// Text normalisation for comparisons: lower case, runs of whitespace become one space, ends trimmed.
 public enum TextNormalizer {
     public static func normalize(_ text: String) -> String {
-        text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        var text = text
+        if let ascii = text.withUTF8({ bytes in bytes.allSatisfy { $0 < 0x80 } ? normalizeASCII(bytes) : nil }) {
+            return ascii
+        }
+        return text.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    /// The same for ASCII text, byte by byte: Unicode property look-ups dominate deduplication otherwise.
+    private static func normalizeASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var pendingSpace = false
+        for byte in bytes {
+            // The ASCII characters Character.isWhitespace counts: space, tab, line feed, vertical tab,
+            // form feed and carriage return.
+            if byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) {
+                pendingSpace = !output.isEmpty
+                continue
+            }
+            if pendingSpace {
+                output.append(0x20)
+                pendingSpace = false
+            }
+            output.append(byte >= 0x41 && byte <= 0x5A ? byte + 0x20 : byte)
+        }
+        return String(decoding: output, as: UTF8.self)
     }
 }

@@ -39,7 +39,9 @@ final class DatasetFormatTests: DatasetTestCase {
             {"instruction": "do", "input": "", "output": "done"}
             {"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "h"}, {"from": "gpt", "value": "g"}]}
             {"prompt": "p", "chosen": "good", "rejected": "bad"}
-            {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}], "rejected": "bad"}
+            {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}], "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]}
+            {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}], "rejected": "bad"}
+            {"chosen": "good", "rejected": "bad"}
             {"prompt": "p", "completion": "c", "label": false}
             """)
         let lines = try JSONLines.read(url)
@@ -54,6 +56,8 @@ final class DatasetFormatTests: DatasetTestCase {
             (.sharegpt, .messages([.init(role: "system", content: "s"), .init(role: "user", content: "h"),
                                    .init(role: "assistant", content: "g")])),
             (.preference, .preference(prompt: "p", chosen: "good", rejected: "bad")),
+            (.preference, .preference(prompt: "q", chosen: "good", rejected: "bad")),
+            (.preference, .preference(prompt: "q", chosen: "good", rejected: "bad")),
             (.preference, .preference(prompt: "", chosen: "good", rejected: "bad")),
             (.kto, .kto(prompt: "p", completion: "c", label: false)),
         ]
