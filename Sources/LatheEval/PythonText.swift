@@ -1,0 +1,71 @@
+// The reference metrics (SQuAD's script, sacrebleu, rouge-score) are Python programs: their tokens are
+// Python strings, split on Python's whitespace and compared code point by code point. These helpers give the
+// same answers in Swift, where `String ==` would instead compare by canonical equivalence.
+
+/// Text as Python sees it: a sequence of Unicode code points.
+typealias CodePoints = [Unicode.Scalar]
+
+enum PythonText {
+    /// `str.isspace()`: the characters `str.split()` and `str.strip()` treat as whitespace.
+    static func isWhitespace(_ c: Unicode.Scalar) -> Bool {
+        switch c.value {
+        case 0x09...0x0D, 0x1C...0x20, 0x85, 0xA0, 0x1680, 0x2000...0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// `str.split()` with no separator: runs of non-whitespace.
+    static func split(_ text: CodePoints) -> [CodePoints] {
+        var words: [CodePoints] = []
+        var current: CodePoints = []
+        for c in text {
+            if isWhitespace(c) {
+                if !current.isEmpty { words.append(current); current = [] }
+            } else {
+                current.append(c)
+            }
+        }
+        if !current.isEmpty { words.append(current) }
+        return words
+    }
+
+    /// `str.lower()`: full Unicode lowercase mapping, code point by code point.
+    static func lower(_ text: CodePoints) -> CodePoints {
+        Array(String(String.UnicodeScalarView(text)).lowercased().unicodeScalars)
+    }
+
+    /// Membership in `\w` of Python's `re` on str: letters, numbers and the underscore.
+    static func isWordCharacter(_ c: Unicode.Scalar) -> Bool {
+        if c == "_" { return true }
+        switch c.properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter,
+             .decimalNumber, .letterNumber, .otherNumber:
+            return true
+        default:
+            return false
+        }
+    }
+
+    static func string(_ text: CodePoints) -> String { String(String.UnicodeScalarView(text)) }
+}
+
+/// A token as a hashable key that compares code point by code point (as Python does).
+struct TokenKey: Hashable {
+    let codePoints: [UInt32]
+    init(_ token: CodePoints) { codePoints = token.map(\.value) }
+}
+
+/// An n-gram of tokens, compared code point by code point.
+struct NGramKey: Hashable {
+    let tokens: [TokenKey]
+}
+
+/// Counts of every n-gram of order `n` in `tokens`.
+func nGramCounts(_ tokens: [TokenKey], order n: Int) -> [NGramKey: Int] {
+    var counts: [NGramKey: Int] = [:]
+    guard n >= 1, tokens.count >= n else { return counts }
+    for start in 0...(tokens.count - n) { counts[NGramKey(tokens: Array(tokens[start..<start + n])), default: 0] += 1 }
+    return counts
+}
