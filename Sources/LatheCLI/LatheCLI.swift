@@ -7,6 +7,6 @@ public struct LatheCommand: ParsableCommand {
         commandName: "lathe",
         abstract: "Shape an open language model to your task, on your own machine.",
         subcommands: [ChatCommand.self, GenerateCommand.self, TokenizeCommand.self, LogprobsCommand.self,
-                      InspectCommand.self, BenchCommand.self])
+                      InspectCommand.self, BenchCommand.self, EvalCommand.self])
     public init() {}
 }

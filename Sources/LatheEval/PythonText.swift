@@ -31,9 +31,29 @@ enum PythonText {
         return words
     }
 
-    /// `str.lower()`: full Unicode lowercase mapping, code point by code point.
+    /// `str.lower()`: each code point's full lowercase mapping, with Python's one contextual rule: a capital
+    /// sigma that ends a word (a cased letter before it, none after it, case-ignorable marks skipped) becomes ς.
     static func lower(_ text: CodePoints) -> CodePoints {
-        Array(String(String.UnicodeScalarView(text)).lowercased().unicodeScalars)
+        var out: CodePoints = []
+        out.reserveCapacity(text.count)
+        for (i, c) in text.enumerated() {
+            if c.value == 0x03A3, isFinalSigma(text, at: i) {
+                out.append("\u{03C2}")
+            } else {
+                out += c.properties.lowercaseMapping.unicodeScalars
+            }
+        }
+        return out
+    }
+
+    /// CPython's `handle_capital_sigma`.
+    private static func isFinalSigma(_ text: CodePoints, at i: Int) -> Bool {
+        var j = i - 1
+        while j >= 0, text[j].properties.isCaseIgnorable { j -= 1 }
+        guard j >= 0, text[j].properties.isCased else { return false }
+        j = i + 1
+        while j < text.count, text[j].properties.isCaseIgnorable { j += 1 }
+        return j == text.count || !text[j].properties.isCased
     }
 
     /// Membership in `\w` of Python's `re` on str: letters, numbers and the underscore.

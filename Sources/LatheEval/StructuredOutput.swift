@@ -3,9 +3,11 @@ import LatheModels
 
 /// Checks for structured-output tasks: is the prediction JSON, does it follow a schema, does it match a pattern.
 public enum StructuredOutput {
-    /// The prediction parsed as one JSON document (surrounding whitespace allowed), or nil when it is not JSON.
+    /// The prediction parsed as one strict (RFC 8259) JSON document, surrounding whitespace allowed, or nil when
+    /// it is not JSON.
     public static func parseJSON(_ prediction: String) -> JSONValue? {
-        try? JSONValue.parse(Data(prediction.utf8))
+        guard StrictJSON.isValid(prediction) else { return nil }
+        return try? JSONValue.parse(Data(prediction.utf8))
     }
 
     /// 1 when the prediction is one valid JSON document, else 0.
