@@ -46,7 +46,7 @@ public struct EvalMetricsCommand: ParsableCommand {
     @Flag(name: .customLong("keep-articles"), help: "Exact match and F1: do not remove a/an/the.") public var keepArticles = false
     @Option(help: "A JSON Schema file every prediction must follow (a line's own \"schema\" takes precedence).")
     public var schema: String?
-    @Option(help: "A regular expression the predictions should match (reported as regex_match).") public var regex: String?
+    @Option(help: "A regular expression (Swift Regex, Perl-like syntax) the predictions should match (reported as regex_match).") public var regex: String?
     @Option(name: .customLong("regex-mode"), help: "full: the whole prediction must match; search: any part of it.")
     public var regexMode: String = "full"
     @OptionGroup public var bootstrap: BootstrapFlags

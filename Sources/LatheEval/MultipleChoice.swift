@@ -8,6 +8,7 @@ import LatheTensors
 /// - continuation (HellaSwag): `{"context": "...", "endings": ["...", ...], "label": 2}` (or `choices`/`answer`) —
 ///   each continuation is " " + the ending.
 public struct MultipleChoiceItem: Sendable, Equatable {
+    /// How the choices enter the prompt: as lettered options, or as continuations of the context.
     public enum Style: Sendable, Equatable { case lettered, continuation }
 
     public let style: Style

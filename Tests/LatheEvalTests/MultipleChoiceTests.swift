@@ -133,7 +133,7 @@ final class SmolLM2ChoiceTests: XCTestCase {
         var worst = 0.0
         // One lettered and one continuation item keep the test to a few forward passes.
         XCTAssertEqual(fixture.items.count, 4)
-        for item in [fixture.items[0], fixture.items[2]] {
+        for item in [fixture.items[0], fixture.items[3]] {
             for choice in item.choices {
                 let (contextIDs, continuationIDs) = scorer.encodePair(context: item.context, continuation: choice.continuation)
                 XCTAssertEqual(contextIDs, choice.context_ids)
