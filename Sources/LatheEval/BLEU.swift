@@ -9,17 +9,16 @@ public enum Tokenizer13a {
         // BLEU strips trailing whitespace before tokenizing (`sent.rstrip()`).
         var s = Array(line.unicodeScalars)
         while let last = s.last, PythonText.isWhitespace(last) { s.removeLast() }
-        var text = PythonText.string(s)
-        text = replacingCodePoints(text, "<skipped>", "")
-        text = replacingCodePoints(text, "-\n", "")
-        text = replacingCodePoints(text, "\n", " ")
-        if text.unicodeScalars.contains("&") {
-            text = replacingCodePoints(text, "&quot;", "\"")
-            text = replacingCodePoints(text, "&amp;", "&")
-            text = replacingCodePoints(text, "&lt;", "<")
-            text = replacingCodePoints(text, "&gt;", ">")
+        s = PythonText.replace(s, "<skipped>", "")
+        s = PythonText.replace(s, "-\n", "")
+        s = PythonText.replace(s, "\n", " ")
+        if s.contains("&") {
+            s = PythonText.replace(s, "&quot;", "\"")
+            s = PythonText.replace(s, "&amp;", "&")
+            s = PythonText.replace(s, "&lt;", "<")
+            s = PythonText.replace(s, "&gt;", ">")
         }
-        var c: CodePoints = [" "] + Array(text.unicodeScalars) + [" "]
+        var c: CodePoints = [" "] + s + [" "]
         // r'([\{-\~\[-\` -\&\(-\+\:-\@\/])' → r' \1 '
         c = c.flatMap { isSymbol($0) ? [" ", $0, " "] : [$0] }
         // r'([^0-9])([\.,])' → r'\1 \2 '
@@ -29,23 +28,6 @@ public enum Tokenizer13a {
         // r'([0-9])(-)' → r'\1 \2 '
         c = substitutePairs(c, { isDigit($0) && $1 == "-" }) { [$0, " ", $1, " "] }
         return PythonText.split(c)
-    }
-
-    /// `str.replace`, code point by code point (Swift's own replacement would match canonically equivalent text).
-    private static func replacingCodePoints(_ text: String, _ target: String, _ replacement: String) -> String {
-        let s = Array(text.unicodeScalars), t = Array(target.unicodeScalars), r = Array(replacement.unicodeScalars)
-        var out: CodePoints = []
-        var i = 0
-        while i < s.count {
-            if i + t.count <= s.count, Array(s[i..<i + t.count]) == t {
-                out += r
-                i += t.count
-            } else {
-                out.append(s[i])
-                i += 1
-            }
-        }
-        return PythonText.string(out)
     }
 
     /// `re.sub` of a two-character pattern: leftmost matches, not overlapping, scanning on after each one.

@@ -6,7 +6,8 @@ import LatheTensors
 /// - lettered (MMLU): `{"question": "...", "choices": ["...", ...], "answer": 2 or "C", "subject"?: "..."}` —
 ///   the prompt lists the choices as "A. ...", and each continuation is " A", " B", ...;
 /// - continuation (HellaSwag): `{"context": "...", "endings": ["...", ...], "label": 2}` (or `choices`/`answer`) —
-///   each continuation is " " + the ending.
+///   each continuation is " " + the ending. Rows of the HellaSwag dataset itself (`activity_label`, `ctx_a`,
+///   `ctx_b`, `endings`, `label`) are prepared as the harness's hellaswag task prepares them.
 public struct MultipleChoiceItem: Sendable, Equatable {
     /// How the choices enter the prompt: as lettered options, or as continuations of the context.
     public enum Style: Sendable, Equatable { case lettered, continuation }
@@ -67,6 +68,10 @@ public struct MultipleChoiceItem: Sendable, Equatable {
                 (style, text) = (.lettered, question)
             } else if let context = try string("context") {
                 (style, text) = (.continuation, context)
+            } else if let first = try string("ctx_a"), let second = try string("ctx_b") {
+                // A row of the HellaSwag dataset itself, prepared as the harness's hellaswag task does.
+                let label = try string("activity_label") ?? ""
+                (style, text) = (.continuation, HellaSwag.preprocess(label + ": " + first + " " + HellaSwag.capitalize(second)))
             } else {
                 throw line.error("expected a \"question\" (lettered choices) or a \"context\" (continuations) field")
             }
@@ -78,7 +83,7 @@ public struct MultipleChoiceItem: Sendable, Equatable {
                 guard let choice = value.string else {
                     throw line.error("field \"\(choicesKey)\"[\(index)] must be a string, got \(value.summary)")
                 }
-                return choice
+                return object["ctx_a"] != nil && object["context"] == nil ? HellaSwag.preprocess(choice) : choice
             }
             guard choices.count >= 2, style == .continuation || choices.count <= letters.count else {
                 throw line.error("field \"\(choicesKey)\" must hold 2 to \(style == .lettered ? letters.count : Int.max) choices, got \(choices.count)")
@@ -138,8 +143,15 @@ public struct LogLikelihoodScorer {
             // Like the harness, keep the last positions of a sequence longer than the context window.
             return (Array((contextIDs + continuationIDs).suffix(maxPositions)), continuationIDs.count)
         }
-        let length = rows.map(\.tokens.count).max() ?? 0
         let vocabulary = lm.model.config.vocabularySize
+        // One-token continuations after one shared context (MMLU's " A", " B", ...): a single pass over the context
+        // gives every choice's log-probability from its last position.
+        if let context = rows.first?.tokens.dropLast(), context.count > 0,
+           rows.allSatisfy({ $0.continuationCount == 1 && $0.tokens.dropLast() == context }) {
+            let logits = try lm.model.forward(tokens: Array(context), logits: .last)
+            return rows.map { Softmax.logProbability(logits.pointer, count: vocabulary, index: $0.tokens[$0.tokens.count - 1]) }
+        }
+        let length = rows.map(\.tokens.count).max() ?? 0
         var groups: [[Int]] = []
         if rows.count * length * vocabulary <= maxLogitCount { groups = [Array(rows.indices)] } else { groups = rows.indices.map { [$0] } }
         var results = [Double](repeating: 0, count: rows.count)
@@ -221,5 +233,38 @@ public struct MultipleChoiceReport: Sendable {
         var best = 0
         for i in values.indices where values[i] > values[best] { best = i }
         return best
+    }
+}
+
+/// The text clean-up of lm-evaluation-harness's hellaswag task, in Python's string semantics.
+enum HellaSwag {
+    /// `preprocess`: strip, " [title]" → ". ", drop every "[...]" (not across lines), "  " → " ".
+    static func preprocess(_ text: String) -> String {
+        var s = Array(text.unicodeScalars)
+        while let c = s.first, PythonText.isWhitespace(c) { s.removeFirst() }
+        while let c = s.last, PythonText.isWhitespace(c) { s.removeLast() }
+        s = PythonText.replace(s, " [title]", ". ")
+        var kept: CodePoints = []
+        var i = 0
+        while i < s.count {
+            // re.sub("\\[.*?\\]", "", text): the shortest bracketed run; "." does not match a newline.
+            if s[i] == "[", let close = s[(i + 1)...].prefix(while: { $0 != "\n" }).firstIndex(of: "]") {
+                i = close + 1
+            } else {
+                kept.append(s[i])
+                i += 1
+            }
+        }
+        return PythonText.string(PythonText.replace(kept, "  ", " "))
+    }
+
+    /// `str.capitalize()`: the first character in title case, the rest in lower case.
+    static func capitalize(_ text: String) -> String {
+        let s = Array(text.unicodeScalars)
+        guard let first = s.first else { return text }
+        let rest = PythonText.lower(s)
+        // Lowering the whole text keeps Python's final-sigma context; only the first character's mapping is replaced.
+        let firstLowered = first.properties.lowercaseMapping.unicodeScalars.count
+        return PythonText.string(Array(first.properties.titlecaseMapping.unicodeScalars) + rest.dropFirst(firstLowered))
     }
 }

@@ -68,6 +68,24 @@ enum PythonText {
         }
     }
 
+    /// `str.replace`: non-overlapping matches, left to right, code point by code point (Swift's own replacement
+    /// would also match canonically equivalent text).
+    static func replace(_ s: CodePoints, _ target: String, _ replacement: String) -> CodePoints {
+        let t = Array(target.unicodeScalars), r = Array(replacement.unicodeScalars)
+        var out: CodePoints = []
+        var i = 0
+        while i < s.count {
+            if i + t.count <= s.count, Array(s[i..<i + t.count]) == t {
+                out += r
+                i += t.count
+            } else {
+                out.append(s[i])
+                i += 1
+            }
+        }
+        return out
+    }
+
     static func string(_ text: CodePoints) -> String { String(String.UnicodeScalarView(text)) }
 }
 

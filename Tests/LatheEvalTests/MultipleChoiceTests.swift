@@ -46,6 +46,22 @@ final class MultipleChoiceTests: XCTestCase {
         XCTAssertTrue(error(#"{"context": "c", "endings": ["a"], "label": 0}"#).hasPrefix("items.jsonl:1: field \"endings\" must hold 2"))
     }
 
+    /// Rows of the HellaSwag dataset become the query and choices lm-evaluation-harness makes of them
+    /// (Tests/Fixtures/eval/hellaswag_rows.json, from scripts/reference/eval.py).
+    func testHellaSwagRowsArePreparedAsTheHarnessDoes() throws {
+        struct Row: Decodable { let row: JSONValue; let query: String; let choices: [String]; let gold: Int }
+        let rows = try JSONDecoder().decode([Row].self, from: Data(contentsOf: evalFixtures.appendingPathComponent("hellaswag_rows.json")))
+        let text = try rows.map { String(decoding: try JSONEncoder().encode($0.row), as: UTF8.self) }.joined(separator: "\n")
+        let read = try MultipleChoiceItem.read(try JSONLines.parse(Data(text.utf8), file: "rows"))
+        XCTAssertEqual(read.count, rows.count)
+        for (item, row) in zip(read, rows) {
+            XCTAssertEqual(Array(item.prompt.unicodeScalars), Array(row.query.unicodeScalars), "query \(row.query.debugDescription)")
+            XCTAssertEqual(item.choices.map { Array($0.unicodeScalars) }, row.choices.map { Array($0.unicodeScalars) })
+            XCTAssertEqual(item.answer, row.gold)
+            XCTAssertEqual(item.style, MultipleChoiceItem.Style.continuation)
+        }
+    }
+
     func testContextWhitespaceMovesToTheContinuation() {
         let scorer = LogLikelihoodScorer(lm: lm)
         let (context, continuation) = scorer.encodePair(context: "the cat ", continuation: "sat")
@@ -74,6 +90,23 @@ final class MultipleChoiceTests: XCTestCase {
         single.maxLogitCount = 1
         let alone = try single.logLikelihoods(context: context, continuations: continuations)
         XCTAssertEqual(zip(alone, scores).map { abs($0 - $1) }.max() ?? .nan, 0, accuracy: 1e-5)
+    }
+
+    /// One-token continuations after a shared context take the single-pass path; it must agree too.
+    func testOneTokenContinuationsEqualSummedTokenLogProbabilities() throws {
+        let scorer = LogLikelihoodScorer(lm: lm)
+        let continuations = [" a", "x", "e", "<|im_end|>"]
+        for continuation in continuations {
+            XCTAssertEqual(scorer.encodePair(context: "the theory", continuation: continuation).continuation.count, 1, continuation)
+        }
+        let scores = try scorer.logLikelihoods(context: "the theory", continuations: continuations)
+        var worst = 0.0
+        for (continuation, score) in zip(continuations, scores) {
+            let (contextIDs, continuationIDs) = scorer.encodePair(context: "the theory", continuation: continuation)
+            let expected = try lm.logProbabilities(of: contextIDs + continuationIDs).last ?? nil
+            worst = max(worst, abs(score - (expected ?? .nan)))
+        }
+        XCTAssertLessThanOrEqual(worst, 1e-5, "largest difference from logProbabilities(of:): \(worst)")
     }
 
     func testAccuracyFollowsTheLogLikelihoods() throws {

