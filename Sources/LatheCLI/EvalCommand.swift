@@ -134,8 +134,12 @@ public struct EvalChoiceCommand: ParsableCommand {
         let items = try MultipleChoiceItem.read(try JSONLines.read(URL(fileURLWithPath: input)))
         let pool = try fewShotInput.map { try MultipleChoiceItem.read(try JSONLines.read(URL(fileURLWithPath: $0))) } ?? []
         let lm = try model.load()
+        // Progress goes to a terminal only, so that redirected output stays clean.
+        let showProgress = isatty(STDERR_FILENO) != 0
         let report = try MultipleChoiceReport.evaluate(items, scorer: LogLikelihoodScorer(lm: lm), fewShotPool: pool,
-                                                       shots: shots, seed: bootstrap.seed, bootstrap: bootstrap.bootstrap)
+                                                       shots: shots, seed: bootstrap.seed, bootstrap: bootstrap.bootstrap) { done in
+            if showProgress { FileHandle.standardError.write(Data("\rscored \(done)/\(items.count)\(done == items.count ? "\n" : "")".utf8)) }
+        }
         let acc = report.accuracy, norm = report.normalizedAccuracy
         if json {
             printLine(try jsonLine(Output(acc: acc.estimate, acc_norm: norm.estimate, acc_interval: [acc.lower, acc.upper],

@@ -21,7 +21,15 @@ public struct MultipleChoiceItem: Sendable, Equatable {
     /// MMLU's subject, which introduces the prompt when present.
     public let subject: String?
 
-    public init(style: Style, text: String, choices: [String], answer: Int, subject: String? = nil) {
+    /// Fails unless there are at least two choices (at most 26 when lettered) and `answer` indexes one of them.
+    public init(style: Style, text: String, choices: [String], answer: Int, subject: String? = nil) throws {
+        let most = style == .lettered ? Self.letters.count : Int.max
+        guard choices.count >= 2, choices.count <= most else {
+            throw EvalError.invalidInput("an item needs 2 to \(most) choices, got \(choices.count)")
+        }
+        guard choices.indices.contains(answer) else {
+            throw EvalError.invalidInput("the answer must be a choice index 0..<\(choices.count), got \(answer)")
+        }
         self.style = style; self.text = text; self.choices = choices; self.answer = answer; self.subject = subject
     }
 
@@ -96,7 +104,7 @@ public struct MultipleChoiceItem: Sendable, Equatable {
             guard let answer, choices.indices.contains(answer) else {
                 throw line.error("field \"\(answerKey)\" must be a choice index 0..<\(choices.count) or a letter, got \(answerValue.summary)")
             }
-            return MultipleChoiceItem(style: style, text: text, choices: choices, answer: answer, subject: try string("subject"))
+            return try MultipleChoiceItem(style: style, text: text, choices: choices, answer: answer, subject: try string("subject"))
         }
     }
 }
@@ -200,7 +208,12 @@ public struct MultipleChoiceReport: Sendable {
         var random = SeededGenerator(seed: seed)
         var outcomes: [ChoiceOutcome] = []
         for (index, item) in items.enumerated() {
-            let context = fewShotContext(item, examples: sample(fewShotPool, count: shots, using: &random))
+            // An item never serves as its own example (the harness's rule when the pool is the evaluated split).
+            let pool = fewShotPool.contains(item) ? fewShotPool.filter { $0 != item } : fewShotPool
+            guard shots <= pool.count else {
+                throw EvalError.invalidInput("\(shots) few-shot examples were asked for, but the pool holds \(pool.count) besides item \(index + 1)")
+            }
+            let context = fewShotContext(item, examples: sample(pool, count: shots, using: &random))
             let scores = try scorer.logLikelihoods(context: context, continuations: item.continuations)
             let lengths = item.choiceTexts.map { Double(max($0.unicodeScalars.count, 1)) }
             outcomes.append(ChoiceOutcome(logLikelihoods: scores, answer: item.answer, predicted: argmax(scores),

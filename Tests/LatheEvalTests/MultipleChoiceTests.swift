@@ -37,6 +37,8 @@ final class MultipleChoiceTests: XCTestCase {
         XCTAssertEqual(MultipleChoiceReport.fewShotContext(read[0], examples: [read[1]]),
                        "The following are multiple choice questions (with answers) about high school math.\n\n"
                        + "The cat flew away.\n\nWhat is 2+2?\nA. 3\nB. 4\nAnswer:")
+        XCTAssertThrowsError(try MultipleChoiceItem(style: .lettered, text: "q", choices: Array(repeating: "x", count: 27), answer: 0))
+        XCTAssertThrowsError(try MultipleChoiceItem(style: .continuation, text: "q", choices: ["a", "b"], answer: 2))
         func error(_ text: String) -> String { do { _ = try items(text); return "no error" } catch { return "\(error)" } }
         XCTAssertEqual(error(#"{"question": "q", "choices": ["a", "b"], "answer": 2}"#),
                        "items.jsonl:1: field \"answer\" must be a choice index 0..<2 or a letter, got 2")
@@ -148,6 +150,17 @@ final class MultipleChoiceTests: XCTestCase {
         var random = SeededGenerator(seed: 5)
         let context = MultipleChoiceReport.fewShotContext(item[0], examples: MultipleChoiceReport.sample(pool, count: 2, using: &random))
         XCTAssertTrue(context.hasPrefix("pool "))
+        // With the item itself in the pool, it is never its own example.
+        let selfPool = try items(#"{"context": "the", "endings": ["tea", "theory"], "label": 1}"# + "\n"
+                                 + #"{"context": "other", "endings": ["a", "b"], "label": 0}"#)
+        for seed in 0..<4 as Range<UInt64> {
+            let report = try MultipleChoiceReport.evaluate([selfPool[0]], scorer: LogLikelihoodScorer(lm: lm), fewShotPool: selfPool,
+                                                           shots: 1, seed: seed)
+            let expected = try LogLikelihoodScorer(lm: lm).logLikelihoods(
+                context: MultipleChoiceReport.fewShotContext(selfPool[0], examples: [selfPool[1]]), continuations: selfPool[0].continuations)
+            XCTAssertEqual(report.outcomes[0].logLikelihoods, expected, "seed \(seed)")
+        }
+        XCTAssertThrowsError(try MultipleChoiceReport.evaluate([selfPool[0]], scorer: LogLikelihoodScorer(lm: lm), fewShotPool: selfPool, shots: 2))
         XCTAssertEqual(report.outcomes[0].logLikelihoods,
                        try LogLikelihoodScorer(lm: lm).logLikelihoods(context: context, continuations: item[0].continuations))
     }
