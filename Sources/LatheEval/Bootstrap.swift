@@ -37,7 +37,10 @@ public struct Bootstrap: Sendable {
         return mean(differences)
     }
 
-    private func interval(estimate: Double, count: Int, statistic: ([Int]) -> Double) -> ConfidenceInterval {
+    /// The interval of any statistic of `count` examples that is not a plain mean — corpus BLEU of the resampled
+    /// segments, or its difference between two systems — computed from the example indices of each resample
+    /// (with repeats).
+    public func interval(estimate: Double, count: Int, statistic: ([Int]) -> Double) -> ConfidenceInterval {
         guard count > 0, resamples > 0 else { return ConfidenceInterval(estimate: estimate, lower: estimate, upper: estimate, level: level) }
         var random = SeededGenerator(seed: seed)
         var indices = [Int](repeating: 0, count: count)

@@ -124,6 +124,24 @@ final class BootstrapTests: XCTestCase {
         XCTAssertEqual(difference.upper, 0.1, accuracy: 1e-12)
         XCTAssertThrowsError(try Bootstrap().pairedDifference([1], [1, 2]))
     }
+
+    /// Corpus BLEU's interval from resampled segment statistics, the use the general form is for.
+    func testIntervalOfACorpusStatistic() {
+        let hypotheses = ["the cat sat on the mat", "a dog ran", "hello world", "it rains today", "good morning all"]
+        let references = [["the cat sat on a mat"], ["the dog ran"], ["hello world"], ["it is raining today"], ["good morning everyone"]]
+        let statistics = zip(hypotheses, references).map { BLEUStatistics(hypothesis: $0, references: $1) }
+        let bootstrap = Bootstrap(resamples: 300, seed: 2)
+        let corpus = BLEU.corpusScore(hypotheses: hypotheses, references: references)
+        let interval = bootstrap.interval(estimate: corpus, count: statistics.count) { indices in
+            BLEU.score(indices.reduce(BLEUStatistics()) { $0 + statistics[$1] })
+        }
+        XCTAssertEqual(interval.estimate, BLEU.score(statistics.reduce(BLEUStatistics(), +)), accuracy: 1e-12)
+        XCTAssertLessThan(interval.lower, corpus)
+        XCTAssertGreaterThan(interval.upper, corpus)
+        // With the mean as the statistic, the general form is `mean`.
+        let scores = [0.0, 1, 1, 0.5, 0.25]
+        XCTAssertEqual(bootstrap.interval(estimate: 0.55, count: 5) { $0.reduce(0.0) { $0 + scores[$1] } / 5 }, bootstrap.mean(scores))
+    }
 }
 
 /// Coin flips for the tests, from the project's seeded generator.
