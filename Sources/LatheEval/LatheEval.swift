@@ -1,1 +1,0 @@
-// LatheEval: placeholder until its first files land; delete when adding real ones.

@@ -1,5 +1,0 @@
-import XCTest
-
-final class LatheEvalPlaceholderTests: XCTestCase {
-    func testPlaceholder() {}
-}
