@@ -297,6 +297,9 @@ public final class TrainingActivations {
     var valid: [Bool]?
     var segments: [Int32]?
     var tokens: [Int]?
+    /// The logits of the pass and their gradient, [rows, vocabulary] each: allocated once, not every step.
+    public let logits: Tensor
+    public let dLogits: Tensor
 
     public init(config: LlamaConfiguration, batchSize: Int, length: Int) {
         self.batchSize = batchSize
@@ -304,6 +307,8 @@ public final class TrainingActivations {
         blocks = (0..<config.layerCount).map { _ in BlockActivations(config: config, rows: batchSize * length) }
         cache = KVCache(config: config, batchSize: batchSize, capacity: length)
         finalInput = Tensor(zeros: [batchSize * length, config.hiddenSize])
+        logits = Tensor(zeros: [batchSize * length, config.vocabularySize])
+        dLogits = Tensor(zeros: [batchSize * length, config.vocabularySize])
     }
 }
 
@@ -420,7 +425,7 @@ extension LlamaModel {
             RMSNorm.forward(out: w.finalNormed.pointer + i * hiddenSize, input: w.hidden.pointer + r * hiddenSize,
                             weight: finalNorm.tensor.pointer, rows: 1, dim: hiddenSize, eps: c.rmsNormEpsilon)
         }
-        let result = Tensor(zeros: [selected.count, c.vocabularySize])
+        let result = saving?.logits ?? Tensor(zeros: [selected.count, c.vocabularySize])
         if let lmHead {
             lmHead.forward(output: result.pointer, input: w.finalNormed.pointer, rows: selected.count)
         } else {

@@ -142,17 +142,46 @@ public enum CrossEntropy {
                 dLogits?.advanced(by: row * n).update(repeating: 0, count: n)
                 continue
             }
+            // log Σ e^x with the maximum taken out; the sum in 16 float lanes is exact enough for a
+            // 49k-entry row (relative error ~1e-7) and several times faster than double exp.
             var maximum = -Float.infinity
             for i in 0..<n where x[i] > maximum { maximum = x[i] }
-            var sum = 0.0
-            for i in 0..<n { sum += Foundation.exp(Double(x[i] - maximum)) }
-            let logSum = Foundation.log(sum) + Double(maximum)
-            total += logSum - Double(x[target])
+            var lanes = SIMD16<Float>(repeating: 0)
+            var i = 0
+            while i + 16 <= n { lanes += exp16(load16(x + i) - maximum); i += 16 }
+            var sum = Double(lanes.sum())
+            while i < n { sum += Foundation.exp(Double(x[i] - maximum)); i += 1 }
+            let logSum = Float(Foundation.log(sum)) + maximum
+            total += Double(logSum) - Double(x[target])
             count += 1
             if let dLogits {
                 let d = dLogits + row * n
-                for i in 0..<n { d[i] = Float(Foundation.exp(Double(x[i]) - logSum)) * scale }
+                var j = 0
+                while j + 16 <= n { store16(exp16(load16(x + j) - logSum) * scale, d + j); j += 16 }
+                while j < n { d[j] = exp(x[j] - logSum) * scale; j += 1 }
                 d[target] -= scale
+            }
+        }
+        return (total, count)
+    }
+
+    /// The plain version in double precision, the yardstick of the vectorised one.
+    public static func referenceLossAndGradient(logits: UnsafePointer<Float>, targets: [Int], vocabularySize n: Int,
+                                                dLogits: UnsafeMutablePointer<Float>?, scale: Float) -> (loss: Double, count: Int) {
+        var total = 0.0, count = 0
+        for (row, target) in targets.enumerated() {
+            let x = logits + row * n
+            guard target >= 0 else {
+                dLogits?.advanced(by: row * n).update(repeating: 0, count: n)
+                continue
+            }
+            let maximum = Double((0..<n).map { x[$0] }.max()!)
+            let logSum = Foundation.log((0..<n).reduce(0.0) { $0 + Foundation.exp(Double(x[$1]) - maximum) }) + maximum
+            total += logSum - Double(x[target])
+            count += 1
+            if let dLogits {
+                for i in 0..<n { dLogits[row * n + i] = Float(Foundation.exp(Double(x[i]) - logSum)) * scale }
+                dLogits[row * n + target] -= scale
             }
         }
         return (total, count)

@@ -11,7 +11,7 @@ public func languageModelLoss(_ model: LlamaModel, batch: Batch, activations: Tr
                               scale: Float = 0) throws -> (sum: Double, count: Int) {
     let logits = try model.forward(tokens: batch.inputs, batchSize: batch.batchSize, positions: batch.positions,
                                    valid: batch.valid, segments: batch.segments, saving: activations)
-    let dLogits = activations == nil ? nil : Tensor(zeros: logits.shape)
+    let dLogits = activations?.dLogits
     let result = CrossEntropy.lossAndGradient(logits: logits.pointer, targets: batch.targets,
                                               vocabularySize: model.config.vocabularySize,
                                               dLogits: dLogits?.pointer, scale: scale)

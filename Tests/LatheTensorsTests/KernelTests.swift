@@ -215,3 +215,19 @@ final class VectorisedKernelTests: XCTestCase {
         assertClose(out, expected, rtol: 1e-5, atol: 1e-6, "blocked attention")
     }
 }
+
+final class CrossEntropyTests: XCTestCase {
+    func testVectorisedLossAndGradientEqualTheDoublePrecisionReference() {
+        let n = 1000, rows = 5
+        let logits = randomValues(rows * n, seed: 31).map { $0 * 12 }
+        let targets = [3, -1, 999, 0, 517]
+        var fast = [Float](repeating: 1, count: rows * n), slow = fast
+        let a = CrossEntropy.lossAndGradient(logits: logits, targets: targets, vocabularySize: n, dLogits: &fast, scale: 0.25)
+        let b = CrossEntropy.referenceLossAndGradient(logits: logits, targets: targets, vocabularySize: n, dLogits: &slow, scale: 0.25)
+        XCTAssertEqual(a.count, 4)
+        XCTAssertEqual(a.count, b.count)
+        XCTAssertEqual(a.loss, b.loss, accuracy: 1e-5 * b.loss)
+        assertClose(fast, slow, rtol: 2e-6, atol: 1e-9, "dlogits")
+        XCTAssertEqual(fast[n..<(2 * n)].allSatisfy { $0 == 0 }, true, "ignored rows get no gradient")
+    }
+}
