@@ -146,6 +146,32 @@ public struct LlamaConfiguration: Sendable, Equatable, Codable {
         return result
     }
 
+    /// The Hugging Face config.json of this architecture, which transformers and Lathe both load.
+    public func huggingFaceJSON(bosTokenID: Int?, eosTokenID: Int?) throws -> Data {
+        var object: [String: JSONValue] = [
+            "architectures": .array([.string(modelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM")]),
+            "model_type": .string(modelType), "vocab_size": .number(Double(vocabularySize)),
+            "hidden_size": .number(Double(hiddenSize)), "intermediate_size": .number(Double(intermediateSize)),
+            "num_hidden_layers": .number(Double(layerCount)), "num_attention_heads": .number(Double(headCount)),
+            "num_key_value_heads": .number(Double(kvHeadCount)), "head_dim": .number(Double(headDim)),
+            "rms_norm_eps": .number(Double(rmsNormEpsilon)), "rope_theta": .number(ropeTheta),
+            "tie_word_embeddings": .bool(tieWordEmbeddings), "max_position_embeddings": .number(Double(maxPositions)),
+            "hidden_act": .string("silu"), "torch_dtype": .string("float32"), "initializer_range": .number(0.02),
+        ]
+        if modelType == "llama" { object["attention_bias"] = .bool(attentionBias); object["mlp_bias"] = .bool(false) }
+        if let bosTokenID { object["bos_token_id"] = .number(Double(bosTokenID)) }
+        if let eosTokenID { object["eos_token_id"] = .number(Double(eosTokenID)) }
+        if let s = ropeLlama3Scaling {
+            object["rope_scaling"] = .object(["rope_type": .string("llama3"), "factor": .number(s.factor),
+                                              "low_freq_factor": .number(s.lowFrequencyFactor),
+                                              "high_freq_factor": .number(s.highFrequencyFactor),
+                                              "original_max_position_embeddings": .number(Double(s.originalMaxPositions))])
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(JSONValue.object(object))
+    }
+
     /// Parameters of the model, counted from the shapes.
     public var parameterCount: Int {
         let q = headCount * headDim, kv = kvHeadCount * headDim
@@ -204,6 +230,27 @@ public final class LlamaModel: @unchecked Sendable {
         lmHead = c.tieWordEmbeddings ? nil : Linear(name: "lm_head", inFeatures: c.hiddenSize, outFeatures: c.vocabularySize, bias: false)
         rope = RotaryEmbedding(headDim: c.headDim, base: c.ropeTheta, llama3: c.ropeLlama3Scaling,
                                frequencyFactors: c.ropeFrequencyFactors)
+    }
+
+    /// Seeded random weights as transformers initialises a new llama: linears and the embedding from
+    /// N(0, std²), norms at one, biases at zero.
+    public func initializeRandomly(seed: UInt64, standardDeviation: Float = 0.02) {
+        var random = SeededGenerator(seed: seed)
+        for p in parameters {
+            if p.shape.count == 1 {
+                p.tensor.fill(p.name.hasSuffix("norm.weight") ? 1 : 0)
+                continue
+            }
+            var i = 0
+            while i < p.tensor.count {
+                // Box–Muller: two normal draws from two uniform ones.
+                let u1 = max(Double(random.nextUnitFloat()), 1e-12), u2 = Double(random.nextUnitFloat())
+                let radius = (-2 * Foundation.log(u1)).squareRoot()
+                p.tensor[i] = Float(radius * Foundation.cos(2 * .pi * u2)) * standardDeviation
+                if i + 1 < p.tensor.count { p.tensor[i + 1] = Float(radius * Foundation.sin(2 * .pi * u2)) * standardDeviation }
+                i += 2
+            }
+        }
     }
 
     /// Every parameter, in checkpoint order: the model's registry of named weights.

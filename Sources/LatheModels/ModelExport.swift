@@ -5,6 +5,26 @@ import LatheFormats
 /// a GGUF file beside its original metadata (Q/K rows permuted back into ggml's RoPE layout), or a Hugging Face
 /// folder with `model.safetensors` and the original configuration and tokenizer files.
 public enum ModelExport {
+    /// Writes a new model as a Hugging Face folder: config.json, model.safetensors and the tokenizer files of
+    /// `tokenizerFolder` (tokenizer.json, tokenizer_config.json), so that Lathe and transformers can load it.
+    public static func writeNewModel(_ model: LlamaModel, tokenizerFolder: URL, bosTokenID: Int?, eosTokenID: Int?,
+                                     to folder: URL) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try AtomicFileWriter.write(try model.config.huggingFaceJSON(bosTokenID: bosTokenID, eosTokenID: eosTokenID),
+                                   to: folder.appendingPathComponent("config.json"))
+        var writer = SafetensorsWriter(metadata: ["format": "pt"])
+        for p in model.parameters {
+            try writer.addTensor(name: p.name, dimensions: p.shape, values: p.tensor.array, dtype: .f32)
+        }
+        try writer.write(to: folder.appendingPathComponent("model.safetensors"))
+        for name in ["tokenizer.json", "tokenizer_config.json"] {
+            let source = tokenizerFolder.appendingPathComponent(name), destination = folder.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: source.path), source.standardizedFileURL != destination.standardizedFileURL else { continue }
+            try? FileManager.default.removeItem(at: destination)
+            try FileManager.default.copyItem(at: source, to: destination)
+        }
+    }
+
     /// Storage types for exported GGUF weights (norms always stay F32).
     public static let ggufTypes: [String: GGMLType] = ["f32": .f32, "f16": .f16, "bf16": .bf16, "q8_0": .q8_0]
 
@@ -26,6 +46,7 @@ public enum ModelExport {
             try writer.write(to: url)
             for file in [source.configURL, source.tokenizerURL, source.tokenizerConfigURL, source.generationConfigURL].compactMap({ $0 }) {
                 let destination = folder.appendingPathComponent(file.lastPathComponent)
+                if destination.standardizedFileURL == file.standardizedFileURL { continue }  // writing over the source folder
                 try? FileManager.default.removeItem(at: destination)
                 try FileManager.default.copyItem(at: file, to: destination)
             }

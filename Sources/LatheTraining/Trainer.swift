@@ -78,22 +78,61 @@ public final class Trainer {
             trainable = model.parameters
         }
         let renderer = SFTRenderer(model: languageModel, options: config.sft)
-        let (examples, report) = try SFTDataset.load(URL(fileURLWithPath: config.data!), renderer: renderer)
+        let (examples, report) = try Self.loadExamples(URL(fileURLWithPath: config.data!), renderer: renderer)
         self.report = report
         let padding = languageModel.tokenizer.eosTokenID ?? 0
         let builder = try BatchBuilder(batchSize: config.batchSize, options: config.sft, paddingID: padding)
         iterator = try BatchIterator(examples: examples, builder: builder, seed: config.seed)
         if let valid = config.valid {
-            let (validExamples, _) = try SFTDataset.load(URL(fileURLWithPath: valid), renderer: renderer)
+            let (validExamples, _) = try Self.loadExamples(URL(fileURLWithPath: valid), renderer: renderer)
             validationBatches = try builder.batches(validExamples)
         } else {
             validationBatches = []
         }
         let stepsPerEpoch = max(1, iterator.batchesInEpoch / config.gradientAccumulation)
-        totalSteps = min(config.maxSteps ?? Int.max, stepsPerEpoch * config.epochs)
+        // As in transformers, max_steps wins over epochs: the data is cycled as often as it takes.
+        totalSteps = config.maxSteps ?? stepsPerEpoch * config.epochs
         schedule = try LearningRateSchedule(kind: config.schedule, peakRate: config.learningRate,
                                             warmupSteps: min(config.warmupSteps, totalSteps), totalSteps: totalSteps)
         optimizer = try config.optimizer.make()
+    }
+
+    /// JSONL or CSV rows of any SFT format, or a plain .txt file whose documents are separated by blank lines
+    /// (raw text for pretraining: each document, with the tokenizer's BOS and an EOS, is cut into windows of
+    /// max_length tokens rather than truncated).
+    static func loadExamples(_ url: URL, renderer: SFTRenderer) throws -> (examples: [SFTExample], report: SFTReport) {
+        guard url.pathExtension.lowercased() == "txt" else { return try SFTDataset.load(url, renderer: renderer) }
+        let text: String
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
+            throw TrainingError("\(url.path): cannot read the text (\(error.localizedDescription))")
+        }
+        var report = SFTReport(), examples: [SFTExample] = []
+        var document: [Substring] = [], firstLine = 1
+        func flush() throws {
+            defer { document = [] }
+            let body = document.joined(separator: "\n")
+            guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return }
+            report.rows += 1
+            let tokenizer = renderer.model.tokenizer
+            let ids = tokenizer.prefixIDs + tokenizer.encode(body, addSpecialTokens: false) + (tokenizer.eosTokenID.map { [$0] } ?? [])
+            let window = renderer.options.maxLength
+            for start in stride(from: 0, to: ids.count - 1, by: window) {
+                let chunk = Array(ids[start..<min(start + window, ids.count)])
+                guard chunk.count > 1 else { continue }
+                let example = SFTExample(ids: chunk, supervised: [false] + Array(repeating: true, count: chunk.count - 1),
+                                         source: "\(url.path):\(firstLine)", truncated: false)
+                examples.append(example)
+                report.examples += 1
+                report.totalTokens += chunk.count
+                report.supervisedTokens += chunk.count - 1
+            }
+        }
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { try flush(); firstLine = index + 2 } else { document.append(line) }
+        }
+        try flush()
+        guard !examples.isEmpty else { throw TrainingError("\(url.path): the file has no text") }
+        return (examples, report)
     }
 
     /// Mean validation loss over the validation file (nil without one).

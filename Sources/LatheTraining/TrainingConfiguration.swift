@@ -16,7 +16,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var lora = LoRAConfiguration()
     public var sft = SFTOptions.trainingDefault
     public var epochs = 1
-    /// Stops after this many optimizer steps even if epochs remain.
+    /// Trains exactly this many optimizer steps, whatever `epochs` says (as transformers' max_steps).
     public var maxSteps: Int?
     public var batchSize = 4
     /// Micro-batches per optimizer step; the loss is weighted by supervised tokens across them.
@@ -32,6 +32,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var evalEvery = 0
     /// A checkpoint every N steps (0: none until the end).
     public var saveEvery = 0
+    /// Pretraining only: the shape of the new model, and the folder whose tokenizer.json it uses.
+    public var architecture: ModelArchitecture?
+    public var tokenizer: String?
 
     public init() {}
 
@@ -39,7 +42,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
-        case evalEvery = "eval_every", saveEvery = "save_every"
+        case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
     }
 
     public init(from decoder: Decoder) throws {
@@ -64,6 +67,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
         evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
         saveEvery = try c.decodeIfPresent(Int.self, forKey: .saveEvery) ?? d.saveEvery
+        architecture = try c.decodeIfPresent(ModelArchitecture.self, forKey: .architecture)
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
     }
 
     /// Reads a YAML configuration; an error names the file and the key that is wrong.
@@ -114,6 +119,51 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         @unknown default:
             return "\(error)"
         }
+    }
+}
+
+/// The shape of a new llama-family model for `lathe pretrain` (the vocabulary size comes from the tokenizer).
+public struct ModelArchitecture: Codable, Equatable, Sendable {
+    public var hiddenSize = 256
+    public var intermediateSize = 768
+    public var layers = 4
+    public var heads = 4
+    public var kvHeads = 2
+    public var maxPositions = 512
+    public var ropeTheta = 10000.0
+    public var tieEmbeddings = true
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case layers, heads
+        case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", kvHeads = "kv_heads"
+        case maxPositions = "max_positions", ropeTheta = "rope_theta", tieEmbeddings = "tie_embeddings"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ModelArchitecture()
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
+        layers = try c.decodeIfPresent(Int.self, forKey: .layers) ?? d.layers
+        heads = try c.decodeIfPresent(Int.self, forKey: .heads) ?? d.heads
+        kvHeads = try c.decodeIfPresent(Int.self, forKey: .kvHeads) ?? d.kvHeads
+        maxPositions = try c.decodeIfPresent(Int.self, forKey: .maxPositions) ?? d.maxPositions
+        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? d.ropeTheta
+        tieEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieEmbeddings) ?? d.tieEmbeddings
+    }
+
+    /// The full configuration for a vocabulary of `vocabularySize` tokens, validated.
+    public func configuration(vocabularySize: Int) throws -> LlamaConfiguration {
+        guard heads > 0, hiddenSize % heads == 0 else {
+            throw TrainingError("architecture.hidden_size (\(hiddenSize)) must be a multiple of architecture.heads (\(heads))")
+        }
+        let config = LlamaConfiguration(vocabularySize: vocabularySize, hiddenSize: hiddenSize, intermediateSize: intermediateSize,
+                                        layerCount: layers, headCount: heads, kvHeadCount: kvHeads, rmsNormEpsilon: 1e-5,
+                                        ropeTheta: ropeTheta, tieWordEmbeddings: tieEmbeddings, maxPositions: maxPositions)
+        do { try config.validate(source: "architecture") } catch { throw TrainingError("\(error)") }
+        return config
     }
 }
 

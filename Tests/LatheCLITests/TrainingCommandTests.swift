@@ -1,0 +1,78 @@
+import Foundation
+import XCTest
+import LatheModels
+import LatheTestSupport
+
+/// `lathe sft`, `lathe merge` and `lathe pretrain` end to end on the built binary, with the flags external checks use.
+final class TrainingCommandTests: XCTestCase {
+    var folder: URL!
+
+    override func setUpWithError() throws { folder = try temporaryFolder() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+    func testSFTWritesAPEFTAdapterThatGenerateAndMergeUse() throws {
+        let model = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: model))
+        let rows = (0..<12).map { i in #"{"messages": [{"role": "user", "content": "the \#(i)"}, {"role": "assistant", "content": "then the inn \#(i % 3)"}]}"# }
+        let train = folder.appendingPathComponent("train.jsonl"), valid = folder.appendingPathComponent("valid.jsonl")
+        try write(rows.joined(separator: "\n"), to: train)
+        try write(rows.prefix(3).joined(separator: "\n"), to: valid)
+        let output = folder.appendingPathComponent("run").path
+        let result = try LatheProcess.run(["sft", "--model", model, "--data", train.path, "--output", output, "--valid", valid.path,
+                                           "--epochs", "2", "--lr", "0.01", "--batch-size", "4", "--lora-rank", "4",
+                                           "--lora-alpha", "8", "--max-length", "64", "--seed", "1"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("step 6/6"), result.stderr)
+        XCTAssertTrue(result.stdout.contains("held-out loss"), result.stdout)
+        for file in ["adapter_model.safetensors", "adapter_config.json", "config.yaml", "metrics.jsonl"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: "\(output)/\(file)"), file)
+        }
+        let config = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: "\(output)/adapter_config.json")))
+        XCTAssertEqual(config["r"]?.int, 4)
+        XCTAssertEqual(config["lora_alpha"]?.int, 8)
+
+        // The adapter changes what the model says; merged, the model says the same without it.
+        let input = folder.appendingPathComponent("in.jsonl")
+        try write(#"{"messages": [{"role": "user", "content": "the 5"}]}"#, to: input)
+        let base = try LatheProcess.run(["logprobs", "--model", model, "--input", input.path]).stdout
+        let adapted = try LatheProcess.run(["logprobs", "--model", model, "--adapter", output, "--input", input.path]).stdout
+        XCTAssertNotEqual(base, adapted)
+        let merged = folder.appendingPathComponent("merged").path
+        let merge = try LatheProcess.run(["merge", "--model", model, "--adapter", output, "--output", merged, "--type", "f32"])
+        XCTAssertEqual(merge.status, 0, merge.stderr)
+        let mergedOut = try LatheProcess.run(["generate", "--model", "\(merged)/model.gguf", "--input", input.path, "--max-tokens", "8"]).stdout
+        let adaptedOut = try LatheProcess.run(["generate", "--model", model, "--adapter", output, "--input", input.path, "--max-tokens", "8"]).stdout
+        XCTAssertEqual(mergedOut, adaptedOut)
+    }
+
+    func testSFTRejectsBadFlagsAndBadDataByName() throws {
+        let model = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: model))
+        let bad = folder.appendingPathComponent("bad.jsonl")
+        try write("{\"prompt\": \"the\", \"completion\": \" tea\"}\n{\"prompt\": \"the\"}\n", to: bad)
+        var result = try LatheProcess.run(["sft", "--model", model, "--data", bad.path, "--output", folder.appendingPathComponent("r").path])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("bad.jsonl:2"), result.stderr)
+        result = try LatheProcess.run(["sft", "--model", model, "--data", bad.path, "--output", "x", "--lora-rank", "0"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("rank"), result.stderr)
+    }
+
+    func testPretrainBuildsAModelFromScratchThatLoadsBack() throws {
+        let corpus = folder.appendingPathComponent("corpus.txt")
+        try write((0..<40).map { i in "the theory of the inn on the river \(i % 7), then the tea.\n" }.joined(separator: "\n"), to: corpus)
+        let tokenizer = folder.appendingPathComponent("tok").path
+        var result = try LatheProcess.run(["tokenizer", "train", "--input", corpus.path, "--vocab-size", "280", "--output", tokenizer])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let output = folder.appendingPathComponent("new").path
+        result = try LatheProcess.run(["pretrain", "--tokenizer", tokenizer, "--data", corpus.path, "--output", output,
+                                       "--max-steps", "12", "--seq-len", "32", "--batch-size", "4", "--lr", "0.003", "--seed", "2"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let losses = try JSONLines.read(URL(fileURLWithPath: "\(output)/metrics.jsonl")).compactMap { $0.value["loss"]?.double }
+        XCTAssertEqual(losses.count, 12)
+        XCTAssertLessThan(losses.last!, losses.first! - 1, "loss curve \(losses)")
+        let lm = try LanguageModel.load(output)
+        XCTAssertEqual(lm.model.config.vocabularySize, 280)
+        XCTAssertEqual(lm.tokenizer.decode(lm.tokenizer.encode("the inn")), "the inn")
+    }
+}
