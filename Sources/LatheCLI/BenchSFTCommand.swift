@@ -21,6 +21,7 @@ public struct BenchSFTCommand: ParsableCommand {
     @Flag(help: "Train every weight instead of LoRA.") public var full = false
     @Option(help: "Quantize the frozen base (nf4).") public var quantize: String?
     @Option(name: .customLong("lora-rank")) public var loraRank = 8
+    @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
     public init() {}
 
     struct Result: Encodable {
@@ -49,7 +50,8 @@ public struct BenchSFTCommand: ParsableCommand {
         let rows = (0..<batchSize).map { _ in (0..<seqLen).map { _ in Int(random.next() % UInt64(llama.config.vocabularySize)) } }
         let targets = rows.map { Array($0.dropFirst()) + [-1] }
         let batch = Batch(rows: rows, targets: targets)
-        let activations = TrainingActivations(config: llama.config, batchSize: batchSize, length: seqLen)
+        let activations = TrainingActivations(config: llama.config, batchSize: batchSize, length: seqLen,
+                                              checkpointing: gradientCheckpointing)
         var seconds = 0.0
         for step in 0...steps {  // step 0 warms up
             let start = DispatchTime.now().uptimeNanoseconds

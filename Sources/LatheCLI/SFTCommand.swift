@@ -35,6 +35,8 @@ public struct SFTCommand: ParsableCommand {
     @Flag(help: "Continue from the checkpoint in the output folder.") public var resume = false
     @Flag(help: "Put the loss on every token, not only on completions / assistant turns.") public var lossOnAll = false
     @Flag(help: "Pack several examples into each row (no attention across them).") public var packing = false
+    @Flag(name: .customLong("gradient-checkpointing"), help: "Recompute activations in the backward pass: less memory, more compute.")
+    public var gradientCheckpointing = false
     @Option(help: "Compute threads.") public var threads: Int = 1
     public init() {}
 
@@ -61,6 +63,7 @@ public struct SFTCommand: ParsableCommand {
         if full { c.method = .full }
         if lossOnAll { c.sft.lossOn = .all }
         if packing { c.sft.packing = true }
+        if gradientCheckpointing { c.gradientCheckpointing = true }
         try c.validate()
         return c
     }

@@ -65,6 +65,9 @@ public final class LoRAAdapter: @unchecked Sendable {
     public var enabled = true
     /// Training mode applies dropout; evaluation does not.
     public var training = false
+    /// Set while the backward pass recomputes a checkpointed block: the forward pass then applies the dropout
+    /// mask it drew the first time instead of drawing a new one.
+    var reusesDropoutMask = false
     /// The dropout stream; checkpoints save and restore it so that a resumed run drops the same inputs.
     public var random: SeededGenerator
     /// Saved by the forward pass for the backward pass: dropout(x)·Aᵀ, and the dropout multipliers (0 or 1/(1−p)).
@@ -91,11 +94,12 @@ public final class LoRAAdapter: @unchecked Sendable {
         let inFeatures = a.shape[1], outFeatures = b.shape[0]
         if projected.count != rows * rank { projected = Tensor(zeros: [rows, rank]) }
         if training && dropout > 0 {
+            let drawsMask = !(reusesDropoutMask && dropoutScale.count == rows * inFeatures)
             if dropoutScale.count != rows * inFeatures { dropoutScale = Tensor(zeros: [rows, inFeatures]) }
             let keep = 1 / (1 - dropout)
             let dropped = Tensor(zeros: [rows, inFeatures])
             for i in 0..<rows * inFeatures {
-                dropoutScale[i] = random.nextUnitFloat() < dropout ? 0 : keep
+                if drawsMask { dropoutScale[i] = random.nextUnitFloat() < dropout ? 0 : keep }
                 dropped[i] = input[i] * dropoutScale[i]
             }
             MatMul.multiply(dropped.pointer, a.tensor.pointer, into: projected.pointer, m: rows, n: rank, k: inFeatures, transposeB: true)

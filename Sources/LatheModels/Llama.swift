@@ -286,8 +286,8 @@ public enum LogitsSelection: Sendable {
 /// Inference reuses one set for every block; training keeps one per block.
 final class BlockActivations {
     let rows: Int
-    /// The residual stream entering the block, after attention, and the two normalised inputs.
-    let input, middle, attentionNormed, mlpNormed: Tensor
+    /// The residual stream after attention, and the two normalised inputs.
+    let middle, attentionNormed, mlpNormed: Tensor
     /// Rotated queries; attention outputs before the output projection.
     let queries, attention: Tensor
     /// MLP gate and up projections, and silu(gate)·up.
@@ -295,7 +295,6 @@ final class BlockActivations {
 
     init(config c: LlamaConfiguration, rows: Int) {
         self.rows = rows
-        input = Tensor(zeros: [rows, c.hiddenSize])
         middle = Tensor(zeros: [rows, c.hiddenSize])
         attentionNormed = Tensor(zeros: [rows, c.hiddenSize])
         mlpNormed = Tensor(zeros: [rows, c.hiddenSize])
@@ -332,11 +331,16 @@ final class ForwardWorkspace {
     }
 }
 
-/// Everything a training forward pass keeps for its backward pass: per-block activations, the keys and values
-/// (in a cache of the batch's own length), the rotary angles and the masks.
+/// Everything a training forward pass keeps for its backward pass: each block's input, its other activations
+/// (or, with gradient checkpointing, one set that the backward pass recomputes block by block), the keys and
+/// values (in a cache of the batch's own length), the rotary angles and the masks.
 public final class TrainingActivations {
     public let batchSize: Int
     public let length: Int
+    public let checkpointing: Bool
+    /// The residual stream entering each block.
+    let inputs: [Tensor]
+    /// One per block, or a single shared one with checkpointing.
     let blocks: [BlockActivations]
     let cache: KVCache
     var finalInput: Tensor
@@ -348,10 +352,16 @@ public final class TrainingActivations {
     public let logits: Tensor
     public let dLogits: Tensor
 
-    public init(config: LlamaConfiguration, batchSize: Int, length: Int) {
+    func activations(ofBlock layer: Int) -> BlockActivations { blocks[checkpointing ? 0 : layer] }
+
+    /// - Parameter checkpointing: keep only each block's input and recompute the rest during the backward pass:
+    ///   about a third more compute for a fraction of the activation memory (long sequences).
+    public init(config: LlamaConfiguration, batchSize: Int, length: Int, checkpointing: Bool = false) {
         self.batchSize = batchSize
         self.length = length
-        blocks = (0..<config.layerCount).map { _ in BlockActivations(config: config, rows: batchSize * length) }
+        self.checkpointing = checkpointing
+        inputs = (0..<config.layerCount).map { _ in Tensor(zeros: [batchSize * length, config.hiddenSize]) }
+        blocks = (0..<(checkpointing ? 1 : config.layerCount)).map { _ in BlockActivations(config: config, rows: batchSize * length) }
         cache = KVCache(config: config, batchSize: batchSize, capacity: length)
         finalInput = Tensor(zeros: [batchSize * length, config.hiddenSize])
         logits = Tensor(zeros: [batchSize * length, config.vocabularySize])
@@ -399,7 +409,7 @@ extension LlamaModel {
         let positions = positions ?? (0..<batchSize).flatMap { _ in (0..<length).map { start + $0 } }
         let rows = tokens.count
         let w = workspace(rows: rows)
-        let hiddenSize = c.hiddenSize, qWidth = c.headCount * c.headDim, kvWidth = c.kvHeadCount * c.headDim
+        let hiddenSize = c.hiddenSize
 
         for (r, token) in tokens.enumerated() {
             (w.hidden.pointer + r * hiddenSize).update(from: embedding.tensor.pointer + token * hiddenSize, count: hiddenSize)
@@ -408,57 +418,11 @@ extension LlamaModel {
         let (cosines, sines) = rope.table(positions: positions)
         let segmentIDs = segments.map { $0.map { Int32(truncatingIfNeeded: $0) } }
         saving?.cosines = cosines; saving?.sines = sines; saving?.valid = valid; saving?.segments = segmentIDs
-        let half = c.headDim / 2
-        for (layer, block) in blocks.enumerated() {
-            let a = saving?.blocks[layer] ?? w.shared
-            if saving != nil { a.input.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize) }
-            // Attention: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
-            RMSNorm.forward(out: a.attentionNormed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
-                            rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
-            block.query.forward(output: a.queries.pointer, input: a.attentionNormed.pointer, rows: rows)
-            block.key.forward(output: w.keys.pointer, input: a.attentionNormed.pointer, rows: rows)
-            block.value.forward(output: w.values.pointer, input: a.attentionNormed.pointer, rows: rows)
-            cosines.withUnsafeBufferPointer { cosTable in
-                sines.withUnsafeBufferPointer { sinTable in
-                    for r in 0..<rows {
-                        let cos = cosTable.baseAddress! + r * half, sin = sinTable.baseAddress! + r * half
-                        rope.apply(a.queries.pointer + r * qWidth, heads: c.headCount, cos: cos, sin: sin)
-                        rope.apply(w.keys.pointer + r * kvWidth, heads: c.kvHeadCount, cos: cos, sin: sin)
-                    }
-                }
-            }
-            let cachedKeys = cache.keys[layer].pointer, cachedValues = cache.values[layer].pointer
-            for b in 0..<batchSize {
-                let slot = (b * cache.capacity + start) * kvWidth
-                (cachedKeys + slot).update(from: w.keys.pointer + b * length * kvWidth, count: length * kvWidth)
-                (cachedValues + slot).update(from: w.values.pointer + b * length * kvWidth, count: length * kvWidth)
-            }
-            let scores = w.scores(atLeast: GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: start))
-            cache.slotIsValid.withUnsafeBufferPointer { validity in
-                withOptionalPointer(segmentIDs) { segmentPointer in
-                    for b in 0..<batchSize {
-                        GroupedQueryAttention.forward(
-                            out: a.attention.pointer + b * length * qWidth, queries: a.queries.pointer + b * length * qWidth,
-                            keys: cachedKeys + b * cache.capacity * kvWidth, values: cachedValues + b * cache.capacity * kvWidth,
-                            queryCount: length, firstQuerySlot: start,
-                            mask: .init(keyIsValid: validity.baseAddress! + b * cache.capacity,
-                                        segments: segmentPointer.map { $0 + b * length }),
-                            heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores)
-                    }
-                }
-            }
-            block.output.forward(output: w.projected.pointer, input: a.attention.pointer, rows: rows)
-            addInPlace(w.hidden.pointer, w.projected.pointer, count: rows * hiddenSize)
-            if saving != nil { a.middle.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize) }
-
-            // MLP: x += down(silu(gate(norm(x))) · up(norm(x)))
-            RMSNorm.forward(out: a.mlpNormed.pointer, input: w.hidden.pointer, weight: block.mlpNorm.tensor.pointer,
-                            rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
-            block.gate.forward(output: a.gate.pointer, input: a.mlpNormed.pointer, rows: rows)
-            block.up.forward(output: a.up.pointer, input: a.mlpNormed.pointer, rows: rows)
-            SwiGLU.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
-            block.down.forward(output: w.projected.pointer, input: a.activated.pointer, rows: rows)
-            addInPlace(w.hidden.pointer, w.projected.pointer, count: rows * hiddenSize)
+        let pass = BlockPass(batchSize: batchSize, length: length, start: start, cosines: cosines, sines: sines,
+                             segments: segmentIDs, cache: cache, workspace: w)
+        for layer in blocks.indices {
+            if let saving { saving.inputs[layer].pointer.update(from: w.hidden.pointer, count: rows * hiddenSize) }
+            forwardBlock(layer, activations: saving?.activations(ofBlock: layer) ?? w.shared, pass: pass)
         }
         cache.advance(by: length)
         if let saving {
@@ -511,8 +475,17 @@ extension LlamaModel {
                          input: s.finalInput.pointer, weight: finalNorm.tensor.pointer, rows: rows, dim: hiddenSize,
                          eps: c.rmsNormEpsilon)
 
+        let pass = BlockPass(batchSize: s.batchSize, length: length, start: 0, cosines: s.cosines, sines: s.sines,
+                             segments: s.segments, cache: s.cache, workspace: w)
         for (layer, block) in blocks.enumerated().reversed() {
-            let a = s.blocks[layer]
+            let a = s.activations(ofBlock: layer)
+            if s.checkpointing {
+                // Recompute this block's activations from its saved input (with the same dropout masks).
+                w.hidden.pointer.update(from: s.inputs[layer].pointer, count: rows * hiddenSize)
+                for adapter in block.linears.flatMap(\.adapters) { adapter.reusesDropoutMask = true }
+                forwardBlock(layer, activations: a, pass: pass)
+                for adapter in block.linears.flatMap(\.adapters) { adapter.reusesDropoutMask = false }
+            }
             // x += down(activated)
             block.down.backward(dInput: g.activated.pointer, dOutput: g.residual.pointer, input: a.activated.pointer, rows: rows)
             // activated = silu(gate) · up
@@ -565,7 +538,7 @@ extension LlamaModel {
                                  rows: rows, accumulate: true)
             // attentionNormed = norm(input); the residual carries dInput on
             RMSNorm.backward(dInput: g.residual.pointer, dWeight: block.attentionNorm.gradient?.pointer, dOut: g.normed.pointer,
-                             input: a.input.pointer, weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize,
+                             input: s.inputs[layer].pointer, weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize,
                              eps: c.rmsNormEpsilon)
         }
         // input = embedding rows of the tokens
@@ -588,6 +561,73 @@ extension LlamaModel {
         let g = GradientWorkspace(config: config, rows: rows)
         cachedGradientWorkspace = g
         return g
+    }
+}
+
+/// What every block of one forward pass shares: the batch shape, the rotary angles, the masks and buffers.
+struct BlockPass {
+    let batchSize: Int, length: Int, start: Int
+    let cosines: [Float], sines: [Float]
+    let segments: [Int32]?
+    let cache: KVCache
+    let workspace: ForwardWorkspace
+}
+
+extension LlamaModel {
+    /// One block over `pass.workspace.hidden`, in place: x += attention(x); x += mlp(x), keeping what the backward
+    /// pass reads in `a`, and the block's keys and values in the cache.
+    func forwardBlock(_ layer: Int, activations a: BlockActivations, pass p: BlockPass) {
+        let c = config, block = blocks[layer], w = p.workspace, cache = p.cache
+        let rows = p.batchSize * p.length, length = p.length
+        let hiddenSize = c.hiddenSize, qWidth = c.headCount * c.headDim, kvWidth = c.kvHeadCount * c.headDim
+        let half = c.headDim / 2
+        // Attention: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
+        RMSNorm.forward(out: a.attentionNormed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
+                        rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+        block.query.forward(output: a.queries.pointer, input: a.attentionNormed.pointer, rows: rows)
+        block.key.forward(output: w.keys.pointer, input: a.attentionNormed.pointer, rows: rows)
+        block.value.forward(output: w.values.pointer, input: a.attentionNormed.pointer, rows: rows)
+        p.cosines.withUnsafeBufferPointer { cosTable in
+            p.sines.withUnsafeBufferPointer { sinTable in
+                for r in 0..<rows {
+                    let cos = cosTable.baseAddress! + r * half, sin = sinTable.baseAddress! + r * half
+                    rope.apply(a.queries.pointer + r * qWidth, heads: c.headCount, cos: cos, sin: sin)
+                    rope.apply(w.keys.pointer + r * kvWidth, heads: c.kvHeadCount, cos: cos, sin: sin)
+                }
+            }
+        }
+        let cachedKeys = cache.keys[layer].pointer, cachedValues = cache.values[layer].pointer
+        for b in 0..<p.batchSize {
+            let slot = (b * cache.capacity + p.start) * kvWidth
+            (cachedKeys + slot).update(from: w.keys.pointer + b * length * kvWidth, count: length * kvWidth)
+            (cachedValues + slot).update(from: w.values.pointer + b * length * kvWidth, count: length * kvWidth)
+        }
+        let scores = w.scores(atLeast: GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: p.start))
+        cache.slotIsValid.withUnsafeBufferPointer { validity in
+            withOptionalPointer(p.segments) { segmentPointer in
+                for b in 0..<p.batchSize {
+                    GroupedQueryAttention.forward(
+                        out: a.attention.pointer + b * length * qWidth, queries: a.queries.pointer + b * length * qWidth,
+                        keys: cachedKeys + b * cache.capacity * kvWidth, values: cachedValues + b * cache.capacity * kvWidth,
+                        queryCount: length, firstQuerySlot: p.start,
+                        mask: .init(keyIsValid: validity.baseAddress! + b * cache.capacity,
+                                    segments: segmentPointer.map { $0 + b * length }),
+                        heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores)
+                }
+            }
+        }
+        block.output.forward(output: w.projected.pointer, input: a.attention.pointer, rows: rows)
+        addInPlace(w.hidden.pointer, w.projected.pointer, count: rows * hiddenSize)
+        a.middle.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize)
+
+        // MLP: x += down(silu(gate(norm(x))) · up(norm(x)))
+        RMSNorm.forward(out: a.mlpNormed.pointer, input: w.hidden.pointer, weight: block.mlpNorm.tensor.pointer,
+                        rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+        block.gate.forward(output: a.gate.pointer, input: a.mlpNormed.pointer, rows: rows)
+        block.up.forward(output: a.up.pointer, input: a.mlpNormed.pointer, rows: rows)
+        SwiGLU.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
+        block.down.forward(output: w.projected.pointer, input: a.activated.pointer, rows: rows)
+        addInPlace(w.hidden.pointer, w.projected.pointer, count: rows * hiddenSize)
     }
 }
 

@@ -173,7 +173,8 @@ public final class Trainer {
 
     private func activations(batchSize: Int, length: Int) -> TrainingActivations {
         if let a = activations, a.batchSize == batchSize, a.length == length { return a }
-        let a = TrainingActivations(config: languageModel.model.config, batchSize: batchSize, length: length)
+        let a = TrainingActivations(config: languageModel.model.config, batchSize: batchSize, length: length,
+                                    checkpointing: config.gradientCheckpointing)
         activations = a
         return a
     }

@@ -32,6 +32,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var evalEvery = 0
     /// A checkpoint every N steps (0: none until the end).
     public var saveEvery = 0
+    /// Recompute each block's activations in the backward pass instead of keeping them (long sequences).
+    public var gradientCheckpointing = false
     /// Pretraining only: the shape of the new model, and the folder whose tokenizer.json it uses.
     public var architecture: ModelArchitecture?
     public var tokenizer: String?
@@ -43,6 +45,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
+        case gradientCheckpointing = "gradient_checkpointing"
     }
 
     public init(from decoder: Decoder) throws {
@@ -67,6 +70,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
         evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
         saveEvery = try c.decodeIfPresent(Int.self, forKey: .saveEvery) ?? d.saveEvery
+        gradientCheckpointing = try c.decodeIfPresent(Bool.self, forKey: .gradientCheckpointing) ?? d.gradientCheckpointing
         architecture = try c.decodeIfPresent(ModelArchitecture.self, forKey: .architecture)
         tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
     }

@@ -108,3 +108,27 @@ final class BackwardTests: XCTestCase {
         XCTAssertGreaterThan(checked, 15)
     }
 }
+
+extension BackwardTests {
+    /// Gradient checkpointing recomputes each block in the backward pass: same gradients, dropout included.
+    func testCheckpointingGivesTheSameGradients() throws {
+        func gradients(checkpointing: Bool) throws -> [Float] {
+            let model = try model("tiny-qwen2")
+            let adapters = try model.attachLoRA(LoRAConfiguration(rank: 2, alpha: 4, dropout: 0.3, targets: ["all-linear"]), seed: 4)
+            for adapter in adapters { adapter.training = true; adapter.b.tensor.fill(0.05) }
+            for p in model.parameters where p.name.contains("norm") { p.trainable = true }
+            let rows = batch.ids.count, length = batch.ids[0].count
+            let activations = TrainingActivations(config: model.config, batchSize: rows, length: length, checkpointing: checkpointing)
+            let logits = try model.forward(tokens: batch.ids.flatMap { $0 }, batchSize: rows, valid: batch.valid.flatMap { $0 },
+                                           saving: activations)
+            _ = CrossEntropy.lossAndGradient(logits: logits.pointer, targets: batch.targets.flatMap { $0 },
+                                             vocabularySize: model.config.vocabularySize, dLogits: activations.dLogits.pointer, scale: 0.1)
+            model.backward(dLogits: activations.dLogits, activations: activations)
+            return (adapters.flatMap(\.parameters) + model.parameters.filter(\.trainable)).flatMap { $0.gradient!.array }
+        }
+        let kept = try gradients(checkpointing: false), recomputed = try gradients(checkpointing: true)
+        XCTAssertEqual(kept.count, recomputed.count)
+        XCTAssertGreaterThan(kept.filter { $0 != 0 }.count, kept.count / 2)
+        XCTAssertEqual(kept, recomputed)
+    }
+}
