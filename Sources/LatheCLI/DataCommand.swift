@@ -6,9 +6,9 @@ import LatheModels
 /// `lathe data`: make a dataset ready for training (check, stats, convert, dedup, split, balance).
 public struct DataCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
-        commandName: "data", abstract: "Validate, measure, convert, deduplicate, split and balance datasets.",
+        commandName: "data", abstract: "Validate, measure, convert, deduplicate, split, balance and preview datasets.",
         subcommands: [DataCheckCommand.self, DataStatsCommand.self, DataConvertCommand.self, DataDedupCommand.self,
-                      DataSplitCommand.self, DataBalanceCommand.self])
+                      DataSplitCommand.self, DataBalanceCommand.self, DataPreviewCommand.self])
     public init() {}
 }
 
@@ -256,5 +256,33 @@ public struct DataBalanceCommand: ParsableCommand {
         printLine("\(by): before -> after")
         for count in result.counts { printLine("  \(count.category): \(count.before) -> \(count.after)") }
         printLine("wrote \(result.rows.count) of \(file.lines.count) rows to \(output)")
+    }
+}
+
+/// `lathe data preview`: examples exactly as training sees them — template applied, ids, the tokens that carry loss.
+public struct DataPreviewCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "preview", abstract: "Show examples as training sees them: ids and the tokens that carry loss (green, or [[...]]).")
+    @OptionGroup public var model: ModelOptions
+    @Option(help: "A JSONL (or CSV) dataset.") public var input: String
+    @Option(name: .shortAndLong, help: "How many rows to show.") public var count = 3
+    @Option(name: .customLong("max-length"), help: "Longest example in tokens, as in training.") public var maxLength = 512
+    @Flag(name: .customLong("loss-on-all"), help: "Loss on every token, as `lathe sft --loss-on-all`.") public var lossOnAll = false
+    @Flag(help: "One JSON object per example: source, ids, tokens, supervised, truncated, answers_end_with_eos.") public var json = false
+    public init() {}
+
+    public func run() throws {
+        let lm = try model.load()
+        let options = try SFTOptions(maxLength: maxLength, lossOn: lossOnAll ? .all : .completion)
+        let rows = Array(try DatasetReader.read(URL(fileURLWithPath: input)).prefix(count))
+        let previews = try SFTPreview.make(rows: rows, renderer: SFTRenderer(model: lm, options: options))
+        for preview in previews {
+            if json { printLine(try jsonLine(preview)); continue }
+            print("── \(preview.source): \(preview.ids.count) tokens, \(preview.supervised.filter { $0 }.count) with loss"
+                  + (preview.truncated ? ", truncated" : "")
+                  + (preview.answersEndWithEOS ? "" : " — WARNING: a supervised answer does not end with EOS"))
+            print(preview.rendered(colour: isatty(STDOUT_FILENO) != 0))
+            print("ids: \(preview.ids)")
+        }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LatheData
 import LatheEval
 import LatheModels
 
@@ -7,7 +8,7 @@ import LatheModels
 public struct EvalCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Evaluate generated answers (metrics) or a model on multiple-choice questions (choice).",
-        subcommands: [EvalMetricsCommand.self, EvalChoiceCommand.self])
+        subcommands: [EvalMetricsCommand.self, EvalChoiceCommand.self, EvalPerplexityCommand.self])
     public init() {}
 }
 
@@ -161,5 +162,30 @@ private func printTable(_ rows: [(String, String, String)]) {
         let line = row.0.padding(toLength: first, withPad: " ", startingAt: 0) + "  "
             + String(repeating: " ", count: second - row.1.count) + row.1 + "  " + row.2
         printLine(line.trimmingCharacters(in: .whitespaces))
+    }
+}
+
+/// `lathe eval perplexity`: exp of the mean token loss on held-out data, by the training loss code.
+public struct EvalPerplexityCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "perplexity",
+        abstract: "Perplexity on held-out rows: over completions / assistant turns, or whole texts (sliding window).")
+    @OptionGroup public var model: ModelOptions
+    @Option(help: "A JSONL (or CSV) dataset in any training format.") public var input: String
+    @Option(help: "Tokens per window; longer texts slide by half a window.") public var window = 1024
+    @Flag(name: .customLong("loss-on-all"), help: "Score every token, not only completions.") public var lossOnAll = false
+    @Flag(help: "Print one JSON object.") public var json = false
+    public init() {}
+
+    public func run() throws {
+        let lm = try model.load()
+        // No truncation here: the sliding window covers long examples.
+        let options = try SFTOptions(maxLength: Int(Int32.max), lossOn: lossOnAll ? .all : .completion)
+        let report = try PerplexityReport.evaluate(rows: try DatasetReader.read(URL(fileURLWithPath: input)),
+                                                   renderer: SFTRenderer(model: lm, options: options), window: window)
+        if json { printLine(try jsonLine(report)) } else {
+            print(String(format: "perplexity %.4f (mean loss %.4f over %d tokens of %d examples)",
+                         report.perplexity, report.meanLoss, report.tokens, report.examples))
+        }
     }
 }
