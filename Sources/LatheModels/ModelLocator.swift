@@ -19,6 +19,10 @@ public enum ModelLocator {
 
     /// A path to a .gguf file or a Hugging Face folder, or a known model's name.
     public static func resolve(_ reference: String) throws -> URL {
+        try resolve(reference, among: known)
+    }
+
+    static func resolve(_ reference: String, among known: [KnownModel]) throws -> URL {
         if let model = known.first(where: { $0.name == reference.lowercased() }) {
             if let url = find(model) { return url }
             throw ModelError.modelNotFound(

