@@ -71,16 +71,6 @@ public struct PretrainCommand: ParsableCommand {
             log("new model: \(String(format: "%.2fM", Double(model.config.parameterCount) / 1e6)) parameters in \(output.path)")
         }
         let trainer = try Trainer(config: c, languageModel: try LanguageModel.load(output.path))
-        try trainer.run(resume: resume) { event in
-            switch event {
-            case .started(let text): log(text)
-            case .step(let s):
-                log(String(format: "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %@", s.step, s.totalSteps, s.loss,
-                           s.learningRate, s.tokensPerSecond, duration(s.secondsLeft)))
-            case .validation(let step, let loss): log(String(format: "step %d | held-out loss %.4f", step, loss))
-            case .checkpoint(let step, let folder): log("step \(step) | checkpoint written to \(folder)")
-            case .finished(let folder): log("done: model written to \(folder)")
-            }
-        }
+        try trainer.run(resume: resume) { logProgress($0, result: "model") }
     }
 }

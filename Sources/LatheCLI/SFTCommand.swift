@@ -86,18 +86,11 @@ public struct SFTCommand: ParsableCommand {
         }
         var firstValidation: Double?, lastValidation: Double?
         try trainer.run(resume: resume) { event in
-            switch event {
-            case .started(let text): log(text)
-            case .step(let s):
-                log(String(format: "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %@", s.step, s.totalSteps, s.loss,
-                           s.learningRate, s.tokensPerSecond, duration(s.secondsLeft)))
-            case .validation(let step, let loss):
+            if case .validation(_, let loss) = event {
                 if firstValidation == nil { firstValidation = loss }
                 lastValidation = loss
-                log(String(format: "step %d | held-out loss %.4f", step, loss))
-            case .checkpoint(let step, let folder): log("step \(step) | checkpoint written to \(folder)")
-            case .finished(let folder): log("done: \(c.method == .lora ? "adapter" : "model") written to \(folder)")
             }
+            logProgress(event, result: c.method == .lora ? "adapter" : "model")
         }
         if let firstValidation, let lastValidation, firstValidation != lastValidation || !resume {
             print(String(format: "held-out loss: %.4f before, %.4f after", firstValidation, lastValidation))
@@ -123,6 +116,19 @@ public struct SFTCommand: ParsableCommand {
 }
 
 func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+
+/// The progress lines of a training run, on standard error.
+func logProgress(_ event: TrainingEvent, result: String) {
+    switch event {
+    case .started(let text): log(text)
+    case .step(let s):
+        log(String(format: "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %@", s.step, s.totalSteps, s.loss,
+                   s.learningRate, s.tokensPerSecond, duration(s.secondsLeft)))
+    case .validation(let step, let loss): log(String(format: "step %d | held-out loss %.4f", step, loss))
+    case .checkpoint(let step, let folder): log("step \(step) | checkpoint written to \(folder)")
+    case .finished(let folder): log("done: \(result) written to \(folder)")
+    }
+}
 
 func duration(_ seconds: Double) -> String {
     guard seconds.isFinite else { return "?" }

@@ -312,7 +312,7 @@ final class ForwardWorkspace {
     let rows: Int
     let hidden, projected, keys, values, finalNormed: Tensor
     let shared: BlockActivations
-    var scores: Tensor
+    let scores = ScratchBuffer()
 
     init(config c: LlamaConfiguration, rows: Int) {
         self.rows = rows
@@ -322,12 +322,6 @@ final class ForwardWorkspace {
         values = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
         finalNormed = Tensor(zeros: [rows, c.hiddenSize])
         shared = BlockActivations(config: c, rows: rows)
-        scores = Tensor(zeros: [0])
-    }
-
-    func scores(atLeast count: Int) -> UnsafeMutablePointer<Float> {
-        if scores.count < count { scores = Tensor(zeros: [count]) }
-        return scores.pointer
     }
 }
 
@@ -505,7 +499,7 @@ extension LlamaModel {
             g.keys.fill(0); g.values.fill(0)
             let keys = s.cache.keys[layer].pointer, values = s.cache.values[layer].pointer
             let count = GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
-            let scores = w.scores(atLeast: count), dScores = g.scores(atLeast: count)
+            let scores = w.scores.pointer(atLeast: count), dScores = g.scores.pointer(atLeast: count)
             withOptionalPointer(s.valid) { validPointer in
                 withOptionalPointer(s.segments) { segmentPointer in
                     for b in 0..<s.batchSize {
@@ -602,7 +596,7 @@ extension LlamaModel {
             (cachedKeys + slot).update(from: w.keys.pointer + b * length * kvWidth, count: length * kvWidth)
             (cachedValues + slot).update(from: w.values.pointer + b * length * kvWidth, count: length * kvWidth)
         }
-        let scores = w.scores(atLeast: GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: p.start))
+        let scores = w.scores.pointer(atLeast: GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: p.start))
         cache.slotIsValid.withUnsafeBufferPointer { validity in
             withOptionalPointer(p.segments) { segmentPointer in
                 for b in 0..<p.batchSize {
@@ -635,7 +629,7 @@ extension LlamaModel {
 final class GradientWorkspace {
     let rows: Int
     let residual, normed, attention, queries, keys, values, gate, up, activated: Tensor
-    var scores: Tensor
+    let scores = ScratchBuffer()
 
     init(config c: LlamaConfiguration, rows: Int) {
         self.rows = rows
@@ -648,12 +642,6 @@ final class GradientWorkspace {
         gate = Tensor(zeros: [rows, c.intermediateSize])
         up = Tensor(zeros: [rows, c.intermediateSize])
         activated = Tensor(zeros: [rows, c.intermediateSize])
-        scores = Tensor(zeros: [0])
-    }
-
-    func scores(atLeast count: Int) -> UnsafeMutablePointer<Float> {
-        if scores.count < count { scores = Tensor(zeros: [count]) }
-        return scores.pointer
     }
 }
 

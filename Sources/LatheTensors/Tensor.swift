@@ -48,3 +48,15 @@ public final class Tensor: @unchecked Sendable {
 
     public func fill(_ value: Float) { pointer.update(repeating: value, count: count) }
 }
+
+/// Floats that grow to the largest count asked of them and are then reused: workspaces whose size depends on
+/// the call (attention scores grow with the cache).
+public final class ScratchBuffer: @unchecked Sendable {
+    private var storage = Tensor(zeros: [0])
+    public init() {}
+
+    public func pointer(atLeast count: Int) -> UnsafeMutablePointer<Float> {
+        if storage.count < count { storage = Tensor(zeros: [count]) }
+        return storage.pointer
+    }
+}

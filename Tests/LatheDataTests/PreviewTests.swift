@@ -5,21 +5,18 @@ import LatheTestSupport
 
 /// `lathe data preview` shows what the trainer trains on.
 final class PreviewTests: XCTestCase {
-    var folder: URL!
+    var tiny: TinyModelFolder!
     var lm: LanguageModel!
 
     override func setUpWithError() throws {
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-preview-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let path = folder.appendingPathComponent("tiny.gguf")
-        try TinyModel.write(to: path)
-        lm = try LanguageModel.load(path.path)
+        tiny = try TinyModelFolder()
+        lm = try LanguageModel.load(tiny.modelPath)
     }
 
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+    override func tearDownWithError() throws { tiny.remove() }
 
     func rows(_ lines: [String]) throws -> [DatasetRow] {
-        let url = folder.appendingPathComponent("rows-\(UUID().uuidString).jsonl")
+        let url = tiny.file("rows-\(UUID().uuidString).jsonl")
         try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
         return try DatasetReader.read(url)
     }

@@ -104,18 +104,15 @@ final class LlamaParityTests: XCTestCase {
 
 /// Generation on a tiny model written by the test: batching, stop tokens, stop strings, streaming.
 final class GenerationTests: XCTestCase {
-    var folder: URL!
+    var tiny: TinyModelFolder!
     var lm: LanguageModel!
 
     override func setUpWithError() throws {
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-gen-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let path = folder.appendingPathComponent("tiny.gguf")
-        try TinyModel.write(to: path)
-        lm = try LanguageModel.load(path.path)
+        tiny = try TinyModelFolder()
+        lm = try LanguageModel.load(tiny.modelPath)
     }
 
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+    override func tearDownWithError() throws { tiny.remove() }
 
     func testBatchedGreedyGenerationEqualsOneRowAtATime() throws {
         let prompts = [lm.tokenizer.encode("the theory"), lm.tokenizer.encode("an inn on the river, then")]

@@ -75,3 +75,19 @@ public enum TinyModel {
         return vocab.count
     }
 }
+
+/// A temporary folder holding a freshly written tiny model, for tests; `remove()` in tearDown.
+public final class TinyModelFolder {
+    public let folder: URL
+    public let modelPath: String
+
+    public init() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        modelPath = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: modelPath))
+    }
+
+    public func file(_ name: String) -> URL { folder.appendingPathComponent(name) }
+    public func remove() { try? FileManager.default.removeItem(at: folder) }
+}

@@ -8,14 +8,12 @@ import LatheTestSupport
 /// The training loop on a tiny model: it learns, accumulation is token-weighted, and a resumed run continues
 /// exactly where an uninterrupted one would be.
 final class TrainerTests: XCTestCase {
-    var folder: URL!
-    var modelPath: String!
+    var tiny: TinyModelFolder!
+    var folder: URL { tiny.folder }
+    var modelPath: String { tiny.modelPath }
 
     override func setUpWithError() throws {
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-trainer-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        modelPath = folder.appendingPathComponent("tiny.gguf").path
-        try TinyModel.write(to: URL(fileURLWithPath: modelPath))
+        tiny = try TinyModelFolder()
         // Prompts and completions of different lengths, so that batches need padding.
         var lines: [String] = []
         let words = ["the", "theory", "an", "inn", "on", "river", "then", "tea", "art"]
@@ -27,7 +25,7 @@ final class TrainerTests: XCTestCase {
         try lines.joined(separator: "\n").write(to: folder.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
     }
 
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+    override func tearDownWithError() throws { tiny.remove() }
 
     func configuration(_ edit: (inout TrainingConfiguration) -> Void) -> TrainingConfiguration {
         var c = TrainingConfiguration()
