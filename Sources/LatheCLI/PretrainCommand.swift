@@ -16,33 +16,15 @@ public struct PretrainCommand: ParsableCommand {
         discussion: "The output folder is a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) that Lathe and transformers load.")
     @Argument(help: "A YAML configuration with architecture, tokenizer, data and training keys.") public var config: String?
     @Option(help: "Folder with tokenizer.json (and tokenizer_config.json).") public var tokenizer: String?
-    @Option(help: "Training text.") public var data: String?
-    @Option(help: "Held-out text.") public var valid: String?
-    @Option(help: "Output folder.") public var output: String?
-    @Option public var epochs: Int?
-    @Option(name: .customLong("max-steps")) public var maxSteps: Int?
-    @Option public var lr: Double?
-    @Option(name: .customLong("batch-size")) public var batchSize: Int?
+    @OptionGroup public var training: TrainingRunOptions
     @Option(name: .customLong("seq-len"), help: "Tokens per training row.") public var seqLen: Int?
-    @Option public var seed: UInt64?
-    @Option(name: .customLong("save-every")) public var saveEvery: Int?
-    @Flag(help: "Continue from the checkpoint in the output folder.") public var resume = false
-    @Option(help: "Compute threads.") public var threads: Int = 1
     public init() {}
 
     public func resolvedConfiguration() throws -> TrainingConfiguration {
         var c = try config.map { try TrainingConfiguration.load(yaml: URL(fileURLWithPath: $0)) } ?? TrainingConfiguration()
         if let tokenizer { c.tokenizer = tokenizer }
-        if let data { c.data = data }
-        if let valid { c.valid = valid }
-        if let output { c.output = output }
-        if let epochs { c.epochs = epochs }
-        if let maxSteps { c.maxSteps = maxSteps }
-        if let lr { c.learningRate = lr }
-        if let batchSize { c.batchSize = batchSize }
+        training.apply(to: &c)
         if let seqLen { c.sft.maxLength = seqLen }
-        if let seed { c.seed = seed }
-        if let saveEvery { c.saveEvery = saveEvery }
         c.method = .full
         c.sft.lossOn = .all
         c.sft.packing = true
@@ -59,9 +41,9 @@ public struct PretrainCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolvedConfiguration()
-        MatMul.setThreadCount(threads)
+        MatMul.setThreadCount(training.threads)
         let output = URL(fileURLWithPath: c.output!)
-        if !resume {
+        if !training.resume {
             let tokenizerFolder = URL(fileURLWithPath: c.tokenizer!)
             let tokenizer = try BPETokenizer(huggingFaceFolder: tokenizerFolder)
             let model = LlamaModel(config: try c.architecture!.configuration(vocabularySize: tokenizer.vocabularySize))
@@ -71,6 +53,6 @@ public struct PretrainCommand: ParsableCommand {
             log("new model: \(String(format: "%.2fM", Double(model.config.parameterCount) / 1e6)) parameters in \(output.path)")
         }
         let trainer = try Trainer(config: c, languageModel: try LanguageModel.load(output.path))
-        try trainer.run(resume: resume) { logProgress($0, result: "model") }
+        try trainer.run(resume: training.resume) { logProgress($0, result: "model") }
     }
 }

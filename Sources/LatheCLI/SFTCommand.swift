@@ -15,50 +15,32 @@ public struct SFTCommand: ParsableCommand {
 
     @Argument(help: "A YAML run configuration (optional).") public var config: String?
     @Option(help: "Model: a .gguf file, a Hugging Face folder or a known name.") public var model: String?
-    @Option(help: "Training data (JSONL).") public var data: String?
-    @Option(help: "Held-out data for validation loss (JSONL).") public var valid: String?
-    @Option(help: "Run folder: adapter, checkpoints, metrics.jsonl, config.yaml.") public var output: String?
-    @Option(help: "Passes over the training data.") public var epochs: Int?
-    @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps.") public var maxSteps: Int?
-    @Option(help: "Peak learning rate.") public var lr: Double?
-    @Option(name: .customLong("batch-size"), help: "Examples per micro-batch.") public var batchSize: Int?
+    @OptionGroup public var training: TrainingRunOptions
     @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.") public var gradientAccumulation: Int?
     @Option(name: .customLong("lora-rank")) public var loraRank: Int?
     @Option(name: .customLong("lora-alpha")) public var loraAlpha: Float?
     @Option(name: .customLong("lora-dropout")) public var loraDropout: Float?
     @Option(name: .customLong("lora-targets"), help: "Comma-separated modules (q_proj,v_proj,...) or all-linear.") public var loraTargets: String?
     @Option(name: .customLong("max-length"), help: "Longest example in tokens (longer ones are truncated and counted).") public var maxLength: Int?
-    @Option(help: "Random seed (initialisation, shuffling, dropout).") public var seed: UInt64?
-    @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") public var saveEvery: Int?
     @Option(name: .customLong("eval-every"), help: "Validation loss every N steps.") public var evalEvery: Int?
     @Flag(help: "Train every weight instead of a LoRA adapter.") public var full = false
-    @Flag(help: "Continue from the checkpoint in the output folder.") public var resume = false
     @Flag(help: "Put the loss on every token, not only on completions / assistant turns.") public var lossOnAll = false
     @Flag(help: "Pack several examples into each row (no attention across them).") public var packing = false
     @Flag(name: .customLong("gradient-checkpointing"), help: "Recompute activations in the backward pass: less memory, more compute.")
     public var gradientCheckpointing = false
-    @Option(help: "Compute threads.") public var threads: Int = 1
     public init() {}
 
     /// Defaults, then the YAML file, then the flags.
     public func resolvedConfiguration() throws -> TrainingConfiguration {
         var c = try config.map { try TrainingConfiguration.load(yaml: URL(fileURLWithPath: $0)) } ?? TrainingConfiguration()
         if let model { c.model = model }
-        if let data { c.data = data }
-        if let valid { c.valid = valid }
-        if let output { c.output = output }
-        if let epochs { c.epochs = epochs }
-        if let maxSteps { c.maxSteps = maxSteps }
-        if let lr { c.learningRate = lr }
-        if let batchSize { c.batchSize = batchSize }
+        training.apply(to: &c)
         if let gradientAccumulation { c.gradientAccumulation = gradientAccumulation }
         if let loraRank { c.lora.rank = loraRank }
         if let loraAlpha { c.lora.alpha = loraAlpha }
         if let loraDropout { c.lora.dropout = loraDropout }
         if let loraTargets { c.lora.targets = loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
         if let maxLength { c.sft.maxLength = maxLength }
-        if let seed { c.seed = seed }
-        if let saveEvery { c.saveEvery = saveEvery }
         if let evalEvery { c.evalEvery = evalEvery }
         if full { c.method = .full }
         if lossOnAll { c.sft.lossOn = .all }
@@ -74,7 +56,7 @@ public struct SFTCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolvedConfiguration()
-        MatMul.setThreadCount(threads)
+        MatMul.setThreadCount(training.threads)
         let lm = try LanguageModel.load(c.model)
         let trainer = try Trainer(config: c, languageModel: lm)
         let example = c.valid.flatMap { try? firstPrompt(URL(fileURLWithPath: $0)) }
@@ -85,14 +67,14 @@ public struct SFTCommand: ParsableCommand {
             lm.model.setAdapters(enabled: true)
         }
         var firstValidation: Double?, lastValidation: Double?
-        try trainer.run(resume: resume) { event in
+        try trainer.run(resume: training.resume) { event in
             if case .validation(_, let loss) = event {
                 if firstValidation == nil { firstValidation = loss }
                 lastValidation = loss
             }
             logProgress(event, result: c.method == .lora ? "adapter" : "model")
         }
-        if let firstValidation, let lastValidation, firstValidation != lastValidation || !resume {
+        if let firstValidation, let lastValidation, firstValidation != lastValidation || !training.resume {
             print(String(format: "held-out loss: %.4f before, %.4f after", firstValidation, lastValidation))
         }
         if let example {
@@ -112,6 +94,34 @@ public struct SFTCommand: ParsableCommand {
     func answer(_ lm: LanguageModel, _ messages: [ChatMessage]) throws -> String {
         for adapter in lm.model.adapters { adapter.training = false }
         return try lm.generate(try lm.chatTokens(messages, addGenerationPrompt: true), sampling: SamplingOptions(), maxTokens: 64)
+    }
+}
+
+/// The flags `lathe sft` and `lathe pretrain` share; each overrides its key of the YAML configuration.
+public struct TrainingRunOptions: ParsableArguments {
+    @Option(help: "Training data (JSONL, or .txt for pretraining).") public var data: String?
+    @Option(help: "Held-out data for validation loss.") public var valid: String?
+    @Option(help: "Run folder: weights or adapter, checkpoints, metrics.jsonl, config.yaml.") public var output: String?
+    @Option(help: "Passes over the training data.") public var epochs: Int?
+    @Option(name: .customLong("max-steps"), help: "Train exactly this many optimizer steps (wins over --epochs).") public var maxSteps: Int?
+    @Option(help: "Peak learning rate.") public var lr: Double?
+    @Option(name: .customLong("batch-size"), help: "Examples (rows) per micro-batch.") public var batchSize: Int?
+    @Option(help: "Random seed (initialisation, shuffling, dropout).") public var seed: UInt64?
+    @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") public var saveEvery: Int?
+    @Flag(help: "Continue from the checkpoint in the output folder.") public var resume = false
+    @Option(help: "Compute threads.") public var threads: Int = 1
+    public init() {}
+
+    func apply(to c: inout TrainingConfiguration) {
+        if let data { c.data = data }
+        if let valid { c.valid = valid }
+        if let output { c.output = output }
+        if let epochs { c.epochs = epochs }
+        if let maxSteps { c.maxSteps = maxSteps }
+        if let lr { c.learningRate = lr }
+        if let batchSize { c.batchSize = batchSize }
+        if let seed { c.seed = seed }
+        if let saveEvery { c.saveEvery = saveEvery }
     }
 }
 

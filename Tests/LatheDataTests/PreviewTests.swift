@@ -4,17 +4,7 @@ import LatheTestSupport
 @testable import LatheData
 
 /// `lathe data preview` shows what the trainer trains on.
-final class PreviewTests: XCTestCase {
-    var tiny: TinyModelFolder!
-    var lm: LanguageModel!
-
-    override func setUpWithError() throws {
-        tiny = try TinyModelFolder()
-        lm = try LanguageModel.load(tiny.modelPath)
-    }
-
-    override func tearDownWithError() throws { tiny.remove() }
-
+final class PreviewTests: TinyModelTestCase {
     func rows(_ lines: [String]) throws -> [DatasetRow] {
         let url = tiny.file("rows-\(UUID().uuidString).jsonl")
         try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)

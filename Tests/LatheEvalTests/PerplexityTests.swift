@@ -5,17 +5,7 @@ import LatheData
 @testable import LatheEval
 
 /// Perplexity comes from the training loss code.
-final class PerplexityTests: XCTestCase {
-    var tiny: TinyModelFolder!
-    var lm: LanguageModel!
-
-    override func setUpWithError() throws {
-        tiny = try TinyModelFolder()
-        lm = try LanguageModel.load(tiny.modelPath)
-    }
-
-    override func tearDownWithError() throws { tiny.remove() }
-
+final class PerplexityTests: TinyModelTestCase {
     func rows(_ lines: [String]) throws -> [DatasetRow] {
         let url = tiny.file("rows-\(UUID().uuidString).jsonl")
         try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)

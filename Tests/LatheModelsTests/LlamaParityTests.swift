@@ -103,17 +103,7 @@ final class LlamaParityTests: XCTestCase {
 }
 
 /// Generation on a tiny model written by the test: batching, stop tokens, stop strings, streaming.
-final class GenerationTests: XCTestCase {
-    var tiny: TinyModelFolder!
-    var lm: LanguageModel!
-
-    override func setUpWithError() throws {
-        tiny = try TinyModelFolder()
-        lm = try LanguageModel.load(tiny.modelPath)
-    }
-
-    override func tearDownWithError() throws { tiny.remove() }
-
+final class GenerationTests: TinyModelTestCase {
     func testBatchedGreedyGenerationEqualsOneRowAtATime() throws {
         let prompts = [lm.tokenizer.encode("the theory"), lm.tokenizer.encode("an inn on the river, then")]
         let generator = TokenGenerator(model: lm.model, stopTokenIDs: [])

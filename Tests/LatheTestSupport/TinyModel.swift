@@ -2,6 +2,8 @@ import Foundation
 import LatheFormats
 import LatheTensors
 import LatheTokenizers
+import LatheModels
+import XCTest
 
 /// Builds small, complete models for tests: a GGUF file with a llama architecture, random weights from a seed,
 /// a byte-level BPE tokenizer (the 256 byte tokens, a few merges, ChatML special tokens) and a ChatML template.
@@ -90,4 +92,17 @@ public final class TinyModelFolder {
 
     public func file(_ name: String) -> URL { folder.appendingPathComponent(name) }
     public func remove() { try? FileManager.default.removeItem(at: folder) }
+}
+
+/// A test case with a tiny model written and loaded before each test, and removed after it.
+open class TinyModelTestCase: XCTestCase {
+    public var tiny: TinyModelFolder!
+    public var lm: LanguageModel!
+
+    open override func setUpWithError() throws {
+        tiny = try TinyModelFolder()
+        lm = try LanguageModel.load(tiny.modelPath)
+    }
+
+    open override func tearDownWithError() throws { tiny.remove() }
 }
