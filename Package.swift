@@ -42,7 +42,9 @@ let package = Package(
         .target(name: "LatheData", dependencies: ["LatheModels", "LatheTensors"], swiftSettings: nativeCPU),
         .target(name: "LatheTraining", dependencies: ["LatheModels", "LatheData", "LatheFormats", "LatheTensors", .product(name: "Yams", package: "Yams")],
                 swiftSettings: nativeCPU),
-        .target(name: "LatheEval", dependencies: ["LatheModels", "LatheData"], swiftSettings: nativeCPU),
+        // A client for OpenAI-compatible chat-completion endpoints (LLM-as-judge, synthetic data).
+        .target(name: "LatheRemote", swiftSettings: nativeCPU),
+        .target(name: "LatheEval", dependencies: ["LatheModels", "LatheData", "LatheRemote"], swiftSettings: nativeCPU),
         .target(name: "LatheCLI",
                 dependencies: ["LatheModels", "LatheData", "LatheTraining", "LatheEval",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -61,6 +63,7 @@ let package = Package(
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTrainingTests", dependencies: ["LatheTraining", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheEvalTests", dependencies: ["LatheEval", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheRemoteTests", dependencies: ["LatheRemote"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheTestSupport"], swiftSettings: nativeCPU),
     ],
     swiftLanguageModes: [.v5]

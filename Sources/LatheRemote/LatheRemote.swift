@@ -1,0 +1,1 @@
+// LatheRemote: placeholder until its first files land; delete when adding real ones.

@@ -1,0 +1,5 @@
+import XCTest
+
+final class LatheRemotePlaceholderTests: XCTestCase {
+    func testPlaceholder() {}
+}
