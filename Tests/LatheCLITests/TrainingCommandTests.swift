@@ -76,3 +76,45 @@ final class TrainingCommandTests: XCTestCase {
         XCTAssertEqual(lm.tokenizer.decode(lm.tokenizer.encode("the inn")), "the inn")
     }
 }
+
+extension TrainingCommandTests {
+    /// A run killed (SIGKILL) after a checkpoint and resumed logs the same losses as a run that was never stopped.
+    func testKilledRunResumesWithTheSameLossCurve() throws {
+        let model = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: model))
+        let rows = (0..<24).map { i in #"{"prompt": "the \#(i % 5) inn", "completion": " then the tea \#(i % 3)"}"# }
+        let train = folder.appendingPathComponent("train.jsonl")
+        try write(rows.joined(separator: "\n"), to: train)
+        func arguments(_ output: String) -> [String] {
+            ["sft", "--model", model, "--data", train.path, "--output", output, "--max-steps", "120", "--batch-size", "2",
+             "--lora-dropout", "0.1", "--save-every", "5", "--seed", "3"]
+        }
+        func losses(_ output: String) throws -> [Int: Double] {
+            var byStep: [Int: Double] = [:]  // the last line of a step wins: work after the checkpoint is redone
+            for line in try JSONLines.read(URL(fileURLWithPath: "\(output)/metrics.jsonl")) {
+                if let step = line.value["step"]?.int, let loss = line.value["loss"]?.double { byStep[step] = loss }
+            }
+            return byStep
+        }
+        let straight = folder.appendingPathComponent("straight").path
+        XCTAssertEqual(try LatheProcess.run(arguments(straight)).status, 0)
+
+        let killed = folder.appendingPathComponent("killed").path
+        let process = Process()
+        process.executableURL = LatheProcess.binary
+        process.arguments = arguments(killed)
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let state = "\(killed)/checkpoint/state.json"
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: state) && process.isRunning && Date() < deadline { usleep(2_000) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .uncaughtSignal, "the run ended before it could be killed")
+        let resumed = try LatheProcess.run(arguments(killed) + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try losses(killed), try losses(straight))
+        XCTAssertEqual(try losses(straight).count, 120)
+    }
+}
