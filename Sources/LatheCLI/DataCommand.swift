@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LatheData
+import LatheFormats
 import LatheModels
 
 /// `lathe data`: make a dataset ready for training (check, stats, convert, dedup, split, balance).
@@ -8,7 +9,7 @@ public struct DataCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Validate, measure, convert, deduplicate, split, balance and preview datasets.",
         subcommands: [DataCheckCommand.self, DataStatsCommand.self, DataConvertCommand.self, DataDedupCommand.self,
-                      DataSplitCommand.self, DataBalanceCommand.self, DataPreviewCommand.self])
+                      DataSplitCommand.self, DataBalanceCommand.self, DataPreviewCommand.self, DataSynthCommand.self])
     public init() {}
 }
 
@@ -284,5 +285,43 @@ public struct DataPreviewCommand: ParsableCommand {
             print(preview.rendered(colour: isatty(STDOUT_FILENO) != 0))
             print("ids: \(preview.ids)")
         }
+    }
+}
+
+/// `lathe data synth`: new examples from seed examples (Self-Instruct), checked and deduplicated before writing.
+public struct DataSynthCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "synth",
+        abstract: "Generate new {\"messages\"} examples from seed examples with a model (Self-Instruct), then check and deduplicate them.")
+    @OptionGroup public var model: ModelOptions
+    @Option(help: "Seed examples (messages or prompt/completion JSONL).") public var seeds: String
+    @Option(help: "Where to write the new examples (JSONL).") public var output: String
+    @Option(help: "How many examples to keep.") public var count = 10
+    @Option(help: "Seed examples shown per request.") public var shots = 3
+    @Option(help: "Word-shingle Jaccard from which a new task is a near-duplicate of a seed or an earlier one.") public var near = 0.7
+    @Option(help: "Random seed.") public var seed: UInt64 = 0
+    @Option(name: .customLong("max-tokens"), help: "Longest generated task or answer.") public var maxTokens = 256
+    public init() {}
+
+    public func validate() throws {
+        guard count > 0, shots > 0 else { throw ValidationError("--count and --shots must be positive") }
+        guard near > 0 && near <= 1 else { throw ValidationError("--near must be in (0, 1], got \(near)") }
+    }
+
+    public func run() throws {
+        let rows = try DatasetReader.read(URL(fileURLWithPath: seeds))
+        let completer = LocalChatCompleter(model: try model.load(), maxTokens: maxTokens)
+        var options = Synthesizer.Options(count: count)
+        options.examplesPerPrompt = shots
+        options.seed = seed
+        options.nearDuplicate = near
+        let (generated, report) = try Synthesizer(completer: completer, options: options).generate(seeds: rows)
+        let lines = try generated.map { try jsonLine($0) }
+        try AtomicFileWriter.write(Data((lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n")).utf8),
+                                   to: URL(fileURLWithPath: output))
+        // The same checks as any dataset: a bad generated row is reported like a bad hand-written one.
+        let check = try DatasetChecker.check(URL(fileURLWithPath: output), format: .messages)
+        for problem in check.problems { printReport(problem.description) }
+        printReport("\(output): \(report)")
     }
 }
