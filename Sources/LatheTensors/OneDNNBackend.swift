@@ -4,7 +4,7 @@ import CLatheDNNL
 /// sgemm from oneDNN, which picks its kernels (AVX-512, AMX) from the CPU's feature flags at run time.
 ///
 /// The default on Linux: Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and falls back to its
-/// generic SSE3 kernels, 4× slower here (bench/README.md has the measurement).
+/// generic SSE3 kernels, 4× slower here (the README gives the measurement).
 public struct OneDNNBackend: MatMulBackend {
     public init() {}
     public var name: String { "onednn" }
