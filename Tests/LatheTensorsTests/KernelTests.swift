@@ -231,3 +231,17 @@ final class CrossEntropyTests: XCTestCase {
         XCTAssertEqual(fast[n..<(2 * n)].allSatisfy { $0 == 0 }, true, "ignored rows get no gradient")
     }
 }
+
+extension VectorisedKernelTests {
+    func testSwiGLUBackwardEqualsItsReference() {
+        for count in [1, 16, 37, 1536] {
+            let gate = randomValues(count, seed: 40 + UInt64(count)).map { $0 * 15 }
+            let up = randomValues(count, seed: 41), dOut = randomValues(count, seed: 42)
+            var fastGate = [Float](repeating: 0, count: count), fastUp = fastGate, slowGate = fastGate, slowUp = fastGate
+            SwiGLU.backward(dGate: &fastGate, dUp: &fastUp, dOut: dOut, gate: gate, up: up, count: count)
+            SwiGLU.referenceBackward(dGate: &slowGate, dUp: &slowUp, dOut: dOut, gate: gate, up: up, count: count)
+            assertClose(fastGate, slowGate, rtol: 1e-5, atol: 1e-7, "dGate of \(count)")
+            assertClose(fastUp, slowUp, rtol: 1e-5, atol: 1e-7, "dUp of \(count)")
+        }
+    }
+}
