@@ -36,13 +36,14 @@ public struct SystemResult: Sendable {
     public let referenceLosses: [PerplexityReport]
 
     /// exp of the mean token loss over the references of `indices` (every example when nil): corpus perplexity.
+    /// Every reference has at least one scored token (PerplexityReport throws otherwise), so the count is positive.
     public func perplexity(of indices: [Int]? = nil) -> Double {
         var sum = 0.0, count = 0
         for i in indices ?? Array(referenceLosses.indices) {
             sum += referenceLosses[i].meanLoss * Double(referenceLosses[i].tokens)
             count += referenceLosses[i].tokens
         }
-        return count > 0 ? Foundation.exp(sum / Double(count)) : .nan
+        return Foundation.exp(sum / Double(count))
     }
 
     public func bleu(of indices: [Int]) -> Double { BLEU.score(indices.reduce(BLEUStatistics()) { $0 + bleuStatistics[$1] }) }
