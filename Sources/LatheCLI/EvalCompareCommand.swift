@@ -26,6 +26,8 @@ public struct EvalCompareCommand: ParsableCommand {
     @Option(help: "Bootstrap resamples for confidence intervals.") public var resamples = 1000
     @Option(help: "Confidence level of the intervals, between 0 and 1.") public var confidence = 0.95
     @Flag(help: "Print one JSON object instead of a table.") public var json = false
+    @Flag(help: "Run the same set on the untuned base as well — what compare always does; accepted so that `lathe eval --baseline` reads as the task.")
+    public var baseline = false
     @Option(help: "Also write a self-contained HTML report (table and every example) to this file.") public var html: String?
     public init() {}
 
