@@ -40,6 +40,12 @@ final class CompareCommandTests: XCTestCase {
                                            "--resamples", "50", "--seed", "7", "--json", "--html", html.path])
         XCTAssertEqual(output.status, 0, output.stderr)
         let object = try XCTUnwrap(try JSONValue.parse(Data(output.stdout.utf8)).object, output.stdout)
+        // The form, `lathe eval --baseline`, is the same comparison.
+        let baseline = try LatheProcess.run(["eval", "--model", tiny.modelPath, "--adapter", adapter.path, "--baseline",
+                                             "--input", input.path, "--max-tokens", "5", "--batch-size", "2",
+                                             "--resamples", "50", "--seed", "7", "--json"])
+        XCTAssertEqual(baseline.status, 0, baseline.stderr)
+        XCTAssertEqual(baseline.stdout, output.stdout)
 
         let lm = try LanguageModel.load(tiny.modelPath)
         try PEFTAdapter.load(adapter, into: lm.model)
