@@ -8,7 +8,7 @@ import LatheModels
 public struct EvalCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Evaluate generated answers (metrics) or a model on multiple-choice questions (choice).",
-        subcommands: [EvalMetricsCommand.self, EvalChoiceCommand.self, EvalPerplexityCommand.self])
+        subcommands: [EvalMetricsCommand.self, EvalChoiceCommand.self, EvalPerplexityCommand.self, EvalJudgeCommand.self])
     public init() {}
 }
 

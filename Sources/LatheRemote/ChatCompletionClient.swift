@@ -85,15 +85,26 @@ public final class ChatCompletionClient: ChatCompleting, @unchecked Sendable {
     ///     `/chat/completions` appended; any other gets `/v1/chat/completions`. So `http://host:8000`,
     ///     `http://host:8000/v1` and `https://api.openai.com/v1` all work.
     ///   - apiKey: sent as `Authorization: Bearer KEY` when given (local servers usually need none).
-    ///   - timeout: seconds without a byte from the server before an attempt is abandoned (and retried).
+    ///   - timeout: seconds without a byte from the server before an attempt is abandoned (and retried); whole
+    ///     seconds, rounded up, on Linux.
     ///   - sleep: waits between attempts; tests pass one that records the waits instead.
     public init(baseURL: URL, model: String, apiKey: String?, timeout: TimeInterval = 60, retry: RetryPolicy = RetryPolicy(),
                 sleep: @escaping (TimeInterval) -> Void = { Thread.sleep(forTimeInterval: $0) }) {
         self.endpoint = Self.endpoint(for: baseURL)
         self.model = model; self.apiKey = apiKey; self.timeout = timeout; self.retry = retry; self.sleep = sleep
         let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
+        configuration.timeoutIntervalForRequest = Self.requestTimeout(timeout)
         session = URLSession(configuration: configuration)
+    }
+
+    /// corelibs Foundation (Linux) truncates request timeouts to whole seconds, so that 0.5 s times out at once:
+    /// round up to at least one second there.
+    static func requestTimeout(_ timeout: TimeInterval) -> TimeInterval {
+        #if canImport(FoundationNetworking)
+        return max(1, timeout.rounded(.up))
+        #else
+        return timeout
+        #endif
     }
 
     deinit { session.finishTasksAndInvalidate() }
@@ -125,7 +136,7 @@ public final class ChatCompletionClient: ChatCompleting, @unchecked Sendable {
         encoder.outputFormatting = [.withoutEscapingSlashes]
         let body = try encoder.encode(RequestBody(model: model, messages: messages, temperature: temperature,
                                                   max_tokens: maxTokens, seed: seed))
-        var request = URLRequest(url: endpoint, timeoutInterval: timeout)
+        var request = URLRequest(url: endpoint, timeoutInterval: Self.requestTimeout(timeout))
         request.httpMethod = "POST"
         request.httpBody = body
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")

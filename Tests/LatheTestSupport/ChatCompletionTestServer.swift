@@ -14,6 +14,8 @@ public final class ChatCompletionTestServer: @unchecked Sendable {
         case answer(String)
         /// Any status and raw body, with extra headers (e.g. `Retry-After`).
         case raw(status: Int, body: String, headers: [String: String] = [:])
+        /// Wait this many seconds, then answer.
+        case late(TimeInterval, String)
         /// Say nothing for this many seconds, then close the connection (a client timeout should fire first).
         case stall(TimeInterval)
     }
@@ -33,6 +35,7 @@ public final class ChatCompletionTestServer: @unchecked Sendable {
     private let respond: @Sendable (Request, Int) -> Reply
     private let lock = NSLock()
     private var _requests: [Request] = []
+    private var stopped = false
 
     /// Starts serving; `respond` gets each request and its 0-based index.
     public init(respond: @escaping @Sendable (Request, Int) -> Reply) throws {
@@ -70,8 +73,12 @@ public final class ChatCompletionTestServer: @unchecked Sendable {
     /// The requests received so far, in order of arrival.
     public var requests: [Request] { lock.lock(); defer { lock.unlock() }; return _requests }
 
-    /// Stops accepting connections.
+    /// Stops accepting connections. Closing only once matters: a second close could hit a descriptor number the
+    /// process has since given to another socket.
     public func stop() {
+        lock.lock(); defer { lock.unlock() }
+        guard !stopped else { return }
+        stopped = true
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
     }
@@ -102,6 +109,9 @@ public final class ChatCompletionTestServer: @unchecked Sendable {
             write(connection, status: 200, body: Self.completionBody(text), headers: ["Content-Type": "application/json"])
         case .raw(let status, let body, let headers):
             write(connection, status: status, body: body, headers: headers)
+        case .late(let seconds, let text):
+            Thread.sleep(forTimeInterval: seconds)
+            write(connection, status: 200, body: Self.completionBody(text), headers: ["Content-Type": "application/json"])
         case .stall(let seconds):
             Thread.sleep(forTimeInterval: seconds)
         }
