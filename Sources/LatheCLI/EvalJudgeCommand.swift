@@ -15,7 +15,9 @@ public struct EvalJudgeCommand: ParsableCommand {
             verdict that flips with the order as a tie. --url is the API root: http://host:port, .../v1 or the full \
             .../chat/completions. Timeouts, connection errors, 429 (honouring Retry-After) and 5xx are retried with \
             exponential backoff; items that still fail, or whose reply has no rating or verdict, are reported apart \
-            and left out of the scores. The exit status is 0 when at least one item was judged.
+            and left out of the scores. Requests use temperature 0 and send --seed as the endpoint's sampling seed (it \
+            also seeds the bootstrap). The key is read from the variable --api-key-env names; none is sent when it is \
+            unset. The exit status is 0 when at least one item was judged.
             """)
     @Option(help: "A JSONL file of {\"prompt\", \"answer\"} (or {\"prompt\", \"base\", \"tuned\"}) lines.") public var input: String
     @Option(help: "The endpoint's API root, e.g. http://127.0.0.1:8080/v1.") public var url: String

@@ -151,6 +151,9 @@ public struct JudgeGradingReport: Sendable, Equatable, Codable {
     public let failures: [JudgeFailure]
     /// Over rated items only.
     public let meanRating: ConfidenceInterval
+
+    // snake_case, as the other `lathe eval --json` outputs.
+    enum CodingKeys: String, CodingKey { case ratings, failures, meanRating = "mean_rating" }
 }
 
 /// Win/tie/loss of the tuned answers against the base answers, with bootstrap intervals, and the pairs that
@@ -163,6 +166,10 @@ public struct JudgePairwiseReport: Sendable, Equatable, Codable {
         public let consistent: Bool
         public let baseFirst: JudgeVerdict
         public let tunedFirst: JudgeVerdict
+
+        enum CodingKeys: String, CodingKey {
+            case source, outcome, consistent, baseFirst = "base_first", tunedFirst = "tuned_first"
+        }
     }
     public let pairs: [Pair]
     public let failures: [JudgeFailure]
@@ -173,6 +180,11 @@ public struct JudgePairwiseReport: Sendable, Equatable, Codable {
     public let tieRate: Double, lossRate: Double
     /// (wins + ties / 2) / judged pairs: above 0.5 means the tuned answers are preferred.
     public let score: ConfidenceInterval
+
+    enum CodingKeys: String, CodingKey {
+        case pairs, failures, wins, ties, losses, inconsistent, score
+        case winRate = "win_rate", tieRate = "tie_rate", lossRate = "loss_rate"
+    }
 
     public init(pairs: [Pair], failures: [JudgeFailure], bootstrap: Bootstrap) {
         self.pairs = pairs; self.failures = failures

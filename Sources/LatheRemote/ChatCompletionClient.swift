@@ -162,12 +162,23 @@ public final class ChatCompletionClient: ChatCompleting, @unchecked Sendable {
                 failure = RemoteError(url: endpoint, status: status, attempts: attempt,
                                       reason: HTTPURLResponse.localizedString(forStatusCode: status), bodyExcerpt: Self.excerpt(data))
                 guard status == 429 || status >= 500 else { return try fail(failure) }
-                retryAfter = headers["retry-after"].flatMap { TimeInterval($0.trimmingCharacters(in: .whitespaces)) }
+                retryAfter = headers["retry-after"].flatMap { Self.retryAfterSeconds($0, now: Date()) }
             }
             guard attempt <= retry.maxRetries else { return try fail(failure) }
             update { $0.retries += 1 }
             sleep(retry.delay(beforeRetry: attempt - 1, retryAfter: retryAfter))
         }
+    }
+
+    /// A `Retry-After` header's wait: delay-seconds, or an HTTP date (RFC 9110) counted from `now`.
+    static func retryAfterSeconds(_ value: String, now: Date) -> TimeInterval? {
+        let text = value.trimmingCharacters(in: .whitespaces)
+        if let seconds = TimeInterval(text) { return max(0, seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text).map { max(0, $0.timeIntervalSince(now)) }
     }
 
     private func fail(_ error: RemoteError) throws -> String {

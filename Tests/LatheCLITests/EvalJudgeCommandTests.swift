@@ -58,11 +58,13 @@ final class EvalJudgeCommandTests: XCTestCase {
         let printed = try JSONValue.parse(Data(output.stdout.utf8))
         let report = try XCTUnwrap(printed["report"])
         XCTAssertEqual(printed["mode"]?.string, "pairwise")
+        XCTAssertEqual(printed["judge_model"]?.string, "judge")
+        XCTAssertEqual(report["pairs"]?.array?.first?["base_first"]?.string, "B")
         XCTAssertEqual([report["wins"]?.int, report["ties"]?.int, report["losses"]?.int], [2, 0, 1])
         XCTAssertEqual(report["failures"]?.array?.count, 1)
         XCTAssertEqual(report["failures"]?.array?.first?["source"]?.string, "\(input.path):4")
         XCTAssertTrue(report["failures"]?.array?.first?["reason"]?.string?.contains("HTTP 503") ?? false, output.stdout)
-        XCTAssertEqual(report["winRate"]?["estimate"]?.double ?? .nan, 2.0 / 3.0, accuracy: 1e-12)
+        XCTAssertEqual(report["win_rate"]?["estimate"]?.double ?? .nan, 2.0 / 3.0, accuracy: 1e-12)
         // 3 judged pairs × 2 orders, + 1 retry for the flaky one, + 3 attempts for the pair that stays down.
         let requests = try XCTUnwrap(printed["requests"])
         XCTAssertEqual([requests["requests"]?.int, requests["attempts"]?.int, requests["retries"]?.int, requests["failures"]?.int],

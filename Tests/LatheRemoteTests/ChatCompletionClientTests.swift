@@ -23,6 +23,14 @@ final class ChatCompletionClientTests: XCTestCase {
         XCTAssertEqual(policy.delay(beforeRetry: 0, retryAfter: 100), 3, "a Retry-After longer than the cap waits the cap")
     }
 
+    func testRetryAfterIsSecondsOrAnHTTPDate() {
+        let now = Date(timeIntervalSince1970: 1_445_412_480)  // Wed, 21 Oct 2015 07:28:00 GMT
+        XCTAssertEqual(ChatCompletionClient.retryAfterSeconds(" 7 ", now: now), 7)
+        XCTAssertEqual(ChatCompletionClient.retryAfterSeconds("Wed, 21 Oct 2015 07:28:30 GMT", now: now), 30)
+        XCTAssertEqual(ChatCompletionClient.retryAfterSeconds("Wed, 21 Oct 2015 07:27:00 GMT", now: now), 0, "a past date: no wait")
+        XCTAssertNil(ChatCompletionClient.retryAfterSeconds("soon", now: now))
+    }
+
     func testOnlyTheFirstChoicesMessageContentIsAnAnswer() throws {
         XCTAssertEqual(try ChatCompletionClient.content(of: Data(#"{"choices":[{"message":{"role":"assistant","content":"hi"}}]}"#.utf8)), "hi")
         XCTAssertEqual(try ChatCompletionClient.content(of: Data(#"{"choices":[{"message":{"content":""}}]}"#.utf8)), "",
