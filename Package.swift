@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "LatheModels",
                 dependencies: ["LatheTensors", "LatheFormats", "LatheTokenizers", "LatheTemplates"],
                 swiftSettings: nativeCPU),
-        .target(name: "LatheData", dependencies: ["LatheModels", "LatheTensors"], swiftSettings: nativeCPU),
+        .target(name: "LatheData", dependencies: ["LatheModels", "LatheTensors", "LatheRemote"], swiftSettings: nativeCPU),
         .target(name: "LatheTraining", dependencies: ["LatheModels", "LatheData", "LatheFormats", "LatheTensors", .product(name: "Yams", package: "Yams")],
                 swiftSettings: nativeCPU),
         // A client for OpenAI-compatible chat-completion endpoints (LLM-as-judge, synthetic data).
@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTrainingTests", dependencies: ["LatheTraining", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheEvalTests", dependencies: ["LatheEval", "LatheTestSupport"], swiftSettings: nativeCPU),
-        .testTarget(name: "LatheRemoteTests", dependencies: ["LatheRemote"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheRemoteTests", dependencies: ["LatheRemote", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheTestSupport"], swiftSettings: nativeCPU),
     ],
     swiftLanguageModes: [.v5]

@@ -8,7 +8,8 @@ import LatheModels
 public struct EvalCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Evaluate generated answers (metrics) or a model on multiple-choice questions (choice).",
-        subcommands: [EvalMetricsCommand.self, EvalChoiceCommand.self, EvalPerplexityCommand.self, EvalCompareCommand.self],
+        subcommands: [EvalMetricsCommand.self, EvalChoiceCommand.self, EvalPerplexityCommand.self, EvalCompareCommand.self,
+                      EvalJudgeCommand.self],
         // `lathe eval --model M --adapter A --baseline --input F` is the comparison.
         defaultSubcommand: EvalCompareCommand.self)
     public init() {}

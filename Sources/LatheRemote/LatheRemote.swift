@@ -1,1 +1,0 @@
-// LatheRemote: placeholder until its first files land; delete when adding real ones.

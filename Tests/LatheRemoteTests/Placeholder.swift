@@ -1,5 +1,0 @@
-import XCTest
-
-final class LatheRemotePlaceholderTests: XCTestCase {
-    func testPlaceholder() {}
-}
