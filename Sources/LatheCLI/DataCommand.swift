@@ -3,6 +3,7 @@ import Foundation
 import LatheData
 import LatheFormats
 import LatheModels
+import LatheRemote
 
 /// `lathe data`: make a dataset ready for training (check, stats, convert, dedup, split, balance).
 public struct DataCommand: ParsableCommand {
@@ -301,16 +302,29 @@ public struct DataSynthCommand: ParsableCommand {
     @Option(help: "Word-shingle Jaccard from which a new task is a near-duplicate of a seed or an earlier one.") public var near = 0.7
     @Option(help: "Random seed.") public var seed: UInt64 = 0
     @Option(name: .customLong("max-tokens"), help: "Longest generated task or answer.") public var maxTokens = 256
+    @Option(help: "An OpenAI-compatible endpoint to ask instead of the local model (e.g. http://127.0.0.1:8000/v1).")
+    public var url: String?
+    @Option(name: .customLong("remote-model"), help: "The model name to ask the endpoint for.") public var remoteModel: String?
+    @Option(name: .customLong("api-key-env"), help: "Environment variable holding the endpoint's API key.")
+    public var apiKeyEnv = "OPENAI_API_KEY"
     public init() {}
 
     public func validate() throws {
         guard count > 0, shots > 0 else { throw ValidationError("--count and --shots must be positive") }
+        guard (url == nil) == (remoteModel == nil) else { throw ValidationError("give --url and --remote-model together") }
+        if let url, URL(string: url)?.scheme == nil { throw ValidationError("--url must be a URL such as http://127.0.0.1:8000/v1, got \(url)") }
         guard near > 0 && near <= 1 else { throw ValidationError("--near must be in (0, 1], got \(near)") }
     }
 
     public func run() throws {
         let rows = try DatasetReader.read(URL(fileURLWithPath: seeds))
-        let completer = LocalChatCompleter(model: try model.load(), maxTokens: maxTokens)
+        let completer: ChatCompleting
+        if let url, let remoteModel, let endpoint = URL(string: url) {
+            completer = ChatCompletionClient(baseURL: endpoint, model: remoteModel,
+                                             apiKey: ProcessInfo.processInfo.environment[apiKeyEnv])
+        } else {
+            completer = LocalChatCompleter(model: try model.load(), maxTokens: maxTokens)
+        }
         var options = Synthesizer.Options(count: count)
         options.examplesPerPrompt = shots
         options.seed = seed

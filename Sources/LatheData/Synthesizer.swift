@@ -1,15 +1,12 @@
 import Foundation
 import LatheModels
+import LatheRemote
 import LatheTensors
 import LatheTemplates
 
-/// Anything that answers a chat: the local model through Lathe's own generation, or a remote endpoint.
-public protocol ChatCompleter {
-    func complete(_ messages: [ChatMessage], seed: UInt64) throws -> String
-}
-
-/// The local model as a `ChatCompleter`: its chat template, seeded sampling, stop at EOS.
-public struct LocalChatCompleter: ChatCompleter {
+/// The local model answering chats like an endpoint (`ChatCompleting`): its chat template, seeded sampling,
+/// stop at EOS — so that synthesis and judging take either.
+public struct LocalChatCompleter: ChatCompleting {
     public let model: LanguageModel
     public let sampling: SamplingOptions
     public let maxTokens: Int
@@ -18,10 +15,13 @@ public struct LocalChatCompleter: ChatCompleter {
         self.model = model; self.sampling = sampling; self.maxTokens = maxTokens
     }
 
-    public func complete(_ messages: [ChatMessage], seed: UInt64) throws -> String {
+    public func complete(_ messages: [ChatCompletionMessage], temperature: Double, maxTokens: Int?, seed: Int?) throws -> String {
         var options = sampling
-        options.seed = seed
-        return try model.generate(try model.chatTokens(messages, addGenerationPrompt: true), sampling: options, maxTokens: maxTokens)
+        options.temperature = Float(temperature)
+        options.seed = UInt64(truncatingIfNeeded: seed ?? 0)
+        let chat = messages.map { ChatMessage(role: $0.role, content: $0.content) }
+        return try model.generate(try model.chatTokens(chat, addGenerationPrompt: true), sampling: options,
+                                  maxTokens: maxTokens ?? self.maxTokens)
     }
 }
 
@@ -36,6 +36,8 @@ public struct Synthesizer {
         public var nearDuplicate = 0.7
         /// Attempts per requested example before giving up.
         public var attemptsPerExample = 4
+        /// Sampling temperature of the model asked; some is needed for new tasks.
+        public var temperature = 0.8
         public init(count: Int) { self.count = count }
     }
 
@@ -50,10 +52,10 @@ public struct Synthesizer {
         }
     }
 
-    public let completer: ChatCompleter
+    public let completer: ChatCompleting
     public let options: Options
 
-    public init(completer: ChatCompleter, options: Options) {
+    public init(completer: ChatCompleting, options: Options) {
         self.completer = completer
         self.options = options
     }
@@ -88,14 +90,14 @@ public struct Synthesizer {
             let request = "Here are examples of tasks:\n\n"
                 + shown.enumerated().map { "Task \($0.offset + 1): \($0.element.task)" }.joined(separator: "\n\n")
                 + "\n\nWrite one new task of the same kind, different from these. Reply with the task only."
-            let task = Self.clean(try completer.complete([ChatMessage(role: "user", content: request)], seed: random.next()))
+            let task = Self.clean(try ask(request, &random))
             guard !task.isEmpty else { report.empty += 1; continue }
             let shingles = WordShingles.hashes(TextNormalizer.normalize(task))
             if known.contains(where: { WordShingles.jaccard($0, shingles) >= options.nearDuplicate }) {
                 report.duplicates += 1
                 continue
             }
-            let answer = Self.clean(try completer.complete([ChatMessage(role: "user", content: task)], seed: random.next()))
+            let answer = Self.clean(try ask(task, &random))
             guard !answer.isEmpty else { report.empty += 1; continue }
             known.append(shingles)
             output.append(.object(["messages": .array([
@@ -105,6 +107,11 @@ public struct Synthesizer {
             report.kept += 1
         }
         return (output, report)
+    }
+
+    private func ask(_ text: String, _ random: inout SeededGenerator) throws -> String {
+        try completer.complete([ChatCompletionMessage(role: "user", content: text)], temperature: options.temperature,
+                               maxTokens: nil, seed: Int(truncatingIfNeeded: random.next() >> 1))
     }
 
     /// Trims whitespace and a leading "Task:" / "Task 4:" label the model may copy from the prompt.

@@ -118,3 +118,25 @@ extension TrainingCommandTests {
         XCTAssertEqual(try losses(straight).count, 120)
     }
 }
+
+final class DataSynthCommandTests: XCTestCase {
+    /// `lathe data synth` against an OpenAI-compatible endpoint on loopback: a new task and its answer are written.
+    func testSynthFromAnEndpointWritesCheckedRows() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let server = try ChatCompletionTestServer(script: [
+            .answer("Task 3: Name a metal."), .answer("Iron."),
+        ])
+        defer { server.stop() }
+        let seeds = folder.appendingPathComponent("seeds.jsonl"), output = folder.appendingPathComponent("new.jsonl")
+        try write(#"{"messages": [{"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "Apple."}]}"#, to: seeds)
+        let result = try LatheProcess.run(["data", "synth", "--seeds", seeds.path, "--output", output.path, "--count", "1",
+                                           "--url", server.baseURL.absoluteString, "--remote-model", "teacher"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("1 examples kept of 1 attempts"), result.stderr)
+        let rows = try JSONLines.read(output)
+        XCTAssertEqual(rows.count, 1)
+        XCTAssertEqual(rows[0].value["messages"]?.array?.map { $0["content"]?.string ?? "" }, ["Name a metal.", "Iron."])
+        XCTAssertEqual(server.requests.count, 2)
+    }
+}

@@ -1,16 +1,17 @@
 import Foundation
 import XCTest
 import LatheTestSupport
+import LatheRemote
 @testable import LatheData
 
 /// Self-Instruct synthesis: new tasks are answered, empty and near-duplicate ones are dropped and counted.
 final class SynthesizerTests: TinyModelTestCase {
     /// Replies from a script, in order, recording what it was asked.
-    final class ScriptedCompleter: ChatCompleter {
+    final class ScriptedCompleter: ChatCompleting {
         var replies: [String]
-        var requests: [[ChatMessage]] = []
+        var requests: [[ChatCompletionMessage]] = []
         init(_ replies: [String]) { self.replies = replies }
-        func complete(_ messages: [ChatMessage], seed: UInt64) throws -> String {
+        func complete(_ messages: [ChatCompletionMessage], temperature: Double, maxTokens: Int?, seed: Int?) throws -> String {
             requests.append(messages)
             return replies.isEmpty ? "" : replies.removeFirst()
         }

@@ -5,7 +5,7 @@ import XCTest
 
 /// The chat-completion client over real HTTP against a loopback server that scripts each reply. Timeouts are
 /// 1 s and waits between attempts are recorded instead of slept, so the tests take well under a second each.
-final class JudgeEndpointTests: XCTestCase {
+final class ChatCompletionHTTPTests: XCTestCase {
     /// Records the waits the client asks for.
     final class Waits: @unchecked Sendable {
         private let lock = NSLock()
