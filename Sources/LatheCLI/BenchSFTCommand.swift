@@ -27,6 +27,38 @@ public struct BenchSFTCommand: ParsableCommand {
     struct Result: Encodable {
         let tokens_per_s: Double, peak_rss_mib: Double
         let method: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
+        /// Matrix-product work per second over the whole step, and the backend's rate on one of the model's own
+        /// shapes measured just before: how much of the machine the step uses.
+        let achieved_gflops: Double, matmul_peak_gflops: Double
+    }
+
+    /// Multiply-adds ×2 of one step's matrix products: the forward pass, the input gradients, and (full
+    /// fine-tuning) the weight gradients; attention counted causally (half the square).
+    static func stepFLOPs(_ c: LlamaConfiguration, batchSize: Int, length: Int, full: Bool, loraRank: Int) -> Double {
+        let tokens = Double(batchSize * length)
+        let linear = Double(c.parameterCount - c.vocabularySize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2)
+                            - c.layerCount * 2 * c.hiddenSize - c.hiddenSize)
+        let head = Double(c.vocabularySize * c.hiddenSize)
+        let attention = Double(c.layerCount * c.headCount * c.headDim * batchSize * length * length)  // QKᵀ and PV, causal
+        let forward = 2 * tokens * (linear + head) + 2 * attention
+        let lora = full ? 0 : 2 * tokens * Double(c.layerCount * loraRank * 7 * (c.hiddenSize + c.intermediateSize)) * 3
+        // Backward: input gradients repeat the forward's products (attention twice: scores are recomputed); full
+        // fine-tuning adds the weight gradients.
+        return forward + forward + 2 * attention + (full ? 2 * tokens * (linear + head) : 0) + lora
+    }
+
+    /// GFLOP/s of the backend on the MLP up-projection shape of this batch.
+    static func matmulRate(rows: Int, _ c: LlamaConfiguration) -> Double {
+        let a = Tensor(zeros: [rows, c.hiddenSize]), b = Tensor(zeros: [c.intermediateSize, c.hiddenSize])
+        let out = Tensor(zeros: [rows, c.intermediateSize])
+        var best = 0.0
+        for _ in 0..<5 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            MatMul.multiply(a.pointer, b.pointer, into: out.pointer, m: rows, n: c.intermediateSize, k: c.hiddenSize, transposeB: true)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            best = max(best, 2 * Double(rows * c.intermediateSize * c.hiddenSize) / seconds / 1e9)
+        }
+        return best
     }
 
     public func validate() throws {
@@ -69,8 +101,11 @@ public struct BenchSFTCommand: ParsableCommand {
         getrusage(RUSAGE_SELF, &usage)
         let peakMiB = Double(usage.ru_maxrss) / 1_048_576  // bytes on macOS
         #endif
+        let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
                                       method: full ? "full" : "lora", batch_size: batchSize, seq_len: seqLen, steps: steps,
-                                      threads: model.threads, backend: MatMul.backend.name, seconds: seconds)))
+                                      threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
+                                      achieved_gflops: flops * Double(steps) / seconds / 1e9,
+                                      matmul_peak_gflops: Self.matmulRate(rows: batchSize * seqLen, llama.config))))
     }
 }
