@@ -17,10 +17,11 @@ public struct LoRAConfiguration: Codable, Sendable, Equatable {
         self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.rsLoRA = rsLoRA
     }
 
-    enum CodingKeys: String, CodingKey { case rank, alpha, dropout, targets, rsLoRA = "rslora" }
+    enum CodingKeys: String, CodingKey, CaseIterable { case rank, alpha, dropout, targets, rsLoRA = "rslora" }
 
-    /// Every key is optional in a configuration file; missing ones keep their defaults.
+    /// Every key is optional in a configuration file; missing ones keep their defaults; unknown ones are errors.
     public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, known: CodingKeys.allCases.map(\.rawValue))
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = LoRAConfiguration()
         rank = try c.decodeIfPresent(Int.self, forKey: .rank) ?? defaults.rank

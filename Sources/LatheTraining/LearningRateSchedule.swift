@@ -1,4 +1,5 @@
 import Foundation
+import LatheModels
 
 /// The learning rate at each optimizer step: linear warmup from 0 to `peakRate` over `warmupSteps`, then constant,
 /// linear decay to 0 at `totalSteps`, or half-cosine decay to 0 (or to `minimumRate`) at `totalSteps`.
@@ -91,26 +92,6 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
             factor = factor * (1 - minimumFraction) + minimumFraction
             return max(0, factor)
         }
-    }
-}
-
-/// A coding key for any name: unknown keys in configurations, and validation errors placed at their field.
-struct ConfigurationKey: CodingKey {
-    let stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
-
-/// Throws a decoding error naming the first key of the object that is not in `known` (catches misspelled fields
-/// that would otherwise silently fall back to defaults).
-func rejectUnknownKeys(in decoder: Decoder, known: [String]) throws {
-    let container = try decoder.container(keyedBy: ConfigurationKey.self)
-    let knownSet = Set(known)
-    if let unknown = container.allKeys.map(\.stringValue).sorted().first(where: { !knownSet.contains($0) }) {
-        throw DecodingError.dataCorrupted(DecodingError.Context(
-            codingPath: decoder.codingPath + [ConfigurationKey(stringValue: unknown)],
-            debugDescription: "unknown field \"\(unknown)\"; expected one of \(known.joined(separator: ", "))"))
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import LatheModels
 
 /// Which optimizer to train with and its hyper-parameters, as written in a trainer's YAML or JSON configuration.
 ///

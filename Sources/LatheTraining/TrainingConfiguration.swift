@@ -40,7 +40,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
@@ -49,6 +49,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
 
     public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, known: CodingKeys.allCases.map(\.rawValue))
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = TrainingConfiguration()
         model = try c.decodeIfPresent(String.self, forKey: .model) ?? d.model
@@ -139,13 +140,14 @@ public struct ModelArchitecture: Codable, Equatable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case layers, heads
         case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", kvHeads = "kv_heads"
         case maxPositions = "max_positions", ropeTheta = "rope_theta", tieEmbeddings = "tie_embeddings"
     }
 
     public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(in: decoder, known: CodingKeys.allCases.map(\.rawValue))
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = ModelArchitecture()
         hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
