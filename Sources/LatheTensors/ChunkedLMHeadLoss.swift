@@ -46,7 +46,9 @@ public enum ChunkedLMHeadLoss {
 
     /// Loss and gradients of logits = hidden · weightᵀ followed by `CrossEntropy.lossAndGradient`, without the
     /// full logits. Rows whose target is ignored (< 0) cost nothing: the supervised rows are gathered first and only
-    /// they go through the head, `chunkRows` at a time.
+    /// they go through the head, `chunkRows` at a time. The default 256 is set by dWeight, which is read and written
+    /// whole once per chunk: on SmolLM2's head (2048 rows, vocabulary 49152, dim 576, one oneDNN thread) 64-row
+    /// chunks were 25% slower than the unfused path, 256-row chunks 10% faster (50 MB of logits instead of 800).
     /// - Parameters:
     ///   - hidden: [rows, dim], the normalised final hidden states.
     ///   - weight: [vocabularySize, dim], the LM head (or the tied embedding).
@@ -58,7 +60,7 @@ public enum ChunkedLMHeadLoss {
     public static func lossAndGradient(hidden: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                        rows: Int, dim: Int, vocabularySize: Int, targets: [Int], scale: Float,
                                        dHidden: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
-                                       chunkRows: Int = 64, workspace: Workspace) -> (loss: Double, count: Int) {
+                                       chunkRows: Int = 256, workspace: Workspace) -> (loss: Double, count: Int) {
         precondition(targets.count == rows, "ChunkedLMHeadLoss: \(targets.count) targets for \(rows) rows")
         precondition(chunkRows > 0, "ChunkedLMHeadLoss: chunkRows must be positive, got \(chunkRows)")
         var supervised: [Int] = []
