@@ -155,32 +155,41 @@ public enum CrossEntropy {
                                        dLogits: UnsafeMutablePointer<Float>?, scale: Float) -> (loss: Double, count: Int) {
         var total = 0.0, count = 0
         for (row, target) in targets.enumerated() {
-            let x = logits + row * n
             guard target >= 0 else {
                 dLogits?.advanced(by: row * n).update(repeating: 0, count: n)
                 continue
             }
-            // log Σ e^x with the maximum taken out; the sum in 16 float lanes is exact enough for a
-            // 49k-entry row (relative error ~1e-7) and several times faster than double exp.
-            var maximum = -Float.infinity
-            for i in 0..<n where x[i] > maximum { maximum = x[i] }
-            var lanes = SIMD16<Float>(repeating: 0)
-            var i = 0
-            while i + 16 <= n { lanes += exp16(load16(x + i) - maximum); i += 16 }
-            var sum = Double(lanes.sum())
-            while i < n { sum += Foundation.exp(Double(x[i] - maximum)); i += 1 }
-            let logSum = Float(Foundation.log(sum)) + maximum
-            total += Double(logSum) - Double(x[target])
+            total += rowLossAndGradient(logits: logits + row * n, target: target, vocabularySize: n,
+                                        dLogits: dLogits.map { $0 + row * n }, scale: scale)
             count += 1
-            if let dLogits {
-                let d = dLogits + row * n
-                var j = 0
-                while j + 16 <= n { store16(exp16(load16(x + j) - logSum) * scale, d + j); j += 16 }
-                while j < n { d[j] = exp(x[j] - logSum) * scale; j += 1 }
-                d[target] -= scale
-            }
         }
         return (total, count)
+    }
+
+    /// One supervised row of `lossAndGradient`: returns −log softmax(x)[target] and writes `scale`·(softmax − onehot)
+    /// into `dLogits`. `dLogits` may be `logits` itself (the chunked LM head turns its logits into gradients in place):
+    /// every read of an entry comes before its write.
+    @inline(__always)
+    static func rowLossAndGradient(logits x: UnsafePointer<Float>, target: Int, vocabularySize n: Int,
+                                   dLogits: UnsafeMutablePointer<Float>?, scale: Float) -> Double {
+        // log Σ e^x with the maximum taken out; the sum in 16 float lanes is exact enough for a
+        // 49k-entry row (relative error ~1e-7) and several times faster than double exp.
+        var maximum = -Float.infinity
+        for i in 0..<n where x[i] > maximum { maximum = x[i] }
+        var lanes = SIMD16<Float>(repeating: 0)
+        var i = 0
+        while i + 16 <= n { lanes += exp16(load16(x + i) - maximum); i += 16 }
+        var sum = Double(lanes.sum())
+        while i < n { sum += Foundation.exp(Double(x[i] - maximum)); i += 1 }
+        let logSum = Float(Foundation.log(sum)) + maximum
+        let loss = Double(logSum) - Double(x[target])
+        if let d = dLogits {
+            var j = 0
+            while j + 16 <= n { store16(exp16(load16(x + j) - logSum) * scale, d + j); j += 16 }
+            while j < n { d[j] = exp(x[j] - logSum) * scale; j += 1 }
+            d[target] -= scale
+        }
+        return loss
     }
 
     /// The plain version in double precision, the yardstick of the vectorised one.

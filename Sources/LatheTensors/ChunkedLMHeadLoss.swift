@@ -1,0 +1,106 @@
+import Foundation
+
+/// The LM head fused with next-token cross-entropy, a chunk of rows at a time, so that the [rows × vocabulary]
+/// logits (49152 floats per token for SmolLM2) never exist whole: only one [chunkRows × vocabulary] block does,
+/// and it is turned into its own gradient in place.
+public enum ChunkedLMHeadLoss {
+    /// Scratch memory reused across calls: one [chunkRows × vocabulary] logits block, plus the gathered
+    /// [chunkRows × dim] hidden rows and their gradient. It grows to the largest chunk asked for and never shrinks;
+    /// not for use by two calls at once.
+    public final class Workspace {
+        /// Floats in the logits block (chunk rows × vocabulary of the largest call so far).
+        public private(set) var logitsCapacity = 0
+        /// Floats in each of the two [chunk rows × dim] blocks.
+        public private(set) var rowsCapacity = 0
+        var logits: UnsafeMutablePointer<Float>?
+        var hidden: UnsafeMutablePointer<Float>?
+        var dHidden: UnsafeMutablePointer<Float>?
+
+        public init() {}
+
+        deinit {
+            logits?.deallocate()
+            hidden?.deallocate()
+            dHidden?.deallocate()
+        }
+
+        /// Makes room for `logitsCount` logits floats and `rowsCount` floats in each row block; returns the blocks.
+        func reserve(logitsCount: Int, rowsCount: Int)
+            -> (logits: UnsafeMutablePointer<Float>, hidden: UnsafeMutablePointer<Float>, dHidden: UnsafeMutablePointer<Float>) {
+            if logitsCount > logitsCapacity || logits == nil {
+                logits?.deallocate()
+                logits = .allocate(capacity: max(logitsCount, 1))
+                logitsCapacity = logitsCount
+            }
+            if rowsCount > rowsCapacity || hidden == nil || dHidden == nil {
+                hidden?.deallocate()
+                dHidden?.deallocate()
+                hidden = .allocate(capacity: max(rowsCount, 1))
+                dHidden = .allocate(capacity: max(rowsCount, 1))
+                rowsCapacity = rowsCount
+            }
+            // Both were allocated just above when missing.
+            return (logits.unsafelyUnwrapped, hidden.unsafelyUnwrapped, dHidden.unsafelyUnwrapped)
+        }
+    }
+
+    /// Loss and gradients of logits = hidden · weightᵀ followed by `CrossEntropy.lossAndGradient`, without the
+    /// full logits. Rows whose target is ignored (< 0) cost nothing: the supervised rows are gathered first and only
+    /// they go through the head, `chunkRows` at a time. The default 256 is set by dWeight, which is read and written
+    /// whole once per chunk: on SmolLM2's head (2048 rows, vocabulary 49152, dim 576, one oneDNN thread) 64-row
+    /// chunks were 25% slower than the unfused path, 256-row chunks 10% faster (50 MB of logits instead of 800).
+    /// - Parameters:
+    ///   - hidden: [rows, dim], the normalised final hidden states.
+    ///   - weight: [vocabularySize, dim], the LM head (or the tied embedding).
+    ///   - targets: one per row; −1 (any negative) = ignored.
+    ///   - scale: multiplies every gradient (e.g. 1 / supervised tokens of the batch).
+    ///   - dHidden: [rows, dim], written (ignored rows get zeros); nil to skip.
+    ///   - dWeight: [vocabularySize, dim], added into; nil to skip.
+    /// - Returns: the summed loss (not averaged) and the number of rows that counted, as `CrossEntropy`.
+    public static func lossAndGradient(hidden: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                       rows: Int, dim: Int, vocabularySize: Int, targets: [Int], scale: Float,
+                                       dHidden: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
+                                       chunkRows: Int = 256, workspace: Workspace) -> (loss: Double, count: Int) {
+        precondition(targets.count == rows, "ChunkedLMHeadLoss: \(targets.count) targets for \(rows) rows")
+        precondition(chunkRows > 0, "ChunkedLMHeadLoss: chunkRows must be positive, got \(chunkRows)")
+        var supervised: [Int] = []
+        for (row, target) in targets.enumerated() {
+            if target >= 0 { supervised.append(row) } else { dHidden?.advanced(by: row * dim).update(repeating: 0, count: dim) }
+        }
+        guard !supervised.isEmpty else { return (0, 0) }
+        let wantsGradient = dHidden != nil || dWeight != nil
+        let largestChunk = min(chunkRows, supervised.count)
+        let buffers = workspace.reserve(logitsCount: largestChunk * vocabularySize, rowsCount: largestChunk * dim)
+        var total = 0.0
+        var start = 0
+        while start < supervised.count {
+            let chunk = supervised[start..<min(start + chunkRows, supervised.count)]
+            let count = chunk.count
+            for (k, row) in chunk.enumerated() {
+                (buffers.hidden + k * dim).update(from: hidden + row * dim, count: dim)
+            }
+            // logits = hidden_chunk · Wᵀ, [count, vocabulary]
+            MatMul.multiply(buffers.hidden, weight, into: buffers.logits, m: count, n: vocabularySize, k: dim, transposeB: true)
+            for (k, row) in chunk.enumerated() {
+                let rowLogits = buffers.logits + k * vocabularySize
+                total += CrossEntropy.rowLossAndGradient(logits: rowLogits, target: targets[row], vocabularySize: vocabularySize,
+                                                         dLogits: wantsGradient ? rowLogits : nil, scale: scale)
+            }
+            // buffers.logits now holds dLogits of the chunk.
+            if let dHidden {
+                // dHidden_chunk = dLogits · W, [count, dim], scattered back to the rows it came from.
+                MatMul.multiply(buffers.logits, weight, into: buffers.dHidden, m: count, n: dim, k: vocabularySize)
+                for (k, row) in chunk.enumerated() {
+                    (dHidden + row * dim).update(from: buffers.dHidden + k * dim, count: dim)
+                }
+            }
+            if let dWeight {
+                // dW += dLogitsᵀ · hidden_chunk, [vocabulary, dim]
+                MatMul.multiply(buffers.logits, buffers.hidden, into: dWeight, m: vocabularySize, n: dim, k: count,
+                                transposeA: true, accumulate: true)
+            }
+            start += count
+        }
+        return (total, supervised.count)
+    }
+}
