@@ -220,6 +220,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.
     var cachedWorkspace: ForwardWorkspace?
     var cachedGradientWorkspace: GradientWorkspace?
+    /// The chunked LM head's logits buffer for losses computed without training activations (evaluation).
+    let headWorkspace = ChunkedLMHeadLoss.Workspace()
 
     /// A model with zero weights of the configured shapes; `load(from:)` fills them.
     public init(config c: LlamaConfiguration) {
@@ -342,9 +344,10 @@ public final class TrainingActivations {
     var valid: [Bool]?
     var segments: [Int32]?
     var tokens: [Int]?
-    /// The logits of the pass and their gradient, [rows, vocabulary] each: allocated once, not every step.
-    public let logits: Tensor
-    public let dLogits: Tensor
+    /// d(loss)/d(normalised final hidden states), [rows, hidden]: what the chunked LM head and cross-entropy hand
+    /// to the backward pass instead of [rows × vocabulary] logits.
+    let dFinalNormed: Tensor
+    let headWorkspace = ChunkedLMHeadLoss.Workspace()
 
     func activations(ofBlock layer: Int) -> BlockActivations { blocks[checkpointing ? 0 : layer] }
 
@@ -358,24 +361,14 @@ public final class TrainingActivations {
         blocks = (0..<(checkpointing ? 1 : config.layerCount)).map { _ in BlockActivations(config: config, rows: batchSize * length) }
         cache = KVCache(config: config, batchSize: batchSize, capacity: length)
         finalInput = Tensor(zeros: [batchSize * length, config.hiddenSize])
-        logits = Tensor(zeros: [batchSize * length, config.vocabularySize])
-        dLogits = Tensor(zeros: [batchSize * length, config.vocabularySize])
+        dFinalNormed = Tensor(zeros: [batchSize * length, config.hiddenSize])
     }
 }
 
 extension LlamaModel {
-    /// Runs the model over a batch of `batchSize` rows of `tokens.count / batchSize` tokens each.
-    ///
-    /// - Parameters:
-    ///   - positions: the rotary position of each token; by default each row counts on from the cache length.
-    ///   - valid: false for padding tokens, which no query attends to; nil when there is no padding.
-    ///   - segments: for packed rows, the example each token belongs to; attention stays within an example.
-    ///   - cache: past keys and values; the new ones are appended. Without a cache the batch stands alone.
-    ///   - saving: keeps the activations for `backward` (training); needs no cache and all logits.
-    /// - Returns: logits, [batch · length, vocabulary] or [batch, vocabulary] for `.last`.
-    public func forward(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil,
-                        segments: [Int]? = nil, cache: KVCache? = nil, logits selection: LogitsSelection = .all,
-                        saving: TrainingActivations? = nil) throws -> Tensor {
+    /// The embedding and every block: leaves the final hidden states in the returned workspace's `hidden`.
+    private func runBlocks(tokens: [Int], batchSize: Int, positions: [Int]?, valid: [Bool]?, segments: [Int]?,
+                           cache: KVCache?, saving: TrainingActivations?) throws -> (workspace: ForwardWorkspace, length: Int) {
         let c = config
         guard batchSize > 0, tokens.count % batchSize == 0, !tokens.isEmpty else {
             throw ModelError.invalidInput("\(tokens.count) tokens cannot form \(batchSize) equal rows")
@@ -390,7 +383,7 @@ extension LlamaModel {
             }
         }
         if let saving {
-            guard cache == nil, selection == .all, saving.batchSize == batchSize, saving.length == length else {
+            guard cache == nil, saving.batchSize == batchSize, saving.length == length else {
                 throw ModelError.invalidInput("training activations are for \(saving.batchSize)×\(saving.length) tokens with no cache")
             }
             saving.cache.reset()
@@ -423,14 +416,29 @@ extension LlamaModel {
             saving.finalInput.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize)
             saving.tokens = tokens
         }
+        return (w, length)
+    }
 
+    /// Runs the model over a batch of `batchSize` rows of `tokens.count / batchSize` tokens each.
+    ///
+    /// - Parameters:
+    ///   - positions: the rotary position of each token; by default each row counts on from the cache length.
+    ///   - valid: false for padding tokens, which no query attends to; nil when there is no padding.
+    ///   - segments: for packed rows, the example each token belongs to; attention stays within an example.
+    ///   - cache: past keys and values; the new ones are appended. Without a cache the batch stands alone.
+    /// - Returns: logits, [batch · length, vocabulary] or [batch, vocabulary] for `.last`.
+    public func forward(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil,
+                        segments: [Int]? = nil, cache: KVCache? = nil, logits selection: LogitsSelection = .all) throws -> Tensor {
+        let (w, length) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
+                                        segments: segments, cache: cache, saving: nil)
+        let c = config, hiddenSize = c.hiddenSize, rows = tokens.count
         // Final norm and LM head, only on the rows whose logits are wanted.
         let selected = selection == .all ? Array(0..<rows) : (0..<batchSize).map { $0 * length + length - 1 }
         for (i, r) in selected.enumerated() {
             RMSNorm.forward(out: w.finalNormed.pointer + i * hiddenSize, input: w.hidden.pointer + r * hiddenSize,
                             weight: finalNorm.tensor.pointer, rows: 1, dim: hiddenSize, eps: c.rmsNormEpsilon)
         }
-        let result = saving?.logits ?? Tensor(zeros: [selected.count, c.vocabularySize])
+        let result = Tensor(zeros: [selected.count, c.vocabularySize])
         if let lmHead {
             lmHead.forward(output: result.pointer, input: w.finalNormed.pointer, rows: selected.count)
         } else {
@@ -440,9 +448,35 @@ extension LlamaModel {
         return result
     }
 
-    /// Adds the gradient of the loss into every trainable parameter, given dLoss/dLogits for every position of
-    /// the last `forward(saving: activations)`. The forward pass in reverse, line by line.
-    public func backward(dLogits: Tensor, activations s: TrainingActivations) {
+
+    /// The summed cross-entropy of predicting `targets` (−1: ignored) and how many counted, with the LM head and the
+    /// loss fused in chunks so that [tokens × vocabulary] logits never exist whole; rows without a target cost no
+    /// head work. With `saving`, the gradient of `scale`·loss is prepared for `backward(activations:)` and the
+    /// head's own weight gradient is added.
+    public func loss(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil, segments: [Int]? = nil,
+                     targets: [Int], scale: Float = 0, saving: TrainingActivations? = nil) throws -> (loss: Double, count: Int) {
+        guard targets.count == tokens.count else {
+            throw ModelError.invalidInput("\(targets.count) targets for \(tokens.count) tokens")
+        }
+        if let bad = targets.first(where: { $0 >= config.vocabularySize }) {
+            throw ModelError.invalidInput("target \(bad) is outside the vocabulary (0..<\(config.vocabularySize))")
+        }
+        let (w, _) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
+                                   segments: segments, cache: nil, saving: saving)
+        let c = config, rows = tokens.count
+        RMSNorm.forward(out: w.finalNormed.pointer, input: w.hidden.pointer, weight: finalNorm.tensor.pointer,
+                        rows: rows, dim: c.hiddenSize, eps: c.rmsNormEpsilon)
+        let head = lmHead?.weight ?? embedding
+        return ChunkedLMHeadLoss.lossAndGradient(
+            hidden: w.finalNormed.pointer, weight: head.tensor.pointer, rows: rows, dim: c.hiddenSize,
+            vocabularySize: c.vocabularySize, targets: targets, scale: scale,
+            dHidden: saving?.dFinalNormed.pointer, dWeight: saving == nil ? nil : head.gradient?.pointer,
+            workspace: saving?.headWorkspace ?? headWorkspace)
+    }
+
+    /// Adds the gradient of the loss into every trainable parameter, after `loss(saving: activations)` (which
+    /// already added the LM head's). The forward pass in reverse, line by line.
+    public func backward(activations s: TrainingActivations) {
         let c = config
         let rows = s.batchSize * s.length, length = s.length
         let hiddenSize = c.hiddenSize, qWidth = c.headCount * c.headDim, kvWidth = c.kvHeadCount * c.headDim
@@ -450,22 +484,9 @@ extension LlamaModel {
         let g = gradientWorkspace(rows: rows)
         let half = c.headDim / 2
 
-        // logits = finalNormed · Eᵀ (tied) or lmHead(finalNormed)
-        RMSNorm.forward(out: w.finalNormed.pointer, input: s.finalInput.pointer, weight: finalNorm.tensor.pointer,
-                        rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
-        if let lmHead {
-            lmHead.backward(dInput: g.normed.pointer, dOutput: dLogits.pointer, input: w.finalNormed.pointer, rows: rows)
-        } else {
-            MatMul.multiply(dLogits.pointer, embedding.tensor.pointer, into: g.normed.pointer,
-                            m: rows, n: hiddenSize, k: c.vocabularySize)
-            if let dE = embedding.gradient {
-                MatMul.multiply(dLogits.pointer, w.finalNormed.pointer, into: dE.pointer, m: c.vocabularySize, n: hiddenSize,
-                                k: rows, transposeA: true, accumulate: true)
-            }
-        }
-        // finalNormed = norm(x)
+        // finalNormed = norm(x); the head and the loss gave dFinalNormed
         g.residual.fill(0)
-        RMSNorm.backward(dInput: g.residual.pointer, dWeight: finalNorm.gradient?.pointer, dOut: g.normed.pointer,
+        RMSNorm.backward(dInput: g.residual.pointer, dWeight: finalNorm.gradient?.pointer, dOut: s.dFinalNormed.pointer,
                          input: s.finalInput.pointer, weight: finalNorm.tensor.pointer, rows: rows, dim: hiddenSize,
                          eps: c.rmsNormEpsilon)
 

@@ -20,15 +20,11 @@ final class BackwardTests: XCTestCase {
         let rows = batch.ids.count, length = batch.ids[0].count
         let targets = batch.targets.flatMap { $0 }
         let count = targets.filter { $0 >= 0 }.count
-        let activations = TrainingActivations(config: model.config, batchSize: rows, length: length)
-        let logits = try model.forward(tokens: batch.ids.flatMap { $0 }, batchSize: rows, valid: batch.valid.flatMap { $0 },
-                                       saving: activations)
-        let dLogits = Tensor(zeros: logits.shape)
-        let (sum, counted) = CrossEntropy.lossAndGradient(logits: logits.pointer, targets: targets,
-                                                          vocabularySize: model.config.vocabularySize,
-                                                          dLogits: dLogits.pointer, scale: 1 / Float(count))
+        let activations = backward ? TrainingActivations(config: model.config, batchSize: rows, length: length) : nil
+        let (sum, counted) = try model.loss(tokens: batch.ids.flatMap { $0 }, batchSize: rows, valid: batch.valid.flatMap { $0 },
+                                            targets: targets, scale: 1 / Float(count), saving: activations)
         XCTAssertEqual(counted, count)
-        if backward { model.backward(dLogits: dLogits, activations: activations) }
+        if let activations { model.backward(activations: activations) }
         return sum / Double(count)
     }
 
@@ -119,11 +115,9 @@ extension BackwardTests {
             for p in model.parameters where p.name.contains("norm") { p.trainable = true }
             let rows = batch.ids.count, length = batch.ids[0].count
             let activations = TrainingActivations(config: model.config, batchSize: rows, length: length, checkpointing: checkpointing)
-            let logits = try model.forward(tokens: batch.ids.flatMap { $0 }, batchSize: rows, valid: batch.valid.flatMap { $0 },
-                                           saving: activations)
-            _ = CrossEntropy.lossAndGradient(logits: logits.pointer, targets: batch.targets.flatMap { $0 },
-                                             vocabularySize: model.config.vocabularySize, dLogits: activations.dLogits.pointer, scale: 0.1)
-            model.backward(dLogits: activations.dLogits, activations: activations)
+            _ = try model.loss(tokens: batch.ids.flatMap { $0 }, batchSize: rows, valid: batch.valid.flatMap { $0 },
+                               targets: batch.targets.flatMap { $0 }, scale: 0.1, saving: activations)
+            model.backward(activations: activations)
             return (adapters.flatMap(\.parameters) + model.parameters.filter(\.trainable)).flatMap { $0.gradient!.array }
         }
         let kept = try gradients(checkpointing: false), recomputed = try gradients(checkpointing: true)

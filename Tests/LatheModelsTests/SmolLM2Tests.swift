@@ -68,10 +68,8 @@ extension SmolLM2Tests {
         defer { for block in model.blocks { for linear in block.linears { linear.detachAdapters(named: "gradient-check") } } }
         let count = targets.filter { $0 >= 0 }.count
         let activations = TrainingActivations(config: model.config, batchSize: 1, length: ids.count)
-        let logits = try model.forward(tokens: ids, saving: activations)
-        let (sum, _) = CrossEntropy.lossAndGradient(logits: logits.pointer, targets: targets, vocabularySize: model.config.vocabularySize,
-                                                    dLogits: activations.dLogits.pointer, scale: 1 / Float(count))
-        model.backward(dLogits: activations.dLogits, activations: activations)
+        let (sum, _) = try model.loss(tokens: ids, targets: targets, scale: 1 / Float(count), saving: activations)
+        model.backward(activations: activations)
         XCTAssertEqual(sum / Double(count), Double(reference.metadata["loss"]!)!, accuracy: 1e-3)
         for p in adapters.flatMap(\.parameters) {
             let expected = try reference.floats(named: "grad:" + p.name)

@@ -66,7 +66,9 @@ final class TrainerTests: XCTestCase {
         let accumulated = try trainOneStep(batch: 2, accumulation: 4)
         let whole = try trainOneStep(batch: 8, accumulation: 1)
         let worst = zip(accumulated, whole).map { abs($0 - $1) }.max() ?? 0
-        XCTAssertLessThanOrEqual(worst, 1e-6, "largest parameter difference \(worst)")
+        // AdamW's first step moves each weight by about lr·sign(g) whatever |g|, so float summation-order noise in
+        // near-zero gradients shows up to ~1e-3 of the step (lr = 1e-2): 1e-5 absolute.
+        XCTAssertLessThanOrEqual(worst, 1e-5, "largest parameter difference \(worst)")
         let fresh = try trainOneStep(batch: 8, accumulation: 1)
         XCTAssertEqual(fresh, whole, "same seed, same update")
     }
