@@ -278,7 +278,7 @@ public final class LlamaModel: @unchecked Sendable {
 
 /// Which positions of a forward pass produce logits.
 public enum LogitsSelection: Sendable {
-    /// Every position: [batch · length, vocabulary] (scoring, training).
+    /// Every position: [batch · length, vocabulary] (scoring; training uses `loss`, which never builds them).
     case all
     /// The last position of each row: [batch, vocabulary] (generation).
     case last
