@@ -421,35 +421,49 @@ extension BPETokenizer.DecoderStep {
 
 /// A binary min-heap of (rank, position): the next merge is the best rank, leftmost on ties.
 struct MergeHeap {
-    private var entries: [UInt64] = []
+    private var heap = BinaryHeap<UInt64>()
 
     mutating func push(rank: Int32, position: Int32) {
-        entries.append(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: position)))
-        var child = entries.count - 1
+        heap.push(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: position)))
+    }
+
+    mutating func pop() -> (Int32, Int32)? {
+        guard let top = heap.pop() else { return nil }
+        return (Int32(bitPattern: UInt32(top >> 32)), Int32(bitPattern: UInt32(truncatingIfNeeded: top)))
+    }
+}
+
+/// A binary min-heap: `pop` returns the smallest element (the tokenizer's merges and the trainer's candidates).
+struct BinaryHeap<Element: Comparable> {
+    private var elements: [Element] = []
+
+    mutating func push(_ element: Element) {
+        elements.append(element)
+        var child = elements.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard entries[child] < entries[parent] else { break }
-            entries.swapAt(child, parent)
+            guard elements[child] < elements[parent] else { break }
+            elements.swapAt(child, parent)
             child = parent
         }
     }
 
-    mutating func pop() -> (Int32, Int32)? {
-        guard let top = entries.first else { return nil }
-        let last = entries.removeLast()
-        if !entries.isEmpty {
-            entries[0] = last
+    mutating func pop() -> Element? {
+        guard let top = elements.first else { return nil }
+        let last = elements.removeLast()
+        if !elements.isEmpty {
+            elements[0] = last
             var parent = 0
             while true {
                 let left = 2 * parent + 1
-                guard left < entries.count else { break }
+                guard left < elements.count else { break }
                 let right = left + 1
-                let smaller = right < entries.count && entries[right] < entries[left] ? right : left
-                guard entries[smaller] < entries[parent] else { break }
-                entries.swapAt(smaller, parent)
+                let smaller = right < elements.count && elements[right] < elements[left] ? right : left
+                guard elements[smaller] < elements[parent] else { break }
+                elements.swapAt(smaller, parent)
                 parent = smaller
             }
         }
-        return (Int32(bitPattern: UInt32(top >> 32)), Int32(bitPattern: UInt32(truncatingIfNeeded: top)))
+        return top
     }
 }

@@ -228,14 +228,21 @@ extension BPETrainerError: LocalizedError {
 /// `BinaryHeap<Merge>`. Each candidate carries the words its pair was seen in when it was queued; a pair can be
 /// queued more than once (a merge that re-forms an existing token), and then each entry merges only its words.
 struct MergeCandidateQueue {
-    struct Candidate {
+    struct Candidate: Comparable {
         var count: Int
         var pair: UInt64
         /// Index into `wordSets`; also orders exact ties by queueing order so that runs are reproducible.
         var slot: Int32
+
+        /// "Comes out first": the higher count, then the smaller pair, then the earlier queued.
+        static func < (a: Candidate, b: Candidate) -> Bool {
+            if a.count != b.count { return a.count > b.count }
+            if a.pair != b.pair { return a.pair < b.pair }
+            return a.slot < b.slot
+        }
     }
 
-    private var heap: [Candidate] = []
+    private var heap = BinaryHeap<Candidate>()
     private var wordSets: [[Int32]] = []
 
     /// The words a candidate was queued with, given up once: a merged candidate is never queued again.
@@ -255,39 +262,7 @@ struct MergeCandidateQueue {
         fresh.removeAll(keepingCapacity: true)
     }
 
-    private static func precedes(_ a: Candidate, _ b: Candidate) -> Bool {
-        if a.count != b.count { return a.count > b.count }
-        if a.pair != b.pair { return a.pair < b.pair }
-        return a.slot < b.slot
-    }
+    mutating func push(_ candidate: Candidate) { heap.push(candidate) }
 
-    mutating func push(_ candidate: Candidate) {
-        heap.append(candidate)
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard Self.precedes(heap[child], heap[parent]) else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    mutating func pop() -> Candidate? {
-        guard let top = heap.first else { return nil }
-        let last = heap.removeLast()
-        if !heap.isEmpty {
-            heap[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1
-                guard left < heap.count else { break }
-                let right = left + 1
-                let best = right < heap.count && Self.precedes(heap[right], heap[left]) ? right : left
-                guard Self.precedes(heap[best], heap[parent]) else { break }
-                heap.swapAt(best, parent)
-                parent = best
-            }
-        }
-        return top
-    }
+    mutating func pop() -> Candidate? { heap.pop() }
 }
