@@ -161,43 +161,27 @@ extension GGMLType {
     // Q4_K super-block (256): d, dmin (fp16), 12 bytes of scales, 128 bytes of nibbles. Sub-block 2i takes the low
     // nibbles of bytes 32i..<32i+32, sub-block 2i+1 their high nibbles.
     private static func dequantizeQ4_K(_ input: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ blocks: Int) {
-        HalfPrecision.halfTable.withUnsafeBufferPointer { table in
-            let table = table.baseAddress!
-            for b in 0..<blocks {
-                let block = input + b * 144
-                let d = half(table, block, 0)
-                let dmin = half(table, block, 2)
-                let scales = block + 4
-                let quants = block + 16
-                let y = output + b * 256
-                for sub in 0..<8 {
-                    let (scale, minimum) = kQuantScaleAndMin(scales, sub)
-                    let dl = d * Float(scale)
-                    let ml = dmin * Float(minimum)
-                    let shift = UInt8((sub & 1) * 4)
-                    let bytes = quants + (sub >> 1) * 32
-                    let out = y + sub * 32
-                    for l in 0..<32 {
-                        let q = (bytes.load(fromByteOffset: l, as: UInt8.self) >> shift) & 0x0F
-                        out[l] = dl * Float(q) - ml
-                    }
-                }
-            }
-        }
+        dequantizeKQuant(input, output, blocks, blockBytes: 144, highBitsOffset: nil)
     }
 
     // Q5_K super-block: d, dmin, 12 bytes of scales, 32 bytes qh (bit `sub` of byte l is the 5th bit of element
     // sub*32+l), 128 bytes of low nibbles laid out as in Q4_K.
     private static func dequantizeQ5_K(_ input: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ blocks: Int) {
+        dequantizeKQuant(input, output, blocks, blockBytes: 176, highBitsOffset: 16)
+    }
+
+    /// Q4_K and Q5_K share their layout but for Q5_K's 32 bytes of fifth bits before the nibbles.
+    private static func dequantizeKQuant(_ input: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ blocks: Int,
+                                         blockBytes: Int, highBitsOffset: Int?) {
         HalfPrecision.halfTable.withUnsafeBufferPointer { table in
             let table = table.baseAddress!
             for b in 0..<blocks {
-                let block = input + b * 176
+                let block = input + b * blockBytes
                 let d = half(table, block, 0)
                 let dmin = half(table, block, 2)
                 let scales = block + 4
-                let highBits = block + 16
-                let quants = block + 48
+                let highBits = highBitsOffset.map { block + $0 }
+                let quants = block + (highBitsOffset == nil ? 16 : 48)
                 let y = output + b * 256
                 for sub in 0..<8 {
                     let (scale, minimum) = kQuantScaleAndMin(scales, sub)
@@ -207,9 +191,9 @@ extension GGMLType {
                     let bytes = quants + (sub >> 1) * 32
                     let out = y + sub * 32
                     for l in 0..<32 {
-                        let low = (bytes.load(fromByteOffset: l, as: UInt8.self) >> shift) & 0x0F
-                        let high = (highBits.load(fromByteOffset: l, as: UInt8.self) >> UInt8(sub)) & 1
-                        out[l] = dl * Float(low | (high << 4)) - ml
+                        var q = (bytes.load(fromByteOffset: l, as: UInt8.self) >> shift) & 0x0F
+                        if let highBits { q |= ((highBits.load(fromByteOffset: l, as: UInt8.self) >> UInt8(sub)) & 1) << 4 }
+                        out[l] = dl * Float(q) - ml
                     }
                 }
             }
