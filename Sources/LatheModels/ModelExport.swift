@@ -12,17 +12,28 @@ public enum ModelExport {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try AtomicFileWriter.write(try model.config.huggingFaceJSON(bosTokenID: bosTokenID, eosTokenID: eosTokenID),
                                    to: folder.appendingPathComponent("config.json"))
+        let tokenizerFiles = ["tokenizer.json", "tokenizer_config.json"].map { tokenizerFolder.appendingPathComponent($0) }
+        try writeSafetensorsFolder(model, to: folder,
+                                   copying: tokenizerFiles.filter { FileManager.default.fileExists(atPath: $0.path) })
+    }
+
+    /// model.safetensors (float32, Hugging Face names) plus copies of `files` (configuration, tokenizer), skipping a
+    /// file that is already the destination (writing over the folder the model came from).
+    @discardableResult
+    static func writeSafetensorsFolder(_ model: LlamaModel, to folder: URL, copying files: [URL]) throws -> URL {
         var writer = SafetensorsWriter(metadata: ["format": "pt"])
         for p in model.parameters {
             try writer.addTensor(name: p.name, dimensions: p.shape, values: p.tensor.array, dtype: .f32)
         }
-        try writer.write(to: folder.appendingPathComponent("model.safetensors"))
-        for name in ["tokenizer.json", "tokenizer_config.json"] {
-            let source = tokenizerFolder.appendingPathComponent(name), destination = folder.appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: source.path), source.standardizedFileURL != destination.standardizedFileURL else { continue }
+        let url = folder.appendingPathComponent("model.safetensors")
+        try writer.write(to: url)
+        for file in files {
+            let destination = folder.appendingPathComponent(file.lastPathComponent)
+            if destination.standardizedFileURL == file.standardizedFileURL { continue }
             try? FileManager.default.removeItem(at: destination)
-            try FileManager.default.copyItem(at: source, to: destination)
+            try FileManager.default.copyItem(at: file, to: destination)
         }
+        return url
     }
 
     /// Storage types for exported GGUF weights (norms always stay F32).
@@ -38,19 +49,8 @@ public enum ModelExport {
             try writeGGUF(lm.model, metadataFrom: source, to: url, type: ggufType)
             return url
         case .huggingFace(let source):
-            var writer = SafetensorsWriter(metadata: ["format": "pt"])
-            for p in lm.model.parameters {
-                try writer.addTensor(name: p.name, dimensions: p.shape, values: p.tensor.array, dtype: .f32)
-            }
-            let url = folder.appendingPathComponent("model.safetensors")
-            try writer.write(to: url)
-            for file in [source.configURL, source.tokenizerURL, source.tokenizerConfigURL, source.generationConfigURL].compactMap({ $0 }) {
-                let destination = folder.appendingPathComponent(file.lastPathComponent)
-                if destination.standardizedFileURL == file.standardizedFileURL { continue }  // writing over the source folder
-                try? FileManager.default.removeItem(at: destination)
-                try FileManager.default.copyItem(at: file, to: destination)
-            }
-            return url
+            return try writeSafetensorsFolder(lm.model, to: folder, copying: [source.configURL, source.tokenizerURL,
+                                              source.tokenizerConfigURL, source.generationConfigURL].compactMap { $0 })
         }
     }
 
