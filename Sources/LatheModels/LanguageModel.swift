@@ -24,11 +24,11 @@ public final class LanguageModel: @unchecked Sendable {
         eosToken = tokenizer.eosTokenID.flatMap(tokenizer.tokenText) ?? ""
     }
 
-    /// Loads a model by path or known name (see `ModelLocator`).
-    public static func load(_ reference: String) throws -> LanguageModel {
+    /// Loads a model by path or known name (see `ModelLocator`), the blocks' linear weights in `weightFormat`.
+    public static func load(_ reference: String, weightFormat: WeightFormat = .float32) throws -> LanguageModel {
         let url = try ModelLocator.resolve(reference)
         let files = try ModelFiles.open(url)
-        let model = try files.loadModel()
+        let model = try files.loadModel(weightFormat: weightFormat)
         let (tokenizer, template, stops) = try loadTokenizer(files)
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw ModelError.invalidConfiguration(file: url.path, message:

@@ -9,6 +9,9 @@ public final class Linear: @unchecked Sendable {
     public let weight: Parameter
     public let bias: Parameter?
     public private(set) var adapters: [LoRAAdapter] = []
+    /// The frozen base weight in a compact format (bf16, NF4) once `compressWeight` moved it there; `weight` then
+    /// keeps its name and shape but no values.
+    public private(set) var compactWeight: (any CompactWeight)?
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
 
@@ -20,12 +23,36 @@ public final class Linear: @unchecked Sendable {
 
     public var parameters: [Parameter] { [weight] + (bias.map { [$0] } ?? []) }
 
+    /// Moves the frozen weight to `format` and frees its float32 values (nothing happens for `.float32`).
+    public func compressWeight(to format: WeightFormat) throws {
+        guard format != .float32, compactWeight == nil else { return }
+        guard !weight.trainable else {
+            throw ModelError.invalidConfiguration(file: name, message:
+                "a trainable weight stays in float32; \(format) is for the frozen base of LoRA training and inference")
+        }
+        compactWeight = try format.compress(weight.tensor, rows: outFeatures, columns: inFeatures)
+        weight.releaseValues()
+    }
+
+    /// Brings a compact weight back to float32 (its rounding stays): merging and export need plain values.
+    public func expandWeight() {
+        guard let compactWeight else { return }
+        let values = Tensor(zeros: weight.shape)
+        compactWeight.decompress(into: values.pointer)
+        weight.restoreValues(values)
+        self.compactWeight = nil
+    }
+
     public func attach(_ adapter: LoRAAdapter) { adapters.append(adapter) }
     public func detachAdapters(named name: String) { adapters.removeAll { $0.adapterName == name } }
 
     /// output[rows, out] = input[rows, in]·Wᵀ + b + Σ enabled adapters' scale·(dropout(input)·Aᵀ)·Bᵀ.
     public func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows: Int) {
-        MatMul.multiply(input, weight.tensor.pointer, into: output, m: rows, n: outFeatures, k: inFeatures, transposeB: true)
+        if let compactWeight {
+            compactWeight.multiplyTransposed(input, rows: rows, into: output, accumulate: false)
+        } else {
+            MatMul.multiply(input, weight.tensor.pointer, into: output, m: rows, n: outFeatures, k: inFeatures, transposeB: true)
+        }
         if let bias {
             for r in 0..<rows { addInPlace(output + r * outFeatures, bias.tensor.pointer, count: outFeatures) }
         }
@@ -38,8 +65,12 @@ public final class Linear: @unchecked Sendable {
     /// the trainable weights: dW += dOutputᵀ·input, db += Σ dOutput. `input` is what the forward pass was given.
     public func backward(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
                          rows: Int, accumulate: Bool = false) {
-        MatMul.multiply(dOutput, weight.tensor.pointer, into: dInput, m: rows, n: inFeatures, k: outFeatures,
-                        accumulate: accumulate)
+        if let compactWeight {
+            compactWeight.multiply(dOutput, rows: rows, into: dInput, accumulate: accumulate)
+        } else {
+            MatMul.multiply(dOutput, weight.tensor.pointer, into: dInput, m: rows, n: inFeatures, k: outFeatures,
+                            accumulate: accumulate)
+        }
         if let dW = weight.gradient {
             MatMul.multiply(dOutput, input, into: dW.pointer, m: outFeatures, n: inFeatures, k: rows,
                             transposeA: true, accumulate: true)

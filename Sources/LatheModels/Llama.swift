@@ -262,17 +262,42 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Fills every parameter from `source` (Hugging Face names), failing on a missing key or a wrong shape,
     /// and on any key of the source that the model does not use.
-    public func load(from source: any WeightSource) throws {
+    ///
+    /// With a compact `weightFormat` each block linear's weight is compressed as soon as it is read, so the whole
+    /// model never sits in float32 at once.
+    public func load(from source: any WeightSource, weightFormat: WeightFormat = .float32) throws {
         var unused = Set(source.tensorNames)
+        let compressible = Dictionary(uniqueKeysWithValues: blocks.flatMap(\.linears).map { ($0.weight.name, $0) })
         for parameter in parameters {
             try source.read(parameter.name, shape: parameter.shape, into: parameter.tensor.buffer)
             unused.remove(parameter.name)
+            try compressible[parameter.name]?.compressWeight(to: weightFormat)
         }
         // Rotary tables and tied heads that some exporters write are derived, not learned: they may be left over.
         unused = unused.filter { !$0.hasSuffix("rotary_emb.inv_freq") && !(config.tieWordEmbeddings && $0 == "lm_head.weight") }
         if let extra = unused.sorted().first {
             throw ModelError.unusedWeight(file: source.description, name: extra, count: unused.count)
         }
+    }
+}
+
+extension LlamaModel {
+    /// Moves the frozen weights of the blocks' linear layers to `format`. The embedding, the norms and an untied
+    /// LM head stay float32, as bitsandbytes leaves them: they are a small share of the multiplications.
+    public func compressWeights(to format: WeightFormat) throws {
+        for linear in blocks.flatMap(\.linears) { try linear.compressWeight(to: format) }
+    }
+
+    /// Brings every compact weight back to float32 (merging adapters and export need plain values).
+    public func expandWeights() {
+        for linear in blocks.flatMap(\.linears) { linear.expandWeight() }
+    }
+
+    /// The compact formats in use and the bytes of the weights they hold, for `lathe inspect` and the planner.
+    public var compactWeightSummary: (format: String, parameters: Int, bytes: Int)? {
+        let compact = blocks.flatMap(\.linears).compactMap(\.compactWeight)
+        guard let first = compact.first else { return nil }
+        return (first.formatName, compact.reduce(0) { $0 + $1.rows * $1.columns }, compact.reduce(0) { $0 + $1.byteCount })
     }
 }
 

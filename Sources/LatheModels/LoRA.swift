@@ -94,6 +94,7 @@ extension LlamaModel {
 
     /// Folds the enabled adapters into the base weights (W += scale·B·A) and detaches them.
     public func mergeAdapters() {
+        expandWeights()
         for block in blocks {
             for linear in block.linears {
                 for adapter in linear.adapters where adapter.enabled {

@@ -21,6 +21,7 @@ public enum ModelExport {
     /// file that is already the destination (writing over the folder the model came from).
     @discardableResult
     static func writeSafetensorsFolder(_ model: LlamaModel, to folder: URL, copying files: [URL]) throws -> URL {
+        model.expandWeights()
         var writer = SafetensorsWriter(metadata: ["format": "pt"])
         for p in model.parameters {
             try writer.addTensor(name: p.name, dimensions: p.shape, values: p.tensor.array, dtype: .f32)
@@ -55,6 +56,7 @@ public enum ModelExport {
     }
 
     static func writeGGUF(_ model: LlamaModel, metadataFrom source: GGUFFile, to url: URL, type: GGMLType) throws {
+        model.expandWeights()
         var writer = try GGUFWriter(alignment: source.alignment)
         for key in source.metadataKeys where key != "general.alignment" {
             if let value = source.metadata[key] { try writer.setValue(value, forKey: key) }

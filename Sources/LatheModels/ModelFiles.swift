@@ -39,10 +39,10 @@ public enum ModelFiles {
     }
 
     /// The model with its weights loaded (float32).
-    public func loadModel() throws -> LlamaModel {
+    public func loadModel(weightFormat: WeightFormat = .float32) throws -> LlamaModel {
         let config = try configuration()
         let model = LlamaModel(config: config)
-        try model.load(from: try weightSource(for: config))
+        try model.load(from: try weightSource(for: config), weightFormat: weightFormat)
         return model
     }
 }

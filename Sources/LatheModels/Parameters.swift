@@ -3,22 +3,35 @@ import LatheTensors
 /// A named weight of a model: its checkpoint key (Hugging Face naming), its values, and whether training updates it.
 public final class Parameter: @unchecked Sendable {
     public let name: String
-    public let tensor: Tensor
+    public let shape: [Int]
+    /// The float32 values; empty once a linear layer has moved its frozen weight to a compact format.
+    public private(set) var tensor: Tensor
     /// Where backward passes add this parameter's gradient; allocated when it becomes trainable.
     public private(set) var gradient: Tensor?
 
     public var trainable: Bool {
-        didSet { gradient = trainable ? (gradient ?? Tensor(zeros: tensor.shape)) : nil }
+        didSet { gradient = trainable ? (gradient ?? Tensor(zeros: shape)) : nil }
     }
 
     public init(name: String, shape: [Int], trainable: Bool = false) {
         self.name = name
+        self.shape = shape
         self.tensor = Tensor(zeros: shape)
         self.trainable = trainable
         gradient = trainable ? Tensor(zeros: shape) : nil
     }
 
-    public var shape: [Int] { tensor.shape }
+    /// Frees the float32 values of a frozen weight that now lives elsewhere (a compact copy).
+    func releaseValues() {
+        precondition(!trainable, "\(name) is trainable: its float32 values are what training updates")
+        tensor = Tensor(zeros: [0])
+    }
+
+    /// Gives a released weight float32 values again.
+    func restoreValues(_ values: Tensor) {
+        precondition(values.shape == shape, "\(name): \(values.shape) values for shape \(shape)")
+        tensor = values
+    }
 
     /// Backward passes add into gradients; a training step starts by zeroing them.
     public func zeroGradient() { gradient?.fill(0) }

@@ -1,0 +1,140 @@
+/// A frozen weight W [rows, columns] (PyTorch's [out, in]) held in a compact number format — bf16 at half the
+/// memory of float32, NF4 at about an eighth — and multiplied without ever being expanded whole into float32.
+///
+/// A format supplies `decompressRows`; the default products then expand W a tile of rows at a time into a
+/// scratch buffer that stays in cache and multiply through `MatMul.backend` at float32 speed. A format with its
+/// own kernel (oneDNN's bf16 matmul on AMX) overrides the products.
+public protocol CompactWeight: AnyObject, Sendable {
+    var rows: Int { get }
+    var columns: Int { get }
+    /// Bytes this weight keeps resident: values and their scaling constants.
+    var byteCount: Int { get }
+    /// The format's short name, as `--dtype` and `--quantize` spell it: "bf16", "nf4".
+    var formatName: String { get }
+    /// Writes rows `range` of W as float32, row-major, into `destination` (range.count × columns floats).
+    func decompressRows(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>)
+    /// output[m, rows] = input[m, columns] · Wᵀ (+ output when `accumulate`): a linear layer's forward product.
+    func multiplyTransposed(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
+                            accumulate: Bool)
+    /// output[m, columns] = input[m, rows] · W (+ output when `accumulate`): the input gradient.
+    func multiply(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>, accumulate: Bool)
+}
+
+/// The tile scratch the default products expand into. Layers run one at a time, so one buffer serves every
+/// weight; a tile of ~64k floats (256 KB) stays in L2 while the matrix product reads it.
+enum CompactWeightTiles {
+    nonisolated(unsafe) static let scratch = ScratchBuffer()
+    static let floatsPerTile = 65_536
+
+    static func rowsPerTile(columns: Int) -> Int { max(16, floatsPerTile / max(columns, 1)) }
+}
+
+extension CompactWeight {
+    /// Bits per weight, constants included.
+    public var bitsPerValue: Double { rows * columns == 0 ? 0 : Double(byteCount * 8) / Double(rows * columns) }
+
+    /// W as float32, row-major.
+    public func decompress(into destination: UnsafeMutablePointer<Float>) {
+        decompressRows(0..<rows, into: destination)
+    }
+
+    public func multiplyTransposed(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
+                                   accumulate: Bool) {
+        tiledMultiplyTransposed(input, rows: m, into: output, accumulate: accumulate)
+    }
+
+    public func multiply(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
+                         accumulate: Bool) {
+        tiledMultiply(input, rows: m, into: output, accumulate: accumulate)
+    }
+
+    /// `multiplyTransposed` by expanding W a tile of rows at a time (formats with their own kernel fall back to it).
+    public func tiledMultiplyTransposed(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
+                                        accumulate: Bool) {
+        let tileRows = CompactWeightTiles.rowsPerTile(columns: columns)
+        let tile = CompactWeightTiles.scratch.pointer(atLeast: tileRows * columns)
+        var first = 0
+        while first < rows {
+            let count = min(tileRows, rows - first)
+            decompressRows(first..<first + count, into: tile)
+            // output[:, first ..< first+count] = input · tileᵀ, written in place inside the wider output rows.
+            MatMul.backend.gemm(transposeA: false, transposeB: true, m: m, n: count, k: columns, alpha: 1,
+                                a: input, lda: columns, b: tile, ldb: columns,
+                                beta: accumulate ? 1 : 0, c: output + first, ldc: rows)
+            first += count
+        }
+    }
+
+    /// `multiply` by expanding W a tile of rows at a time.
+    public func tiledMultiply(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
+                              accumulate: Bool) {
+        let tileRows = CompactWeightTiles.rowsPerTile(columns: columns)
+        let tile = CompactWeightTiles.scratch.pointer(atLeast: tileRows * columns)
+        if rows == 0 && !accumulate { output.update(repeating: 0, count: m * columns) }
+        var first = 0
+        while first < rows {
+            let count = min(tileRows, rows - first)
+            decompressRows(first..<first + count, into: tile)
+            // output += input[:, first ..< first+count] · tile: the reduction runs over W's rows, tile by tile.
+            MatMul.backend.gemm(transposeA: false, transposeB: false, m: m, n: columns, k: count, alpha: 1,
+                                a: input + first, lda: rows, b: tile, ldb: columns,
+                                beta: accumulate || first > 0 ? 1 : 0, c: output, ldc: columns)
+            first += count
+        }
+    }
+}
+
+/// A frozen weight in bf16. Where the CPU multiplies bf16 natively (AMX or AVX512-BF16) the products run in
+/// oneDNN's bf16 matmul (the input rounded to bf16, float32 accumulation); elsewhere the weight is expanded tile
+/// by tile to float32, which keeps the memory saving at float32 speed (oneDNN's emulated bf16 is slower).
+public final class BF16Weight: CompactWeight, @unchecked Sendable {
+    public let matrix: BF16Matrix
+    public var rows: Int { matrix.rows }
+    public var columns: Int { matrix.columns }
+    public var byteCount: Int { matrix.rows * matrix.columns * 2 }
+    public var formatName: String { "bf16" }
+
+    /// True when the CPU multiplies bf16 natively (through oneDNN: AMX or AVX512-BF16).
+    public static var multipliesNatively: Bool {
+        #if canImport(CLatheDNNL)
+        nativeMatmul != nil
+        #else
+        false
+        #endif
+    }
+
+    /// Rounds a float32 [rows, columns] weight to bf16, ties to even.
+    public init(rows: Int, columns: Int, values: UnsafeBufferPointer<Float>) throws {
+        matrix = try BF16Matrix(rows: rows, columns: columns, values: values)
+    }
+
+    public func decompressRows(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
+        let source = matrix.bits + range.lowerBound * columns
+        for index in 0..<range.count * columns { destination[index] = BF16.float(fromBits: source[index]) }
+    }
+
+    #if canImport(CLatheDNNL)
+    /// One oneDNN matmul (engine, stream, primitive cache) for every bf16 weight: layers run one at a time.
+    nonisolated(unsafe) private static let nativeMatmul: OneDNNBF16Matmul? =
+        OneDNNBF16Matmul.isSupported ? try? OneDNNBF16Matmul() : nil
+
+    // A shape oneDNN refuses falls back to the tiled product rather than failing a training step.
+    public func multiplyTransposed(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
+                                   accumulate: Bool) {
+        if let native = Self.nativeMatmul,
+           (try? native.multiplyByTransposedWeight(input, rows: m, weight: matrix, into: output, accumulate: accumulate)) != nil {
+            return
+        }
+        tiledMultiplyTransposed(input, rows: m, into: output, accumulate: accumulate)
+    }
+
+    public func multiply(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
+                         accumulate: Bool) {
+        if let native = Self.nativeMatmul,
+           (try? native.multiplyByWeight(input, rows: m, weight: matrix, into: output, accumulate: accumulate)) != nil {
+            return
+        }
+        tiledMultiply(input, rows: m, into: output, accumulate: accumulate)
+    }
+    #endif
+}
