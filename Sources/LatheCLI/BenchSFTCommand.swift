@@ -19,14 +19,13 @@ public struct BenchSFTCommand: ParsableCommand {
     @Option(name: .customLong("seq-len")) public var seqLen = 128
     @Option(help: "Timed optimizer steps (after one warm-up step).") public var steps = 5
     @Flag(help: "Train every weight instead of LoRA.") public var full = false
-    @Option(help: "Quantize the frozen base (nf4).") public var quantize: String?
     @Option(name: .customLong("lora-rank")) public var loraRank = 8
     @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
     public init() {}
 
     struct Result: Encodable {
         let tokens_per_s: Double, peak_rss_mib: Double
-        let method: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
+        let method: String, weights: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
         /// Matrix-product work per second over the whole step, and the backend's rate on one of the model's own
         /// shapes measured just before: how much of the machine the step uses.
         let achieved_gflops: Double, matmul_peak_gflops: Double
@@ -62,12 +61,12 @@ public struct BenchSFTCommand: ParsableCommand {
     }
 
     public func validate() throws {
-        if let quantize { throw ValidationError("--quantize \(quantize) is not implemented yet (QLoRA is a later milestone)") }
+        do { _ = try model.weightFormat(trainsBase: full) } catch { throw ValidationError("\(error)") }
         guard batchSize > 0, seqLen > 1, steps > 0 else { throw ValidationError("--batch-size, --seq-len and --steps must be positive") }
     }
 
     public func run() throws {
-        let lm = try model.load()
+        let lm = try model.load(trainsBase: full)
         let llama = lm.model
         let trainable: [Parameter]
         if full {
@@ -103,7 +102,8 @@ public struct BenchSFTCommand: ParsableCommand {
         #endif
         let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
-                                      method: full ? "full" : "lora", batch_size: batchSize, seq_len: seqLen, steps: steps,
+                                      method: full ? "full" : "lora",
+                                      weights: llama.compactWeightSummary?.format ?? "f32", batch_size: batchSize, seq_len: seqLen, steps: steps,
                                       threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
                                       matmul_peak_gflops: Self.matmulRate(rows: batchSize * seqLen, llama.config))))

@@ -14,16 +14,28 @@ public struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A LoRA adapter folder in PEFT's format (adapter_config.json, adapter_model.safetensors).")
     public var adapter: String?
 
+    @Option(name: .long, help: "Block weights: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16.")
+    public var dtype = "auto"
+
+    @Option(name: .long, help: "Quantize the block weights on loading: nf4.")
+    public var quantize: String?
+
     public init() {}
 
     public func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        do { _ = try weightFormat(trainsBase: false) } catch { throw ValidationError("\(error)") }
+    }
+
+    /// The format `--dtype` and `--quantize` choose.
+    public func weightFormat(trainsBase: Bool) throws -> WeightFormat {
+        try WeightFormat.choose(dtype: dtype, quantize: quantize, trainsBase: trainsBase)
     }
 
     /// Loads the model named by `--model` with the `--adapter` on it, after setting the thread count.
-    public func load() throws -> LanguageModel {
+    public func load(trainsBase: Bool = false) throws -> LanguageModel {
         MatMul.setThreadCount(threads)
-        let lm = try LanguageModel.load(model)
+        let lm = try LanguageModel.load(model, weightFormat: try weightFormat(trainsBase: trainsBase))
         if let adapter { try PEFTAdapter.load(URL(fileURLWithPath: adapter), into: lm.model) }
         return lm
     }

@@ -57,7 +57,7 @@ public struct SFTCommand: ParsableCommand {
     public func run() throws {
         let c = try resolvedConfiguration()
         MatMul.setThreadCount(training.threads)
-        let lm = try LanguageModel.load(c.model)
+        let lm = try LanguageModel.load(c.model, weightFormat: try c.weightFormat())
         let trainer = try Trainer(config: c, languageModel: lm)
         let example = c.valid.flatMap { try? firstPrompt(URL(fileURLWithPath: $0)) }
         var before: String?
@@ -110,9 +110,13 @@ public struct TrainingRunOptions: ParsableArguments {
     @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") public var saveEvery: Int?
     @Flag(help: "Continue from the checkpoint in the output folder.") public var resume = false
     @Option(help: "Compute threads.") public var threads: Int = 1
+    @Option(help: "Frozen base weights: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16.") public var dtype: String?
+    @Option(help: "Quantize the frozen base for QLoRA: nf4.") public var quantize: String?
     public init() {}
 
     func apply(to c: inout TrainingConfiguration) {
+        if let dtype { c.dtype = dtype }
+        if let quantize { c.quantize = quantize }
         if let data { c.data = data }
         if let valid { c.valid = valid }
         if let output { c.output = output }

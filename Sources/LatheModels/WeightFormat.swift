@@ -22,3 +22,41 @@ public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertibl
         }
     }
 }
+
+extension WeightFormat {
+    /// The format for a run's `dtype` (auto, f32, bf16) and `quantize` (none, or nf4 for QLoRA) settings; `trainsBase`
+    /// is true for full fine-tuning, whose weights must stay float32. Errors name the setting.
+    public static func choose(dtype: String, quantize: String?, trainsBase: Bool) throws -> WeightFormat {
+        if let quantize, quantize != "none" {
+            guard let format = WeightFormat(rawValue: quantize), format.isQuantized else {
+                let names = allCases.filter(\.isQuantized).map(\.rawValue).joined(separator: ", ")
+                throw ModelError.invalidConfiguration(file: "quantize", message:
+                    "'\(quantize)' is not a quantization Lathe has (choose none or \(names))")
+            }
+            guard !trainsBase else {
+                throw ModelError.invalidConfiguration(file: "quantize", message:
+                    "a quantized base is frozen: use it with LoRA (QLoRA), not full fine-tuning")
+            }
+            return format
+        }
+        switch dtype {
+        case "auto": return trainsBase ? .float32 : .fastest
+        case WeightFormat.float32.rawValue: return .float32
+        case WeightFormat.bfloat16.rawValue:
+            guard !trainsBase else {
+                throw ModelError.invalidConfiguration(file: "dtype", message:
+                    "bf16 full fine-tuning (bf16 compute over float32 master weights) is not implemented; use dtype f32")
+            }
+            return .bfloat16
+        default:
+            throw ModelError.invalidConfiguration(file: "dtype", message: "'\(dtype)' is not one of auto, f32, bf16")
+        }
+    }
+
+    /// True for the formats `quantize` selects rather than `dtype`.
+    public var isQuantized: Bool {
+        switch self {
+        case .float32, .bfloat16: return false
+        }
+    }
+}

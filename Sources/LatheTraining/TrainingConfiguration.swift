@@ -34,6 +34,10 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var saveEvery = 0
     /// Recompute each block's activations in the backward pass instead of keeping them (long sequences).
     public var gradientCheckpointing = false
+    /// How the frozen base's block weights are held: auto (bf16 where the CPU multiplies it natively), f32, bf16.
+    public var dtype = "auto"
+    /// Quantize the frozen base (nf4: QLoRA); nil keeps it in `dtype`.
+    public var quantize: String?
     /// Pretraining only: the shape of the new model, and the folder whose tokenizer.json it uses.
     public var architecture: ModelArchitecture?
     public var tokenizer: String?
@@ -45,7 +49,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
-        case gradientCheckpointing = "gradient_checkpointing"
+        case gradientCheckpointing = "gradient_checkpointing", dtype, quantize
     }
 
     public init(from decoder: Decoder) throws {
@@ -72,6 +76,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
         saveEvery = try c.decodeIfPresent(Int.self, forKey: .saveEvery) ?? d.saveEvery
         gradientCheckpointing = try c.decodeIfPresent(Bool.self, forKey: .gradientCheckpointing) ?? d.gradientCheckpointing
+        dtype = try c.decodeIfPresent(String.self, forKey: .dtype) ?? d.dtype
+        quantize = try c.decodeIfPresent(String.self, forKey: .quantize)
         architecture = try c.decodeIfPresent(ModelArchitecture.self, forKey: .architecture)
         tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
     }
@@ -107,7 +113,13 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let maxGradNorm, !(maxGradNorm > 0) { throw TrainingError("max_grad_norm must be positive, got \(maxGradNorm)") }
         guard evalEvery >= 0, saveEvery >= 0 else { throw TrainingError("eval_every and save_every must not be negative") }
         if method == .lora { try lora.validate() }
+        _ = try weightFormat()
         try sft.validate()
+    }
+
+    /// The format the frozen base's block weights are loaded in (full fine-tuning keeps float32).
+    public func weightFormat() throws -> WeightFormat {
+        try WeightFormat.choose(dtype: dtype, quantize: quantize, trainsBase: method == .full || architecture != nil)
     }
 
     static func describe(_ error: DecodingError) -> String {

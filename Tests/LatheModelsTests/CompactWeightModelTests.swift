@@ -1,0 +1,72 @@
+import XCTest
+@testable import LatheModels
+import LatheTensors
+
+/// A model whose block weights are held compactly computes what the float32 model computes with the same
+/// rounded weights: logits and LoRA gradients, through loading, products, merging and the format choice.
+extension BackwardTests {
+    /// The tolerance of a compact product: the tiled path multiplies the exact expanded values in float32;
+    /// oneDNN's native bf16 path also rounds the input to bf16.
+    func tolerance(_ format: WeightFormat) -> Float {
+        format == .bfloat16 && BF16Weight.multipliesNatively ? 3e-2 : 2e-5
+    }
+
+    /// Logits, and gradients of LoRA adapters with dropout off, of `model`.
+    func logitsAndLoRAGradients(_ model: LlamaModel) throws -> (logits: [Float], gradients: [Float]) {
+        let adapters = try model.attachLoRA(LoRAConfiguration(rank: 2, alpha: 4, targets: ["all-linear"]), seed: 4)
+        for adapter in adapters { adapter.training = true; adapter.b.tensor.fill(0.05) }
+        let logits = try model.forward(tokens: batch.ids.flatMap { $0 }, batchSize: batch.ids.count,
+                                       valid: batch.valid.flatMap { $0 }).array
+        _ = try loss(model, backward: true)
+        return (logits, adapters.flatMap(\.parameters).flatMap { $0.gradient!.array })
+    }
+
+    func checkCompactModelEqualsRoundedFloatModel(_ format: WeightFormat) throws {
+        let compact = try ModelFiles.open(fixtures.appendingPathComponent("models/tiny-qwen2")).loadModel(weightFormat: format)
+        let summary = try XCTUnwrap(compact.compactWeightSummary)
+        XCTAssertEqual(summary.format, format.rawValue)
+        XCTAssertTrue(compact.blocks[0].query.weight.tensor.count == 0, "the float32 values are freed")
+
+        let rounded = try model("tiny-qwen2")
+        try rounded.compressWeights(to: format)
+        rounded.expandWeights()
+        XCTAssertNil(rounded.compactWeightSummary)
+
+        let (compactLogits, compactGradients) = try logitsAndLoRAGradients(compact)
+        let (roundedLogits, roundedGradients) = try logitsAndLoRAGradients(rounded)
+        let (logitGap, logitIndex) = largestDifference(compactLogits, roundedLogits)
+        XCTAssertLessThanOrEqual(logitGap, tolerance(format), "\(format) logits differ most at \(logitIndex)")
+        let scale = roundedGradients.map(abs).max() ?? 1
+        let (gradientGap, gradientIndex) = largestDifference(compactGradients, roundedGradients)
+        XCTAssertGreaterThan(scale, 0)
+        XCTAssertLessThanOrEqual(gradientGap / scale, tolerance(format),
+                                 "\(format) LoRA gradients differ most at \(gradientIndex) (relative to \(scale))")
+
+        // Merging expands the compact weights: the merged model computes what the adapters computed.
+        let ids = [3, 14, 15, 92, 65]
+        let adapted = try compact.forward(tokens: ids).array
+        compact.mergeAdapters()
+        XCTAssertNil(compact.compactWeightSummary)
+        XCTAssertLessThanOrEqual(largestDifference(try compact.forward(tokens: ids).array, adapted).0, 1e-4 + tolerance(format))
+    }
+
+    func testBF16BaseComputesWhatTheRoundedFloatModelComputes() throws {
+        try checkCompactModelEqualsRoundedFloatModel(.bfloat16)
+    }
+
+    func testWeightFormatChoiceNamesTheSetting() throws {
+        XCTAssertEqual(try WeightFormat.choose(dtype: "f32", quantize: nil, trainsBase: false), .float32)
+        XCTAssertEqual(try WeightFormat.choose(dtype: "bf16", quantize: "none", trainsBase: false), .bfloat16)
+        XCTAssertEqual(try WeightFormat.choose(dtype: "auto", quantize: nil, trainsBase: true), .float32)
+        XCTAssertEqual(try WeightFormat.choose(dtype: "auto", quantize: nil, trainsBase: false), WeightFormat.fastest)
+        XCTAssertThrowsError(try WeightFormat.choose(dtype: "fp8", quantize: nil, trainsBase: false)) {
+            XCTAssertTrue("\($0)".hasPrefix("dtype: 'fp8'"), "\($0)")
+        }
+        XCTAssertThrowsError(try WeightFormat.choose(dtype: "bf16", quantize: nil, trainsBase: true)) {
+            XCTAssertTrue("\($0)".contains("full fine-tuning"), "\($0)")
+        }
+        XCTAssertThrowsError(try WeightFormat.choose(dtype: "auto", quantize: "int3", trainsBase: false)) {
+            XCTAssertTrue("\($0)".hasPrefix("quantize: 'int3'"), "\($0)")
+        }
+    }
+}
