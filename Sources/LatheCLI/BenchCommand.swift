@@ -2,6 +2,11 @@ import ArgumentParser
 import Foundation
 import LatheModels
 import LatheTensors
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// `lathe bench`: speed measurements, printed as one JSON line.
 public struct BenchCommand: ParsableCommand {
@@ -21,8 +26,11 @@ public struct BenchGenerateCommand: ParsableCommand {
     public init() {}
 
     struct Result: Encodable {
-        let prompt_tokens: Int, new_tokens: Int, threads: Int, backend: String
-        let prompt_tokens_per_s: Double, generate_tokens_per_s: Double
+        let prompt_tokens: Int, new_tokens: Int, threads: Int, backend: String, weights: String
+        let prompt_tokens_per_s: Double, generate_tokens_per_s: Double, peak_rss_mib: Double
+        /// Matrix-product work per second of prompt processing and of decoding, and the backend's rate on the
+        /// model's MLP shape for the prompt's rows: decoding is bound by reading the weights, not by arithmetic.
+        let prompt_gflops: Double, generate_gflops: Double, matmul_peak_gflops: Double
     }
 
     public func run() throws {
@@ -45,8 +53,43 @@ public struct BenchGenerateCommand: ParsableCommand {
             if round > 0 { prefill.append(Double(promptTokens) / prefillSeconds); decode.append(Double(newTokens) / decodeSeconds) }
         }
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+        let c = llama.config
+        let promptFLOPs = ForwardFLOPs(c, rows: promptTokens, headRows: 1, attendedPairs: promptTokens * promptTokens / 2).total
+        // Each decoded token attends to the prompt and to the tokens before it: on average the middle of the run.
+        let decodeFLOPs = ForwardFLOPs(c, rows: 1, headRows: 1, attendedPairs: promptTokens + newTokens / 2).total
         printLine(try jsonLine(Result(prompt_tokens: promptTokens, new_tokens: newTokens, threads: model.threads,
-                                      backend: MatMul.backend.name, prompt_tokens_per_s: median(prefill),
-                                      generate_tokens_per_s: median(decode))))
+                                      backend: MatMul.backend.name, weights: llama.compactWeightSummary?.format ?? "f32",
+                                      prompt_tokens_per_s: median(prefill), generate_tokens_per_s: median(decode),
+                                      peak_rss_mib: peakResidentMebibytes(),
+                                      prompt_gflops: promptFLOPs * median(prefill) / Double(promptTokens) / 1e9,
+                                      generate_gflops: decodeFLOPs * median(decode) / 1e9,
+                                      matmul_peak_gflops: BenchSFTCommand.matmulRate(rows: promptTokens, c))))
     }
+}
+
+/// Multiply-adds ×2 of a forward pass over `rows` tokens: the block linears, the LM head over `headRows` rows, and
+/// attention's two products (QKᵀ and PV) over `attendedPairs` query–key pairs.
+struct ForwardFLOPs {
+    let linear: Double, head: Double, attention: Double
+    var total: Double { linear + head + attention }
+
+    init(_ c: LlamaConfiguration, rows: Int, headRows: Int, attendedPairs: Int) {
+        let blockLinearWeights = c.parameterCount - c.vocabularySize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2)
+            - c.layerCount * 2 * c.hiddenSize - c.hiddenSize
+        linear = 2 * Double(rows) * Double(blockLinearWeights)
+        head = 2 * Double(headRows) * Double(c.vocabularySize * c.hiddenSize)
+        attention = 2 * 2 * Double(c.layerCount * c.headCount * c.headDim) * Double(attendedPairs)
+    }
+}
+
+/// The process's peak resident memory so far, in MiB.
+func peakResidentMebibytes() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024  // kilobytes on Linux
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    return Double(usage.ru_maxrss) / 1_048_576  // bytes on macOS
+    #endif
 }

@@ -4,11 +4,6 @@ import LatheData
 import LatheModels
 import LatheTensors
 import LatheTraining
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// `lathe bench sft`: training speed and peak memory on random tokens, the shape of a real LoRA (or full) SFT step.
 public struct BenchSFTCommand: ParsableCommand {
@@ -35,15 +30,12 @@ public struct BenchSFTCommand: ParsableCommand {
     /// fine-tuning) the weight gradients; attention counted causally (half the square).
     static func stepFLOPs(_ c: LlamaConfiguration, batchSize: Int, length: Int, full: Bool, loraRank: Int) -> Double {
         let tokens = Double(batchSize * length)
-        let linear = Double(c.parameterCount - c.vocabularySize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2)
-                            - c.layerCount * 2 * c.hiddenSize - c.hiddenSize)
-        let head = Double(c.vocabularySize * c.hiddenSize)
-        let attention = Double(c.layerCount * c.headCount * c.headDim * batchSize * length * length)  // QKᵀ and PV, causal
-        let forward = 2 * tokens * (linear + head) + 2 * attention
+        let forward = ForwardFLOPs(c, rows: batchSize * length, headRows: batchSize * length,
+                                   attendedPairs: batchSize * length * length / 2)
         let lora = full ? 0 : 2 * tokens * Double(c.layerCount * loraRank * 7 * (c.hiddenSize + c.intermediateSize)) * 3
         // Backward: input gradients repeat the forward's products (attention twice: scores are recomputed); full
         // fine-tuning adds the weight gradients.
-        return forward + forward + 2 * attention + (full ? 2 * tokens * (linear + head) : 0) + lora
+        return 2 * forward.total + forward.attention + (full ? forward.linear + forward.head : 0) + lora
     }
 
     /// GFLOP/s of the backend on the MLP up-projection shape of this batch.
@@ -92,14 +84,7 @@ public struct BenchSFTCommand: ParsableCommand {
             try optimizer.step(trainable, learningRate: 1e-4)
             if step > 0 { seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         }
-        var usage = rusage()
-        #if os(Linux)
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let peakMiB = Double(usage.ru_maxrss) / 1024  // kilobytes on Linux
-        #else
-        getrusage(RUSAGE_SELF, &usage)
-        let peakMiB = Double(usage.ru_maxrss) / 1_048_576  // bytes on macOS
-        #endif
+        let peakMiB = peakResidentMebibytes()
         let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
                                       method: full ? "full" : "lora",

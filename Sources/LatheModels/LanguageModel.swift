@@ -164,6 +164,20 @@ public final class LanguageModel: @unchecked Sendable {
         return text
     }
 
+    /// Bytes of the weights as loaded: compact block weights plus everything else in float32.
+    public var weightBytes: Int {
+        let compact = model.compactWeightSummary
+        return (model.config.parameterCount - (compact?.parameters ?? 0)) * 4 + (compact?.bytes ?? 0)
+    }
+
+    /// How the blocks' linear weights are held, with bits per parameter (constants included).
+    var blockWeightDescription: String {
+        guard let compact = model.compactWeightSummary else { return "float32, 32 bits per parameter" }
+        return String(format: "%@, %.3f bits per parameter (%.1fM parameters, %.1f MiB)", compact.format,
+                      Double(compact.bytes * 8) / Double(compact.parameters), Double(compact.parameters) / 1e6,
+                      Double(compact.bytes) / 1_048_576)
+    }
+
     /// What `lathe inspect` shows.
     public var summary: [(String, String)] {
         let c = model.config
@@ -185,7 +199,8 @@ public final class LanguageModel: @unchecked Sendable {
             ("vocabulary", "\(c.vocabularySize) (tokenizer \(tokenizer.vocabularySize))"),
             ("lm head", c.tieWordEmbeddings ? "tied to the embedding" : "separate"),
             ("parameters", String(format: "%.1fM", Double(c.parameterCount) / 1e6)),
-            ("memory (float32)", String(format: "%.0f MiB", Double(c.parameterCount * 4) / 1_048_576)),
+            ("block weights", blockWeightDescription),
+            ("memory (weights)", String(format: "%.0f MiB", Double(weightBytes) / 1_048_576)),
             ("context", "\(c.maxPositions) positions"),
             ("chat template", chatTemplate == nil ? "none" : "yes"),
         ]

@@ -13,6 +13,7 @@ public struct OneDNNBackend: MatMulBackend {
                      alpha: Float, a: UnsafePointer<Float>, lda: Int,
                      b: UnsafePointer<Float>, ldb: Int,
                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        Self.useThreads(for: m * n * k)
         let status = dnnl_sgemm(transposeA ? CChar(UInt8(ascii: "T")) : CChar(UInt8(ascii: "N")),
                                 transposeB ? CChar(UInt8(ascii: "T")) : CChar(UInt8(ascii: "N")),
                                 Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda), b, Int64(ldb), beta, c, Int64(ldc))
@@ -20,7 +21,26 @@ public struct OneDNNBackend: MatMulBackend {
         precondition(status == dnnl_success, "dnnl_sgemm failed with status \(status) for m=\(m) n=\(n) k=\(k)")
     }
 
-    /// Sets OpenMP's thread count, which oneDNN uses.
-    public static func setThreadCount(_ count: Int) { omp_set_num_threads(Int32(max(1, count))) }
+    /// The threads a large product may use; smaller ones run on one.
+    nonisolated(unsafe) private static var threadCount = 1
+    nonisolated(unsafe) private static var activeThreadCount = 1
+    /// Multiply-adds below which a product runs on one thread: waking a second one costs more than it saves on
+    /// LoRA's rank-r products and on decoding's single rows (../shared/MACHINE-NOTES.md: ≥ ~256k floats of work).
+    static let smallestThreadedProduct = 1 << 22
+
+    /// Sets OpenMP's thread count, which oneDNN uses, for products large enough to share.
+    public static func setThreadCount(_ count: Int) {
+        threadCount = max(1, count)
+        activeThreadCount = threadCount
+        omp_set_num_threads(Int32(threadCount))
+    }
+
+    private static func useThreads(for multiplyAdds: Int) {
+        let wanted = multiplyAdds >= smallestThreadedProduct ? threadCount : 1
+        if wanted != activeThreadCount {
+            activeThreadCount = wanted
+            omp_set_num_threads(Int32(wanted))
+        }
+    }
 }
 #endif
