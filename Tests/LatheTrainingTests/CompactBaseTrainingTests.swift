@@ -1,0 +1,40 @@
+import Foundation
+import XCTest
+import LatheModels
+@testable import LatheTraining
+
+/// LoRA on a compact base (bf16, QLoRA's nf4) learns as LoRA on the float32 base does, and the adapter records
+/// the base it was trained on.
+extension TrainerTests {
+    /// Trains with `dtype`/`quantize` and returns the loss curve and the adapter's adapter_config.json.
+    func trainOnBase(dtype: String, quantize: String?) throws -> (losses: [Double], adapterConfig: JSONValue) {
+        let c = configuration { $0.epochs = 6; $0.batchSize = 4; $0.schedule = .constant; $0.dtype = dtype; $0.quantize = quantize }
+        let trainer = try Trainer(config: c, languageModel: try LanguageModel.load(modelPath, weightFormat: try c.weightFormat()))
+        try trainer.run()
+        let config = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: c.output!).appendingPathComponent("adapter_config.json")))
+        return (try losses(c.output!), config)
+    }
+
+    /// The mean of the last four losses of a compact base is within `tolerance` (relative) of float32's.
+    func checkCompactBaseTrainsLikeFloat(dtype: String, quantize: String?, format: String, tolerance: Double) throws {
+        let float = try trainOnBase(dtype: "f32", quantize: nil)
+        let compact = try trainOnBase(dtype: dtype, quantize: quantize)
+        XCTAssertEqual(float.adapterConfig["lathe_training"]?["base_weights"]?.string, "f32")
+        XCTAssertEqual(compact.adapterConfig["lathe_training"]?["base_weights"]?.string, format)
+        let floatEnd = float.losses.suffix(4).reduce(0, +) / 4, compactEnd = compact.losses.suffix(4).reduce(0, +) / 4
+        XCTAssertLessThan(floatEnd, 0.7 * float.losses.prefix(4).reduce(0, +) / 4, "float32 must learn: \(float.losses)")
+        XCTAssertLessThanOrEqual(abs(compactEnd - floatEnd) / floatEnd, tolerance,
+                                 "\(format) final loss \(compactEnd) vs float32 \(floatEnd)")
+    }
+
+    func testLoRAOnABF16BaseLearnsLikeFloat32() throws {
+        try checkCompactBaseTrainsLikeFloat(dtype: "bf16", quantize: nil, format: "bf16", tolerance: 0.02)
+    }
+
+    func testFullFineTuningRefusesACompactBase() throws {
+        var c = configuration { $0.method = .full; $0.dtype = "bf16" }
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".hasPrefix("dtype:"), "\($0)") }
+        c.dtype = "auto"
+        XCTAssertEqual(try c.weightFormat(), .float32)
+    }
+}
