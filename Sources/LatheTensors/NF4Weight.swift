@@ -7,8 +7,8 @@
 /// (`codebook`, quantiles of a normal distribution scaled to [-1, 1]) nearest to value / absmax, where absmax is
 /// the block's largest magnitude; two indices share a byte, the first value in the high nibble.
 /// Double quantization stores the absmaxes themselves in 8 bits: their mean (`absmaxOffset`) is subtracted, and
-/// each group of 256 is scaled by its own largest magnitude (`absmaxScales`) and rounded to the nearest code of
-/// bitsandbytes' signed dynamic map (`absmaxCodebook`), so a block's absmax is
+/// each group of 256 is scaled by its own largest magnitude (`absmaxScales`) and rounded to a code of
+/// bitsandbytes' signed dynamic map (`absmaxCodebook`) through its 65 536-slot lookup table, so a block's absmax is
 /// absmaxCodebook[quantizedAbsmax[b]] · absmaxScales[b / 256] + absmaxOffset, in float32, multiply then add.
 public final class NF4Weight: CompactWeight {
     /// Why a weight cannot be quantized.
@@ -16,6 +16,7 @@ public final class NF4Weight: CompactWeight {
         case negativeShape(rows: Int, columns: Int)
         case countMismatch(rows: Int, columns: Int, valueCount: Int)
         case unsupportedBlockSize(Int)
+        case nonFiniteValue(row: Int, column: Int, value: Float)
 
         public var description: String {
             switch self {
@@ -26,6 +27,9 @@ public final class NF4Weight: CompactWeight {
             case let .unsupportedBlockSize(size):
                 return "NF4 weight: block size \(size) is not one bitsandbytes supports "
                     + "(\(NF4Weight.supportedBlockSizes.map(String.init).joined(separator: ", ")))"
+            case let .nonFiniteValue(row, column, value):
+                return "NF4 weight: value \(value) at row \(row), column \(column) is not finite; "
+                    + "it would spoil its whole block's scale"
             }
         }
     }
@@ -124,6 +128,9 @@ public final class NF4Weight: CompactWeight {
             throw QuantizationError.countMismatch(rows: rows, columns: columns, valueCount: values.count)
         }
         guard Self.supportedBlockSizes.contains(blockSize) else { throw QuantizationError.unsupportedBlockSize(blockSize) }
+        if let index = values.firstIndex(where: { !$0.isFinite }) {
+            throw QuantizationError.nonFiniteValue(row: index / columns, column: index % columns, value: values[index])
+        }
         self.rows = rows
         self.columns = columns
         self.blockSize = blockSize
@@ -204,7 +211,8 @@ public final class NF4Weight: CompactWeight {
             guard largest > 0 else { continue }
             let reciprocal = 1 / largest
             for index in first..<end {
-                indices[index] = lookup[lookupSlot(min(max(centered[index] * reciprocal, -1), 1))]
+                let normalized = centered[index] * reciprocal
+                indices[index] = lookup[lookupSlot(normalized.isNaN ? normalized : min(max(normalized, -1), 1))]
             }
         }
         return (indices, scales, offset)
@@ -215,7 +223,8 @@ public final class NF4Weight: CompactWeight {
     /// not always the code nearest x itself (up to half a slot, 1.5e-5, off), so it is reproduced slot for slot.
     @inline(__always)
     private static func lookupSlot(_ normalized: Float) -> Int {
-        let half = (normalized + 1) * 0.5
+        // NaN only from 0 · ∞ when a group's largest deviation is so small its reciprocal overflows.
+        let half = normalized.isNaN ? 0.5 : (normalized + 1) * 0.5
         let position = half * 65535
         return Int(position + 0.5)
     }

@@ -230,8 +230,15 @@ final class NF4WeightTests: XCTestCase {
             XCTAssertThrowsError(try NF4Weight(rows: 2, columns: 3, values: buffer, blockSize: 100)) { error in
                 XCTAssertEqual(error as? NF4Weight.QuantizationError, .unsupportedBlockSize(100))
             }
+            XCTAssertNoThrow(try NF4Weight(rows: 2, columns: 3, values: buffer))
             XCTAssertThrowsError(try NF4Weight(rows: -2, columns: -3, values: buffer)) { error in
                 XCTAssertEqual(error as? NF4Weight.QuantizationError, .negativeShape(rows: -2, columns: -3))
+            }
+        }
+        let withInfinity: [Float] = [1, 2, 3, 4, .infinity, 6]
+        try withInfinity.withUnsafeBufferPointer { buffer in
+            XCTAssertThrowsError(try NF4Weight(rows: 2, columns: 3, values: buffer)) { error in
+                XCTAssertEqual(error as? NF4Weight.QuantizationError, .nonFiniteValue(row: 1, column: 1, value: .infinity))
             }
         }
     }
