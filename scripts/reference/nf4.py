@@ -55,22 +55,22 @@ def case(name, rows, columns, seed, block_size=64, double_quantization=True, zer
     weight = make_weight(rows, columns, seed, zero_blocks, block_size)
     packed, state = F.quantize_4bit(weight, blocksize=block_size, quant_type="nf4",
                                     compress_statistics=double_quantization)
-    dequantized = F.dequantize_4bit(packed, state)
-    # bitsandbytes 0.50.2's CPU C kernel for dequantize_4bit disagrees with its own default (pure PyTorch)
-    # implementation, and with quantize_4bit, for block sizes other than 64; there the default one is recorded.
+    # bitsandbytes 0.50.2's CPU C kernel behind dequantize_4bit is wrong for some shapes: on [6, 96] it disagrees
+    # with bitsandbytes' own default (pure PyTorch) implementation at every block size from 64 to 512, with errors
+    # far above NF4's. The default implementation is recorded; the C kernel's agreement is checked and noted.
     absmax = state.absmax
     if double_quantization:
         absmax = F.dequantize_blockwise(state.absmax, state.state2) + state.offset
-    portable = _dequantize_4bit_compute(packed.reshape(-1), absmax, F.get_4bit_type("nf4", device="cpu"),
-                                        block_size, (rows, columns), torch.float32)
+    dequantized = _dequantize_4bit_compute(packed.reshape(-1), absmax, F.get_4bit_type("nf4", device="cpu"),
+                                           block_size, (rows, columns), torch.float32)
+    cpu_kernel_agrees = torch.equal(F.dequantize_4bit(packed, state), dequantized)
     if block_size == 64:
-        assert torch.equal(dequantized, portable), name
-    else:
-        dequantized = portable
+        assert cpu_kernel_agrees, name
     assert dequantized.dtype == torch.float32 and tuple(dequantized.shape) == (rows, columns)
     entry = {
         "name": name, "rows": rows, "columns": columns, "seed": seed, "blockSize": block_size,
         "doubleQuantization": double_quantization, "zeroBlocks": list(zero_blocks),
+        "cpuKernelAgrees": cpu_kernel_agrees,
         "firstInputs": floats(weight.reshape(-1)[:8]),
         "packed": b64(packed.reshape(-1).numpy().astype(np.uint8)),
         "dequantized": b64(dequantized.reshape(-1).numpy().astype("<f4")),
