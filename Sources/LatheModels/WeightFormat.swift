@@ -6,6 +6,8 @@ public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertibl
     case float32 = "f32"
     /// bf16 (half the memory); multiplied natively where the CPU has AMX or AVX512-BF16.
     case bfloat16 = "bf16"
+    /// QLoRA's 4-bit NormalFloat in blocks of 64, the block scales double-quantized (≈ 4.127 bits per weight).
+    case nf4
 
     public var description: String { rawValue }
 
@@ -19,6 +21,7 @@ public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertibl
         switch self {
         case .float32: return nil
         case .bfloat16: return try BF16Weight(rows: rows, columns: columns, values: UnsafeBufferPointer(values.buffer))
+        case .nf4: return try NF4Weight(rows: rows, columns: columns, values: UnsafeBufferPointer(values.buffer))
         }
     }
 }
@@ -57,6 +60,7 @@ extension WeightFormat {
     public var isQuantized: Bool {
         switch self {
         case .float32, .bfloat16: return false
+        case .nf4: return true
         }
     }
 }

@@ -70,3 +70,9 @@ extension BackwardTests {
         }
     }
 }
+
+extension BackwardTests {
+    func testNF4BaseComputesWhatTheRoundedFloatModelComputes() throws {
+        try checkCompactModelEqualsRoundedFloatModel(.nf4)
+    }
+}
