@@ -50,4 +50,26 @@ final class CompactWeightTests: XCTestCase {
         XCTAssertEqual(expanded.array, values.map { BF16.float(fromBits: BF16.bits(from: $0)) })
         checkTiledProducts(weight)
     }
+
+    /// Decoding's direct dot products over bf16 rows equal the plain product with the expanded weight.
+    func testBF16FewRowProductEqualsPlainProduct() throws {
+        let rows = 37, columns = 83  // a tail after the 32- and 16-wide steps
+        let weight = try randomValues(rows * columns, seed: 6).withUnsafeBufferPointer {
+            try BF16Weight(rows: rows, columns: columns, values: $0)
+        }
+        let expanded = Tensor(zeros: [rows, columns])
+        weight.decompress(into: expanded.pointer)
+        for m in 1...BF16Weight.fewRows {
+            let input = randomValues(m * columns, seed: 7)
+            for accumulate in [false, true] {
+                var actual = randomValues(m * rows, seed: 8), expected = actual
+                weight.multiplyFewRows(input, rows: m, into: &actual, accumulate: accumulate)
+                ReferenceMatMulBackend().gemm(transposeA: false, transposeB: true, m: m, n: rows, k: columns, alpha: 1,
+                                              a: input, lda: columns, b: expanded.pointer, ldb: columns,
+                                              beta: accumulate ? 1 : 0, c: &expected, ldc: rows)
+                let gap = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
+                XCTAssertLessThanOrEqual(gap, 1e-5, "m=\(m) accumulate=\(accumulate)")
+            }
+        }
+    }
 }
