@@ -87,7 +87,7 @@ public struct BenchSFTCommand: ParsableCommand {
         let peakMiB = peakResidentMebibytes()
         let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
-                                      method: full ? "full" : "lora",
+                                      method: full ? "full" : (llama.compactWeightSummary?.format == WeightFormat.nf4.rawValue ? "qlora" : "lora"),
                                       weights: llama.compactWeightSummary?.format ?? "f32", batch_size: batchSize, seq_len: seqLen, steps: steps,
                                       threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
