@@ -2,6 +2,7 @@ import Foundation
 import LatheFormats
 import LatheModels
 import LatheTensors
+import LatheTestSupport
 import XCTest
 @testable import LatheTraining
 
@@ -222,6 +223,45 @@ final class AdamW8bitTests: XCTestCase {
         }
         XCTAssertThrowsError(try AdamW8bit().loadState(from: url, parameters: [parameters[0]])) {
             XCTAssertTrue("\($0)".contains("small"), "\($0)")
+        }
+    }
+
+    /// Full fine-tuning of the tiny model with `optimizer: adamw8bit` (its embedding, 269×32, gets 8-bit state; the
+    /// other weights float32): a run killed after a checkpoint and resumed ends with exactly the weights of an
+    /// uninterrupted run.
+    func testTrainerResumesAnAdamW8bitRunExactly() throws {
+        let tiny = try TinyModelFolder()
+        defer { tiny.remove() }
+        let lines = (0..<12).map { i in #"{"prompt": "the inn \#(i % 5)", "completion": " then tea \#(i % 3) art"}"# }
+        try lines.joined(separator: "\n").write(to: tiny.file("train.jsonl"), atomically: true, encoding: .utf8)
+        var c = TrainingConfiguration()
+        c.model = tiny.modelPath
+        c.data = tiny.file("train.jsonl").path
+        c.output = tiny.file("straight").path
+        c.method = .full
+        c.optimizer = OptimizerConfiguration(kind: .adamw8bit)
+        c.learningRate = 1e-2
+        c.batchSize = 3
+        c.maxSteps = 5
+        c.saveEvery = 2
+        let straight = try Trainer(config: c, languageModel: try LanguageModel.load(tiny.modelPath))
+        try straight.run()
+        let optimizer = try XCTUnwrap(straight.optimizer as? AdamW8bit)
+        let parameterCount = straight.trainable.reduce(0) { $0 + $1.tensor.count }
+        XCTAssertLessThan(optimizer.stateByteCount, 8 * parameterCount, "some state is 8-bit")
+
+        var interrupted = c
+        interrupted.output = tiny.file("interrupted").path
+        try FileManager.default.createDirectory(atPath: interrupted.output!, withIntermediateDirectories: true)
+        let first = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
+        for _ in 0..<3 { _ = try first.trainStep() }
+        try Checkpoint.save(first, to: URL(fileURLWithPath: interrupted.output!))
+        _ = try first.trainStep()  // lost with the kill
+        let resumed = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
+        try resumed.run(resume: true)
+        XCTAssertEqual(resumed.step, straight.step)
+        for (a, b) in zip(straight.trainable, resumed.trainable) {
+            assertBitIdentical(b.tensor.array, a.tensor.array, "\(a.name) after the resumed run")
         }
     }
 
