@@ -8,7 +8,8 @@ import XCTest
 
 /// AdamW8bit against bitsandbytes 0.50.2's AdamW8bit on CPU (scripts/reference/adamw8bit.py): the dynamic maps,
 /// ten steps of parameters (rtol 1e-6, atol 1e-7), the 8-bit codes and block absmax after the first and the last
-/// step (exactly), and the float32 state of the small tensor (exactly). Then memory, exact resume, configuration,
+/// step (exactly), and the float32 state of the small tensor (exactly); and a second, 3-step run with other
+/// hyper-parameters. Then memory, exact resume, configuration,
 /// and a quality check against float32 AdamW on a least-squares problem.
 final class AdamW8bitTests: XCTestCase {
     static let relative: Float = 1e-6
@@ -49,6 +50,28 @@ final class AdamW8bitTests: XCTestCase {
             }
         }
         print("AdamW8bit vs bitsandbytes: largest parameter difference over \(fixture.rates.count) steps: \(largest)")
+    }
+
+    /// Other betas and ε, no weight decay: three steps, then parameters and state against bitsandbytes.
+    func testOtherHyperparametersMatchBitsandbytes() throws {
+        let fixture = try BitsandbytesFixture.load()
+        let run = fixture.secondRun
+        let optimizer = try AdamW8bit(beta1: run.beta1, beta2: run.beta2, epsilon: run.epsilon, weightDecay: run.weightDecay)
+        let parameters = try fixture.initialParameters()
+        for step in 0..<run.rates.count {
+            try fixture.setGradients(parameters, step: step)
+            try optimizer.step(parameters, learningRate: Float(run.rates[step]))
+        }
+        var largest: Float = 0
+        for parameter in parameters {
+            let expected = try floats(XCTUnwrap(run.parametersAfterLastStep[parameter.name]))
+            largest = max(largest, assertClose(parameter.tensor.array, expected, relative: Self.relative,
+                                               absolute: Self.absolute, "second run: \(parameter.name)"))
+        }
+        let url = try Fixtures.temporaryFolder(for: self).appendingPathComponent("second.safetensors")
+        try optimizer.saveState(to: url)
+        try assertStateEquals(url, run.stateAfterLastStep, "second run")
+        print("AdamW8bit vs bitsandbytes, betas (\(run.beta1), \(run.beta2)): largest parameter difference \(largest)")
     }
 
     /// The saved state file holds exactly bitsandbytes' codes, absmax and float32 moments.
@@ -357,6 +380,16 @@ private struct BitsandbytesFixture: Decodable {
         let expAvgSq: String?
     }
 
+    struct SecondRun: Decodable {
+        let rates: [Double]
+        let beta1: Double
+        let beta2: Double
+        let epsilon: Double
+        let weightDecay: Double
+        let parametersAfterLastStep: [String: String]
+        let stateAfterLastStep: [String: StateRecord]
+    }
+
     struct HashCheck: Decodable {
         let initial0First4: [Double]
         let gradient31First4: [Double]
@@ -375,6 +408,7 @@ private struct BitsandbytesFixture: Decodable {
     let unsignedMap: [Double]
     let stateAfterFirstStep: [String: StateRecord]
     let stateAfterLastStep: [String: StateRecord]
+    let secondRun: SecondRun
     let hashCheck: HashCheck
 
     static func load() throws -> BitsandbytesFixture {

@@ -9,6 +9,8 @@ the fixture holds only bitsandbytes' outputs:
                   (create_dynamic_map); the optimizer state after step 1 and after the last step (8-bit codes and
                   per-block absmax for the tensor of >= 4096 elements, float32 moments for the small one), byte
                   arrays and float arrays as base64 of little-endian bytes; and a few hashed values as a check.
+                  A second run of 3 steps with betas (0.8, 0.95), eps 1e-6 and no weight decay: its parameters and
+                  state after the last step.
   trajectory.bin  every parameter after every step, float32 little-endian, steps in order, tensors in `names`
                   order within a step.
 It also checks, before writing, that a numpy re-implementation of bitsandbytes' CPU blockwise quantizer (a
@@ -130,23 +132,43 @@ def state_record(optimizer, parameters):
     return record
 
 
-def main():
-    check_quantizer()
+def run(rates, betas, eps, weight_decay, on_step):
+    """bitsandbytes' AdamW8bit from the hashed initial values, with the hashed gradients of steps 0, 1, …"""
     parameters = [torch.nn.Parameter(torch.from_numpy(initial_values(t, int(np.prod(SHAPES[n])))).reshape(SHAPES[n]))
                   for t, n in enumerate(NAMES)]
-    optimizer = bnb.optim.AdamW8bit(parameters, lr=RATES[0], betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
-    trajectory = []
-    after_first = None
-    for step in range(STEPS):
+    optimizer = bnb.optim.AdamW8bit(parameters, lr=rates[0], betas=betas, eps=eps, weight_decay=weight_decay)
+    for step, rate in enumerate(rates):
         for group in optimizer.param_groups:
-            group["lr"] = RATES[step]
+            group["lr"] = rate
         for t, p in enumerate(parameters):
             p.grad = torch.from_numpy(gradient_values(step, t, p.numel())).reshape(p.shape)
         optimizer.step()
+        on_step(step, optimizer, parameters)
+    return optimizer, parameters
+
+
+# A second, short run with other hyper-parameters and no weight decay (bitsandbytes then skips the decay multiply).
+SECOND = {"rates": RATES[:3], "beta1": 0.8, "beta2": 0.95, "epsilon": 1e-6, "weight_decay": 0.0}
+
+
+def main():
+    check_quantizer()
+    trajectory = []
+    after_first = {}
+
+    def record(step, optimizer, parameters):
         for p in parameters:
             trajectory.append(p.detach().numpy().reshape(-1).astype("<f4"))
         if step == 0:
-            after_first = state_record(optimizer, parameters)
+            after_first.update(state_record(optimizer, parameters))
+
+    optimizer, parameters = run(RATES, BETAS, EPS, WEIGHT_DECAY, record)
+    second_optimizer, second_parameters = run(SECOND["rates"], (SECOND["beta1"], SECOND["beta2"]), SECOND["epsilon"],
+                                              SECOND["weight_decay"], lambda *_: None)
+    second = dict(SECOND)
+    second["parameters_after_last_step"] = {n: b64(p.detach().numpy().reshape(-1).astype("<f4"))
+                                            for n, p in zip(NAMES, second_parameters)}
+    second["state_after_last_step"] = state_record(second_optimizer, second_parameters)
     big = optimizer.state[parameters[0]]
     assert big["state1"].dtype == torch.uint8 and optimizer.state[parameters[1]]["state1"].dtype == torch.float32
 
@@ -165,6 +187,7 @@ def main():
         "unsigned_map": [float(v) for v in F.create_dynamic_map(signed=False).tolist()],
         "state_after_first_step": after_first,
         "state_after_last_step": state_record(optimizer, parameters),
+        "second_run": second,
         "hash_check": {"initial_0_first4": initial_values(0, 4).tolist(),
                        "gradient_3_1_first4": gradient_values(3, 1, 4).tolist()},
     }
