@@ -117,7 +117,12 @@ public final class AdamW8bit: Optimizer {
         for (parameter, gradient) in updates {
             if let existing = states[parameter.name] {
                 guard existing.shape == parameter.shape else {
-                    throw OptimizerError(subject: "\(parameter.name).state1",
+                    let role: String
+                    switch existing.moments {
+                    case .full: role = "exp_avg"
+                    case .quantized: role = "state1"
+                    }
+                    throw OptimizerError(subject: "\(parameter.name).\(role)",
                                          problem: "optimizer state has shape \(existing.shape) but the parameter has shape \(parameter.shape)",
                                          fix: "a parameter's shape cannot change during training; start a fresh optimizer")
                 }

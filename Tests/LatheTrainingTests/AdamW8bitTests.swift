@@ -288,6 +288,23 @@ final class AdamW8bitTests: XCTestCase {
         }
     }
 
+    /// A parameter whose shape changed between steps is an error naming its state, and no parameter moves.
+    func testStepRejectsAChangedShapeWithoutUpdatingAnything() throws {
+        let optimizer = try AdamW8bit()
+        var generator = SeededGenerator(seed: 41)
+        let parameters = randomParameters([("big", [70, 65]), ("small", [33])], seed: 40)
+        fillGradients(parameters, generator: &generator)
+        try optimizer.step(parameters, learningRate: 0.01)
+        let reshaped = randomParameters([("big", [65, 70]), ("small", [33])], seed: 42)
+        fillGradients(reshaped, generator: &generator)
+        let before = reshaped.map { $0.tensor.array }
+        XCTAssertThrowsError(try optimizer.step(reshaped.reversed(), learningRate: 0.01)) {
+            XCTAssertTrue("\($0)".contains("big.state1"), "\($0)")
+        }
+        XCTAssertEqual(reshaped.map { $0.tensor.array }, before)
+        XCTAssertEqual(optimizer.stepCount, 1)
+    }
+
     func testConfigurationParsesAdamW8bitAndRejectsKeysThatDoNotApply() throws {
         let yaml = "optimizer:\n  kind: adamw8bit\n  weightDecay: 0.1\n  beta2: 0.95\n"
         let folder = try Fixtures.temporaryFolder(for: self)
