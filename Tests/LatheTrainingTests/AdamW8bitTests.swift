@@ -130,6 +130,33 @@ final class AdamW8bitTests: XCTestCase {
         assertClose(Array(back[0..<3]), [-3, 1.5, 0.75], relative: 0.02, absolute: 0, "round trip")
     }
 
+    /// The vector quantizer equals the plain one on blocks of every length class, with zeros, NaN, ±absmax and
+    /// values spread over many magnitudes.
+    func testVectorQuantizerEqualsScalarReference() {
+        var generator = SeededGenerator(seed: 51)
+        func check(count: Int, map: DynamicQuantizationMap) {
+            for trial in 0..<20 {
+                var values = (0..<count).map { _ -> Float in
+                    let u = generator.nextUnitFloat() * 2 - 1
+                    return u * u * u * Float(trial + 1)
+                }
+                if map.codes[0] == 0 { values = values.map(abs) }
+                if trial % 4 == 1 { values[count / 2] = .nan }
+                if trial % 4 == 2 { values = values.map { _ in 0 } }
+                if trial % 4 == 3, count > 3 { values[1] = -(values.map(abs).max() ?? 1); values[2] = 0 }
+                var fast = [UInt8](repeating: 1, count: count), plain = [UInt8](repeating: 2, count: count)
+                let fastAbsmax = BlockwiseQuantization.quantizeBlock(values, count: count, map: map, codes: &fast)
+                let plainAbsmax = BlockwiseQuantization.referenceQuantizeBlock(values, count: count, map: map, codes: &plain)
+                XCTAssertEqual(fastAbsmax.bitPattern, plainAbsmax.bitPattern, "count \(count) trial \(trial): absmax")
+                XCTAssertEqual(fast, plain, "count \(count) trial \(trial): codes")
+            }
+        }
+        check(count: 256, map: .signed)
+        check(count: 192, map: .unsigned)
+        check(count: 7, map: .signed)
+        check(count: 33, map: .unsigned)
+    }
+
     private func assertLookupHoldsNearestCodes(_ map: DynamicQuantizationMap, _ name: String) {
         var wrong = 0
         for k in 0..<DynamicQuantizationMap.gridSize {
