@@ -274,6 +274,27 @@ final class AdamW8bitTests: XCTestCase {
         XCTAssertThrowsError(try AdamW8bit().loadState(from: url, parameters: [parameters[0]])) {
             XCTAssertTrue("\($0)".contains("small"), "\($0)")
         }
+        // A code that is not an integer in 0…255, or a negative absmax, names the tensor.
+        try assertDamagedStateIsRejected(url, tensor: "big.state2", value: 256, parameters: parameters)
+        try assertDamagedStateIsRejected(url, tensor: "big.state1", value: 1.5, parameters: parameters)
+        try assertDamagedStateIsRejected(url, tensor: "big.absmax1", value: -1, parameters: parameters)
+    }
+
+    /// Rewrites `url` with element 0 of `tensor` set to `value`; loading it must fail naming the tensor.
+    private func assertDamagedStateIsRejected(_ url: URL, tensor name: String, value: Float, parameters: [Parameter],
+                                              file: StaticString = #filePath, line: UInt = #line) throws {
+        let original = try SafetensorsFile(url: url)
+        var writer = SafetensorsWriter(metadata: original.metadata)
+        for info in original.tensors {
+            var values = try original.floats(of: info)
+            if info.name == name { values[0] = value }
+            try writer.addTensor(name: info.name, dimensions: info.dimensions, values: values, dtype: .f32)
+        }
+        let damaged = url.deletingLastPathComponent().appendingPathComponent("damaged.safetensors")
+        try writer.write(to: damaged)
+        XCTAssertThrowsError(try AdamW8bit().loadState(from: damaged, parameters: parameters), file: file, line: line) {
+            XCTAssertTrue("\($0)".contains(name), "\($0)", file: file, line: line)
+        }
     }
 
     /// Full fine-tuning of the tiny model with `optimizer: adamw8bit` (its embedding, 269×32, gets 8-bit state; the
