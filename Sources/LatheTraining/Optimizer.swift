@@ -32,6 +32,8 @@ public protocol Optimizer: AnyObject {
 /// The optimizers Lathe implements; the raw value is the name used in configurations and state files.
 public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
     case adamw
+    /// AdamW with both moments stored blockwise in 8 bits, as bitsandbytes' `AdamW8bit`.
+    case adamw8bit
     case sgd
 }
 

@@ -5,8 +5,10 @@ import LatheModels
 ///
 /// Keys are the property names (`kind`, `weightDecay`, `beta1`, `beta2`, `epsilon`, `amsgrad`, `momentum`,
 /// `dampening`, `nesterov`). Absent hyper-parameters take torch's defaults for the kind (AdamW: betas 0.9 and 0.999,
-/// epsilon 1e-8, weightDecay 0.01, no amsgrad; SGD: momentum 0, dampening 0, no Nesterov, weightDecay 0). A field
-/// of the other kind (e.g. `momentum` for AdamW), an unknown key or an invalid value is an error naming the field.
+/// epsilon 1e-8, weightDecay 0.01, no amsgrad; SGD: momentum 0, dampening 0, no Nesterov, weightDecay 0).
+/// `adamw8bit` (bitsandbytes' AdamW8bit) takes AdamW's keys and defaults; like bitsandbytes it has no amsgrad, so
+/// `amsgrad: true` is an error (`false` is accepted). A field of another kind (e.g. `momentum` for AdamW), an
+/// unknown key or an invalid value is an error naming the field.
 /// The learning rate is not here: it comes from the `LearningRateSchedule` at every step.
 public struct OptimizerConfiguration: Codable, Equatable, Sendable {
     public var kind: OptimizerKind
@@ -37,7 +39,16 @@ public struct OptimizerConfiguration: Codable, Equatable, Sendable {
         case kind, weightDecay, beta1, beta2, epsilon, amsgrad, momentum, dampening, nesterov
     }
 
+    /// Also reads the shorthand `optimizer: adamw8bit`: a bare kind, with that kind's defaults.
     public init(from decoder: Decoder) throws {
+        if let single = try? decoder.singleValueContainer(), let name = try? single.decode(String.self) {
+            guard let kind = OptimizerKind(rawValue: name) else {
+                throw DecodingError.dataCorruptedError(in: single, debugDescription:
+                    "unknown optimizer \"\(name)\" (known: \(OptimizerKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            self.init(kind: kind)
+            return
+        }
         try rejectUnknownKeys(in: decoder, known: CodingKeys.allCases.map(\.stringValue))
         let container = try decoder.container(keyedBy: CodingKeys.self)
         self.init(kind: try container.decode(OptimizerKind.self, forKey: .kind),
@@ -64,11 +75,23 @@ public struct OptimizerConfiguration: Codable, Equatable, Sendable {
             }
             return try AdamW(beta1: beta1 ?? 0.9, beta2: beta2 ?? 0.999, epsilon: epsilon ?? 1e-8,
                              weightDecay: weightDecay ?? 0.01, amsgrad: amsgrad ?? false)
+        case .adamw8bit:
+            let foreign: [(String, Bool)] = [("momentum", momentum != nil), ("dampening", dampening != nil),
+                                             ("nesterov", nesterov != nil)]
+            if let field = foreign.first(where: { $0.1 })?.0 {
+                throw OptimizerError(subject: field, problem: "applies to sgd only, but kind is adamw8bit")
+            }
+            if amsgrad == true {
+                throw OptimizerError(subject: "amsgrad", problem: "adamw8bit has no amsgrad variant (nor has bitsandbytes' AdamW8bit)",
+                                     fix: "remove amsgrad, or use kind adamw")
+            }
+            return try AdamW8bit(beta1: beta1 ?? 0.9, beta2: beta2 ?? 0.999, epsilon: epsilon ?? 1e-8,
+                                 weightDecay: weightDecay ?? 0.01)
         case .sgd:
             let foreign: [(String, Bool)] = [("beta1", beta1 != nil), ("beta2", beta2 != nil),
                                              ("epsilon", epsilon != nil), ("amsgrad", amsgrad != nil)]
             if let field = foreign.first(where: { $0.1 })?.0 {
-                throw OptimizerError(subject: field, problem: "applies to adamw only, but kind is sgd")
+                throw OptimizerError(subject: field, problem: "applies to adamw and adamw8bit only, but kind is sgd")
             }
             return try SGD(momentum: momentum ?? 0, dampening: dampening ?? 0, nesterov: nesterov ?? false,
                            weightDecay: weightDecay ?? 0)

@@ -52,9 +52,14 @@ struct OptimizerStateArchive {
 
     /// Reads `url` and checks it against the optimizer that loads it: same kind and hyper-parameters, and — once
     /// any step has run — every one of `roles` for exactly the trainable parameters given, each with its
-    /// parameter's shape. Every error names the file and the key.
+    /// parameter's shape. An optimizer whose state differs by parameter (AdamW8bit keeps 8-bit codes and
+    /// per-block scales for large tensors, float moments for small ones) passes `layout`: the roles a parameter
+    /// has and the shape of each. Every error names the file and the key.
     static func read(from url: URL, kind: OptimizerKind, hyperparameters: [String: String], roles: [String],
-                     parameters: [Parameter]) throws -> Contents {
+                     parameters: [Parameter], layout: ((Parameter) -> [String: [Int]])? = nil) throws -> Contents {
+        func expected(_ parameter: Parameter) -> [String: [Int]] {
+            layout?(parameter) ?? Dictionary(uniqueKeysWithValues: roles.map { ($0, parameter.shape) })
+        }
         let file = try SafetensorsFile(url: url)
         let metadata = file.metadata
         func problem(_ key: String, _ text: String, fix: String? = nil) -> OptimizerError {
@@ -98,15 +103,22 @@ struct OptimizerStateArchive {
                 throw problem(info.name, "state for a parameter that is not being trained: \(reason)",
                               fix: "load the state with the same trainable parameters it was saved with")
             }
+            let roleShapes = expected(parameter)
+            guard let shape = roleShapes[role] else {
+                throw problem(info.name, "unexpected state tensor for parameter \(name) of shape \(parameter.shape), which keeps \(roleShapes.keys.sorted().joined(separator: ", "))")
+            }
             guard info.dtype == .f32 else { throw problem(info.name, "dtype \(info.dtype.rawValue), expected F32") }
-            guard info.dimensions == parameter.shape else {
-                throw problem(info.name, "shape \(info.dimensions) does not match parameter \(name) of shape \(parameter.shape)")
+            guard info.dimensions == shape else {
+                throw problem(info.name, shape == parameter.shape
+                    ? "shape \(info.dimensions) does not match parameter \(name) of shape \(parameter.shape)"
+                    : "shape \(info.dimensions), expected \(shape) for parameter \(name) of shape \(parameter.shape)")
             }
             tensors[name, default: [:]][role] = Tensor(shape: info.dimensions, values: try file.floats(of: info))
         }
         if stepCount > 0 {
             for name in trainable.keys.sorted() {
-                for role in roles where tensors[name]?[role] == nil {
+                guard let parameter = trainable[name] else { continue }
+                for role in expected(parameter).keys.sorted() where tensors[name]?[role] == nil {
                     throw problem("\(name).\(role)", "missing from the state file though \(stepCount) steps were taken",
                                   fix: "load the state with the same trainable parameters it was saved with")
                 }
