@@ -15,12 +15,13 @@ public struct BenchSFTCommand: ParsableCommand {
     @Option(help: "Timed optimizer steps (after one warm-up step).") public var steps = 5
     @Flag(help: "Train every weight instead of LoRA.") public var full = false
     @Option(name: .customLong("lora-rank")) public var loraRank = 8
+    @Option(help: "Optimizer: adamw, adamw8bit or sgd.") public var optimizer = OptimizerKind.adamw
     @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
     public init() {}
 
     struct Result: Encodable {
         let tokens_per_s: Double, peak_rss_mib: Double
-        let method: String, weights: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
+        let method: String, weights: String, optimizer: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
         /// Matrix-product work per second over the whole step, and the backend's rate on one of the model's own
         /// shapes measured just before: how much of the machine the step uses.
         let achieved_gflops: Double, matmul_peak_gflops: Double
@@ -68,7 +69,7 @@ public struct BenchSFTCommand: ParsableCommand {
             trainable = try llama.attachLoRA(LoRAConfiguration(rank: loraRank, alpha: Float(2 * loraRank), targets: ["all-linear"]),
                                              seed: 1).flatMap(\.parameters)
         }
-        let optimizer = try OptimizerConfiguration(kind: .adamw).make()
+        let optimizer = try OptimizerConfiguration(kind: self.optimizer).make()
         var random = SeededGenerator(seed: 7)
         let rows = (0..<batchSize).map { _ in (0..<seqLen).map { _ in Int(random.next() % UInt64(llama.config.vocabularySize)) } }
         let targets = rows.map { Array($0.dropFirst()) + [-1] }
@@ -88,9 +89,11 @@ public struct BenchSFTCommand: ParsableCommand {
         let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
                                       method: full ? "full" : (llama.compactWeightSummary?.format == WeightFormat.nf4.rawValue ? "qlora" : "lora"),
-                                      weights: llama.compactWeightSummary?.format ?? "f32", batch_size: batchSize, seq_len: seqLen, steps: steps,
+                                      weights: llama.compactWeightSummary?.format ?? "f32", optimizer: self.optimizer.rawValue, batch_size: batchSize, seq_len: seqLen, steps: steps,
                                       threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
                                       matmul_peak_gflops: Self.matmulRate(rows: batchSize * seqLen, llama.config))))
     }
 }
+
+extension OptimizerKind: ExpressibleByArgument {}
