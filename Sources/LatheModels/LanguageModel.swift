@@ -170,8 +170,8 @@ public final class LanguageModel: @unchecked Sendable {
         return (model.config.parameterCount - (compact?.parameters ?? 0)) * 4 + (compact?.bytes ?? 0)
     }
 
-    /// How the blocks' linear weights are held, with bits per parameter (constants included).
-    var blockWeightDescription: String {
+    /// Which weights are held compactly and how, with bits per parameter (constants included).
+    var compactWeightDescription: String {
         guard let compact = model.compactWeightSummary else { return "float32, 32 bits per parameter" }
         return String(format: "%@, %.3f bits per parameter (%.1fM parameters, %.1f MiB)", compact.format,
                       Double(compact.bytes * 8) / Double(compact.parameters), Double(compact.parameters) / 1e6,
@@ -199,7 +199,7 @@ public final class LanguageModel: @unchecked Sendable {
             ("vocabulary", "\(c.vocabularySize) (tokenizer \(tokenizer.vocabularySize))"),
             ("lm head", c.tieWordEmbeddings ? "tied to the embedding" : "separate"),
             ("parameters", String(format: "%.1fM", Double(c.parameterCount) / 1e6)),
-            ("block weights", blockWeightDescription),
+            ("compact weights", compactWeightDescription),
             ("memory (weights)", String(format: "%.0f MiB", Double(weightBytes) / 1_048_576)),
             ("context", "\(c.maxPositions) positions"),
             ("chat template", chatTemplate == nil ? "none" : "yes"),

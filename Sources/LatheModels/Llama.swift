@@ -216,6 +216,9 @@ public final class LlamaModel: @unchecked Sendable {
     public let finalNorm: Parameter
     /// nil when the LM head is tied to the embedding.
     public let lmHead: Linear?
+    /// The embedding (and tied head) held in bf16 once `compressWeights(to: .bfloat16)` moved it there: for
+    /// decoding, the head is a third of the bytes read per token.
+    public internal(set) var compactEmbedding: (any CompactWeight)?
     public let rope: RotaryEmbedding
     /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.
     var cachedWorkspace: ForwardWorkspace?
@@ -267,11 +270,10 @@ public final class LlamaModel: @unchecked Sendable {
     /// model never sits in float32 at once.
     public func load(from source: any WeightSource, weightFormat: WeightFormat = .float32) throws {
         var unused = Set(source.tensorNames)
-        let compressible = Dictionary(uniqueKeysWithValues: blocks.flatMap(\.linears).map { ($0.weight.name, $0) })
         for parameter in parameters {
             try source.read(parameter.name, shape: parameter.shape, into: parameter.tensor.buffer)
             unused.remove(parameter.name)
-            try compressible[parameter.name]?.compressWeight(to: weightFormat)
+            if weightFormat != .float32 { try compress(parameter, to: weightFormat) }
         }
         // Rotary tables and tied heads that some exporters write are derived, not learned: they may be left over.
         unused = unused.filter { !$0.hasSuffix("rotary_emb.inv_freq") && !(config.tieWordEmbeddings && $0 == "lm_head.weight") }
@@ -282,20 +284,42 @@ public final class LlamaModel: @unchecked Sendable {
 }
 
 extension LlamaModel {
-    /// Moves the frozen weights of the blocks' linear layers to `format`. The embedding, the norms and an untied
-    /// LM head stay float32, as bitsandbytes leaves them: they are a small share of the multiplications.
+    /// Moves the frozen weights of the blocks' linear layers to `format`; bf16 also takes the embedding and the
+    /// LM head (frozen in LoRA training, half the bytes decoding reads). NF4 leaves the embedding, the norms and an
+    /// untied head in float32, as bitsandbytes does: they are a small share of the multiplications.
     public func compressWeights(to format: WeightFormat) throws {
-        for linear in blocks.flatMap(\.linears) { try linear.compressWeight(to: format) }
+        for parameter in parameters { try compress(parameter, to: format) }
     }
+
+    /// Compresses `parameter` if it is a weight `format` applies to (`load` calls it as each weight arrives).
+    func compress(_ parameter: Parameter, to format: WeightFormat) throws {
+        if let linear = blocks.lazy.flatMap(\.linears).first(where: { $0.weight === parameter }) {
+            try linear.compressWeight(to: format)
+        } else if format == .bfloat16, let lmHead, lmHead.weight === parameter {
+            try lmHead.compressWeight(to: format)
+        } else if format == .bfloat16, parameter === embedding, compactEmbedding == nil, !embedding.trainable {
+            compactEmbedding = try format.compress(embedding.tensor, rows: config.vocabularySize, columns: config.hiddenSize)
+            embedding.releaseValues()
+        }
+    }
+
+    /// Every linear layer whose weight may be compact: the blocks' and an untied head.
+    var compressibleLinears: [Linear] { blocks.flatMap(\.linears) + (lmHead.map { [$0] } ?? []) }
 
     /// Brings every compact weight back to float32 (merging adapters and export need plain values).
     public func expandWeights() {
-        for linear in blocks.flatMap(\.linears) { linear.expandWeight() }
+        for linear in compressibleLinears { linear.expandWeight() }
+        if let compactEmbedding {
+            let values = Tensor(zeros: embedding.shape)
+            compactEmbedding.decompress(into: values.pointer)
+            embedding.restoreValues(values)
+            self.compactEmbedding = nil
+        }
     }
 
-    /// The compact formats in use and the bytes of the weights they hold, for `lathe inspect` and the planner.
+    /// The compact format in use and the parameters and bytes it holds, for `lathe inspect` and the planner.
     public var compactWeightSummary: (format: String, parameters: Int, bytes: Int)? {
-        let compact = blocks.flatMap(\.linears).compactMap(\.compactWeight)
+        let compact = compressibleLinears.compactMap(\.compactWeight) + (compactEmbedding.map { [$0] } ?? [])
         guard let first = compact.first else { return nil }
         return (first.formatName, compact.reduce(0) { $0 + $1.rows * $1.columns }, compact.reduce(0) { $0 + $1.byteCount })
     }
@@ -424,7 +448,11 @@ extension LlamaModel {
         let hiddenSize = c.hiddenSize
 
         for (r, token) in tokens.enumerated() {
-            (w.hidden.pointer + r * hiddenSize).update(from: embedding.tensor.pointer + token * hiddenSize, count: hiddenSize)
+            if let compactEmbedding {
+                compactEmbedding.decompressRows(token..<token + 1, into: w.hidden.pointer + r * hiddenSize)
+            } else {
+                (w.hidden.pointer + r * hiddenSize).update(from: embedding.tensor.pointer + token * hiddenSize, count: hiddenSize)
+            }
         }
         cache.reserve(count: length, valid: valid)
         let (cosines, sines) = rope.table(positions: positions)
@@ -466,6 +494,8 @@ extension LlamaModel {
         let result = Tensor(zeros: [selected.count, c.vocabularySize])
         if let lmHead {
             lmHead.forward(output: result.pointer, input: w.finalNormed.pointer, rows: selected.count)
+        } else if let compactEmbedding {
+            compactEmbedding.multiplyTransposed(w.finalNormed.pointer, rows: selected.count, into: result.pointer, accumulate: false)
         } else {
             MatMul.multiply(w.finalNormed.pointer, embedding.tensor.pointer, into: result.pointer,
                             m: selected.count, n: c.vocabularySize, k: hiddenSize, transposeB: true)
@@ -492,8 +522,14 @@ extension LlamaModel {
         RMSNorm.forward(out: w.finalNormed.pointer, input: w.hidden.pointer, weight: finalNorm.tensor.pointer,
                         rows: rows, dim: c.hiddenSize, eps: c.rmsNormEpsilon)
         let head = lmHead?.weight ?? embedding
+        let headWeight: ChunkedLMHeadLoss.Weight
+        if let compact = lmHead.map(\.compactWeight) ?? compactEmbedding {
+            headWeight = .compact(compact)
+        } else {
+            headWeight = .dense(head.tensor.pointer)
+        }
         return ChunkedLMHeadLoss.lossAndGradient(
-            hidden: w.finalNormed.pointer, weight: head.tensor.pointer, rows: rows, dim: c.hiddenSize,
+            hidden: w.finalNormed.pointer, weight: headWeight, rows: rows, dim: c.hiddenSize,
             vocabularySize: c.vocabularySize, targets: targets, scale: scale,
             dHidden: saving?.dFinalNormed.pointer, dWeight: saving == nil ? nil : head.gradient?.pointer,
             workspace: saving?.headWorkspace ?? headWorkspace)

@@ -4,7 +4,8 @@ import LatheTensors
 public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Plain float32: exact, and what parity tests and full fine-tuning use.
     case float32 = "f32"
-    /// bf16 (half the memory); multiplied natively where the CPU has AMX or AVX512-BF16.
+    /// bf16 (half the memory), the embedding and LM head included; multiplied natively where the CPU has AMX or
+    /// AVX512-BF16.
     case bfloat16 = "bf16"
     /// QLoRA's 4-bit NormalFloat in blocks of 64, the block scales double-quantized (≈ 4.127 bits per weight).
     case nf4

@@ -4,6 +4,13 @@ import Foundation
 /// logits (49152 floats per token for SmolLM2) never exist whole: only one [chunkRows × vocabulary] block does,
 /// and it is turned into its own gradient in place.
 public enum ChunkedLMHeadLoss {
+    /// The head's weight [vocabularySize, dim]: float32 values, or a frozen compact copy (bf16), which has no
+    /// weight gradient.
+    public enum Weight {
+        case dense(UnsafePointer<Float>)
+        case compact(any CompactWeight)
+    }
+
     /// Scratch memory reused across calls: one [chunkRows × vocabulary] logits block, plus the gathered
     /// [chunkRows × dim] hidden rows and their gradient. It grows to the largest chunk asked for and never shrinks;
     /// not for use by two calls at once.
@@ -52,17 +59,19 @@ public enum ChunkedLMHeadLoss {
     /// - Parameters:
     ///   - hidden: [rows, dim], the normalised final hidden states.
     ///   - weight: [vocabularySize, dim], the LM head (or the tied embedding).
+    ///   - dWeight: needs a dense weight.
     ///   - targets: one per row; −1 (any negative) = ignored.
     ///   - scale: multiplies every gradient (e.g. 1 / supervised tokens of the batch).
     ///   - dHidden: [rows, dim], written (ignored rows get zeros); nil to skip.
     ///   - dWeight: [vocabularySize, dim], added into; nil to skip.
     /// - Returns: the summed loss (not averaged) and the number of rows that counted, as `CrossEntropy`.
-    public static func lossAndGradient(hidden: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    public static func lossAndGradient(hidden: UnsafePointer<Float>, weight: Weight,
                                        rows: Int, dim: Int, vocabularySize: Int, targets: [Int], scale: Float,
                                        dHidden: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
                                        chunkRows: Int = 256, workspace: Workspace) -> (loss: Double, count: Int) {
         precondition(targets.count == rows, "ChunkedLMHeadLoss: \(targets.count) targets for \(rows) rows")
         precondition(chunkRows > 0, "ChunkedLMHeadLoss: chunkRows must be positive, got \(chunkRows)")
+        if case .compact = weight { precondition(dWeight == nil, "ChunkedLMHeadLoss: a compact head weight is frozen") }
         var supervised: [Int] = []
         for (row, target) in targets.enumerated() {
             if target >= 0 { supervised.append(row) } else { dHidden?.advanced(by: row * dim).update(repeating: 0, count: dim) }
@@ -80,7 +89,12 @@ public enum ChunkedLMHeadLoss {
                 (buffers.hidden + k * dim).update(from: hidden + row * dim, count: dim)
             }
             // logits = hidden_chunk · Wᵀ, [count, vocabulary]
-            MatMul.multiply(buffers.hidden, weight, into: buffers.logits, m: count, n: vocabularySize, k: dim, transposeB: true)
+            switch weight {
+            case .dense(let values):
+                MatMul.multiply(buffers.hidden, values, into: buffers.logits, m: count, n: vocabularySize, k: dim, transposeB: true)
+            case .compact(let compact):
+                compact.multiplyTransposed(buffers.hidden, rows: count, into: buffers.logits, accumulate: false)
+            }
             for (k, row) in chunk.enumerated() {
                 let rowLogits = buffers.logits + k * vocabularySize
                 total += CrossEntropy.rowLossAndGradient(logits: rowLogits, target: targets[row], vocabularySize: vocabularySize,
@@ -89,7 +103,12 @@ public enum ChunkedLMHeadLoss {
             // buffers.logits now holds dLogits of the chunk.
             if let dHidden {
                 // dHidden_chunk = dLogits · W, [count, dim], scattered back to the rows it came from.
-                MatMul.multiply(buffers.logits, weight, into: buffers.dHidden, m: count, n: dim, k: vocabularySize)
+                switch weight {
+                case .dense(let values):
+                    MatMul.multiply(buffers.logits, values, into: buffers.dHidden, m: count, n: dim, k: vocabularySize)
+                case .compact(let compact):
+                    compact.multiply(buffers.logits, rows: count, into: buffers.dHidden, accumulate: false)
+                }
                 for (k, row) in chunk.enumerated() {
                     (dHidden + row * dim).update(from: buffers.dHidden + k * dim, count: dim)
                 }

@@ -21,13 +21,15 @@ extension BackwardTests {
         return (logits, adapters.flatMap(\.parameters).flatMap { $0.gradient!.array })
     }
 
-    func checkCompactModelEqualsRoundedFloatModel(_ format: WeightFormat) throws {
-        let compact = try ModelFiles.open(fixtures.appendingPathComponent("models/tiny-qwen2")).loadModel(weightFormat: format)
+    func checkCompactModelEqualsRoundedFloatModel(_ format: WeightFormat, model name: String) throws {
+        let compact = try ModelFiles.open(fixtures.appendingPathComponent("models/\(name)")).loadModel(weightFormat: format)
         let summary = try XCTUnwrap(compact.compactWeightSummary)
         XCTAssertEqual(summary.format, format.rawValue)
         XCTAssertTrue(compact.blocks[0].query.weight.tensor.count == 0, "the float32 values are freed")
+        let headIsCompact = compact.compactEmbedding != nil || compact.lmHead?.compactWeight != nil
+        XCTAssertEqual(headIsCompact, format == .bfloat16, "bf16 takes the head; NF4 leaves it in float32 as bitsandbytes does")
 
-        let rounded = try model("tiny-qwen2")
+        let rounded = try model(name)
         try rounded.compressWeights(to: format)
         rounded.expandWeights()
         XCTAssertNil(rounded.compactWeightSummary)
@@ -50,8 +52,10 @@ extension BackwardTests {
         XCTAssertLessThanOrEqual(largestDifference(try compact.forward(tokens: ids).array, adapted).0, 1e-4 + tolerance(format))
     }
 
+    /// bf16 takes the embedding and the head too: untied (tiny-llama) and tied (tiny-qwen2).
     func testBF16BaseComputesWhatTheRoundedFloatModelComputes() throws {
-        try checkCompactModelEqualsRoundedFloatModel(.bfloat16)
+        try checkCompactModelEqualsRoundedFloatModel(.bfloat16, model: "tiny-llama")
+        try checkCompactModelEqualsRoundedFloatModel(.bfloat16, model: "tiny-qwen2")
     }
 
     func testWeightFormatChoiceNamesTheSetting() throws {
@@ -73,6 +77,6 @@ extension BackwardTests {
 
 extension BackwardTests {
     func testNF4BaseComputesWhatTheRoundedFloatModelComputes() throws {
-        try checkCompactModelEqualsRoundedFloatModel(.nf4)
+        try checkCompactModelEqualsRoundedFloatModel(.nf4, model: "tiny-qwen2")
     }
 }
