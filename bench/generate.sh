@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side generation benchmark: lathe and transformers on the same model, alternating runs, N rounds.
+# Side-by-side generation benchmark: lathe and transformers on the same model, alternating runs, N rounds,
+# each side in float32 and in bf16.
 # Usage: bash bench/generate.sh [rounds] [threads]   (needs torch and transformers for the Python side)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +8,8 @@ rounds=${1:-3}; threads=${2:-1}
 swift build -c release --product lathe >/dev/null
 export OMP_WAIT_POLICY=PASSIVE
 for i in $(seq "$rounds"); do
-  echo "lathe        $(.build/release/lathe bench generate --threads "$threads")"
-  echo "transformers $(python3 bench/transformers_generate.py --threads "$threads" 2>/dev/null | tail -1)"
+  echo "lathe        f32  $(.build/release/lathe bench generate --threads "$threads" --dtype f32)"
+  echo "transformers f32  $(python3 bench/transformers_generate.py --threads "$threads" 2>/dev/null | tail -1)"
+  echo "lathe        bf16 $(.build/release/lathe bench generate --threads "$threads" --dtype bf16)"
+  echo "transformers bf16 $(python3 bench/transformers_generate.py --threads "$threads" --bf16 2>/dev/null | tail -1)"
 done
