@@ -28,6 +28,9 @@ public final class GGUFFile: @unchecked Sendable {
     public let dataOffset: Int
 
     private let file: MappedFile
+
+    /// Drops the file's pages from resident memory (see `MappedFile.releaseResidentPages`).
+    public func releaseResidentPages() { file.releaseResidentPages() }
     private let tensorIndex: [String: Int]
 
     public static let defaultAlignment = 32

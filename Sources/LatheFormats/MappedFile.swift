@@ -48,6 +48,14 @@ public final class MappedFile: @unchecked Sendable {
     }
 
     public var count: Int { bytes.count }
+
+    /// Lets the kernel drop the pages read so far from this process's resident memory. The mapping stays valid:
+    /// a later read faults the page back in from the file. After the weights are copied out (dequantized to
+    /// float32 or requantized), the mapped file would otherwise count in the resident set for the whole run.
+    public func releaseResidentPages() {
+        guard let base = bytes.baseAddress else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base), bytes.count, Int32(MADV_DONTNEED))
+    }
 }
 
 /// Writes a file by streaming into a temporary file beside it and renaming it into place, so a reader never

@@ -59,6 +59,9 @@ public final class SafetensorsFile: @unchecked Sendable {
     public let tensors: [SafetensorsTensorInfo]
 
     private let file: MappedFile
+
+    /// Drops the file's pages from resident memory (see `MappedFile.releaseResidentPages`).
+    public func releaseResidentPages() { file.releaseResidentPages() }
     private let tensorIndex: [String: Int]
 
     /// The Python library refuses headers above 100 MB; so do we, before parsing anything.

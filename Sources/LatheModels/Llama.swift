@@ -334,26 +334,31 @@ public enum LogitsSelection: Sendable {
 }
 
 /// The activations of one block over `rows` tokens: what the forward pass computes and the backward pass reads.
-/// Inference reuses one set for every block; training keeps one per block.
+/// Inference reuses one set for every block; training keeps one per block, except for the activations that the
+/// backward pass recomputes with a row kernel (no matrix product), which all blocks share.
 final class BlockActivations {
     let rows: Int
-    /// The residual stream after attention, and the two normalised inputs.
-    let middle, attentionNormed, mlpNormed: Tensor
+    /// The residual stream after attention.
+    let middle: Tensor
     /// Rotated queries; attention outputs before the output projection.
     let queries, attention: Tensor
-    /// MLP gate and up projections, and silu(gate)·up.
-    let gate, up, activated: Tensor
+    /// MLP gate and up projections.
+    let gate, up: Tensor
+    /// The two normalised inputs and silu(gate)·up: shared between training's blocks and recomputed by the
+    /// backward pass from `inputs`, `middle`, `gate` and `up` (a third of a block's activations, for two RMSNorms
+    /// and one SwiGLU per block).
+    let attentionNormed, mlpNormed, activated: Tensor
 
-    init(config c: LlamaConfiguration, rows: Int) {
+    init(config c: LlamaConfiguration, rows: Int, sharingRecomputedWith other: BlockActivations? = nil) {
         self.rows = rows
         middle = Tensor(zeros: [rows, c.hiddenSize])
-        attentionNormed = Tensor(zeros: [rows, c.hiddenSize])
-        mlpNormed = Tensor(zeros: [rows, c.hiddenSize])
         queries = Tensor(zeros: [rows, c.headCount * c.headDim])
         attention = Tensor(zeros: [rows, c.headCount * c.headDim])
         gate = Tensor(zeros: [rows, c.intermediateSize])
         up = Tensor(zeros: [rows, c.intermediateSize])
-        activated = Tensor(zeros: [rows, c.intermediateSize])
+        attentionNormed = other?.attentionNormed ?? Tensor(zeros: [rows, c.hiddenSize])
+        mlpNormed = other?.mlpNormed ?? Tensor(zeros: [rows, c.hiddenSize])
+        activated = other?.activated ?? Tensor(zeros: [rows, c.intermediateSize])
     }
 }
 
@@ -407,7 +412,10 @@ public final class TrainingActivations {
         self.length = length
         self.checkpointing = checkpointing
         inputs = (0..<config.layerCount).map { _ in Tensor(zeros: [batchSize * length, config.hiddenSize]) }
-        blocks = (0..<(checkpointing ? 1 : config.layerCount)).map { _ in BlockActivations(config: config, rows: batchSize * length) }
+        let first = BlockActivations(config: config, rows: batchSize * length)
+        blocks = [first] + (1..<(checkpointing ? 1 : config.layerCount)).map { _ in
+            BlockActivations(config: config, rows: batchSize * length, sharingRecomputedWith: first)
+        }
         cache = KVCache(config: config, batchSize: batchSize, capacity: length)
         finalInput = Tensor(zeros: [batchSize * length, config.hiddenSize])
         dFinalNormed = Tensor(zeros: [batchSize * length, config.hiddenSize])
@@ -562,6 +570,12 @@ extension LlamaModel {
                 forwardBlock(layer, activations: a, pass: pass)
                 for adapter in block.linears.flatMap(\.adapters) { adapter.reusesDropoutMask = false }
             }
+            if !s.checkpointing {
+                // The shared activations hold a later block's values: recompute this block's.
+                SwiGLU.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
+                RMSNorm.forward(out: a.mlpNormed.pointer, input: a.middle.pointer, weight: block.mlpNorm.tensor.pointer,
+                                rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+            }
             // x += down(activated)
             block.down.backward(dInput: g.activated.pointer, dOutput: g.residual.pointer, input: a.activated.pointer, rows: rows)
             // activated = silu(gate) · up
@@ -605,6 +619,10 @@ extension LlamaModel {
                         rope.applyInverse(g.keys.pointer + r * kvWidth, heads: c.kvHeadCount, cos: cos, sin: sin)
                     }
                 }
+            }
+            if !s.checkpointing {
+                RMSNorm.forward(out: a.attentionNormed.pointer, input: s.inputs[layer].pointer,
+                                weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
             }
             // q, k, v = projections of attentionNormed
             block.query.backward(dInput: g.normed.pointer, dOutput: g.queries.pointer, input: a.attentionNormed.pointer, rows: rows)

@@ -43,6 +43,11 @@ public enum ModelFiles {
         let config = try configuration()
         let model = LlamaModel(config: config)
         try model.load(from: try weightSource(for: config), weightFormat: weightFormat)
+        // The weights now live in the model: the mapped file need not stay resident.
+        switch self {
+        case .gguf(let file): file.releaseResidentPages()
+        case .huggingFace(let folder): folder.weightFiles.forEach { $0.releaseResidentPages() }
+        }
         return model
     }
 }
