@@ -112,11 +112,14 @@ public struct TrainingRunOptions: ParsableArguments {
     @Option(help: "Compute threads.") public var threads: Int = 1
     @Option(help: "Frozen base weights: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16.") public var dtype: String?
     @Option(help: "Quantize the frozen base for QLoRA: nf4.") public var quantize: String?
+    @Option(help: "Optimizer: adamw, adamw8bit (moments in 8 bits) or sgd, with its default settings.")
+    public var optimizer: OptimizerKind?
     public init() {}
 
     func apply(to c: inout TrainingConfiguration) {
         if let dtype { c.dtype = dtype }
         if let quantize { c.quantize = quantize }
+        if let optimizer, optimizer != c.optimizer.kind { c.optimizer = OptimizerConfiguration(kind: optimizer) }
         if let data { c.data = data }
         if let valid { c.valid = valid }
         if let output { c.output = output }

@@ -45,6 +45,33 @@ final class TrainingCommandTests: XCTestCase {
         XCTAssertEqual(mergedOut, adaptedOut)
     }
 
+    /// QLoRA from the command line: an NF4 base, 8-bit AdamW, the adapter merged onto the float base; inspect shows
+    /// the base's bits per parameter.
+    func testQLoRARunMergesOntoTheFloatBase() throws {
+        let model = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: model), hidden: 64)
+        let rows = (0..<8).map { i in #"{"prompt": "the \#(i)", "completion": " then the inn"}"# }
+        let train = folder.appendingPathComponent("train.jsonl")
+        try write(rows.joined(separator: "\n"), to: train)
+        let output = folder.appendingPathComponent("qlora").path
+        let result = try LatheProcess.run(["sft", "--model", model, "--data", train.path, "--output", output, "--max-steps", "2",
+                                           "--quantize", "nf4", "--optimizer", "adamw8bit", "--lora-rank", "4"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let config = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: "\(output)/adapter_config.json")))
+        XCTAssertEqual(config["lathe_training"]?["base_weights"]?.string, "nf4")
+        let resolved = try String(contentsOfFile: "\(output)/config.yaml", encoding: .utf8)
+        XCTAssertTrue(resolved.contains("quantize: nf4") && resolved.contains("adamw8bit"), resolved)
+        let merge = try LatheProcess.run(["merge", "--model", model, "--adapter", output, "--output",
+                                          folder.appendingPathComponent("merged").path, "--type", "f32"])
+        XCTAssertEqual(merge.status, 0, merge.stderr)
+
+        let inspect = try LatheProcess.run(["inspect", "--model", model, "--quantize", "nf4"])
+        XCTAssertTrue(inspect.stdout.contains("nf4, 4.1"), inspect.stdout)
+        let bad = try LatheProcess.run(["sft", "--model", model, "--data", train.path, "--output", output, "--quantize", "int3"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("quantize: 'int3'"), bad.stderr)
+    }
+
     func testSFTRejectsBadFlagsAndBadDataByName() throws {
         let model = folder.appendingPathComponent("tiny.gguf").path
         try TinyModel.write(to: URL(fileURLWithPath: model))
