@@ -40,6 +40,16 @@ public final class AdamW: Optimizer {
     /// Defaults are torch's AdamW defaults. Throws, naming the field, on β outside [0, 1), negative ε or decay.
     public init(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0.01,
                 amsgrad: Bool = false) throws {
+        try AdamW.validate(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.amsgrad = amsgrad
+    }
+
+    /// Checks Adam's settings, naming the field: β in [0, 1), finite non-negative ε and decay.
+    static func validate(beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double) throws {
         for (field, beta) in [("beta1", beta1), ("beta2", beta2)] where !(beta >= 0 && beta < 1) {
             throw OptimizerError(subject: field, problem: "must be in [0, 1), got \(beta)")
         }
@@ -49,11 +59,6 @@ public final class AdamW: Optimizer {
         guard weightDecay >= 0, weightDecay.isFinite else {
             throw OptimizerError(subject: "weightDecay", problem: "must be finite and non-negative, got \(weightDecay)")
         }
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.epsilon = epsilon
-        self.weightDecay = weightDecay
-        self.amsgrad = amsgrad
     }
 
     public var configuration: OptimizerConfiguration {

@@ -78,15 +78,7 @@ public final class AdamW8bit: Optimizer {
     /// Defaults are bitsandbytes' AdamW8bit defaults. Throws, naming the field, on β outside [0, 1), negative ε
     /// or decay.
     public init(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0.01) throws {
-        for (field, beta) in [("beta1", beta1), ("beta2", beta2)] where !(beta >= 0 && beta < 1) {
-            throw OptimizerError(subject: field, problem: "must be in [0, 1), got \(beta)")
-        }
-        guard epsilon >= 0, epsilon.isFinite else {
-            throw OptimizerError(subject: "epsilon", problem: "must be finite and non-negative, got \(epsilon)")
-        }
-        guard weightDecay >= 0, weightDecay.isFinite else {
-            throw OptimizerError(subject: "weightDecay", problem: "must be finite and non-negative, got \(weightDecay)")
-        }
+        try AdamW.validate(beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay)
         self.beta1 = beta1
         self.beta2 = beta2
         self.epsilon = epsilon
