@@ -35,10 +35,11 @@ final class MemoryPlanTests: XCTestCase {
             for p in model.parameters { p.trainable = true }
             trainable = model.parameters
         case .lora, .qlora:
+            // Compressed first, as loading does, then the adapters.
+            if plan.baseBytesPerValue == 2 { try model.compressWeights(to: .bfloat16) }
             let adapters = try model.attachLoRA(plan.lora, seed: 1)
             for adapter in adapters { adapter.training = true }
             trainable = adapters.flatMap(\.parameters)
-            if plan.baseBytesPerValue == 2 { try model.compressWeights(to: .bfloat16) }
         }
         let loadingPeak = TensorMemory.peakBytes - liveBefore
         let optimizer = try optimizer.make()
@@ -103,10 +104,12 @@ final class MemoryPlanTests: XCTestCase {
                               lora: LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"]), baseBytesPerValue: 2)
         try assertPlanMatches(plan)
         let measured = try measure(plan, optimizer: .init(kind: .adamw))
-        // The float32 model exists whole before compression; the compact copies are not tensors.
-        let plannedLoading = plan.config.parameterCount * 4 + plan.adapterValues * 8
-        XCTAssertEqual(Double(measured.loadingTensorBytes) / Double(plannedLoading), 1, accuracy: 0.02,
-                       "loading: measured \(measured.loadingTensorBytes) tensor bytes, planned \(plannedLoading)")
+        // The float32 model exists whole before compression (the plan's loading term adds the largest compact
+        // copy, which is not a tensor).
+        let float32Model = plan.config.parameterCount * 4
+        XCTAssertEqual(Double(measured.loadingTensorBytes) / Double(float32Model), 1, accuracy: 0.01,
+                       "loading: measured \(measured.loadingTensorBytes) tensor bytes, float32 model \(float32Model)")
+        XCTAssertGreaterThan(plan.loadingBytes, float32Model)
         XCTAssertLessThan(plan.weightBytes, plan.config.parameterCount * 4, "a bf16 base must weigh less than float32")
     }
 
