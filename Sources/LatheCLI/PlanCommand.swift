@@ -89,10 +89,10 @@ public struct PlanCommand: ParsableCommand {
             ("activations", plan.activationBytes), ("workspace", plan.workspaceBytes), ("runtime", plan.runtime.totalBytes),
         ]
         for (name, bytes) in rows { print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(bytes)) + " MiB") }
-        if plan.loadingBytes > plan.trainingBytes {
+        if plan.loadingBytes > plan.runtime.totalBytes + plan.trainingBytes {
             // The peak is the load, not the step: the rows above do not add up to the total.
             print("loading peak".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.loadingBytes))
-                  + " MiB  (the float32 model exists whole before its base is compressed; replaces the first five rows)")
+                  + " MiB  (runtime included: the float32 model exists whole before its base is compressed)")
         }
         print("total".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.totalBytes)) + " MiB")
     }

@@ -21,8 +21,8 @@ public struct MemoryPlan: Sendable, Equatable {
         /// Two float32 moments.
         case adamw
         /// Two 8-bit moments, each with a float32 scale per block of 256 values, for tensors of at least 4096
-        /// values; smaller tensors keep float32 moments (bitsandbytes' rule). The hook for the 8-bit AdamW
-        /// being written: its allocation rule is `adamw8bitStateBytes(elements:)`.
+        /// values; smaller tensors keep float32 moments (bitsandbytes' rule, which the 8-bit AdamW on the adam8
+        /// branch follows). Its allocation rule is `adamw8bitStateBytes(elements:)`: not yet measured here.
         case adamw8bit
         /// Plain SGD (momentum 0): no state.
         case sgd
@@ -175,18 +175,21 @@ public struct MemoryPlan: Sendable, Equatable {
     /// Everything the training itself allocates (the terms a test can measure with `TensorMemory`).
     public var trainingBytes: Int { weightBytes + gradientBytes + optimizerBytes + activationBytes + workspaceBytes }
 
-    /// The peak while loading, runtime apart. `LlamaModel(config:)` allocates every weight in float32 before
-    /// `load` reads and compresses the block linears one by one, so a compact base still passes through the whole
-    /// float32 model (and its largest compact copy); the tokenizer is built afterwards, with a transient of its own.
+    /// The resident peak while loading, runtime included. `LlamaModel(config:)` allocates every weight in float32
+    /// before `load` reads the file tensor by tensor, so a compact base still passes through the whole float32
+    /// model: just after the embedding is read (its file pages now resident), before the first block linear is
+    /// compressed and freed. The tokenizer is built last, with a transient of its own.
     public var loadingBytes: Int {
         let float32Model = config.parameterCount * 4
-        guard isCompact else { return float32Model + runtime.tokenizerLoadingBytes }
+        let tokenizerBuilt = runtime.totalBytes + runtime.tokenizerLoadingBytes
+        guard isCompact else { return float32Model + tokenizerBuilt }
         let largestCompact = blockLinearShapes.map { Int((Double($0.in * $0.out) * baseBytesPerValue).rounded(.up)) }.max() ?? 0
-        return max(float32Model + largestCompact, weightBytes - adapterValues * 4 + runtime.tokenizerLoadingBytes)
+        let weightsRead = float32Model + largestCompact + runtime.processBytes + runtime.embeddingFileBytes
+        return max(weightsRead, weightBytes - adapterValues * 4 + tokenizerBuilt)
     }
 
-    /// The peak resident memory the run should reach: the runtime, and the larger of the load and a training step.
-    public var totalBytes: Int { runtime.totalBytes + max(trainingBytes, loadingBytes) }
+    /// The peak resident memory the run should reach: the larger of the load and a training step with the runtime.
+    public var totalBytes: Int { max(runtime.totalBytes + trainingBytes, loadingBytes) }
 
     /// Bytes of bitsandbytes-style 8-bit AdamW state for a tensor of `elements` values.
     public static func adamw8bitStateBytes(elements: Int) -> Int {
@@ -256,16 +259,21 @@ public struct RuntimeBaseline: Sendable, Equatable, Codable {
     /// What building the tokenizer holds for a moment on top of `tokenizerBytes` (copies of the vocabulary and
     /// merges): part of the load's peak only.
     public var tokenizerLoadingBytes: Int
+    /// The embedding's bytes in the file: the pages loading has read when the float32 model is still whole.
+    public var embeddingFileBytes: Int
 
-    public init(processBytes: Int, modelFileBytes: Int, tokenizerBytes: Int, tokenizerLoadingBytes: Int) {
+    public init(processBytes: Int, modelFileBytes: Int, tokenizerBytes: Int, tokenizerLoadingBytes: Int,
+                embeddingFileBytes: Int) {
         self.processBytes = processBytes
         self.modelFileBytes = modelFileBytes
         self.tokenizerBytes = tokenizerBytes
         self.tokenizerLoadingBytes = tokenizerLoadingBytes
+        self.embeddingFileBytes = embeddingFileBytes
     }
 
     /// No baseline: the training's own allocations only.
-    public static let none = RuntimeBaseline(processBytes: 0, modelFileBytes: 0, tokenizerBytes: 0, tokenizerLoadingBytes: 0)
+    public static let none = RuntimeBaseline(processBytes: 0, modelFileBytes: 0, tokenizerBytes: 0, tokenizerLoadingBytes: 0,
+                                             embeddingFileBytes: 0)
 
     /// What stays resident through training (the loading transient is counted in `MemoryPlan.loadingBytes`).
     public var totalBytes: Int { processBytes + modelFileBytes + tokenizerBytes }
@@ -282,14 +290,19 @@ public struct RuntimeBaseline: Sendable, Equatable, Codable {
     /// The baseline of a run that loads `files`: the measured process, the whole model file (or its safetensors
     /// shards) mapped and read, and the tokenizer scaled by the vocabulary.
     public static func estimate(for files: ModelFiles, config: LlamaConfiguration) throws -> RuntimeBaseline {
-        let fileBytes: Int
+        let fileBytes: Int, embeddingBytes: Int
         switch files {
-        case .gguf(let file): fileBytes = try Self.size(of: file.url)
-        case .huggingFace(let folder): fileBytes = try folder.weightFiles.reduce(0) { $0 + (try Self.size(of: $1.url)) }
+        case .gguf(let file):
+            fileBytes = try Self.size(of: file.url)
+            embeddingBytes = file.tensor(named: "token_embd.weight")?.byteCount ?? 0
+        case .huggingFace(let folder):
+            fileBytes = try folder.weightFiles.reduce(0) { $0 + (try Self.size(of: $1.url)) }
+            embeddingBytes = folder.tensor(named: "model.embed_tokens.weight")?.info.byteCount ?? 0
         }
         return RuntimeBaseline(processBytes: measuredProcessBytes, modelFileBytes: fileBytes,
                                tokenizerBytes: config.vocabularySize * measuredTokenizerBytesPerToken,
-                               tokenizerLoadingBytes: config.vocabularySize * measuredTokenizerLoadingBytesPerToken)
+                               tokenizerLoadingBytes: config.vocabularySize * measuredTokenizerLoadingBytesPerToken,
+                               embeddingFileBytes: embeddingBytes)
     }
 
     private static func size(of url: URL) throws -> Int {
