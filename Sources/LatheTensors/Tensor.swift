@@ -64,20 +64,27 @@ public enum TensorMemory {
     nonisolated(unsafe) private static var peak = 0
 
     /// Bytes of all tensors alive now.
-    public static var liveBytes: Int { lock.withLock { live } }
+    public static var liveBytes: Int { locked { live } }
     /// The largest `liveBytes` since the process started or `resetPeak()` was last called.
-    public static var peakBytes: Int { lock.withLock { peak } }
+    public static var peakBytes: Int { locked { peak } }
     /// Starts a new peak from what is alive now.
-    public static func resetPeak() { lock.withLock { peak = live } }
+    public static func resetPeak() { locked { peak = live } }
 
     static func allocated(_ bytes: Int) {
-        lock.withLock {
+        locked {
             live += bytes
             if live > peak { peak = live }
         }
     }
 
-    static func freed(_ bytes: Int) { lock.withLock { live -= bytes } }
+    static func freed(_ bytes: Int) { locked { live -= bytes } }
+
+    // lock()/unlock() rather than NSLocking.withLock, which older macOS SDKs lack.
+    private static func locked<T>(_ body: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
 }
 
 /// Floats that grow to the largest count asked of them and are then reused: workspaces whose size depends on
