@@ -25,6 +25,8 @@ public struct BenchSFTCommand: ParsableCommand {
         /// Matrix-product work per second over the whole step, and the backend's rate on one of the model's own
         /// shapes measured just before: how much of the machine the step uses.
         let achieved_gflops: Double, matmul_peak_gflops: Double
+        /// `lathe plan`'s estimate for the same flags, and the most bytes live tensors held at once (load included).
+        let planned_mib: Double, peak_tensor_mib: Double
     }
 
     /// Multiply-adds ×2 of one step's matrix products: the forward pass, the input gradients, and (full
@@ -86,13 +88,24 @@ public struct BenchSFTCommand: ParsableCommand {
             if step > 0 { seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         }
         let peakMiB = peakResidentMebibytes()
+        let peakTensorMiB = Double(TensorMemory.peakBytes) / 1_048_576  // before matmulRate's own tensors
+        // The plan of these flags: a compact base gives its own bytes per value (bf16 2, NF4 ≈ 0.516).
+        let compact = llama.compactWeightSummary
+        let plan = MemoryPlan(config: llama.config, method: full ? .full : compact?.format == "nf4" ? .qlora : .lora,
+                              batchSize: batchSize, length: seqLen,
+                              lora: LoRAConfiguration(rank: loraRank, alpha: Float(2 * loraRank), targets: ["all-linear"]),
+                              gradientCheckpointing: gradientCheckpointing,
+                              baseBytesPerValue: compact.map { Double($0.bytes) / Double(max($0.parameters, 1)) },
+                              runtime: try RuntimeBaseline.estimate(for: lm.files, config: llama.config))
         let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
                                       method: full ? "full" : (llama.compactWeightSummary?.format == WeightFormat.nf4.rawValue ? "qlora" : "lora"),
                                       weights: llama.compactWeightSummary?.format ?? "f32", optimizer: self.optimizer.rawValue, batch_size: batchSize, seq_len: seqLen, steps: steps,
                                       threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
-                                      matmul_peak_gflops: Self.matmulRate(rows: batchSize * seqLen, llama.config))))
+                                      matmul_peak_gflops: Self.matmulRate(rows: batchSize * seqLen, llama.config),
+                                      planned_mib: Double(plan.totalBytes) / 1_048_576,
+                                      peak_tensor_mib: peakTensorMiB)))
     }
 }
 

@@ -8,6 +8,6 @@ public struct LatheCommand: ParsableCommand {
         abstract: "Shape an open language model to your task, on your own machine.",
         subcommands: [ChatCommand.self, GenerateCommand.self, TokenizeCommand.self, LogprobsCommand.self,
                       InspectCommand.self, SFTCommand.self, PretrainCommand.self, MergeCommand.self, DataCommand.self, EvalCommand.self,
-                      TokenizerCommand.self, BenchCommand.self])
+                      TokenizerCommand.self, BenchCommand.self, PlanCommand.self])
     public init() {}
 }

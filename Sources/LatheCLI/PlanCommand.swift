@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import LatheModels
+import LatheTraining
+
+extension MemoryPlan.Method: ExpressibleByArgument {}
+extension MemoryPlan.OptimizerMemory: ExpressibleByArgument {}
+
+/// `lathe plan`: the memory a fine-tuning run will need, term by term, from the model's configuration alone
+/// (no weights are loaded). The flags are `lathe bench sft`'s, whose measured peak the plan should match.
+public struct PlanCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "plan", abstract: "The memory a fine-tuning run will need: weights, gradients, optimizer state, activations, workspace.")
+
+    @Option(name: .long, help: "A .gguf file, a Hugging Face model folder, or a known model name (smollm2-135m).")
+    public var model: String = ModelLocator.defaultModelName
+    @Option(help: "full, lora, or qlora (LoRA on an NF4 base).") public var method: MemoryPlan.Method = .lora
+    @Option(name: [.customLong("batch"), .customLong("batch-size")]) public var batch = 4
+    @Option(name: [.customLong("seq"), .customLong("seq-len")], help: "Tokens per row.") public var seq = 128
+    @Option(name: .customLong("lora-rank")) public var loraRank = 8
+    @Option(name: .customLong("lora-targets"), help: "Comma-separated module names, or all-linear.")
+    public var loraTargets = "all-linear"
+    @Option(name: .customLong("lora-dropout")) public var loraDropout: Float = 0
+    @Option(help: "Frozen base of --method lora, as for bench sft: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16. QLoRA's base is NF4.")
+    public var dtype = "auto"
+    @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
+    @Option(help: "adamw, adamw8bit, sgd, or sgd-momentum.") public var optimizer: MemoryPlan.OptimizerMemory = .adamw
+    @Flag(help: "Print one JSON object (MiB) instead of the table.") public var json = false
+    public init() {}
+
+    public func validate() throws {
+        do { _ = try baseFormat() } catch { throw ValidationError("\(error)") }
+        guard batch > 0, seq > 0 else { throw ValidationError("--batch and --seq must be positive") }
+        if method != .full {
+            do { try loraConfiguration.validate() } catch { throw ValidationError("\(error)") }
+        }
+    }
+
+    var loraConfiguration: LoRAConfiguration {
+        let targets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        return LoRAConfiguration(rank: loraRank, alpha: Float(2 * loraRank), dropout: loraDropout, targets: targets)
+    }
+
+    /// How the frozen base is held, chosen as `--dtype` and `--quantize` choose it for the commands that train.
+    func baseFormat() throws -> WeightFormat {
+        try WeightFormat.choose(dtype: dtype, quantize: method == .qlora ? WeightFormat.nf4.rawValue : nil,
+                                trainsBase: method == .full)
+    }
+
+    /// The plan these flags describe for a model of `config`.
+    func plan(config: LlamaConfiguration, runtime: RuntimeBaseline) throws -> MemoryPlan {
+        let bytesPerValue: Double
+        switch try baseFormat() {
+        case .float32: bytesPerValue = 4
+        case .bfloat16: bytesPerValue = 2
+        case .nf4: bytesPerValue = MemoryPlan.nf4BytesPerValue
+        }
+        return MemoryPlan(config: config, method: method, batchSize: batch, length: seq, lora: loraConfiguration,
+                          gradientCheckpointing: gradientCheckpointing, optimizer: optimizer,
+                          baseBytesPerValue: bytesPerValue, runtime: runtime)
+    }
+
+    struct Output: Encodable {
+        let model: String, method: String, base: String, batch: Int, seq: Int, optimizer: String, gradient_checkpointing: Bool
+        let weights_mib: Double, gradients_mib: Double, optimizer_mib: Double, activations_mib: Double
+        let workspace_mib: Double, runtime_mib: Double, loading_mib: Double, total_mib: Double
+    }
+
+    public func run() throws {
+        let files = try ModelFiles.open(try ModelLocator.resolve(model))
+        let config = try files.configuration()
+        let plan = try plan(config: config, runtime: try RuntimeBaseline.estimate(for: files, config: config))
+        try plan.validate()
+        func mib(_ bytes: Int) -> Double { (Double(bytes) / 1_048_576 * 10).rounded() / 10 }
+        if json {
+            printLine(try jsonLine(Output(
+                model: files.url.lastPathComponent, method: method.rawValue, base: try baseFormat().rawValue, batch: batch, seq: seq,
+                optimizer: optimizer.rawValue, gradient_checkpointing: gradientCheckpointing,
+                weights_mib: mib(plan.weightBytes), gradients_mib: mib(plan.gradientBytes),
+                optimizer_mib: mib(plan.optimizerBytes), activations_mib: mib(plan.activationBytes),
+                workspace_mib: mib(plan.workspaceBytes), runtime_mib: mib(plan.runtime.totalBytes),
+                loading_mib: mib(plan.loadingBytes), total_mib: mib(plan.totalBytes))))
+            return
+        }
+        print("\(files.url.lastPathComponent): \(method.rawValue) (base \(try baseFormat())), batch \(batch) × seq \(seq), \(optimizer.rawValue)"
+              + (gradientCheckpointing ? ", gradient checkpointing" : ""))
+        let rows: [(String, Int)] = [
+            ("weights", plan.weightBytes), ("gradients", plan.gradientBytes), ("optimizer state", plan.optimizerBytes),
+            ("activations", plan.activationBytes), ("workspace", plan.workspaceBytes), ("runtime", plan.runtime.totalBytes),
+        ]
+        for (name, bytes) in rows { print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(bytes)) + " MiB") }
+        if plan.loadingBytes > plan.runtime.totalBytes + plan.trainingBytes {
+            // The peak is the load, not the step: the rows above do not add up to the total.
+            print("loading peak".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.loadingBytes))
+                  + " MiB  (runtime included: the float32 model exists whole before its base is compressed)")
+        }
+        print("total".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.totalBytes)) + " MiB")
+    }
+
+    private func pad(_ value: Double) -> String {
+        let text = String(format: "%.1f", value)
+        return String(repeating: " ", count: max(0, 10 - text.count)) + text
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import XCTest
+import LatheData
+@testable import LatheModels
+import LatheTensors
+@testable import LatheTraining
+
+/// The memory plan against what real training steps allocate: a small llama is trained for two steps in each
+/// setting and the most bytes its tensors (plus the compact weights and the LM head's chunk, which live outside
+/// `Tensor`) held at once must match the plan's training bytes within 10%.
+final class MemoryPlanTests: XCTestCase {
+    /// Small, but with every term of a real model present and none dwarfing the others.
+    func configuration(tied: Bool) -> LlamaConfiguration {
+        LlamaConfiguration(vocabularySize: 300, hiddenSize: 64, intermediateSize: 160, layerCount: 3, headCount: 4,
+                           kvHeadCount: 2, tieWordEmbeddings: tied, maxPositions: 128)
+    }
+
+    struct Measurement {
+        /// The peak of the step's own bytes: tensors created after the measurement began, compact weights, and the
+        /// LM head's logits chunk.
+        let trainingBytes: Int
+        /// The peak of tensor bytes while the model was built and its base compressed.
+        let loadingTensorBytes: Int
+    }
+
+    /// Builds the model as `lathe bench sft` does, runs two optimizer steps and measures the peaks.
+    func measure(_ plan: MemoryPlan, optimizer: OptimizerConfiguration, base: WeightFormat) throws -> Measurement {
+        let liveBefore = TensorMemory.liveBytes
+        TensorMemory.resetPeak()
+        let model = LlamaModel(config: plan.config)
+        model.initializeRandomly(seed: 5)
+        let trainable: [Parameter]
+        switch plan.method {
+        case .full:
+            for p in model.parameters { p.trainable = true }
+            trainable = model.parameters
+        case .lora, .qlora:
+            // Compressed first, as loading does, then the adapters.
+            try model.compressWeights(to: base)
+            let adapters = try model.attachLoRA(plan.lora, seed: 1)
+            for adapter in adapters { adapter.training = true }
+            trainable = adapters.flatMap(\.parameters)
+        }
+        let loadingPeak = TensorMemory.peakBytes - liveBefore
+        let optimizer = try optimizer.make()
+        var random = SeededGenerator(seed: 9)
+        let rows = (0..<plan.batchSize).map { _ in
+            (0..<plan.length).map { _ in Int(random.next() % UInt64(plan.config.vocabularySize)) }
+        }
+        let batch = Batch(rows: rows, targets: rows.map { Array($0.dropFirst()) + [-1] })
+        let activations = TrainingActivations(config: plan.config, batchSize: plan.batchSize, length: plan.length,
+                                              checkpointing: plan.gradientCheckpointing)
+        TensorMemory.resetPeak()
+        for _ in 0..<2 {
+            for p in trainable { p.zeroGradient() }
+            _ = try languageModelLoss(model, batch: batch, activations: activations, scale: 1 / Float(batch.tokenCount))
+            _ = clipGradientNorm(trainable, maxNorm: 1)
+            try optimizer.step(trainable, learningRate: 1e-3)
+        }
+        let head = activations.headWorkspace
+        let outsideTensors = (model.compactWeightSummary?.bytes ?? 0) + (head.logitsCapacity + 2 * head.rowsCapacity) * 4
+        return Measurement(trainingBytes: TensorMemory.peakBytes - liveBefore + outsideTensors,
+                           loadingTensorBytes: loadingPeak)
+    }
+
+    func assertPlanMatches(_ plan: MemoryPlan, optimizer: OptimizerConfiguration = .init(kind: .adamw),
+                           base: WeightFormat = .float32, file: StaticString = #filePath, line: UInt = #line) throws {
+        let measured = try measure(plan, optimizer: optimizer, base: base)
+        // The compact base's scratch lives for the whole process (the tile buffer is static, perhaps allocated by an
+        // earlier test; oneDNN's bf16 buffer is not a Tensor): the step's own bytes are compared without it.
+        let planned = plan.trainingBytes - plan.compactScratchBytes
+        let ratio = Double(planned) / Double(measured.trainingBytes)
+        XCTAssertEqual(ratio, 1, accuracy: 0.10, """
+            \(plan.method) checkpointing=\(plan.gradientCheckpointing): planned \(planned) bytes, measured \
+            \(measured.trainingBytes) (ratio \(ratio)); weights \(plan.weightBytes), gradients \(plan.gradientBytes), \
+            optimizer \(plan.optimizerBytes), activations \(plan.activationBytes), workspace \(plan.workspaceBytes)
+            """, file: file, line: line)
+    }
+
+    func testFullFineTuningMatchesTheMeasuredPeak() throws {
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: true), method: .full, batchSize: 2, length: 48))
+    }
+
+    func testFullFineTuningWithCheckpointingAndMomentumMatches() throws {
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: false), method: .full, batchSize: 2, length: 48,
+                                         gradientCheckpointing: true, optimizer: .sgdMomentum),
+                              optimizer: OptimizerConfiguration(kind: .sgd, momentum: 0.9))
+    }
+
+    func testLoRAMatchesTheMeasuredPeak() throws {
+        let lora = LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"])
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: false), method: .lora, batchSize: 3, length: 40, lora: lora))
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: true), method: .lora, batchSize: 1, length: 96, lora: lora,
+                                         gradientCheckpointing: true))
+    }
+
+    func testLoRAWithDropoutMatches() throws {
+        let lora = LoRAConfiguration(rank: 8, alpha: 16, dropout: 0.1, targets: ["q_proj", "v_proj", "down_proj"])
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: true), method: .lora, batchSize: 2, length: 32, lora: lora))
+    }
+
+    func testQLoRAMatchesTheMeasuredPeak() throws {
+        let lora = LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"])
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: true), method: .qlora, batchSize: 2, length: 48, lora: lora),
+                              base: .nf4)
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: false), method: .qlora, batchSize: 1, length: 64, lora: lora,
+                                         gradientCheckpointing: true), base: .nf4)
+    }
+
+    /// LoRA on a bf16 base: the plan takes the base's bytes per value.
+    func testLoRAOnABF16BaseMatchesAndItsLoadPeakIsTheFloat32Model() throws {
+        let plan = MemoryPlan(config: configuration(tied: true), method: .lora, batchSize: 2, length: 48,
+                              lora: LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"]), baseBytesPerValue: 2)
+        try assertPlanMatches(plan, base: .bfloat16)
+        let measured = try measure(plan, optimizer: .init(kind: .adamw), base: .bfloat16)
+        // The float32 model exists whole before compression (the plan's loading term adds the largest compact
+        // copy, which is not a tensor).
+        let float32Model = plan.config.parameterCount * 4
+        XCTAssertEqual(Double(measured.loadingTensorBytes) / Double(float32Model), 1, accuracy: 0.01,
+                       "loading: measured \(measured.loadingTensorBytes) tensor bytes, float32 model \(float32Model)")
+        XCTAssertGreaterThan(plan.loadingBytes, float32Model)
+        XCTAssertLessThan(plan.weightBytes, plan.config.parameterCount * 4, "a bf16 base must weigh less than float32")
+    }
+
+    func testTermsFollowTheSettings() {
+        let config = configuration(tied: true)
+        let full = MemoryPlan(config: config, method: .full, batchSize: 2, length: 64)
+        XCTAssertEqual(full.gradientBytes, config.parameterCount * 4)
+        XCTAssertEqual(full.optimizerBytes, config.parameterCount * 8)
+        let checkpointed = MemoryPlan(config: config, method: .full, batchSize: 2, length: 64, gradientCheckpointing: true)
+        XCTAssertLessThan(checkpointed.activationBytes, full.activationBytes)
+        let nf4 = MemoryPlan(config: config, method: .qlora, batchSize: 2, length: 64)
+        XCTAssertEqual(nf4.baseBytesPerValue, 4.127 / 8, accuracy: 0.001)
+        XCTAssertEqual(MemoryPlan.adamw8bitStateBytes(elements: 1000), 8000)
+        XCTAssertEqual(MemoryPlan.adamw8bitStateBytes(elements: 4096), 2 * (4096 + 16 * 4))
+        XCTAssertThrowsError(try MemoryPlan(config: config, method: .full, batchSize: 1, length: 8, baseBytesPerValue: 2).validate())
+        XCTAssertThrowsError(try MemoryPlan(config: config, method: .lora, batchSize: 0, length: 8).validate())
+    }
+}
