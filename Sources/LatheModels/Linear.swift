@@ -15,9 +15,9 @@ public final class Linear: @unchecked Sendable {
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
 
-    public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool) {
+    public init(name: String, inFeatures: Int, outFeatures: Int, bias: Bool, allocatesWeight: Bool = true) {
         self.name = name
-        weight = Parameter(name: name + ".weight", shape: [outFeatures, inFeatures])
+        weight = Parameter(name: name + ".weight", shape: [outFeatures, inFeatures], allocated: allocatesWeight)
         self.bias = bias ? Parameter(name: name + ".bias", shape: [outFeatures]) : nil
     }
 

@@ -188,17 +188,21 @@ public final class LlamaBlock: @unchecked Sendable {
     public let mlpNorm: Parameter
     public let gate, up, down: Linear
 
-    init(index i: Int, config c: LlamaConfiguration) {
-        let p = "model.layers.\(i)."
+    init(index i: Int, config c: LlamaConfiguration, allocatesLinears: Bool) {
+        let p = "model.layers.\(i).", a = allocatesLinears
         attentionNorm = Parameter(name: p + "input_layernorm.weight", shape: [c.hiddenSize])
-        query = Linear(name: p + "self_attn.q_proj", inFeatures: c.hiddenSize, outFeatures: c.headCount * c.headDim, bias: c.attentionBias)
-        key = Linear(name: p + "self_attn.k_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim, bias: c.attentionBias)
-        value = Linear(name: p + "self_attn.v_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim, bias: c.attentionBias)
-        output = Linear(name: p + "self_attn.o_proj", inFeatures: c.headCount * c.headDim, outFeatures: c.hiddenSize, bias: false)
+        query = Linear(name: p + "self_attn.q_proj", inFeatures: c.hiddenSize, outFeatures: c.headCount * c.headDim,
+                       bias: c.attentionBias, allocatesWeight: a)
+        key = Linear(name: p + "self_attn.k_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim,
+                     bias: c.attentionBias, allocatesWeight: a)
+        value = Linear(name: p + "self_attn.v_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim,
+                       bias: c.attentionBias, allocatesWeight: a)
+        output = Linear(name: p + "self_attn.o_proj", inFeatures: c.headCount * c.headDim, outFeatures: c.hiddenSize,
+                        bias: false, allocatesWeight: a)
         mlpNorm = Parameter(name: p + "post_attention_layernorm.weight", shape: [c.hiddenSize])
-        gate = Linear(name: p + "mlp.gate_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
-        up = Linear(name: p + "mlp.up_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false)
-        down = Linear(name: p + "mlp.down_proj", inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false)
+        gate = Linear(name: p + "mlp.gate_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false, allocatesWeight: a)
+        up = Linear(name: p + "mlp.up_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false, allocatesWeight: a)
+        down = Linear(name: p + "mlp.down_proj", inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false, allocatesWeight: a)
     }
 
     public var linears: [Linear] { [query, key, value, output, gate, up, down] }
@@ -226,13 +230,17 @@ public final class LlamaModel: @unchecked Sendable {
     /// The chunked LM head's logits buffer for losses computed without training activations (evaluation).
     let headWorkspace = ChunkedLMHeadLoss.Workspace()
 
-    /// A model with zero weights of the configured shapes; `load(from:)` fills them.
-    public init(config c: LlamaConfiguration) {
+    /// A model with zero weights of the configured shapes; `load(from:)` fills them. The weights that loading will
+    /// move to a compact `weightFormat` get no float32 values here: `load` gives each its values only while it
+    /// reads and compresses it, so a QLoRA model never exists whole in float32.
+    public init(config c: LlamaConfiguration, weightFormat: WeightFormat = .float32) {
         config = c
-        embedding = Parameter(name: "model.embed_tokens.weight", shape: [c.vocabularySize, c.hiddenSize])
-        blocks = (0..<c.layerCount).map { LlamaBlock(index: $0, config: c) }
+        let compactHead = weightFormat == .bfloat16
+        embedding = Parameter(name: "model.embed_tokens.weight", shape: [c.vocabularySize, c.hiddenSize], allocated: !compactHead)
+        blocks = (0..<c.layerCount).map { LlamaBlock(index: $0, config: c, allocatesLinears: weightFormat == .float32) }
         finalNorm = Parameter(name: "model.norm.weight", shape: [c.hiddenSize])
-        lmHead = c.tieWordEmbeddings ? nil : Linear(name: "lm_head", inFeatures: c.hiddenSize, outFeatures: c.vocabularySize, bias: false)
+        lmHead = c.tieWordEmbeddings ? nil : Linear(name: "lm_head", inFeatures: c.hiddenSize, outFeatures: c.vocabularySize,
+                                                    bias: false, allocatesWeight: !compactHead)
         rope = RotaryEmbedding(headDim: c.headDim, base: c.ropeTheta, llama3: c.ropeLlama3Scaling,
                                frequencyFactors: c.ropeFrequencyFactors)
     }
@@ -271,6 +279,7 @@ public final class LlamaModel: @unchecked Sendable {
     public func load(from source: any WeightSource, weightFormat: WeightFormat = .float32) throws {
         var unused = Set(source.tensorNames)
         for parameter in parameters {
+            if !parameter.hasValues { parameter.restoreValues(Tensor(zeros: parameter.shape)) }
             try source.read(parameter.name, shape: parameter.shape, into: parameter.tensor.buffer)
             unused.remove(parameter.name)
             if weightFormat != .float32 { try compress(parameter, to: weightFormat) }
@@ -367,17 +376,20 @@ final class BlockActivations {
 final class ForwardWorkspace {
     let rows: Int
     let hidden, projected, keys, values, finalNormed: Tensor
-    let shared: BlockActivations
+    /// The one set of block activations inference reuses for every block; training keeps its own and never
+    /// makes this one.
+    lazy var shared = BlockActivations(config: config, rows: rows)
     let scores = ScratchBuffer()
+    private let config: LlamaConfiguration
 
     init(config c: LlamaConfiguration, rows: Int) {
         self.rows = rows
+        config = c
         hidden = Tensor(zeros: [rows, c.hiddenSize])
         projected = Tensor(zeros: [rows, c.hiddenSize])
         keys = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
         values = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
         finalNormed = Tensor(zeros: [rows, c.hiddenSize])
-        shared = BlockActivations(config: c, rows: rows)
     }
 }
 

@@ -41,7 +41,7 @@ public enum ModelFiles {
     /// The model with its weights loaded (float32).
     public func loadModel(weightFormat: WeightFormat = .float32) throws -> LlamaModel {
         let config = try configuration()
-        let model = LlamaModel(config: config)
+        let model = LlamaModel(config: config, weightFormat: weightFormat)
         try model.load(from: try weightSource(for: config), weightFormat: weightFormat)
         // The weights now live in the model: the mapped file need not stay resident.
         switch self {

@@ -13,10 +13,12 @@ public final class Parameter: @unchecked Sendable {
         didSet { gradient = trainable ? (gradient ?? Tensor(zeros: shape)) : nil }
     }
 
-    public init(name: String, shape: [Int], trainable: Bool = false) {
+    /// - Parameter allocated: false for a frozen weight that loading will move to a compact format: its float32
+    ///   values then exist only while it is read (`load` allocates them), never all at once.
+    public init(name: String, shape: [Int], trainable: Bool = false, allocated: Bool = true) {
         self.name = name
         self.shape = shape
-        self.tensor = Tensor(zeros: shape)
+        self.tensor = Tensor(zeros: allocated ? shape : [0])
         self.trainable = trainable
         gradient = trainable ? Tensor(zeros: shape) : nil
     }
@@ -26,6 +28,9 @@ public final class Parameter: @unchecked Sendable {
         precondition(!trainable, "\(name) is trainable: its float32 values are what training updates")
         tensor = Tensor(zeros: [0])
     }
+
+    /// Whether the float32 values exist (a compact or not-yet-loaded weight has none).
+    public var hasValues: Bool { tensor.count == shape.reduce(1, *) }
 
     /// Gives a released weight float32 values again.
     func restoreValues(_ values: Tensor) {

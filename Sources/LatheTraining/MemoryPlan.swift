@@ -37,7 +37,8 @@ public struct MemoryPlan: Sendable, Equatable {
     public var config: LlamaConfiguration
     public var method: Method
     /// Bytes per value of the frozen block linear weights: 4 (float32) for full and LoRA, 2 for a bf16 base,
-    /// `nf4BytesPerValue` for QLoRA. Embedding, norms and an untied LM head stay float32 whatever this is.
+    /// `nf4BytesPerValue` for QLoRA. A bf16 base holds the embedding and an untied LM head in bf16 too; NF4 leaves
+    /// them (and the norms, always) in float32.
     public var baseBytesPerValue: Double
     public var batchSize: Int
     /// Tokens per row.
@@ -99,8 +100,14 @@ public struct MemoryPlan: Sendable, Equatable {
             sum + Int((Double(shape.in * shape.out) * baseBytesPerValue).rounded(.up))
         } * config.layerCount
         // A compressed weight keeps an empty float32 tensor of one value.
-        let released = blockLinearShapes.count * config.layerCount * 4
-        return floats - linearValues * 4 + compact + released + adapterValues * 4
+        var released = blockLinearShapes.count * config.layerCount * 4
+        // bf16 also holds the embedding and an untied head, at 2 bytes.
+        var headValues = 0
+        if compressesEmbedding {
+            headValues = config.vocabularySize * config.hiddenSize * (config.tieWordEmbeddings ? 1 : 2)
+            released += (config.tieWordEmbeddings ? 1 : 2) * 4
+        }
+        return floats - (linearValues + headValues) * 4 + compact + headValues * 2 + released + adapterValues * 4
     }
 
     /// One float32 gradient per trainable value.
@@ -121,7 +128,8 @@ public struct MemoryPlan: Sendable, Equatable {
         let c = config, rows = self.rows
         let kv = c.kvHeadCount * c.headDim
         let blockInputs = c.layerCount * rows * c.hiddenSize
-        let blockSets = (gradientCheckpointing ? 1 : c.layerCount) * blockActivationFloats
+        // Every block keeps its own set, or one set with checkpointing; the recomputed part is shared by all.
+        let blockSets = (gradientCheckpointing ? 1 : c.layerCount) * keptBlockActivationFloats + recomputedBlockActivationFloats
         let keysAndValues = 2 * c.layerCount * rows * kv
         let finalInputAndGradient = 2 * rows * c.hiddenSize
         let rotaryTables = 2 * rows * (c.headDim / 2)
@@ -143,9 +151,8 @@ public struct MemoryPlan: Sendable, Equatable {
     public var workspaceBytes: Int {
         let c = config, rows = self.rows
         let q = c.headCount * c.headDim, kv = c.kvHeadCount * c.headDim
-        // ForwardWorkspace: hidden, projected, finalNormed, keys, values, and a BlockActivations set that training
-        // allocates but never uses (it writes into TrainingActivations instead).
-        let forward = rows * (3 * c.hiddenSize + 2 * kv) + blockActivationFloats
+        // ForwardWorkspace: hidden, projected, finalNormed, keys, values (its inference activations are never made).
+        let forward = rows * (3 * c.hiddenSize + 2 * kv)
         // GradientWorkspace: residual, normed, attention, queries, keys, values, gate, up, activated.
         let gradient = rows * (2 * c.hiddenSize + 2 * q + 2 * kv + 3 * c.intermediateSize)
         // Scores of one block of queries against every key: the forward's and the backward's (P and dP).
@@ -175,17 +182,22 @@ public struct MemoryPlan: Sendable, Equatable {
     /// Everything the training itself allocates (the terms a test can measure with `TensorMemory`).
     public var trainingBytes: Int { weightBytes + gradientBytes + optimizerBytes + activationBytes + workspaceBytes }
 
-    /// The resident peak while loading, runtime included. `LlamaModel(config:)` allocates every weight in float32
-    /// before `load` reads the file tensor by tensor, so a compact base still passes through the whole float32
-    /// model: just after the embedding is read (its file pages now resident), before the first block linear is
-    /// compressed and freed. The tokenizer is built last, with a transient of its own.
+    /// The resident peak while loading, runtime included. Loading reads the mapped file tensor by tensor (its
+    /// pages become resident) into the model's weights; a weight bound for a compact format has float32 values only
+    /// while it is read and compressed. Then the file's pages are released and the tokenizer is built, with a
+    /// transient of its own.
     public var loadingBytes: Int {
-        let float32Model = config.parameterCount * 4
-        let tokenizerBuilt = runtime.totalBytes + runtime.tokenizerLoadingBytes
-        guard isCompact else { return float32Model + tokenizerBuilt }
-        let largestCompact = blockLinearShapes.map { Int((Double($0.in * $0.out) * baseBytesPerValue).rounded(.up)) }.max() ?? 0
-        let weightsRead = float32Model + largestCompact + runtime.processBytes + runtime.embeddingFileBytes
-        return max(weightsRead, weightBytes - adapterValues * 4 + tokenizerBuilt)
+        let modelBytes = weightBytes - adapterValues * 4
+        let transient = isCompact ? largestCompressedWeightBytes : 0
+        let weightsRead = runtime.processBytes + runtime.modelFileBytes + modelBytes + transient
+        let tokenizerBuilt = runtime.processBytes + modelBytes + runtime.tokenizerBytes + runtime.tokenizerLoadingBytes
+        return max(weightsRead, tokenizerBuilt)
+    }
+
+    /// The float32 bytes of the largest weight loading compresses: a block linear, or with bf16 the embedding.
+    var largestCompressedWeightBytes: Int {
+        let linear = blockLinearShapes.map { $0.in * $0.out }.max() ?? 0
+        return 4 * (compressesEmbedding ? max(linear, config.vocabularySize * config.hiddenSize) : linear)
     }
 
     /// The peak resident memory the run should reach: the larger of the load and a training step with the runtime.
@@ -201,6 +213,8 @@ public struct MemoryPlan: Sendable, Equatable {
     // MARK: - Shapes
 
     var rows: Int { batchSize * length }
+    /// A bf16 base holds the embedding and an untied LM head in bf16 too (NF4 leaves them float32).
+    var compressesEmbedding: Bool { isCompact && baseBytesPerValue == 2 }
     var isCompact: Bool { method == .qlora || (method == .lora && baseBytesPerValue != 4) }
 
     /// (in, out) of the seven linears of one block, in `LoRAConfiguration.linearNames` order.
@@ -237,11 +251,14 @@ public struct MemoryPlan: Sendable, Equatable {
         return sizes + Array((0..<c.layerCount).map { _ in perBlock }.joined())
     }
 
-    /// One `BlockActivations` set: middle, the two normalised inputs, queries, attention, gate, up, activated.
-    var blockActivationFloats: Int {
+    /// What each block keeps of `BlockActivations`: middle, queries, attention, gate, up.
+    var keptBlockActivationFloats: Int {
         let c = config, q = c.headCount * c.headDim
-        return rows * (3 * c.hiddenSize + 2 * q + 3 * c.intermediateSize)
+        return rows * (c.hiddenSize + 2 * q + 2 * c.intermediateSize)
     }
+
+    /// What all blocks share and the backward pass recomputes: the two normalised inputs and silu(gate)·up.
+    var recomputedBlockActivationFloats: Int { rows * (2 * config.hiddenSize + config.intermediateSize) }
 }
 
 /// What a Lathe process holds besides the training's tensors, which the peak resident memory includes.
@@ -251,32 +268,27 @@ public struct RuntimeBaseline: Sendable, Equatable, Codable {
     /// The Swift runtime, Foundation, oneDNN and OpenBLAS code, heaps and thread stacks of a training process:
     /// 42 MiB resident with the tiny model, whose tensors, file and tokenizer take under 1 MiB.
     public var processBytes: Int
-    /// The model file's pages: GGUF and safetensors files are memory-mapped and every tensor is read once
-    /// while loading, so the whole file stays resident beside the float32 copy.
+    /// The model file's pages: GGUF and safetensors files are memory-mapped and every tensor is read once while
+    /// loading; they are resident until the load releases them (`MappedFile.releaseResidentPages`).
     public var modelFileBytes: Int
     /// The tokenizer's tables and the GGUF metadata arrays they were read from, which stay alive with the file.
     public var tokenizerBytes: Int
     /// What building the tokenizer holds for a moment on top of `tokenizerBytes` (copies of the vocabulary and
     /// merges): part of the load's peak only.
     public var tokenizerLoadingBytes: Int
-    /// The embedding's bytes in the file: the pages loading has read when the float32 model is still whole.
-    public var embeddingFileBytes: Int
 
-    public init(processBytes: Int, modelFileBytes: Int, tokenizerBytes: Int, tokenizerLoadingBytes: Int,
-                embeddingFileBytes: Int) {
+    public init(processBytes: Int, modelFileBytes: Int, tokenizerBytes: Int, tokenizerLoadingBytes: Int) {
         self.processBytes = processBytes
         self.modelFileBytes = modelFileBytes
         self.tokenizerBytes = tokenizerBytes
         self.tokenizerLoadingBytes = tokenizerLoadingBytes
-        self.embeddingFileBytes = embeddingFileBytes
     }
 
     /// No baseline: the training's own allocations only.
-    public static let none = RuntimeBaseline(processBytes: 0, modelFileBytes: 0, tokenizerBytes: 0, tokenizerLoadingBytes: 0,
-                                             embeddingFileBytes: 0)
+    public static let none = RuntimeBaseline(processBytes: 0, modelFileBytes: 0, tokenizerBytes: 0, tokenizerLoadingBytes: 0)
 
-    /// What stays resident through training (the loading transient is counted in `MemoryPlan.loadingBytes`).
-    public var totalBytes: Int { processBytes + modelFileBytes + tokenizerBytes }
+    /// What stays resident through training (the file and the loading transients count in `MemoryPlan.loadingBytes`).
+    public var totalBytes: Int { processBytes + tokenizerBytes }
 
     /// A training process with the tiny test model: peak RSS 41.7–42.1 MiB over three runs.
     public static let measuredProcessBytes = 42 << 20
@@ -290,19 +302,14 @@ public struct RuntimeBaseline: Sendable, Equatable, Codable {
     /// The baseline of a run that loads `files`: the measured process, the whole model file (or its safetensors
     /// shards) mapped and read, and the tokenizer scaled by the vocabulary.
     public static func estimate(for files: ModelFiles, config: LlamaConfiguration) throws -> RuntimeBaseline {
-        let fileBytes: Int, embeddingBytes: Int
+        let fileBytes: Int
         switch files {
-        case .gguf(let file):
-            fileBytes = try Self.size(of: file.url)
-            embeddingBytes = file.tensor(named: "token_embd.weight")?.byteCount ?? 0
-        case .huggingFace(let folder):
-            fileBytes = try folder.weightFiles.reduce(0) { $0 + (try Self.size(of: $1.url)) }
-            embeddingBytes = folder.tensor(named: "model.embed_tokens.weight")?.info.byteCount ?? 0
+        case .gguf(let file): fileBytes = try Self.size(of: file.url)
+        case .huggingFace(let folder): fileBytes = try folder.weightFiles.reduce(0) { $0 + (try Self.size(of: $1.url)) }
         }
         return RuntimeBaseline(processBytes: measuredProcessBytes, modelFileBytes: fileBytes,
                                tokenizerBytes: config.vocabularySize * measuredTokenizerBytesPerToken,
-                               tokenizerLoadingBytes: config.vocabularySize * measuredTokenizerLoadingBytesPerToken,
-                               embeddingFileBytes: embeddingBytes)
+                               tokenizerLoadingBytes: config.vocabularySize * measuredTokenizerLoadingBytesPerToken)
     }
 
     private static func size(of url: URL) throws -> Int {
