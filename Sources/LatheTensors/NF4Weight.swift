@@ -8,8 +8,9 @@
 /// the block's largest magnitude; two indices share a byte, the first value in the high nibble.
 /// Double quantization stores the absmaxes themselves in 8 bits: their mean (`absmaxOffset`) is subtracted, and
 /// each group of 256 is scaled by its own largest magnitude (`absmaxScales`) and rounded to a code of
-/// bitsandbytes' signed dynamic map (`absmaxCodebook`) through its 65 536-slot lookup table, so a block's absmax is
-/// absmaxCodebook[quantizedAbsmax[b]] · absmaxScales[b / 256] + absmaxOffset, in float32, multiply then add.
+/// bitsandbytes' signed dynamic map through its 65 536-slot lookup table (`BlockwiseQuantization` with
+/// `DynamicQuantizationMap.signed`), so a block's absmax is
+/// signed.codes[quantizedAbsmax[b]] · absmaxScales[b / 256] + absmaxOffset, in float32, multiply then add.
 public final class NF4Weight: CompactWeight {
     /// Why a weight cannot be quantized.
     public enum QuantizationError: Error, Equatable, CustomStringConvertible {
@@ -42,46 +43,8 @@ public final class NF4Weight: CompactWeight {
         0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
     ]
 
-    /// bitsandbytes' signed 8-bit dynamic map (`create_dynamic_map(signed=True)`), sorted: the codes of the
-    /// quantized absmaxes (index 0 is -0.99297, not -1). Written out because torch's float32 `linspace` that builds it is not reproducible
-    /// from the formula in double precision (72 of the 256 codes would differ by an ulp).
-    public static let absmaxCodebook: [Float] = [
-        -9.9296874e-01, -9.789063e-01, -9.6484375e-01, -9.507812e-01, -9.3671876e-01, -9.2265624e-01, -9.085938e-01, -8.9453125e-01,
-        -8.804687e-01, -8.6640626e-01, -8.5234374e-01, -8.382813e-01, -8.2421875e-01, -8.101562e-01, -7.9609376e-01, -7.8203124e-01,
-        -7.679688e-01, -7.5390625e-01, -7.398437e-01, -7.2578126e-01, -7.117188e-01, -6.976563e-01, -6.8359375e-01, -6.695312e-01,
-        -6.5546876e-01, -6.414063e-01, -6.273438e-01, -6.1328125e-01, -5.992187e-01, -5.8515626e-01, -5.710938e-01, -5.570313e-01,
-        -5.4296875e-01, -5.289062e-01, -5.148437e-01, -5.0078124e-01, -4.867187e-01, -4.7265625e-01, -4.5859373e-01, -4.4453126e-01,
-        -4.3046874e-01, -4.1640624e-01, -4.0234375e-01, -3.8828123e-01, -3.7421876e-01, -3.6015624e-01, -3.4609374e-01, -3.3203125e-01,
-        -3.1796873e-01, -3.0390626e-01, -2.8984374e-01, -2.7578127e-01, -2.6171875e-01, -2.4765624e-01, -2.3359375e-01, -2.1953125e-01,
-        -2.0546874e-01, -1.9140625e-01, -1.7734376e-01, -1.6328125e-01, -1.4921875e-01, -1.3515624e-01, -1.2109375e-01, -1.07031256e-01,
-        -9.859375e-02, -9.578126e-02, -9.2968754e-02, -9.015625e-02, -8.734375e-02, -8.453125e-02, -8.171876e-02, -7.890625e-02,
-        -7.609375e-02, -7.328125e-02, -7.0468746e-02, -6.7656256e-02, -6.484375e-02, -6.203125e-02, -5.9218753e-02, -5.640625e-02,
-        -5.359375e-02, -5.078125e-02, -4.796875e-02, -4.515625e-02, -4.2343747e-02, -3.953125e-02, -3.6718752e-02, -3.390625e-02,
-        -3.109375e-02, -2.8281251e-02, -2.546875e-02, -2.265625e-02, -1.9843752e-02, -1.703125e-02, -1.421875e-02, -1.140625e-02,
-        -9.71875e-03, -9.156249e-03, -8.59375e-03, -8.03125e-03, -7.46875e-03, -6.90625e-03, -6.34375e-03, -5.78125e-03,
-        -5.2187503e-03, -4.6562497e-03, -4.09375e-03, -3.5312497e-03, -2.96875e-03, -2.40625e-03, -1.84375e-03, -1.2812499e-03,
-        -9.437501e-04, -8.3125e-04, -7.1875006e-04, -6.062501e-04, -4.9375003e-04, -3.8125002e-04, -2.6875004e-04, -1.5625001e-04,
-        -8.875e-05, -6.625e-05, -4.375e-05, -2.1249998e-05, -7.75e-06, -3.2500002e-06, -5.5000004e-07, 0e+00,
-        5.5000004e-07, 3.2500002e-06, 7.75e-06, 2.1249998e-05, 4.375e-05, 6.625e-05, 8.875e-05, 1.5625001e-04,
-        2.6875004e-04, 3.8125002e-04, 4.9375003e-04, 6.062501e-04, 7.1875006e-04, 8.3125e-04, 9.437501e-04, 1.2812499e-03,
-        1.84375e-03, 2.40625e-03, 2.96875e-03, 3.5312497e-03, 4.09375e-03, 4.6562497e-03, 5.2187503e-03, 5.78125e-03,
-        6.34375e-03, 6.90625e-03, 7.46875e-03, 8.03125e-03, 8.59375e-03, 9.156249e-03, 9.71875e-03, 1.140625e-02,
-        1.421875e-02, 1.703125e-02, 1.9843752e-02, 2.265625e-02, 2.546875e-02, 2.8281251e-02, 3.109375e-02, 3.390625e-02,
-        3.6718752e-02, 3.953125e-02, 4.2343747e-02, 4.515625e-02, 4.796875e-02, 5.078125e-02, 5.359375e-02, 5.640625e-02,
-        5.9218753e-02, 6.203125e-02, 6.484375e-02, 6.7656256e-02, 7.0468746e-02, 7.328125e-02, 7.609375e-02, 7.890625e-02,
-        8.171876e-02, 8.453125e-02, 8.734375e-02, 9.015625e-02, 9.2968754e-02, 9.578126e-02, 9.859375e-02, 1.07031256e-01,
-        1.2109375e-01, 1.3515624e-01, 1.4921875e-01, 1.6328125e-01, 1.7734376e-01, 1.9140625e-01, 2.0546874e-01, 2.1953125e-01,
-        2.3359375e-01, 2.4765624e-01, 2.6171875e-01, 2.7578127e-01, 2.8984374e-01, 3.0390626e-01, 3.1796873e-01, 3.3203125e-01,
-        3.4609374e-01, 3.6015624e-01, 3.7421876e-01, 3.8828123e-01, 4.0234375e-01, 4.1640624e-01, 4.3046874e-01, 4.4453126e-01,
-        4.5859373e-01, 4.7265625e-01, 4.867187e-01, 5.0078124e-01, 5.148437e-01, 5.289062e-01, 5.4296875e-01, 5.570313e-01,
-        5.710938e-01, 5.8515626e-01, 5.992187e-01, 6.1328125e-01, 6.273438e-01, 6.414063e-01, 6.5546876e-01, 6.695312e-01,
-        6.8359375e-01, 6.976563e-01, 7.117188e-01, 7.2578126e-01, 7.398437e-01, 7.5390625e-01, 7.679688e-01, 7.8203124e-01,
-        7.9609376e-01, 8.101562e-01, 8.2421875e-01, 8.382813e-01, 8.5234374e-01, 8.6640626e-01, 8.804687e-01, 8.9453125e-01,
-        9.085938e-01, 9.2265624e-01, 9.3671876e-01, 9.507812e-01, 9.6484375e-01, 9.789063e-01, 9.9296874e-01, 1e+00,
-    ]
-
     /// Absmaxes per second-level scale in double quantization (bitsandbytes' `quantize_blockwise(blocksize=256)`).
-    public static let absmaxBlockSize = 256
+    public static let absmaxBlockSize = BlockwiseQuantization.blockSize
     /// The block sizes `quantize_4bit` accepts.
     public static let supportedBlockSizes = [32, 64, 128, 256, 512, 1024, 2048, 4096]
 
@@ -93,7 +56,8 @@ public final class NF4Weight: CompactWeight {
     /// Two NF4 indices a byte, value 2i in the high nibble and 2i+1 in the low; an odd count ends with the
     /// index of 0 (7) in the last low nibble, as bitsandbytes pads.
     public let packedIndices: [UInt8]
-    /// With double quantization: each block's absmax as an index into `absmaxCodebook`; empty otherwise.
+    /// With double quantization: each block's absmax as an index into `DynamicQuantizationMap.signed.codes`;
+    /// empty otherwise.
     public let quantizedAbsmax: [UInt8]
     /// With double quantization: the largest |absmax - absmaxOffset| of each group of 256 blocks; empty otherwise.
     public let absmaxScales: [Float]
@@ -200,49 +164,20 @@ public final class NF4Weight: CompactWeight {
         let groupCount = (centered.count + absmaxBlockSize - 1) / absmaxBlockSize
         var indices = [UInt8](repeating: 0, count: centered.count)
         var scales = [Float](repeating: 0, count: groupCount)
-        let lookup = absmaxLookup
-        for group in 0..<groupCount {
-            let first = group * absmaxBlockSize
-            let end = min(first + absmaxBlockSize, centered.count)
-            var largest: Float = 0
-            for index in first..<end { largest = max(largest, abs(centered[index])) }
-            scales[group] = largest
-            // A group whose absmaxes all equal the offset keeps index 0, as bitsandbytes writes it.
-            guard largest > 0 else { continue }
-            let reciprocal = 1 / largest
-            for index in first..<end {
-                let normalized = centered[index] * reciprocal
-                indices[index] = lookup[lookupSlot(normalized.isNaN ? normalized : min(max(normalized, -1), 1))]
+        // A group whose absmaxes all equal the offset gets scale 0 and indices 0, as bitsandbytes writes it.
+        centered.withUnsafeBufferPointer { centered in
+            indices.withUnsafeMutableBufferPointer { indices in
+                guard let values = centered.baseAddress, let codes = indices.baseAddress else { return }
+                for group in 0..<groupCount {
+                    let first = group * absmaxBlockSize
+                    scales[group] = BlockwiseQuantization.quantizeBlock(
+                        values + first, count: min(absmaxBlockSize, centered.count - first),
+                        map: .signed, codes: codes + first)
+                }
             }
         }
         return (indices, scales, offset)
     }
-
-    /// bitsandbytes' CPU kernel does not search the 256 codes: it cuts [-1, 1] into 65 536 evenly spaced points
-    /// and maps x to the code nearest its point, rounded as (x + 1) · 0.5 · 65535 + 0.5 then truncated. This is
-    /// not always the code nearest x itself (up to half a slot, 1.5e-5, off), so it is reproduced slot for slot.
-    @inline(__always)
-    private static func lookupSlot(_ normalized: Float) -> Int {
-        // NaN only from 0 · ∞ when a group's largest deviation is so small its reciprocal overflows.
-        let half = normalized.isNaN ? 0.5 : (normalized + 1) * 0.5
-        let position = half * 65535
-        return Int(position + 0.5)
-    }
-
-    /// For each of the 65 536 slots, the index of the absmax code nearest the slot's point -1 + 2i / 65535
-    /// (the lower code on a midpoint), as bitsandbytes builds it: 64 KB, built once on first use.
-    private static let absmaxLookup: [UInt8] = {
-        let code = absmaxCodebook
-        let midpoints = (0..<(code.count - 1)).map { 0.5 * (code[$0] + code[$0 + 1]) }
-        var lookup = [UInt8](repeating: 0, count: 65_536)
-        var codeIndex = 0
-        for slot in 0..<65_536 {
-            let point = -1 + (2 * Float(slot)) / 65535
-            while codeIndex < midpoints.count && midpoints[codeIndex] < point { codeIndex += 1 }
-            lookup[slot] = UInt8(codeIndex)
-        }
-        return lookup
-    }()
 
     // MARK: - Expansion
 
@@ -255,7 +190,7 @@ public final class NF4Weight: CompactWeight {
             return
         }
         let offset = absmaxOffset
-        Self.absmaxCodebook.withUnsafeBufferPointer { code in
+        DynamicQuantizationMap.signed.codes.withUnsafeBufferPointer { code in
             quantizedAbsmax.withUnsafeBufferPointer { indices in
                 absmaxScales.withUnsafeBufferPointer { scales in
                     for block in blocks {

@@ -1,4 +1,5 @@
 import LatheModels
+import LatheTensors
 
 /// Scales the gradients of the trainable parameters so that their joint L2 norm is at most `maxNorm`, as
 /// `torch.nn.utils.clip_grad_norm_` does, and returns the norm before clipping.

@@ -90,8 +90,8 @@ final class NF4WeightTests: XCTestCase {
         let fixture = try Self.loadFixture()
         XCTAssertEqual(fixture.bitsandbytesVersion, "0.50.2")
         XCTAssertEqual(NF4Weight.codebook, fixture.codebook)
-        XCTAssertEqual(NF4Weight.absmaxCodebook.count, 256)
-        XCTAssertEqual(mismatches(NF4Weight.absmaxCodebook, fixture.dynamicMap), [],
+        XCTAssertEqual(DynamicQuantizationMap.signed.codes.count, 256)
+        XCTAssertEqual(mismatches(DynamicQuantizationMap.signed.codes, fixture.dynamicMap), [],
                        "dynamic map entries that differ from create_dynamic_map(signed=True)")
     }
 

@@ -1,5 +1,3 @@
-import Foundation
-
 /// One of bitsandbytes' two dynamic 8-bit quantization maps, with the lookup table its CPU quantizer uses to find
 /// a value's code.
 ///
@@ -13,14 +11,19 @@ import Foundation
 /// bitsandbytes' CPU quantizer does not search the codes: it rounds the normalised value to one of 65536 grid
 /// points −1 + 2k/65535 and reads the code nearest that grid point from a table, built by walking the midpoints
 /// between neighbouring codes. `lookup` is that table.
-struct DynamicQuantizationMap: Sendable {
-    static let codeCount = 256
-    static let gridSize = 65536
+///
+/// Used by QLoRA's double quantization of NF4 absmaxes (`NF4Weight`, signed map) and by LatheTraining's
+/// `AdamW8bit` moments (signed and unsigned maps), both through `BlockwiseQuantization`.
+public struct DynamicQuantizationMap: Sendable {
+    public static let codeCount = 256
+    public static let gridSize = 65536
 
-    let codes: [Float]
-    let lookup: [UInt8]
+    /// The 256 codes, sorted ascending.
+    public let codes: [Float]
+    /// For each grid point −1 + 2k/65535, the index of the code nearest it (the lower one on a midpoint): 64 KB.
+    public let lookup: [UInt8]
 
-    init(codes: [Float]) {
+    private init(codes: [Float]) {
         precondition(codes.count == Self.codeCount, "a dynamic map has 256 codes")
         self.codes = codes
         let midpoints = (0..<(Self.codeCount - 1)).map { 0.5 * (codes[$0] + codes[$0 + 1]) }
@@ -34,16 +37,18 @@ struct DynamicQuantizationMap: Sendable {
         self.lookup = lookup
     }
 
-    /// The map of signed values (AdamW's first moment): 127 negative codes, 0, 127 positive codes up to 1.
-    static let signed = DynamicQuantizationMap(codes: signedBits.map(Float.init(bitPattern:)))
+    /// The map of signed values (AdamW's first moment, NF4's centred absmaxes): 127 negative codes from
+    /// −0.99297 (not −1), 0, 128 positive codes up to 1.
+    public static let signed = DynamicQuantizationMap(codes: signedBits.map(Float.init(bitPattern:)))
     /// The map of non-negative values (AdamW's second moment): 0, 254 positive codes, 1.
-    static let unsigned = DynamicQuantizationMap(codes: unsignedBits.map(Float.init(bitPattern:)))
+    public static let unsigned = DynamicQuantizationMap(codes: unsignedBits.map(Float.init(bitPattern:)))
 
     /// The grid point a value normalised to [−1, 1] rounds to, in bitsandbytes' float32 arithmetic:
     /// ((v + 1)·0.5)·65535 + 0.5, truncated.
-    /// A NaN (from a NaN gradient) reads as 0 instead of trapping; bitsandbytes leaves that case undefined.
+    /// A NaN (from a NaN gradient, or 0 · ∞ when a block's absmax is so small its reciprocal overflows) reads as 0,
+    /// grid point 32768, instead of trapping; bitsandbytes leaves that case undefined.
     @inline(__always)
-    static func gridIndex(_ normalised: Float) -> Int {
+    public static func gridIndex(_ normalised: Float) -> Int {
         guard !normalised.isNaN else { return gridSize / 2 }
         let clamped = normalised < -1 ? -1 : (normalised > 1 ? 1 : normalised)
         return Int(((clamped + 1) * 0.5) * Float(gridSize - 1) + 0.5)
@@ -123,19 +128,20 @@ struct DynamicQuantizationMap: Sendable {
 /// bitsandbytes' blockwise 8-bit codec (its CPU `quantize_blockwise` / `dequantize_blockwise`): values are cut
 /// into blocks of 256, each block keeps its largest magnitude (absmax) as a float and every value as the code of
 /// value / absmax in a `DynamicQuantizationMap`.
-enum BlockwiseQuantization {
-    static let blockSize = 256
+public enum BlockwiseQuantization {
+    public static let blockSize = 256
 
-    static func blockCount(for count: Int) -> Int { (count + blockSize - 1) / blockSize }
+    public static func blockCount(for count: Int) -> Int { (count + blockSize - 1) / blockSize }
 
     /// Quantizes one block of `count` ≤ 256 values: returns its absmax and writes the codes. A block of zeros has
     /// absmax 0 and codes 0, as in bitsandbytes; NaNs do not count towards absmax. The value is multiplied by the
-    /// float reciprocal of absmax, as bitsandbytes does (not divided). Absmax and grid indices are computed 16
-    /// lanes at a time; `referenceQuantizeBlock` is the same arithmetic element by element.
+    /// float reciprocal of absmax, as bitsandbytes does (not divided); a normalised value outside [−1, 1] (from
+    /// ±∞, or a reciprocal that overflowed) is clamped, a NaN one reads as 0. Absmax and grid indices are computed
+    /// 16 lanes at a time; `referenceQuantizeBlock` is the same arithmetic element by element.
     @inline(__always)
-    static func quantizeBlock(_ values: UnsafePointer<Float>, count: Int, map: DynamicQuantizationMap,
-                              codes: UnsafeMutablePointer<UInt8>) -> Float {
-        typealias Vector = OptimizerVector
+    public static func quantizeBlock(_ values: UnsafePointer<Float>, count: Int, map: DynamicQuantizationMap,
+                                     codes: UnsafeMutablePointer<UInt8>) -> Float {
+        typealias Vector = SIMD16<Float>
         var largest = Vector(repeating: 0)
         var index = 0
         while index < count {
@@ -172,8 +178,8 @@ enum BlockwiseQuantization {
     }
 
     /// `quantizeBlock` one element at a time, written as plainly as possible.
-    static func referenceQuantizeBlock(_ values: UnsafePointer<Float>, count: Int, map: DynamicQuantizationMap,
-                                       codes: UnsafeMutablePointer<UInt8>) -> Float {
+    public static func referenceQuantizeBlock(_ values: UnsafePointer<Float>, count: Int, map: DynamicQuantizationMap,
+                                              codes: UnsafeMutablePointer<UInt8>) -> Float {
         var absmax: Float = 0
         for i in 0..<count {
             let magnitude = abs(values[i])
@@ -192,8 +198,8 @@ enum BlockwiseQuantization {
 
     /// The values of one block: code · absmax.
     @inline(__always)
-    static func dequantizeBlock(_ codes: UnsafePointer<UInt8>, count: Int, absmax: Float, map: DynamicQuantizationMap,
-                                into values: UnsafeMutablePointer<Float>) {
+    public static func dequantizeBlock(_ codes: UnsafePointer<UInt8>, count: Int, absmax: Float,
+                                       map: DynamicQuantizationMap, into values: UnsafeMutablePointer<Float>) {
         map.codes.withUnsafeBufferPointer { table in
             for i in 0..<count { values[i] = table[Int(codes[i])] * absmax }
         }
