@@ -91,15 +91,16 @@ public struct BenchSFTCommand: ParsableCommand {
         let peakTensorMiB = Double(TensorMemory.peakBytes) / 1_048_576  // before matmulRate's own tensors
         // The plan of these flags: a compact base gives its own bytes per value (bf16 2, NF4 ≈ 0.516).
         let compact = llama.compactWeightSummary
-        let plan = MemoryPlan(config: llama.config, method: full ? .full : compact?.format == "nf4" ? .qlora : .lora,
+        let plan = MemoryPlan(config: llama.config, method: full ? .full : compact?.format == WeightFormat.nf4.rawValue ? .qlora : .lora,
                               batchSize: batchSize, length: seqLen,
                               lora: LoRAConfiguration(rank: loraRank, alpha: Float(2 * loraRank), targets: ["all-linear"]),
                               gradientCheckpointing: gradientCheckpointing,
+                              optimizer: MemoryPlan.OptimizerMemory(rawValue: self.optimizer.rawValue) ?? .adamw,
                               baseBytesPerValue: compact.map { Double($0.bytes) / Double(max($0.parameters, 1)) },
                               runtime: try RuntimeBaseline.estimate(for: lm.files, config: llama.config))
         let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
-                                      method: full ? "full" : (llama.compactWeightSummary?.format == WeightFormat.nf4.rawValue ? "qlora" : "lora"),
+                                      method: plan.method.rawValue,
                                       weights: llama.compactWeightSummary?.format ?? "f32", optimizer: self.optimizer.rawValue, batch_size: batchSize, seq_len: seqLen, steps: steps,
                                       threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,

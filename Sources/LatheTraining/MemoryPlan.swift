@@ -183,21 +183,15 @@ public struct MemoryPlan: Sendable, Equatable {
     public var trainingBytes: Int { weightBytes + gradientBytes + optimizerBytes + activationBytes + workspaceBytes }
 
     /// The resident peak while loading, runtime included. Loading reads the mapped file tensor by tensor (its
-    /// pages become resident) into the model's weights; a weight bound for a compact format has float32 values only
-    /// while it is read and compressed. Then the file's pages are released and the tokenizer is built, with a
-    /// transient of its own.
+    /// pages become resident) into the model's weights — a weight bound for a compact format has float32 values
+    /// only while it is read and compressed, a transient that is largest (bf16's embedding) when little of the file
+    /// has been read — so the load peaks at its end, with the whole file and every weight. Then the file's pages
+    /// are released and the tokenizer is built, with a transient of its own.
     public var loadingBytes: Int {
         let modelBytes = weightBytes - adapterValues * 4
-        let transient = isCompact ? largestCompressedWeightBytes : 0
-        let weightsRead = runtime.processBytes + runtime.modelFileBytes + modelBytes + transient
+        let weightsRead = runtime.processBytes + runtime.modelFileBytes + modelBytes
         let tokenizerBuilt = runtime.processBytes + modelBytes + runtime.tokenizerBytes + runtime.tokenizerLoadingBytes
         return max(weightsRead, tokenizerBuilt)
-    }
-
-    /// The float32 bytes of the largest weight loading compresses: a block linear, or with bf16 the embedding.
-    var largestCompressedWeightBytes: Int {
-        let linear = blockLinearShapes.map { $0.in * $0.out }.max() ?? 0
-        return 4 * (compressesEmbedding ? max(linear, config.vocabularySize * config.hiddenSize) : linear)
     }
 
     /// The peak resident memory the run should reach: the larger of the load and a training step with the runtime.
