@@ -183,15 +183,23 @@ public struct MemoryPlan: Sendable, Equatable {
     public var trainingBytes: Int { weightBytes + gradientBytes + optimizerBytes + activationBytes + workspaceBytes }
 
     /// The resident peak while loading, runtime included. Loading reads the mapped file tensor by tensor (its
-    /// pages become resident) into the model's weights — a weight bound for a compact format has float32 values
-    /// only while it is read and compressed, a transient that is largest (bf16's embedding) when little of the file
-    /// has been read — so the load peaks at its end, with the whole file and every weight. Then the file's pages
-    /// are released and the tokenizer is built, with a transient of its own.
+    /// pages become resident) into the model's weights; a weight bound for a compact format has float32 values
+    /// only while it is read and compressed. The load peaks at its end: the whole file, every weight, and the
+    /// float32 values of the last weight it compresses. Then the file's pages are released and the tokenizer is
+    /// built, with a transient of its own.
     public var loadingBytes: Int {
         let modelBytes = weightBytes - adapterValues * 4
-        let weightsRead = runtime.processBytes + runtime.modelFileBytes + modelBytes
+        let weightsRead = runtime.processBytes + runtime.modelFileBytes + modelBytes + lastCompressedWeightBytes
         let tokenizerBuilt = runtime.processBytes + modelBytes + runtime.tokenizerBytes + runtime.tokenizerLoadingBytes
         return max(weightsRead, tokenizerBuilt)
+    }
+
+    /// The float32 bytes of the weight loading compresses last: an untied LM head with bf16, else the last
+    /// block's down projection (parameters load in checkpoint order).
+    var lastCompressedWeightBytes: Int {
+        guard isCompact else { return 0 }
+        if compressesEmbedding && !config.tieWordEmbeddings { return config.vocabularySize * config.hiddenSize * 4 }
+        return config.intermediateSize * config.hiddenSize * 4
     }
 
     /// The peak resident memory the run should reach: the larger of the load and a training step with the runtime.

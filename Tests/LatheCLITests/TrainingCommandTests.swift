@@ -72,6 +72,32 @@ final class TrainingCommandTests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("quantize: 'int3'"), bad.stderr)
     }
 
+    /// `lathe plan` reads only the configuration and prints the terms: QLoRA's NF4 base weighs less than LoRA's
+    /// float32 one, and full fine-tuning has gradients for every weight.
+    func testPlanPrintsTheTermsAndOrdersTheMethods() throws {
+        let model = folder.appendingPathComponent("tiny.gguf").path
+        try TinyModel.write(to: URL(fileURLWithPath: model), hidden: 64)
+        func plan(_ method: String) throws -> JSONValue {
+            let result = try LatheProcess.run(["plan", "--model", model, "--method", method, "--batch", "2", "--seq", "32",
+                                               "--dtype", "f32", "--json"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let plan = try JSONValue.parse(Data(result.stdout.utf8))
+            for key in ["weights_mib", "gradients_mib", "optimizer_mib", "activations_mib", "workspace_mib", "runtime_mib"] {
+                XCTAssertNotNil(plan[key]?.double, "\(key) in \(result.stdout)")
+            }
+            XCTAssertGreaterThan(plan["total_mib"]?.double ?? 0, plan["runtime_mib"]?.double ?? .infinity)
+            return plan
+        }
+        let full = try plan("full"), lora = try plan("lora"), qlora = try plan("qlora")
+        XCTAssertLessThan(try XCTUnwrap(lora["gradients_mib"]?.double), try XCTUnwrap(full["gradients_mib"]?.double))
+        XCTAssertLessThan(try XCTUnwrap(qlora["weights_mib"]?.double), try XCTUnwrap(lora["weights_mib"]?.double))
+        let table = try LatheProcess.run(["plan", "--model", model, "--method", "qlora"])
+        XCTAssertTrue(table.stdout.contains("optimizer state") && table.stdout.contains("total"), table.stdout)
+        let bad = try LatheProcess.run(["plan", "--model", model, "--method", "dpo"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("method"), bad.stderr)
+    }
+
     func testSFTRejectsBadFlagsAndBadDataByName() throws {
         let model = folder.appendingPathComponent("tiny.gguf").path
         try TinyModel.write(to: URL(fileURLWithPath: model))
