@@ -169,14 +169,14 @@ public struct MemoryPlan: Sendable, Equatable {
     }
 
     /// The compact base's share of `workspaceBytes`: oneDNN's bf16 product rounds its float32 operand (a layer
-    /// input or an output gradient) to bf16 in a buffer of its own; the tiled products expand up to 64k floats
+    /// input or an output gradient) to bf16 in a buffer of its own; the tiled products expand up to `CompactWeightTiles.floatsPerTile` floats
     /// (at least 16 rows) of a weight at a time.
     public var compactScratchBytes: Int {
         guard isCompact else { return 0 }
         if compactBaseMultipliesNatively {
             return rows * (blockLinearShapes.map { max($0.in, $0.out) }.max() ?? 0) * 2
         }
-        return (blockLinearShapes.map { max(16, 65_536 / max($0.in, 1)) * $0.in }.max() ?? 0) * 4
+        return (blockLinearShapes.map { CompactWeightTiles.rowsPerTile(columns: $0.in) * $0.in }.max() ?? 0) * 4
     }
 
     /// Everything the training itself allocates (the terms a test can measure with `TensorMemory`).

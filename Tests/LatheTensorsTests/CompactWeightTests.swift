@@ -38,8 +38,8 @@ final class CompactWeightTests: XCTestCase {
     }
 
     func testBF16WeightTiledProductsEqualPlainProducts() throws {
-        // 1024 columns make 64-row tiles: 150 rows are two whole tiles and a partial one.
-        let rows = 150, columns = 1024
+        // 4096 columns make 64-row tiles: 150 rows are two whole tiles and a partial one.
+        let rows = 150, columns = 4096
         XCTAssertEqual(CompactWeightTiles.rowsPerTile(columns: columns), 64)
         let values = randomValues(rows * columns, seed: 1)
         let weight = try values.withUnsafeBufferPointer { try BF16Weight(rows: rows, columns: columns, values: $0) }

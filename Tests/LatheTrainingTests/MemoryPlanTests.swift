@@ -67,7 +67,7 @@ final class MemoryPlanTests: XCTestCase {
     /// The compact products' tile scratch lives for the whole process: grown to its largest here, before any
     /// measurement, so that no test's peak depends on whether an earlier test already made it.
     func allocateTileScratch() throws {
-        let columns = 4096, rows = 16  // 16 rows of 4096: the largest tile (64k floats)
+        let columns = 4096, rows = CompactWeightTiles.rowsPerTile(columns: columns)  // the largest tile the tests make
         let weight = try [Float](repeating: 0.5, count: rows * columns).withUnsafeBufferPointer {
             try BF16Weight(rows: rows, columns: columns, values: $0)
         }
