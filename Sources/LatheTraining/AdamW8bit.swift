@@ -268,33 +268,22 @@ public final class AdamW8bit: Optimizer {
     }
 }
 
-/// The per-step scalars of one parameter's update, rounded to Float where torch rounds bitsandbytes' Python floats.
+/// The per-step scalars of one parameter's update, rounded to Float where torch rounds bitsandbytes' Python floats:
+/// AdamW's, plus β₁ and the float32 path's folded constants.
 struct AdamW8bitCoefficients {
-    /// 1 − lr·λ (bitsandbytes multiplies only when λ > 0; 1 is the same).
-    let decay: Float
+    /// 1 − lr·λ, 1 − β₁, β₂, 1 − β₂, √(1 − β₂ᵗ), ε and −lr / (1 − β₁ᵗ), as AdamW computes them.
+    let adam: AdamWCoefficients
     let beta1: Float
-    let oneMinusBeta1: Float
-    let beta2: Float
-    let oneMinusBeta2: Float
-    /// 8-bit path: √(1 − β₂ᵗ), ε, and −lr / (1 − β₁ᵗ).
-    let biasCorrection2Root: Float
-    let epsilon: Float
-    let negativeStepSize: Float
     /// Float32 path: ε·√(1 − β₂ᵗ) and −lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ).
     let scaledEpsilon: Float
     let correctedNegativeStepSize: Float
 
     init(learningRate: Double, beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double, step: Int) {
-        decay = weightDecay > 0 ? Float(1 - learningRate * weightDecay) : 1
+        adam = AdamWCoefficients(learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                                 weightDecay: weightDecay, step: step)
         self.beta1 = Float(beta1)
-        oneMinusBeta1 = Float(1 - beta1)
-        self.beta2 = Float(beta2)
-        oneMinusBeta2 = Float(1 - beta2)
         let correction1 = 1 - pow(beta1, Double(step))
         let correction2 = (1 - pow(beta2, Double(step))).squareRoot()
-        biasCorrection2Root = Float(correction2)
-        self.epsilon = Float(epsilon)
-        negativeStepSize = Float(-learningRate / correction1)
         scaledEpsilon = Float(epsilon * correction2)
         correctedNegativeStepSize = Float(-learningRate * correction2 / correction1)
     }
@@ -323,13 +312,13 @@ enum AdamW8bitKernel {
             var v = loadLanes(expAvgSq + index, lanes)
             // torch 2.13: m.mul_(β₁).add_(g, alpha: 1 − β₁) is fma(g, 1 − β₁, m·β₁) and
             // v.mul_(β₂).addcmul_(g, g, value: 1 − β₂) is fma((1 − β₂)·g, g, v·β₂).
-            m = (m * c.beta1).addingProduct(g, c.oneMinusBeta1)
-            v = (v * c.beta2).addingProduct(c.oneMinusBeta2 * g, g)
-            p = p * c.decay
+            m = (m * c.beta1).addingProduct(g, c.adam.oneMinusBeta1)
+            v = (v * c.adam.beta2).addingProduct(c.adam.oneMinusBeta2 * g, g)
+            p = p * c.adam.decay
             switch path {
             case .quantized:
-                let denominator = v.squareRoot() / c.biasCorrection2Root + c.epsilon
-                p = p + (c.negativeStepSize * m) / denominator
+                let denominator = v.squareRoot() / c.adam.biasCorrection2Root + c.adam.epsilon
+                p = p + (c.adam.negativeStepSize * m) / denominator
             case .full:
                 let update = m / (v.squareRoot() + c.scaledEpsilon)
                 p = p.addingProduct(update, c.correctedNegativeStepSize)
@@ -347,13 +336,13 @@ enum AdamW8bitKernel {
                                 coefficients c: AdamW8bitCoefficients, path: Path) {
         for i in 0..<count {
             let g = gradient[i]
-            expAvg[i] = (expAvg[i] * c.beta1).addingProduct(g, c.oneMinusBeta1)
-            expAvgSq[i] = (expAvgSq[i] * c.beta2).addingProduct(c.oneMinusBeta2 * g, g)
-            parameter[i] = parameter[i] * c.decay
+            expAvg[i] = (expAvg[i] * c.beta1).addingProduct(g, c.adam.oneMinusBeta1)
+            expAvgSq[i] = (expAvgSq[i] * c.adam.beta2).addingProduct(c.adam.oneMinusBeta2 * g, g)
+            parameter[i] = parameter[i] * c.adam.decay
             switch path {
             case .quantized:
-                let denominator = expAvgSq[i].squareRoot() / c.biasCorrection2Root + c.epsilon
-                parameter[i] = parameter[i] + (c.negativeStepSize * expAvg[i]) / denominator
+                let denominator = expAvgSq[i].squareRoot() / c.adam.biasCorrection2Root + c.adam.epsilon
+                parameter[i] = parameter[i] + (c.adam.negativeStepSize * expAvg[i]) / denominator
             case .full:
                 let update = expAvg[i] / (expAvgSq[i].squareRoot() + c.scaledEpsilon)
                 parameter[i] = parameter[i].addingProduct(update, c.correctedNegativeStepSize)
