@@ -64,6 +64,8 @@ public struct BenchSFTCommand: ParsableCommand {
         let lm = try model.load(trainsBase: full)
         let llama = lm.model
         let trainable: [Parameter]
+        // Full fine-tuning in bf16 multiplies by bf16 copies of the float32 master weights, re-rounded every step.
+        let compactCopies = full ? try model.weightFormat(trainsBase: true) : .float32
         if full {
             for p in llama.parameters { p.trainable = true }
             trainable = llama.parameters
@@ -81,6 +83,7 @@ public struct BenchSFTCommand: ParsableCommand {
         var seconds = 0.0
         for step in 0...steps {  // step 0 warms up
             let start = DispatchTime.now().uptimeNanoseconds
+            if compactCopies != .float32 { try llama.keepCompactCopies(compactCopies) }
             for p in trainable { p.zeroGradient() }
             _ = try languageModelLoss(llama, batch: batch, activations: activations, scale: 1 / Float(batch.tokenCount))
             _ = clipGradientNorm(trainable, maxNorm: 1)

@@ -32,10 +32,13 @@ public struct ModelOptions: ParsableArguments {
         try WeightFormat.choose(dtype: dtype, quantize: quantize, trainsBase: trainsBase)
     }
 
-    /// Loads the model named by `--model` with the `--adapter` on it, after setting the thread count.
+    /// Loads the model named by `--model` with the `--adapter` on it, after setting the thread count. With
+    /// `trainsBase` (full fine-tuning, merging) the weights load in float32 whatever `--dtype` says: they are
+    /// the master values.
     public func load(trainsBase: Bool = false) throws -> LanguageModel {
         MatMul.setThreadCount(threads)
-        let lm = try LanguageModel.load(model, weightFormat: try weightFormat(trainsBase: trainsBase))
+        let format = try weightFormat(trainsBase: trainsBase)
+        let lm = try LanguageModel.load(model, weightFormat: trainsBase ? .float32 : format)
         if let adapter { try PEFTAdapter.load(URL(fileURLWithPath: adapter), into: lm.model) }
         return lm
     }

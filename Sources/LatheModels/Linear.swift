@@ -34,9 +34,21 @@ public final class Linear: @unchecked Sendable {
         weight.releaseValues()
     }
 
-    /// Brings a compact weight back to float32 (its rounding stays): merging and export need plain values.
+    /// Makes (or, after an optimizer step, remakes) a compact copy of a trainable float32 weight: the forward
+    /// product and the input gradient then use the copy, while the weight gradient and the update stay on the
+    /// float32 master values (bf16 compute over float32 master weights in full fine-tuning).
+    public func keepCompactCopy(_ format: WeightFormat) throws {
+        compactWeight = try format.compress(weight.tensor, rows: outFeatures, columns: inFeatures)
+    }
+
+    /// Brings a compact weight back to float32 (its rounding stays): merging and export need plain values. A
+    /// compact copy of master values is simply dropped.
     public func expandWeight() {
         guard let compactWeight else { return }
+        if weight.hasValues {
+            self.compactWeight = nil
+            return
+        }
         let values = Tensor(zeros: weight.shape)
         compactWeight.decompress(into: values.pointer)
         weight.restoreValues(values)

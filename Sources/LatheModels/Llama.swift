@@ -300,6 +300,13 @@ extension LlamaModel {
         for parameter in parameters { try compress(parameter, to: format) }
     }
 
+    /// Full fine-tuning in `format` (bf16): every linear layer multiplies by a compact copy of its float32 master
+    /// weight; call again after each optimizer step to re-round the copies. The embedding and a tied head stay
+    /// float32.
+    public func keepCompactCopies(_ format: WeightFormat) throws {
+        for linear in compressibleLinears { try linear.keepCompactCopy(format) }
+    }
+
     /// Compresses `parameter` if it is a weight `format` applies to (`load` calls it as each weight arrives).
     func compress(_ parameter: Parameter, to format: WeightFormat) throws {
         if let linear = blocks.lazy.flatMap(\.linears).first(where: { $0.weight === parameter }) {

@@ -29,7 +29,8 @@ public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertibl
 
 extension WeightFormat {
     /// The format for a run's `dtype` (auto, f32, bf16) and `quantize` (none, or nf4 for QLoRA) settings; `trainsBase`
-    /// is true for full fine-tuning, whose weights must stay float32. Errors name the setting.
+    /// is true for full fine-tuning, which keeps float32 master weights (bf16 there means compact copies for the
+    /// products) and cannot train a quantized base. Errors name the setting.
     public static func choose(dtype: String, quantize: String?, trainsBase: Bool) throws -> WeightFormat {
         if let quantize, quantize != "none" {
             guard let format = WeightFormat(rawValue: quantize), format.isQuantized else {
@@ -44,14 +45,9 @@ extension WeightFormat {
             return format
         }
         switch dtype {
-        case "auto": return trainsBase ? .float32 : .fastest
+        case "auto": return .fastest
         case WeightFormat.float32.rawValue: return .float32
-        case WeightFormat.bfloat16.rawValue:
-            guard !trainsBase else {
-                throw ModelError.invalidConfiguration(file: "dtype", message:
-                    "bf16 full fine-tuning (bf16 compute over float32 master weights) is not implemented; use dtype f32")
-            }
-            return .bfloat16
+        case WeightFormat.bfloat16.rawValue: return .bfloat16
         default:
             throw ModelError.invalidConfiguration(file: "dtype", message: "'\(dtype)' is not one of auto, f32, bf16")
         }

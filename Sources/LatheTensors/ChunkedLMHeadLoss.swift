@@ -4,8 +4,8 @@ import Foundation
 /// logits (49152 floats per token for SmolLM2) never exist whole: only one [chunkRows × vocabulary] block does,
 /// and it is turned into its own gradient in place.
 public enum ChunkedLMHeadLoss {
-    /// The head's weight [vocabularySize, dim]: float32 values, or a frozen compact copy (bf16), which has no
-    /// weight gradient.
+    /// The head's weight [vocabularySize, dim]: float32 values, or a compact copy (bf16): a frozen base, or the
+    /// copy full fine-tuning multiplies by while `dWeight` goes to the float32 master.
     public enum Weight {
         case dense(UnsafePointer<Float>)
         case compact(any CompactWeight)
@@ -59,7 +59,6 @@ public enum ChunkedLMHeadLoss {
     /// - Parameters:
     ///   - hidden: [rows, dim], the normalised final hidden states.
     ///   - weight: [vocabularySize, dim], the LM head (or the tied embedding).
-    ///   - dWeight: needs a dense weight.
     ///   - targets: one per row; −1 (any negative) = ignored.
     ///   - scale: multiplies every gradient (e.g. 1 / supervised tokens of the batch).
     ///   - dHidden: [rows, dim], written (ignored rows get zeros); nil to skip.
@@ -71,7 +70,6 @@ public enum ChunkedLMHeadLoss {
                                        chunkRows: Int = 256, workspace: Workspace) -> (loss: Double, count: Int) {
         precondition(targets.count == rows, "ChunkedLMHeadLoss: \(targets.count) targets for \(rows) rows")
         precondition(chunkRows > 0, "ChunkedLMHeadLoss: chunkRows must be positive, got \(chunkRows)")
-        if case .compact = weight { precondition(dWeight == nil, "ChunkedLMHeadLoss: a compact head weight is frozen") }
         var supervised: [Int] = []
         for (row, target) in targets.enumerated() {
             if target >= 0 { supervised.append(row) } else { dHidden?.advanced(by: row * dim).update(repeating: 0, count: dim) }

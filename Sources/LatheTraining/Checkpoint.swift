@@ -61,6 +61,7 @@ enum Checkpoint {
             }
             _ = p.tensor.buffer.update(from: try weights.floats(of: info))
         }
+        try trainer.refreshCompactCopies()
         try trainer.optimizer.loadState(from: source.appendingPathComponent("optimizer.safetensors"), parameters: trainer.trainable)
         let adapters = trainer.languageModel.model.adapters
         guard adapters.count == state.dropoutStreams.count else {

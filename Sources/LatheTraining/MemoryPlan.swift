@@ -80,9 +80,9 @@ public struct MemoryPlan: Sendable, Equatable {
         guard baseBytesPerValue > 0 else {
             throw OptimizerError(subject: "baseBytesPerValue", problem: "must be positive, got \(baseBytesPerValue)")
         }
-        if method == .full, baseBytesPerValue != 4 {
-            throw OptimizerError(subject: "method", problem: "full fine-tuning trains float32 weights; a compact base is for LoRA",
-                                 fix: "use --method qlora, or a float32 base")
+        if method == .full, baseBytesPerValue != 4, baseBytesPerValue != 2 {
+            throw OptimizerError(subject: "method", problem: "full fine-tuning trains float32 weights (with bf16 copies at most); a quantized base is for LoRA",
+                                 fix: "use --method qlora, or a float32 or bf16 base")
         }
         if method != .full {
             do { try lora.validate() } catch { throw OptimizerError(subject: "lora", problem: "\(error)") }
@@ -95,6 +95,12 @@ public struct MemoryPlan: Sendable, Equatable {
     public var weightBytes: Int {
         let floats = config.parameterCount * 4
         guard isCompact else { return floats + adapterValues * 4 }
+        if method == .full {
+            // bf16 full fine-tuning: copies of the block linears and an untied head beside the float32 masters.
+            let head = config.tieWordEmbeddings ? 0 : config.vocabularySize * config.hiddenSize
+            let linears = blockLinearShapes.reduce(0) { $0 + $1.in * $1.out } * config.layerCount
+            return floats + Int((Double(linears + head) * baseBytesPerValue).rounded(.up))
+        }
         let linearValues = blockLinearShapes.reduce(0) { $0 + $1.in * $1.out } * config.layerCount
         let compact = blockLinearShapes.reduce(0) { sum, shape in
             sum + Int((Double(shape.in * shape.out) * baseBytesPerValue).rounded(.up))
@@ -188,7 +194,8 @@ public struct MemoryPlan: Sendable, Equatable {
     /// float32 values of the last weight it compresses. Then the file's pages are released and the tokenizer is
     /// built, with a transient of its own.
     public var loadingBytes: Int {
-        let modelBytes = weightBytes - adapterValues * 4
+        // Full fine-tuning loads float32 masters; its compact copies come with the training.
+        let modelBytes = method == .full ? config.parameterCount * 4 : weightBytes - adapterValues * 4
         let weightsRead = runtime.processBytes + runtime.modelFileBytes + modelBytes + lastCompressedWeightBytes
         let tokenizerBuilt = runtime.processBytes + modelBytes + runtime.tokenizerBytes + runtime.tokenizerLoadingBytes
         return max(weightsRead, tokenizerBuilt)
@@ -197,7 +204,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// The float32 bytes of the weight loading compresses last: an untied LM head with bf16, else the last
     /// block's down projection (parameters load in checkpoint order).
     var lastCompressedWeightBytes: Int {
-        guard isCompact else { return 0 }
+        guard isCompact, method != .full else { return 0 }
         if compressesEmbedding && !config.tieWordEmbeddings { return config.vocabularySize * config.hiddenSize * 4 }
         return config.intermediateSize * config.hiddenSize * 4
     }
@@ -216,8 +223,9 @@ public struct MemoryPlan: Sendable, Equatable {
 
     var rows: Int { batchSize * length }
     /// A bf16 base holds the embedding and an untied LM head in bf16 too (NF4 leaves them float32).
-    var compressesEmbedding: Bool { isCompact && baseBytesPerValue == 2 }
-    var isCompact: Bool { method == .qlora || (method == .lora && baseBytesPerValue != 4) }
+    var compressesEmbedding: Bool { isCompact && method != .full && baseBytesPerValue == 2 }
+    /// A compact base (LoRA, QLoRA), or compact copies of full fine-tuning's master weights.
+    var isCompact: Bool { method == .qlora || baseBytesPerValue != 4 }
 
     /// (in, out) of the seven linears of one block, in `LoRAConfiguration.linearNames` order.
     var blockLinearShapes: [(name: String, in: Int, out: Int)] {

@@ -46,6 +46,8 @@ public final class Trainer {
     public internal(set) var step = 0
     let outputFolder: URL
     var activations: TrainingActivations?
+    /// Full fine-tuning's compact format for the products (bf16), whose copies follow the master weights.
+    private var compactCopies: WeightFormat?
 
     public init(config: TrainingConfiguration, languageModel: LanguageModel) throws {
         try config.validate()
@@ -61,6 +63,8 @@ public final class Trainer {
         case .full:
             for p in model.parameters { p.trainable = true }
             trainable = model.parameters
+            let format = try config.weightFormat()
+            if format != .float32 { compactCopies = format }
         }
         let renderer = SFTRenderer(model: languageModel, options: config.sft)
         let (examples, report) = try Self.loadExamples(URL(fileURLWithPath: config.data!), renderer: renderer)
@@ -80,6 +84,7 @@ public final class Trainer {
         schedule = try LearningRateSchedule(kind: config.schedule, peakRate: config.learningRate,
                                             warmupSteps: min(config.warmupSteps, totalSteps), totalSteps: totalSteps)
         optimizer = try config.optimizer.make()
+        try refreshCompactCopies()
     }
 
     /// JSONL or CSV rows of any SFT format, or a plain .txt file whose documents are separated by blank lines
@@ -152,8 +157,14 @@ public final class Trainer {
         }
         let norm = config.maxGradNorm.map { clipGradientNorm(trainable, maxNorm: $0) }
         try optimizer.step(trainable, learningRate: schedule.rate(at: step))
+        try refreshCompactCopies()
         step += 1
         return (supervised > 0 ? lossSum / Double(supervised) : 0, tokens, norm)
+    }
+
+    /// Re-rounds the compact copies of full fine-tuning's master weights (after an update or a restore).
+    func refreshCompactCopies() throws {
+        if let compactCopies { try languageModel.model.keepCompactCopies(compactCopies) }
     }
 
     private func activations(batchSize: Int, length: Int) -> TrainingActivations {

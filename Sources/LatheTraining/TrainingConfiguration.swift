@@ -34,7 +34,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var saveEvery = 0
     /// Recompute each block's activations in the backward pass instead of keeping them (long sequences).
     public var gradientCheckpointing = false
-    /// How the frozen base's block weights are held: auto (bf16 where the CPU multiplies it natively), f32, bf16.
+    /// How the products see the weights: auto (bf16 where the CPU multiplies it natively), f32, bf16 (LoRA: the
+    /// frozen base held in bf16; full fine-tuning: bf16 copies of float32 master weights).
     public var dtype = "auto"
     /// Quantize the frozen base (nf4: QLoRA); nil keeps it in `dtype`.
     public var quantize: String?
@@ -117,10 +118,16 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         try sft.validate()
     }
 
-    /// The format the frozen base's block weights are loaded in (full fine-tuning keeps float32).
+    /// The format of the products: the frozen base's for LoRA, the compact copies of the float32 master weights
+    /// for full fine-tuning.
     public func weightFormat() throws -> WeightFormat {
-        try WeightFormat.choose(dtype: dtype, quantize: quantize, trainsBase: method == .full || architecture != nil)
+        try WeightFormat.choose(dtype: dtype, quantize: quantize, trainsBase: trainsEveryWeight)
     }
+
+    /// The format the model is loaded in: float32 when every weight trains (its copies come after loading).
+    public func loadingFormat() throws -> WeightFormat { trainsEveryWeight ? .float32 : try weightFormat() }
+
+    var trainsEveryWeight: Bool { method == .full || architecture != nil }
 
     static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {

@@ -61,12 +61,13 @@ extension BackwardTests {
     func testWeightFormatChoiceNamesTheSetting() throws {
         XCTAssertEqual(try WeightFormat.choose(dtype: "f32", quantize: nil, trainsBase: false), .float32)
         XCTAssertEqual(try WeightFormat.choose(dtype: "bf16", quantize: "none", trainsBase: false), .bfloat16)
-        XCTAssertEqual(try WeightFormat.choose(dtype: "auto", quantize: nil, trainsBase: true), .float32)
+        XCTAssertEqual(try WeightFormat.choose(dtype: "auto", quantize: nil, trainsBase: true), WeightFormat.fastest)
+        XCTAssertEqual(try WeightFormat.choose(dtype: "bf16", quantize: nil, trainsBase: true), .bfloat16)
         XCTAssertEqual(try WeightFormat.choose(dtype: "auto", quantize: nil, trainsBase: false), WeightFormat.fastest)
         XCTAssertThrowsError(try WeightFormat.choose(dtype: "fp8", quantize: nil, trainsBase: false)) {
             XCTAssertTrue("\($0)".hasPrefix("dtype: 'fp8'"), "\($0)")
         }
-        XCTAssertThrowsError(try WeightFormat.choose(dtype: "bf16", quantize: nil, trainsBase: true)) {
+        XCTAssertThrowsError(try WeightFormat.choose(dtype: "auto", quantize: "nf4", trainsBase: true)) {
             XCTAssertTrue("\($0)".contains("full fine-tuning"), "\($0)")
         }
         XCTAssertThrowsError(try WeightFormat.choose(dtype: "auto", quantize: "int3", trainsBase: false)) {
@@ -78,5 +79,35 @@ extension BackwardTests {
 extension BackwardTests {
     func testNF4BaseComputesWhatTheRoundedFloatModelComputes() throws {
         try checkCompactModelEqualsRoundedFloatModel(.nf4, model: "tiny-qwen2")
+    }
+}
+
+extension BackwardTests {
+    /// bf16 full fine-tuning: the products use bf16 copies of the float32 master weights, so every gradient is the
+    /// one of the float32 model holding the rounded weights; the masters keep their float32 values.
+    func testFullFineTuningOnBF16CopiesHasTheGradientsOfTheRoundedModel() throws {
+        func gradients(_ model: LlamaModel) throws -> [Float] {
+            for p in model.parameters { p.trainable = true }
+            _ = try loss(model, backward: true)
+            return model.parameters.flatMap { $0.gradient!.array }
+        }
+        let copied = try model("tiny-llama")
+        let masters = copied.parameters.flatMap(\.tensor.array)
+        try copied.keepCompactCopies(.bfloat16)
+        XCTAssertEqual(copied.compactWeightSummary?.format, "bf16")
+        let rounded = try model("tiny-llama")
+        try rounded.compressWeights(to: .bfloat16)
+        rounded.expandWeights()
+        let original = try model("tiny-llama")
+        rounded.embedding.tensor.buffer.update(from: original.embedding.tensor.buffer)  // copies leave the embedding alone
+        let expected = try gradients(rounded), actual = try gradients(copied)
+        let scale = expected.map(abs).max() ?? 1
+        let (gap, index) = largestDifference(actual, expected)
+        XCTAssertGreaterThan(scale, 0)
+        XCTAssertLessThanOrEqual(gap / scale, tolerance(.bfloat16), "gradients differ most at \(index) (relative to \(scale))")
+        XCTAssertEqual(copied.parameters.flatMap(\.tensor.array), masters, "the float32 masters are untouched")
+        copied.expandWeights()
+        XCTAssertNil(copied.compactWeightSummary)
+        XCTAssertEqual(copied.parameters.flatMap(\.tensor.array), masters, "dropping the copies keeps the masters")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import LatheModels
+import LatheTensors
 @testable import LatheTraining
 
 /// LoRA on a compact base (bf16, QLoRA's nf4) learns as LoRA on the float32 base does, and the adapter records
@@ -37,13 +38,27 @@ extension TrainerTests {
         try checkCompactBaseTrainsLikeFloat(dtype: "auto", quantize: "nf4", format: "nf4", tolerance: 0.1)
     }
 
-    func testFullFineTuningRefusesACompactBase() throws {
-        var c = configuration { $0.method = .full; $0.dtype = "bf16" }
-        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".hasPrefix("dtype:"), "\($0)") }
-        c.dtype = "auto"
-        c.quantize = "nf4"
+    /// Full fine-tuning in bf16 (bf16 copies of float32 masters, re-rounded after every step: copies left stale
+    /// would not learn) ends within 2% of float32's loss; a quantized base cannot be fully fine-tuned.
+    func testFullFineTuningOnBF16CopiesLearnsLikeFloat32AndRefusesNF4() throws {
+        func finalLoss(_ dtype: String) throws -> (losses: [Double], model: LlamaModel) {
+            let c = configuration { $0.method = .full; $0.epochs = 4; $0.batchSize = 4; $0.learningRate = 1e-3; $0.dtype = dtype }
+            let lm = try LanguageModel.load(modelPath, weightFormat: try c.loadingFormat())
+            try Trainer(config: c, languageModel: lm).run()
+            return (try losses(c.output!), lm.model)
+        }
+        let float = try finalLoss("f32"), copies = try finalLoss("bf16")
+        let floatEnd = float.losses.suffix(4).reduce(0, +) / 4, copiesEnd = copies.losses.suffix(4).reduce(0, +) / 4
+        XCTAssertLessThan(floatEnd, 0.8 * float.losses.prefix(4).reduce(0, +) / 4, "float32 must learn: \(float.losses)")
+        XCTAssertLessThanOrEqual(abs(copiesEnd - floatEnd) / floatEnd, 0.02, "bf16 copies \(copiesEnd) vs float32 \(floatEnd)")
+        // Exporting the model drops the copies and keeps the trained float32 masters.
+        XCTAssertNil(copies.model.compactWeightSummary)
+        XCTAssertTrue(copies.model.blocks[0].query.weight.hasValues)
+
+        var c = configuration { $0.method = .full; $0.quantize = "nf4" }
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".hasPrefix("quantize:"), "\($0)") }
         c.quantize = nil
-        XCTAssertEqual(try c.weightFormat(), .float32)
+        c.dtype = "f32"
+        XCTAssertEqual(try c.loadingFormat(), .float32)
     }
 }

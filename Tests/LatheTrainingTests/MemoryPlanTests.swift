@@ -35,6 +35,7 @@ final class MemoryPlanTests: XCTestCase {
         case .full:
             for p in model.parameters { p.trainable = true }
             trainable = model.parameters
+            if base != .float32 { try model.keepCompactCopies(base) }
         case .lora, .qlora:
             // Compressed first, as loading does, then the adapters.
             try model.compressWeights(to: base)
@@ -57,6 +58,7 @@ final class MemoryPlanTests: XCTestCase {
             _ = try languageModelLoss(model, batch: batch, activations: activations, scale: 1 / Float(batch.tokenCount))
             _ = clipGradientNorm(trainable, maxNorm: 1)
             try optimizer.step(trainable, learningRate: 1e-3)
+            if plan.method == .full, base != .float32 { try model.keepCompactCopies(base) }
         }
         let head = activations.headWorkspace
         let outsideTensors = (model.compactWeightSummary?.bytes ?? 0) + (head.logitsCapacity + 2 * head.rowsCapacity) * 4
@@ -91,6 +93,11 @@ final class MemoryPlanTests: XCTestCase {
 
     func testFullFineTuningMatchesTheMeasuredPeak() throws {
         try assertPlanMatches(MemoryPlan(config: configuration(tied: true), method: .full, batchSize: 2, length: 48))
+    }
+
+    func testFullFineTuningOnBF16CopiesMatches() throws {
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: false), method: .full, batchSize: 2, length: 48,
+                                         baseBytesPerValue: 2), base: .bfloat16)
     }
 
     func testFullFineTuningWithCheckpointingAndMomentumMatches() throws {
@@ -172,7 +179,9 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertEqual(nf4.baseBytesPerValue, 4.127 / 8, accuracy: 0.001)
         XCTAssertEqual(MemoryPlan.adamw8bitStateBytes(elements: 1000), 8000)
         XCTAssertEqual(MemoryPlan.adamw8bitStateBytes(elements: 4096), 2 * (4096 + 16 * 4))
-        XCTAssertThrowsError(try MemoryPlan(config: config, method: .full, batchSize: 1, length: 8, baseBytesPerValue: 2).validate())
+        XCTAssertNoThrow(try MemoryPlan(config: config, method: .full, batchSize: 1, length: 8, baseBytesPerValue: 2).validate())
+        XCTAssertThrowsError(try MemoryPlan(config: config, method: .full, batchSize: 1, length: 8,
+                                            baseBytesPerValue: MemoryPlan.nf4BytesPerValue).validate())
         XCTAssertThrowsError(try MemoryPlan(config: config, method: .lora, batchSize: 0, length: 8).validate())
     }
 }
