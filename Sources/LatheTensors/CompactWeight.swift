@@ -24,7 +24,7 @@ public protocol CompactWeight: AnyObject, Sendable {
 /// project's Xeons) while the matrix product reads it; larger tiles keep the products' shapes efficient (64k-float
 /// tiles made QLoRA steps ~3% slower). Layers run one at a time, so one scratch buffer serves every weight.
 public enum CompactWeightTiles {
-    nonisolated(unsafe) static let scratch = ScratchBuffer()
+    static let scratch = ScratchBuffer()
     public static let floatsPerTile = 262_144
 
     /// Rows of a [rows, columns] weight expanded at once (at least 16).
@@ -124,7 +124,7 @@ public final class BF16Weight: CompactWeight, @unchecked Sendable {
     /// Each input row with its values reordered per 32 columns as 16 even then 16 odd ones: a 32-bit load of
     /// the bf16 row then holds an even weight in its low half and an odd one in its high half, and both widen
     /// to float32 with one shift or mask, without shuffles. Shared: layers run one at a time.
-    nonisolated(unsafe) private static let pairedInput = ScratchBuffer()
+    private static let pairedInput = ScratchBuffer()
 
     /// output[m, rows] (+)= input · Wᵀ by dot products straight from the bf16 rows, each weight row read once for
     /// all `m` inputs.
