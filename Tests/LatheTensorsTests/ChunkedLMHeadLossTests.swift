@@ -26,9 +26,12 @@ final class ChunkedLMHeadLossTests: XCTestCase {
                chunkRows: Int, workspace: ChunkedLMHeadLoss.Workspace) -> Gradients {
         // dHidden starts non-zero to check that every row, ignored ones included, is written.
         var dHidden = [Float](repeating: 7, count: targets.count * dim), dWeight = initial
-        let (loss, count) = ChunkedLMHeadLoss.lossAndGradient(
-            hidden: hidden, weight: .dense(weight), rows: targets.count, dim: dim, vocabularySize: vocabularySize,
-            targets: targets, scale: scale, dHidden: &dHidden, dWeight: &dWeight, chunkRows: chunkRows, workspace: workspace)
+        let (loss, count) = weight.withUnsafeBufferPointer { weightValues in
+            ChunkedLMHeadLoss.lossAndGradient(
+                hidden: hidden, weight: .dense(weightValues.baseAddress!), rows: targets.count, dim: dim,
+                vocabularySize: vocabularySize, targets: targets, scale: scale, dHidden: &dHidden, dWeight: &dWeight,
+                chunkRows: chunkRows, workspace: workspace)
+        }
         return Gradients(loss: loss, count: count, dHidden: dHidden, dWeight: dWeight)
     }
 
@@ -99,9 +102,11 @@ final class ChunkedLMHeadLossTests: XCTestCase {
         let hidden = randomValues(rows * dim, seed: 121), weight = randomValues(vocabularySize * dim, seed: 122)
         let targets = (0..<rows).map { $0 % 4 == 1 ? -1 : $0 * 97 % vocabularySize }
         let expected = unfused(hidden: hidden, weight: weight, targets: targets, scale: 1, dWeight: [Float](repeating: 0, count: vocabularySize * dim))
-        let (loss, count) = ChunkedLMHeadLoss.lossAndGradient(
-            hidden: hidden, weight: .dense(weight), rows: rows, dim: dim, vocabularySize: vocabularySize, targets: targets, scale: 1,
-            dHidden: nil, dWeight: nil, chunkRows: 5, workspace: ChunkedLMHeadLoss.Workspace())
+        let (loss, count) = weight.withUnsafeBufferPointer { weightValues in
+            ChunkedLMHeadLoss.lossAndGradient(
+                hidden: hidden, weight: .dense(weightValues.baseAddress!), rows: rows, dim: dim, vocabularySize: vocabularySize,
+                targets: targets, scale: 1, dHidden: nil, dWeight: nil, chunkRows: 5, workspace: ChunkedLMHeadLoss.Workspace())
+        }
         XCTAssertEqual(count, expected.count)
         XCTAssertLessThanOrEqual(abs(loss - expected.loss) / expected.loss, lossTolerance, "loss \(loss) vs \(expected.loss)")
     }
