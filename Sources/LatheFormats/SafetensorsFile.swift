@@ -207,6 +207,14 @@ public final class SafetensorsFile: @unchecked Sendable {
         return values
     }
 
+    /// The values of a U8 tensor, row-major.
+    public func bytes(of tensor: SafetensorsTensorInfo) throws -> [UInt8] {
+        guard tensor.dtype == .u8 else {
+            throw FormatError(path: url.path, problem: "tensor \(tensor.name) has dtype \(tensor.dtype.rawValue), expected U8")
+        }
+        return Array(rawBytes(of: tensor))
+    }
+
     public func floats(named name: String) throws -> [Float] {
         guard let tensor = tensor(named: name) else {
             throw FormatError(path: url.path, problem: "no tensor named \(name)")

@@ -21,6 +21,27 @@ public struct SafetensorsWriter {
 
     /// Adds a tensor; `dimensions` in row-major (PyTorch) order. Values are rounded to nearest even for F16/BF16.
     public mutating func addTensor(name: String, dimensions: [Int], values: [Float], dtype: SafetensorsDType) throws {
+        try checkNew(name: name, dimensions: dimensions, count: values.count)
+        let type: GGMLType
+        switch dtype {
+        case .f32: type = .f32
+        case .f16: type = .f16
+        case .bf16: type = .bf16
+        default:
+            throw FormatError(path: "(safetensors writer)", problem: "tensor \(name): dtype \(dtype.rawValue) cannot be written",
+                              fix: "use F32, F16 or BF16")
+        }
+        tensors[name] = PendingTensor(name: name, dtype: dtype, dimensions: dimensions, bytes: try type.quantize(values))
+    }
+
+    /// Adds a U8 tensor (codes, masks); `dimensions` in row-major order.
+    public mutating func addTensor(name: String, dimensions: [Int], bytes: [UInt8]) throws {
+        try checkNew(name: name, dimensions: dimensions, count: bytes.count)
+        tensors[name] = PendingTensor(name: name, dtype: .u8, dimensions: dimensions, bytes: bytes)
+    }
+
+    /// A new tensor needs an unused name and a shape that holds exactly `count` elements.
+    private func checkNew(name: String, dimensions: [Int], count elementCount: Int) throws {
         guard name != "__metadata__", tensors[name] == nil else {
             throw FormatError(path: "(safetensors writer)", problem: "tensor name \(name) is reserved or was added twice")
         }
@@ -33,19 +54,9 @@ public struct SafetensorsWriter {
             let (product, overflow) = current.multipliedReportingOverflow(by: size)
             count = overflow ? nil : product
         }
-        guard count == values.count else {
-            throw FormatError(path: "(safetensors writer)", problem: "tensor \(name) has shape \(dimensions) but \(values.count) values were given")
+        guard count == elementCount else {
+            throw FormatError(path: "(safetensors writer)", problem: "tensor \(name) has shape \(dimensions) but \(elementCount) values were given")
         }
-        let type: GGMLType
-        switch dtype {
-        case .f32: type = .f32
-        case .f16: type = .f16
-        case .bf16: type = .bf16
-        default:
-            throw FormatError(path: "(safetensors writer)", problem: "tensor \(name): dtype \(dtype.rawValue) cannot be written",
-                              fix: "use F32, F16 or BF16")
-        }
-        tensors[name] = PendingTensor(name: name, dtype: dtype, dimensions: dimensions, bytes: try type.quantize(values))
     }
 
     /// The whole file's bytes.

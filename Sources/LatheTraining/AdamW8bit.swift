@@ -188,9 +188,8 @@ public final class AdamW8bit: Optimizer {
     private static let fullRoles = ["exp_avg", "exp_avg_sq"]
 
     /// The tensors a parameter's state is saved as. 8-bit parameters: `state1`/`state2`, the codes of m and v
-    /// (bitsandbytes' names) with the parameter's shape, and `absmax1`/`absmax2`, one float per block; float32
-    /// parameters: `exp_avg` and `exp_avg_sq`. Codes are written as F32 values 0…255 (exactly representable), since
-    /// the safetensors writer writes floating-point tensors only; the file is then as large as AdamW's.
+    /// (bitsandbytes' names) with the parameter's shape, stored as U8, and `absmax1`/`absmax2`, one float per
+    /// block; float32 parameters: `exp_avg` and `exp_avg_sq`.
     private static func layout(_ parameter: Parameter) -> [String: [Int]] {
         guard isQuantized(parameter) else { return ["exp_avg": parameter.shape, "exp_avg_sq": parameter.shape] }
         let blocks = [BlockwiseQuantization.blockCount(for: parameter.tensor.count)]
@@ -206,9 +205,9 @@ public final class AdamW8bit: Optimizer {
                 try archive.add(expAvgSq, parameter: name, role: "exp_avg_sq")
             case .quantized(let moments):
                 let blocks = [moments.firstAbsmax.count]
-                try archive.add(Tensor(shape: state.shape, values: moments.firstCodes.map(Float.init)), parameter: name, role: "state1")
+                try archive.add(codes: moments.firstCodes, shape: state.shape, parameter: name, role: "state1")
                 try archive.add(Tensor(shape: blocks, values: moments.firstAbsmax), parameter: name, role: "absmax1")
-                try archive.add(Tensor(shape: state.shape, values: moments.secondCodes.map(Float.init)), parameter: name, role: "state2")
+                try archive.add(codes: moments.secondCodes, shape: state.shape, parameter: name, role: "state2")
                 try archive.add(Tensor(shape: blocks, values: moments.secondAbsmax), parameter: name, role: "absmax2")
             }
             archive.setMetadata(String(state.step), forKey: "\(name).step")
@@ -219,23 +218,28 @@ public final class AdamW8bit: Optimizer {
     public func loadState(from url: URL, parameters: [Parameter]) throws {
         let contents = try OptimizerStateArchive.read(from: url, kind: .adamw8bit, hyperparameters: hyperparameters,
                                                       roles: Self.quantizedRoles + Self.fullRoles, parameters: parameters,
-                                                      layout: Self.layout)
+                                                      layout: Self.layout, codeRoles: ["state1", "state2"])
         let byName = Dictionary(parameters.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         var loaded: [String: State] = [:]
         for (name, tensors) in contents.tensors {
             guard let parameter = byName[name] else { continue }  // read() accepts state for given parameters only
+            func missing(_ role: String) -> OptimizerError {
+                OptimizerError(subject: "\(url.path): \(name).\(role)", problem: "missing; the parameter's other state tensors are present")
+            }
             func tensor(_ role: String) throws -> Tensor {
-                guard let tensor = tensors[role] else {
-                    throw OptimizerError(subject: "\(url.path): \(name).\(role)", problem: "missing; the parameter's other state tensors are present")
-                }
+                guard let tensor = tensors[role] else { throw missing(role) }
                 return tensor
+            }
+            func codes(_ role: String) throws -> [UInt8] {
+                guard let codes = contents.codes[name]?[role] else { throw missing(role) }
+                return codes
             }
             let moments: Moments
             if Self.isQuantized(parameter) {
                 moments = .quantized(QuantizedMoments(
-                    firstCodes: try Self.codes(try tensor("state1"), key: "\(url.path): \(name).state1"),
+                    firstCodes: try codes("state1"),
                     firstAbsmax: try Self.scales(try tensor("absmax1"), key: "\(url.path): \(name).absmax1"),
-                    secondCodes: try Self.codes(try tensor("state2"), key: "\(url.path): \(name).state2"),
+                    secondCodes: try codes("state2"),
                     secondAbsmax: try Self.scales(try tensor("absmax2"), key: "\(url.path): \(name).absmax2")))
             } else {
                 moments = .full(expAvg: try tensor("exp_avg"), expAvgSq: try tensor("exp_avg_sq"))
@@ -247,16 +251,6 @@ public final class AdamW8bit: Optimizer {
         stepCount = contents.stepCount
     }
 
-    /// Codes read back from their F32 form; anything but an integer in 0…255 is an error naming the key.
-    private static func codes(_ tensor: Tensor, key: String) throws -> [UInt8] {
-        try tensor.array.enumerated().map { index, value in
-            guard let code = UInt8(exactly: value) else {
-                throw OptimizerError(subject: key, problem: "element \(index) is \(value), not an 8-bit code 0…255",
-                                     fix: "the file is damaged or was not written by Lathe's adamw8bit")
-            }
-            return code
-        }
-    }
 
     /// Block scales; each must be finite and non-negative.
     private static func scales(_ tensor: Tensor, key: String) throws -> [Float] {

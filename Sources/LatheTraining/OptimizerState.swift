@@ -5,7 +5,7 @@ import LatheTensors
 
 /// The safetensors layout of a saved optimizer state, shared by every optimizer.
 ///
-/// Tensors are float32 and named `<parameter name>.<role>` (`layer.weight.exp_avg`, `….momentum_buffer`), as in
+/// Tensors are float32 (8-bit codes U8) and named `<parameter name>.<role>` (`layer.weight.exp_avg`, `….momentum_buffer`), as in
 /// torch's state dict. `__metadata__` holds the format version, the optimizer kind, its hyper-parameters as
 /// decimal strings (Swift's shortest round-trip form), `steps` and any per-parameter scalars the optimizer adds.
 struct OptimizerStateArchive {
@@ -30,6 +30,11 @@ struct OptimizerStateArchive {
         try writer.addTensor(name: "\(parameter).\(role)", dimensions: tensor.shape, values: tensor.array, dtype: .f32)
     }
 
+    /// Adds 8-bit codes (U8) of a parameter's state.
+    mutating func add(codes: [UInt8], shape: [Int], parameter: String, role: String) throws {
+        try writer.addTensor(name: "\(parameter).\(role)", dimensions: shape, bytes: codes)
+    }
+
     func write(to url: URL) throws { try writer.write(to: url) }
 
     /// A validated state file: its metadata, step count, and tensors by parameter name then role.
@@ -37,6 +42,8 @@ struct OptimizerStateArchive {
         let metadata: [String: String]
         let stepCount: Int
         let tensors: [String: [String: Tensor]]
+        /// The U8 tensors of the roles read as codes, by parameter name then role.
+        let codes: [String: [String: [UInt8]]]
 
         /// An integer metadata value, or an error naming the key.
         func integer(_ key: String, in url: URL) throws -> Int {
@@ -55,8 +62,10 @@ struct OptimizerStateArchive {
     /// parameter's shape. An optimizer whose state differs by parameter (AdamW8bit keeps 8-bit codes and
     /// per-block scales for large tensors, float moments for small ones) passes `layout`: the roles a parameter
     /// has and the shape of each. Every error names the file and the key.
+    /// `codeRoles` are stored as U8 codes, every other role as F32.
     static func read(from url: URL, kind: OptimizerKind, hyperparameters: [String: String], roles: [String],
-                     parameters: [Parameter], layout: ((Parameter) -> [String: [Int]])? = nil) throws -> Contents {
+                     parameters: [Parameter], layout: ((Parameter) -> [String: [Int]])? = nil,
+                     codeRoles: Set<String> = []) throws -> Contents {
         func expected(_ parameter: Parameter) -> [String: [Int]] {
             layout?(parameter) ?? Dictionary(uniqueKeysWithValues: roles.map { ($0, parameter.shape) })
         }
@@ -93,6 +102,7 @@ struct OptimizerStateArchive {
         }
 
         var tensors: [String: [String: Tensor]] = [:]
+        var codes: [String: [String: [UInt8]]] = [:]
         for info in file.tensors {
             guard let role = roles.first(where: { info.name.hasSuffix("." + $0) }) else {
                 throw problem(info.name, "unexpected state tensor; this optimizer keeps \(roles.isEmpty ? "no tensors" : roles.joined(separator: ", "))")
@@ -107,24 +117,31 @@ struct OptimizerStateArchive {
             guard let shape = roleShapes[role] else {
                 throw problem(info.name, "unexpected state tensor for parameter \(name) of shape \(parameter.shape), which keeps \(roleShapes.keys.sorted().joined(separator: ", "))")
             }
-            guard info.dtype == .f32 else { throw problem(info.name, "dtype \(info.dtype.rawValue), expected F32") }
+            let expectedType: SafetensorsDType = codeRoles.contains(role) ? .u8 : .f32
+            guard info.dtype == expectedType else {
+                throw problem(info.name, "dtype \(info.dtype.rawValue), expected \(expectedType.rawValue)")
+            }
             guard info.dimensions == shape else {
                 throw problem(info.name, shape == parameter.shape
                     ? "shape \(info.dimensions) does not match parameter \(name) of shape \(parameter.shape)"
                     : "shape \(info.dimensions), expected \(shape) for parameter \(name) of shape \(parameter.shape)")
             }
-            tensors[name, default: [:]][role] = Tensor(shape: info.dimensions, values: try file.floats(of: info))
+            if expectedType == .u8 {
+                codes[name, default: [:]][role] = try file.bytes(of: info)
+            } else {
+                tensors[name, default: [:]][role] = Tensor(shape: info.dimensions, values: try file.floats(of: info))
+            }
         }
         if stepCount > 0 {
             for name in trainable.keys.sorted() {
                 guard let parameter = trainable[name] else { continue }
-                for role in expected(parameter).keys.sorted() where tensors[name]?[role] == nil {
+                for role in expected(parameter).keys.sorted() where tensors[name]?[role] == nil && codes[name]?[role] == nil {
                     throw problem("\(name).\(role)", "missing from the state file though \(stepCount) steps were taken",
                                   fix: "load the state with the same trainable parameters it was saved with")
                 }
             }
         }
-        return Contents(metadata: metadata, stepCount: stepCount, tensors: tensors)
+        return Contents(metadata: metadata, stepCount: stepCount, tensors: tensors, codes: codes)
     }
 }
 

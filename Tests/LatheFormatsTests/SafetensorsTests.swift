@@ -56,6 +56,8 @@ final class SafetensorsTests: XCTestCase {
         try writer.addTensor(name: "lora.B", dimensions: [6, 4], values: values, dtype: .bf16)
         try writer.addTensor(name: "lora.C", dimensions: [2, 3, 4], values: values, dtype: .f16)
         try writer.addTensor(name: "empty", dimensions: [0, 3], values: [], dtype: .f32)
+        let codes: [UInt8] = [0, 1, 127, 128, 254, 255]
+        try writer.addTensor(name: "codes", dimensions: [2, 3], bytes: codes)
         let url = try Fixtures.temporaryFolder(for: self).appendingPathComponent("adapter.safetensors")
         try writer.write(to: url)
 
@@ -66,6 +68,10 @@ final class SafetensorsTests: XCTestCase {
         assertBitIdentical(try file.floats(named: "lora.B"), values.map { HalfPrecision.float(fromBFloat16Bits: HalfPrecision.bfloat16Bits(from: $0)) }, "BF16")
         assertBitIdentical(try file.floats(named: "lora.C"), values.map { HalfPrecision.float(fromHalfBits: HalfPrecision.halfBits(from: $0)) }, "F16")
         XCTAssertEqual(try file.floats(named: "empty"), [])
+        let codesInfo = try XCTUnwrap(file.tensor(named: "codes"))
+        XCTAssertEqual(codesInfo.dtype, .u8)
+        XCTAssertEqual(try file.bytes(of: codesInfo), codes)
+        assertFormatError(["lora.A", "expected U8"]) { _ = try file.bytes(of: try XCTUnwrap(file.tensor(named: "lora.A"))) }
         let headerLength = try Data(contentsOf: url).prefix(8).reversed().reduce(0) { $0 << 8 | Int($1) }
         XCTAssertEqual(headerLength % 8, 0, "header padded to 8 bytes")
     }
