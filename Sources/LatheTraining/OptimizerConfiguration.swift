@@ -66,21 +66,15 @@ public struct OptimizerConfiguration: Codable, Equatable, Sendable {
     /// A fresh optimizer with these hyper-parameters; throws `OptimizerError` naming the field that is invalid or
     /// belongs to the other kind.
     public func make() throws -> any Optimizer {
+        let sgdFields = [("momentum", momentum != nil), ("dampening", dampening != nil), ("nesterov", nesterov != nil)]
+        let adamFields = [("beta1", beta1 != nil), ("beta2", beta2 != nil), ("epsilon", epsilon != nil), ("amsgrad", amsgrad != nil)]
         switch kind {
         case .adamw:
-            let foreign: [(String, Bool)] = [("momentum", momentum != nil), ("dampening", dampening != nil),
-                                             ("nesterov", nesterov != nil)]
-            if let field = foreign.first(where: { $0.1 })?.0 {
-                throw OptimizerError(subject: field, problem: "applies to sgd only, but kind is adamw")
-            }
+            try rejectFields(sgdFields, of: "sgd")
             return try AdamW(beta1: beta1 ?? 0.9, beta2: beta2 ?? 0.999, epsilon: epsilon ?? 1e-8,
                              weightDecay: weightDecay ?? 0.01, amsgrad: amsgrad ?? false)
         case .adamw8bit:
-            let foreign: [(String, Bool)] = [("momentum", momentum != nil), ("dampening", dampening != nil),
-                                             ("nesterov", nesterov != nil)]
-            if let field = foreign.first(where: { $0.1 })?.0 {
-                throw OptimizerError(subject: field, problem: "applies to sgd only, but kind is adamw8bit")
-            }
+            try rejectFields(sgdFields, of: "sgd")
             if amsgrad == true {
                 throw OptimizerError(subject: "amsgrad", problem: "adamw8bit has no amsgrad variant (nor has bitsandbytes' AdamW8bit)",
                                      fix: "remove amsgrad, or use kind adamw")
@@ -88,13 +82,16 @@ public struct OptimizerConfiguration: Codable, Equatable, Sendable {
             return try AdamW8bit(beta1: beta1 ?? 0.9, beta2: beta2 ?? 0.999, epsilon: epsilon ?? 1e-8,
                                  weightDecay: weightDecay ?? 0.01)
         case .sgd:
-            let foreign: [(String, Bool)] = [("beta1", beta1 != nil), ("beta2", beta2 != nil),
-                                             ("epsilon", epsilon != nil), ("amsgrad", amsgrad != nil)]
-            if let field = foreign.first(where: { $0.1 })?.0 {
-                throw OptimizerError(subject: field, problem: "applies to adamw and adamw8bit only, but kind is sgd")
-            }
+            try rejectFields(adamFields, of: "adamw and adamw8bit")
             return try SGD(momentum: momentum ?? 0, dampening: dampening ?? 0, nesterov: nesterov ?? false,
                            weightDecay: weightDecay ?? 0)
+        }
+    }
+
+    /// Throws, naming the first field given, when any of `fields` (name, given) is set: they belong to `owners`.
+    private func rejectFields(_ fields: [(String, Bool)], of owners: String) throws {
+        if let field = fields.first(where: { $0.1 })?.0 {
+            throw OptimizerError(subject: field, problem: "applies to \(owners) only, but kind is \(kind.rawValue)")
         }
     }
 }
