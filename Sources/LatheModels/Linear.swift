@@ -30,7 +30,7 @@ public final class Linear: @unchecked Sendable {
             throw ModelError.invalidConfiguration(file: name, message:
                 "a trainable weight stays in float32; \(format) is for the frozen base of LoRA training and inference")
         }
-        compactWeight = try format.compress(weight.tensor, rows: outFeatures, columns: inFeatures)
+        try keepCompactCopy(format)
         weight.releaseValues()
     }
 
@@ -45,13 +45,7 @@ public final class Linear: @unchecked Sendable {
     /// compact copy of master values is simply dropped.
     public func expandWeight() {
         guard let compactWeight else { return }
-        if weight.hasValues {
-            self.compactWeight = nil
-            return
-        }
-        let values = Tensor(zeros: weight.shape)
-        compactWeight.decompress(into: values.pointer)
-        weight.restoreValues(values)
+        if !weight.hasValues { weight.restoreValues(expanding: compactWeight) }
         self.compactWeight = nil
     }
 

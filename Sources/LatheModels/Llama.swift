@@ -229,12 +229,15 @@ public final class LlamaModel: @unchecked Sendable {
     var cachedGradientWorkspace: GradientWorkspace?
     /// The chunked LM head's logits buffer for losses computed without training activations (evaluation).
     let headWorkspace = ChunkedLMHeadLoss.Workspace()
+    /// The format `load(from:)` puts the weights in, as they are read.
+    public let loadingFormat: WeightFormat
 
     /// A model with zero weights of the configured shapes; `load(from:)` fills them. The weights that loading will
     /// move to a compact `weightFormat` get no float32 values here: `load` gives each its values only while it
     /// reads and compresses it, so a QLoRA model never exists whole in float32.
     public init(config c: LlamaConfiguration, weightFormat: WeightFormat = .float32) {
         config = c
+        loadingFormat = weightFormat
         let compactHead = weightFormat == .bfloat16
         embedding = Parameter(name: "model.embed_tokens.weight", shape: [c.vocabularySize, c.hiddenSize], allocated: !compactHead)
         blocks = (0..<c.layerCount).map { LlamaBlock(index: $0, config: c, allocatesLinears: weightFormat == .float32) }
@@ -274,15 +277,15 @@ public final class LlamaModel: @unchecked Sendable {
     /// Fills every parameter from `source` (Hugging Face names), failing on a missing key or a wrong shape,
     /// and on any key of the source that the model does not use.
     ///
-    /// With a compact `weightFormat` each block linear's weight is compressed as soon as it is read, so the whole
+    /// With a compact `loadingFormat` each weight it applies to is compressed as soon as it is read, so the whole
     /// model never sits in float32 at once.
-    public func load(from source: any WeightSource, weightFormat: WeightFormat = .float32) throws {
+    public func load(from source: any WeightSource) throws {
         var unused = Set(source.tensorNames)
         for parameter in parameters {
             if !parameter.hasValues { parameter.restoreValues(Tensor(zeros: parameter.shape)) }
             try source.read(parameter.name, shape: parameter.shape, into: parameter.tensor.buffer)
             unused.remove(parameter.name)
-            if weightFormat != .float32 { try compress(parameter, to: weightFormat) }
+            if loadingFormat != .float32 { try compress(parameter, to: loadingFormat) }
         }
         // Rotary tables and tied heads that some exporters write are derived, not learned: they may be left over.
         unused = unused.filter { !$0.hasSuffix("rotary_emb.inv_freq") && !(config.tieWordEmbeddings && $0 == "lm_head.weight") }
@@ -326,9 +329,7 @@ extension LlamaModel {
     public func expandWeights() {
         for linear in compressibleLinears { linear.expandWeight() }
         if let compactEmbedding {
-            let values = Tensor(zeros: embedding.shape)
-            compactEmbedding.decompress(into: values.pointer)
-            embedding.restoreValues(values)
+            embedding.restoreValues(expanding: compactEmbedding)
             self.compactEmbedding = nil
         }
     }

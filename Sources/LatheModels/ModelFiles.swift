@@ -38,11 +38,11 @@ public enum ModelFiles {
         }
     }
 
-    /// The model with its weights loaded (float32).
+    /// The model with its weights loaded, the compressible ones in `weightFormat`.
     public func loadModel(weightFormat: WeightFormat = .float32) throws -> LlamaModel {
         let config = try configuration()
         let model = LlamaModel(config: config, weightFormat: weightFormat)
-        try model.load(from: try weightSource(for: config), weightFormat: weightFormat)
+        try model.load(from: try weightSource(for: config))
         // The weights now live in the model: the mapped file need not stay resident.
         switch self {
         case .gguf(let file): file.releaseResidentPages()

@@ -38,6 +38,13 @@ public final class Parameter: @unchecked Sendable {
         tensor = values
     }
 
+    /// Gives a released weight the float32 values of its compact copy (their rounding stays).
+    func restoreValues(expanding compact: any CompactWeight) {
+        let values = Tensor(zeros: shape)
+        compact.decompress(into: values.pointer)
+        restoreValues(values)
+    }
+
     /// Backward passes add into gradients; a training step starts by zeroing them.
     public func zeroGradient() { gradient?.fill(0) }
 }

@@ -159,7 +159,7 @@ final class MemoryPlanTests: XCTestCase {
             let liveBefore = TensorMemory.liveBytes
             TensorMemory.resetPeak()
             let model = LlamaModel(config: plan.config, weightFormat: format)
-            try model.load(from: ModelWeights(model: source), weightFormat: format)
+            try model.load(from: ModelWeights(model: source))
             let compact = try XCTUnwrap(model.compactWeightSummary)
             let measured = TensorMemory.peakBytes - liveBefore + compact.bytes
             let planned = plan.loadingBytes
