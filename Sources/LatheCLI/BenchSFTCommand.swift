@@ -104,7 +104,7 @@ public struct BenchSFTCommand: ParsableCommand {
         let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
                                       method: plan.method.rawValue,
-                                      weights: llama.compactWeightSummary?.format ?? "f32", optimizer: self.optimizer.rawValue, batch_size: batchSize, seq_len: seqLen, steps: steps,
+                                      weights: compact?.format ?? WeightFormat.float32.rawValue, optimizer: self.optimizer.rawValue, batch_size: batchSize, seq_len: seqLen, steps: steps,
                                       threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
                                       matmul_peak_gflops: Self.matmulRate(rows: batchSize * seqLen, llama.config),

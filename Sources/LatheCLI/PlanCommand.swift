@@ -21,7 +21,7 @@ public struct PlanCommand: ParsableCommand {
     @Option(name: .customLong("lora-targets"), help: "Comma-separated module names, or all-linear.")
     public var loraTargets = "all-linear"
     @Option(name: .customLong("lora-dropout")) public var loraDropout: Float = 0
-    @Option(help: "Frozen base of --method lora, as for bench sft: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16. QLoRA's base is NF4.")
+    @Option(help: "As for bench sft: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16 — the frozen base of --method lora, the copies full fine-tuning multiplies by. QLoRA's base is NF4.")
     public var dtype = "auto"
     @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
     @Option(help: "adamw, adamw8bit, sgd, or sgd-momentum.") public var optimizer: MemoryPlan.OptimizerMemory = .adamw
@@ -41,7 +41,7 @@ public struct PlanCommand: ParsableCommand {
         return LoRAConfiguration(rank: loraRank, alpha: Float(2 * loraRank), dropout: loraDropout, targets: targets)
     }
 
-    /// How the frozen base is held, chosen as `--dtype` and `--quantize` choose it for the commands that train.
+    /// How the products see the weights, chosen as `--dtype` and `--quantize` choose it for the commands that train.
     func baseFormat() throws -> WeightFormat {
         try WeightFormat.choose(dtype: dtype, quantize: method == .qlora ? WeightFormat.nf4.rawValue : nil,
                                 trainsBase: method == .full)
@@ -49,15 +49,9 @@ public struct PlanCommand: ParsableCommand {
 
     /// The plan these flags describe for a model of `config`.
     func plan(config: LlamaConfiguration, runtime: RuntimeBaseline) throws -> MemoryPlan {
-        let bytesPerValue: Double
-        switch try baseFormat() {
-        case .float32: bytesPerValue = 4
-        case .bfloat16: bytesPerValue = 2
-        case .nf4: bytesPerValue = MemoryPlan.nf4BytesPerValue
-        }
-        return MemoryPlan(config: config, method: method, batchSize: batch, length: seq, lora: loraConfiguration,
-                          gradientCheckpointing: gradientCheckpointing, optimizer: optimizer,
-                          baseBytesPerValue: bytesPerValue, runtime: runtime)
+        MemoryPlan(config: config, method: method, batchSize: batch, length: seq, lora: loraConfiguration,
+                   gradientCheckpointing: gradientCheckpointing, optimizer: optimizer,
+                   baseBytesPerValue: try baseFormat().bitsPerValue / 8, runtime: runtime)
     }
 
     struct Output: Encodable {
@@ -92,7 +86,7 @@ public struct PlanCommand: ParsableCommand {
         if plan.loadingBytes > plan.runtime.totalBytes + plan.trainingBytes {
             // The peak is the load, not the step: the rows above do not add up to the total.
             print("loading peak".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.loadingBytes))
-                  + " MiB  (runtime included: the float32 model exists whole before its base is compressed)")
+                  + " MiB  (runtime included: the model file is resident while the weights are read)")
         }
         print("total".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.totalBytes)) + " MiB")
     }

@@ -1,6 +1,7 @@
 import LatheTensors
 
-/// How a model holds the frozen weights of its transformer blocks' linear layers.
+/// How a model holds the weights its matrix products read: the frozen base (LoRA, QLoRA), or the copies full
+/// fine-tuning multiplies by beside its float32 masters.
 public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Plain float32: exact, and what parity tests and full fine-tuning use.
     case float32 = "f32"
@@ -11,6 +12,16 @@ public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertibl
     case nf4
 
     public var description: String { rawValue }
+
+    /// Bits a weight takes in this format, scaling constants included: NF4's 4-bit code, an 8-bit absmax per block
+    /// of 64, and a float32 scale per group of 256 absmaxes (≈ 4.127).
+    public var bitsPerValue: Double {
+        switch self {
+        case .float32: return 32
+        case .bfloat16: return 16
+        case .nf4: return 4 + 8.0 / 64 + 32.0 / Double(64 * NF4Weight.absmaxBlockSize)
+        }
+    }
 
     /// bf16 where the CPU multiplies it natively, float32 elsewhere (emulated bf16 is slower than float32).
     public static var fastest: WeightFormat {

@@ -30,9 +30,8 @@ public struct MemoryPlan: Sendable, Equatable {
         case sgdMomentum = "sgd-momentum"
     }
 
-    /// NF4 with double-quantised scales: 4 bits per value, one 8-bit scale per 64 values and one float32 per
-    /// 256 scales: 4 + 8/64 + 32/16384 ≈ 4.127 bits.
-    public static let nf4BytesPerValue: Double = 4.127 / 8
+    /// NF4 with double-quantised scales (`WeightFormat.nf4.bitsPerValue`, ≈ 4.127 bits).
+    public static let nf4BytesPerValue = WeightFormat.nf4.bitsPerValue / 8
 
     public var config: LlamaConfiguration
     public var method: Method
