@@ -26,7 +26,7 @@ public struct BenchGenerateCommand: ParsableCommand {
     public init() {}
 
     struct Result: Encodable {
-        let prompt_tokens: Int, new_tokens: Int, threads: Int, backend: String, weights: String
+        let prompt_tokens: Int, new_tokens: Int, threads: Int, backend: String, weights: String, bf16_products: String
         let prompt_tokens_per_s: Double, generate_tokens_per_s: Double, peak_rss_mib: Double
         /// Matrix-product work per second of prompt processing and of decoding, and the backend's rate on the
         /// model's MLP shape for the prompt's rows: decoding is bound by reading the weights, not by arithmetic.
@@ -59,11 +59,13 @@ public struct BenchGenerateCommand: ParsableCommand {
         let decodeFLOPs = ForwardFLOPs(c, rows: 1, headRows: 1, attendedPairs: promptTokens + newTokens / 2).total
         printLine(try jsonLine(Result(prompt_tokens: promptTokens, new_tokens: newTokens, threads: model.threads,
                                       backend: MatMul.backend.name, weights: llama.compactWeightSummary?.format ?? "f32",
+                                      bf16_products: BF16Products.current.description,
                                       prompt_tokens_per_s: median(prefill), generate_tokens_per_s: median(decode),
                                       peak_rss_mib: peakResidentMebibytes(),
                                       prompt_gflops: promptFLOPs * median(prefill) / Double(promptTokens) / 1e9,
                                       generate_gflops: decodeFLOPs * median(decode) / 1e9,
-                                      matmul_peak_gflops: BenchSFTCommand.matmulRate(rows: promptTokens, c))))
+                                      matmul_peak_gflops: try BenchSFTCommand.matmulRate(
+                                        rows: promptTokens, c, format: WeightFormat(rawValue: llama.compactWeightSummary?.format ?? "") ?? .float32))))
     }
 }
 

@@ -19,9 +19,13 @@ public struct BenchSFTCommand: ParsableCommand {
     @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
     public init() {}
 
+    var use: WeightUse { full ? .masterWeights : .frozenBase }
+
     struct Result: Encodable {
         let tokens_per_s: Double, peak_rss_mib: Double
         let method: String, weights: String, optimizer: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
+        /// The CPU's bf16 products (`BF16Products`), which `--dtype auto` is decided from.
+        let bf16_products: String
         /// Matrix-product work per second over the whole step, and the backend's rate on one of the model's own
         /// shapes measured just before: how much of the machine the step uses.
         let achieved_gflops: Double, matmul_peak_gflops: Double
@@ -41,14 +45,22 @@ public struct BenchSFTCommand: ParsableCommand {
         return 2 * forward.total + forward.attention + (full ? forward.linear + forward.head : 0) + lora
     }
 
-    /// GFLOP/s of the backend on the MLP up-projection shape of this batch.
-    static func matmulRate(rows: Int, _ c: LlamaConfiguration) -> Double {
+    /// GFLOP/s of the products on the MLP up-projection shape of this batch: float32 through the backend, or a
+    /// bf16 weight's own product (oneDNN's bf16 matmul where that is the path) when the base is bf16.
+    static func matmulRate(rows: Int, _ c: LlamaConfiguration, format: WeightFormat = .float32) throws -> Double {
         let a = Tensor(zeros: [rows, c.hiddenSize]), b = Tensor(zeros: [c.intermediateSize, c.hiddenSize])
         let out = Tensor(zeros: [rows, c.intermediateSize])
+        let bf16 = format == .bfloat16
+            ? try BF16Weight(rows: c.intermediateSize, columns: c.hiddenSize, values: UnsafeBufferPointer(b.buffer)) : nil
         var best = 0.0
         for _ in 0..<5 {
             let start = DispatchTime.now().uptimeNanoseconds
-            MatMul.multiply(a.pointer, b.pointer, into: out.pointer, m: rows, n: c.intermediateSize, k: c.hiddenSize, transposeB: true)
+            if let bf16 {
+                bf16.multiplyTransposed(a.pointer, rows: rows, into: out.pointer, accumulate: false)
+            } else {
+                MatMul.multiply(a.pointer, b.pointer, into: out.pointer, m: rows, n: c.intermediateSize, k: c.hiddenSize,
+                                transposeB: true)
+            }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             best = max(best, 2 * Double(rows * c.intermediateSize * c.hiddenSize) / seconds / 1e9)
         }
@@ -56,16 +68,16 @@ public struct BenchSFTCommand: ParsableCommand {
     }
 
     public func validate() throws {
-        do { _ = try model.weightFormat(trainsBase: full) } catch { throw ValidationError("\(error)") }
+        do { _ = try model.weightFormat(for: use) } catch { throw ValidationError("\(error)") }
         guard batchSize > 0, seqLen > 1, steps > 0 else { throw ValidationError("--batch-size, --seq-len and --steps must be positive") }
     }
 
     public func run() throws {
-        let lm = try model.load(trainsBase: full)
+        let lm = try model.load(for: use)
         let llama = lm.model
         let trainable: [Parameter]
         // Full fine-tuning in bf16 multiplies by bf16 copies of the float32 master weights, re-rounded every step.
-        let compactCopies = full ? try model.weightFormat(trainsBase: true) : .float32
+        let compactCopies = full ? try model.weightFormat(for: .masterWeights) : .float32
         if full {
             for p in llama.parameters { p.trainable = true }
             trainable = llama.parameters
@@ -106,8 +118,10 @@ public struct BenchSFTCommand: ParsableCommand {
                                       method: plan.method.rawValue,
                                       weights: compact?.format ?? WeightFormat.float32.rawValue, optimizer: self.optimizer.rawValue, batch_size: batchSize, seq_len: seqLen, steps: steps,
                                       threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
+                                      bf16_products: BF16Products.current.description,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
-                                      matmul_peak_gflops: Self.matmulRate(rows: batchSize * seqLen, llama.config),
+                                      matmul_peak_gflops: try Self.matmulRate(rows: batchSize * seqLen, llama.config,
+                                                                              format: WeightFormat(rawValue: compact?.format ?? "") ?? .float32),
                                       planned_mib: Double(plan.totalBytes) / 1_048_576,
                                       peak_tensor_mib: peakTensorMiB)))
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LatheModels
 import LatheTemplates
+import LatheTensors
 
 /// `lathe chat`: an interactive conversation through the model's chat template, answers streamed as they come.
 public struct ChatCommand: ParsableCommand {
@@ -47,6 +48,10 @@ public struct InspectCommand: ParsableCommand {
 
     public func run() throws {
         let lm = try model.load()
-        for (key, value) in lm.summary { print("\(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(value)") }
+        let products = BF16Products.current
+        let auto = "\(WeightFormat.auto(for: .inference, products: products)) to score and generate, "
+            + "\(WeightFormat.auto(for: .frozenBase, products: products)) to train"
+        let rows = lm.summary + [("bf16 products", products.description), ("dtype auto", auto)]
+        for (key, value) in rows { print("\(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(value)") }
     }
 }

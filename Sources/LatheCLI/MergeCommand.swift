@@ -22,7 +22,7 @@ public struct MergeCommand: ParsableCommand {
 
     public func run() throws {
         // Adapters trained on a compact base (bf16, QLoRA's nf4) merge onto the float32 base.
-        let lm = try model.load(trainsBase: true)
+        let lm = try model.load(for: .masterWeights)
         lm.model.mergeAdapters()
         let url = try ModelExport.write(lm, to: URL(fileURLWithPath: output), ggufType: ModelExport.ggufTypes[type]!)
         print("merged model written to \(url.path)")

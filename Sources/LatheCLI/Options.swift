@@ -14,7 +14,7 @@ public struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A LoRA adapter folder in PEFT's format (adapter_config.json, adapter_model.safetensors).")
     public var adapter: String?
 
-    @Option(name: .long, help: "Block weights: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16.")
+    @Option(name: .long, help: "Weights: auto (float32 to score and generate; bf16 to train where bf16 products beat float32), f32 or bf16.")
     public var dtype = "auto"
 
     @Option(name: .long, help: "Quantize the block weights on loading: nf4.")
@@ -24,21 +24,20 @@ public struct ModelOptions: ParsableArguments {
 
     public func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        do { _ = try weightFormat(trainsBase: false) } catch { throw ValidationError("\(error)") }
+        do { _ = try weightFormat(for: .inference) } catch { throw ValidationError("\(error)") }
     }
 
-    /// The format `--dtype` and `--quantize` choose.
-    public func weightFormat(trainsBase: Bool) throws -> WeightFormat {
-        try WeightFormat.choose(dtype: dtype, quantize: quantize, trainsBase: trainsBase)
+    /// The format `--dtype` and `--quantize` choose for `use`.
+    public func weightFormat(for use: WeightUse) throws -> WeightFormat {
+        try WeightFormat.choose(dtype: dtype, quantize: quantize, use: use)
     }
 
-    /// Loads the model named by `--model` with the `--adapter` on it, after setting the thread count. With
-    /// `trainsBase` (full fine-tuning, merging) the weights load in float32 whatever `--dtype` says: they are
-    /// the master values.
-    public func load(trainsBase: Bool = false) throws -> LanguageModel {
+    /// Loads the model named by `--model` with the `--adapter` on it, after setting the thread count. Master
+    /// weights (full fine-tuning, merging) load in float32 whatever `--dtype` says.
+    public func load(for use: WeightUse = .inference) throws -> LanguageModel {
         MatMul.setThreadCount(threads)
-        let format = try weightFormat(trainsBase: trainsBase)
-        let lm = try LanguageModel.load(model, weightFormat: trainsBase ? .float32 : format)
+        let format = try weightFormat(for: use)
+        let lm = try LanguageModel.load(model, weightFormat: use == .masterWeights ? .float32 : format)
         if let adapter { try PEFTAdapter.load(URL(fileURLWithPath: adapter), into: lm.model) }
         return lm
     }

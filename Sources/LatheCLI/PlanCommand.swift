@@ -44,7 +44,7 @@ public struct PlanCommand: ParsableCommand {
     /// How the products see the weights, chosen as `--dtype` and `--quantize` choose it for the commands that train.
     func baseFormat() throws -> WeightFormat {
         try WeightFormat.choose(dtype: dtype, quantize: method == .qlora ? WeightFormat.nf4.rawValue : nil,
-                                trainsBase: method == .full)
+                                use: method == .full ? .masterWeights : .frozenBase)
     }
 
     /// The plan these flags describe for a model of `config`.

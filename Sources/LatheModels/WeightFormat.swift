@@ -5,8 +5,8 @@ import LatheTensors
 public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Plain float32: exact, and what parity tests and full fine-tuning use.
     case float32 = "f32"
-    /// bf16 (half the memory), the embedding and LM head included; multiplied natively where the CPU has AMX or
-    /// AVX512-BF16.
+    /// bf16 (half the memory), the embedding and LM head included; multiplied in oneDNN's bf16 matmul where that
+    /// beats float32 (`BF16Products`), widened to float32 products elsewhere.
     case bfloat16 = "bf16"
     /// QLoRA's 4-bit NormalFloat in blocks of 64, the block scales double-quantized (≈ 4.127 bits per weight).
     case nf4
@@ -23,9 +23,11 @@ public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertibl
         }
     }
 
-    /// bf16 where the CPU multiplies it natively, float32 elsewhere (emulated bf16 is slower than float32).
-    public static var fastest: WeightFormat {
-        BF16Weight.multipliesNatively ? .bfloat16 : .float32
+    /// What `--dtype auto` holds the weights in: float32 for scoring and generating (exact: log-probabilities equal
+    /// transformers'), and for training only where bf16 products are not faster (bf16 there saves memory, not time);
+    /// bf16 for training where they are (AMX, AMD's AVX512-BF16), as PyTorch users turn on bf16 autocast there.
+    public static func auto(for use: WeightUse, products: BF16Products = .current) -> WeightFormat {
+        use != .inference && products.beatFloat32 ? .bfloat16 : .float32
     }
 
     /// The compact copy of a float32 [rows, columns] weight; nil for `.float32`.
@@ -38,25 +40,35 @@ public enum WeightFormat: String, Sendable, CaseIterable, CustomStringConvertibl
     }
 }
 
+/// What a model's weights are loaded for: `--dtype auto` and `--quantize` mean different things for each.
+public enum WeightUse: Sendable {
+    /// Scoring and generation.
+    case inference
+    /// The frozen base adapters are trained on (LoRA, QLoRA).
+    case frozenBase
+    /// Full fine-tuning: float32 master weights (bf16 means compact copies of them for the products), never quantized.
+    case masterWeights
+}
+
 extension WeightFormat {
-    /// The format for a run's `dtype` (auto, f32, bf16) and `quantize` (none, or nf4 for QLoRA) settings; `trainsBase`
-    /// is true for full fine-tuning, which keeps float32 master weights (bf16 there means compact copies for the
-    /// products) and cannot train a quantized base. Errors name the setting.
-    public static func choose(dtype: String, quantize: String?, trainsBase: Bool) throws -> WeightFormat {
+    /// The format for a run's `dtype` (auto, f32, bf16) and `quantize` (none, or nf4 for QLoRA) settings, for `use`.
+    /// Errors name the setting.
+    public static func choose(dtype: String, quantize: String?, use: WeightUse,
+                              products: BF16Products = .current) throws -> WeightFormat {
         if let quantize, quantize != "none" {
             guard let format = WeightFormat(rawValue: quantize), format.isQuantized else {
                 let names = allCases.filter(\.isQuantized).map(\.rawValue).joined(separator: ", ")
                 throw ModelError.invalidConfiguration(file: "quantize", message:
                     "'\(quantize)' is not a quantization Lathe has (choose none or \(names))")
             }
-            guard !trainsBase else {
+            guard use != .masterWeights else {
                 throw ModelError.invalidConfiguration(file: "quantize", message:
                     "a quantized base is frozen: use it with LoRA (QLoRA), not full fine-tuning")
             }
             return format
         }
         switch dtype {
-        case "auto": return .fastest
+        case "auto": return auto(for: use, products: products)
         case WeightFormat.float32.rawValue: return .float32
         case WeightFormat.bfloat16.rawValue: return .bfloat16
         default:

@@ -86,9 +86,19 @@ extension CompactWeight {
     }
 }
 
-/// A frozen weight in bf16. Where the CPU multiplies bf16 natively (AMX or AVX512-BF16) the products run in
-/// oneDNN's bf16 matmul (the input rounded to bf16, float32 accumulation); elsewhere the weight is expanded tile
-/// by tile to float32, which keeps the memory saving at float32 speed (oneDNN's emulated bf16 is slower).
+/// Which product a bf16 weight runs; `BF16Weight.productPath` holds the choice.
+public enum BF16ProductPath: Sendable, CaseIterable {
+    /// oneDNN's bf16 matmul (AMX, AVX512-BF16, or emulated): the input rounded to bf16, float32 accumulation.
+    case native
+    /// The weight widened tile by tile into float32 products: only the weight is rounded.
+    case widened
+    /// The plain reference of `native`: the input rounded to bf16, then the widened product.
+    case roundedInputReference
+}
+
+/// A frozen weight in bf16. Where bf16 products beat float32 (`BF16Products.current`) they run in oneDNN's bf16
+/// matmul; elsewhere the weight is widened tile by tile to float32, which keeps the memory saving at float32 speed.
+/// Decoding's few-row products read the bf16 rows directly on every path.
 public final class BF16Weight: CompactWeight, @unchecked Sendable {
     public let matrix: BF16Matrix
     public var rows: Int { matrix.rows }
@@ -96,10 +106,15 @@ public final class BF16Weight: CompactWeight, @unchecked Sendable {
     public var byteCount: Int { matrix.rows * matrix.columns * 2 }
     public var formatName: String { "bf16" }
 
-    /// True when the CPU multiplies bf16 natively (through oneDNN: AMX or AVX512-BF16).
-    public static var multipliesNatively: Bool {
+    /// The product every bf16 weight runs: native where it is faster than float32. Tests set the other paths to
+    /// hold each against its reference on any CPU.
+    nonisolated(unsafe) public static var productPath: BF16ProductPath =
+        BF16Products.current.beatFloat32 ? .native : .widened
+
+    /// True when the products run in oneDNN's bf16 matmul (which rounds each input into a scratch buffer).
+    public static var usesNativeProducts: Bool {
         #if canImport(CLatheDNNL)
-        nativeMatmul != nil
+        productPath == .native && nativeMatmul != nil
         #else
         false
         #endif
@@ -163,28 +178,54 @@ public final class BF16Weight: CompactWeight, @unchecked Sendable {
     public func multiplyTransposed(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
                                    accumulate: Bool) {
         if m <= Self.fewRows { return multiplyFewRows(input, rows: m, into: output, accumulate: accumulate) }
-        #if canImport(CLatheDNNL)
-        // A shape oneDNN refuses falls back to the tiled product rather than failing a training step.
-        if let native = Self.nativeMatmul,
-           (try? native.multiplyByTransposedWeight(input, rows: m, weight: matrix, into: output, accumulate: accumulate)) != nil {
-            return
+        switch Self.productPath {
+        case .native:
+            #if canImport(CLatheDNNL)
+            // A shape oneDNN refuses falls back to the widened product rather than failing a training step.
+            if let native = Self.nativeMatmul,
+               (try? native.multiplyByTransposedWeight(input, rows: m, weight: matrix, into: output,
+                                                        accumulate: accumulate)) != nil {
+                return
+            }
+            #endif
+            tiledMultiplyTransposed(input, rows: m, into: output, accumulate: accumulate)
+        case .widened:
+            tiledMultiplyTransposed(input, rows: m, into: output, accumulate: accumulate)
+        case .roundedInputReference:
+            let rounded = Self.roundedInput(input, count: m * columns)
+            tiledMultiplyTransposed(rounded, rows: m, into: output, accumulate: accumulate)
         }
-        #endif
-        tiledMultiplyTransposed(input, rows: m, into: output, accumulate: accumulate)
     }
-
-    #if canImport(CLatheDNNL)
-    /// One oneDNN matmul (engine, stream, primitive cache) for every bf16 weight: layers run one at a time.
-    nonisolated(unsafe) private static let nativeMatmul: OneDNNBF16Matmul? =
-        OneDNNBF16Matmul.isSupported ? try? OneDNNBF16Matmul() : nil
 
     public func multiply(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
                          accumulate: Bool) {
-        if let native = Self.nativeMatmul,
-           (try? native.multiplyByWeight(input, rows: m, weight: matrix, into: output, accumulate: accumulate)) != nil {
-            return
+        switch Self.productPath {
+        case .native:
+            #if canImport(CLatheDNNL)
+            if let native = Self.nativeMatmul,
+               (try? native.multiplyByWeight(input, rows: m, weight: matrix, into: output, accumulate: accumulate)) != nil {
+                return
+            }
+            #endif
+            tiledMultiply(input, rows: m, into: output, accumulate: accumulate)
+        case .widened:
+            tiledMultiply(input, rows: m, into: output, accumulate: accumulate)
+        case .roundedInputReference:
+            tiledMultiply(Self.roundedInput(input, count: m * rows), rows: m, into: output, accumulate: accumulate)
         }
-        tiledMultiply(input, rows: m, into: output, accumulate: accumulate)
     }
+
+    /// The reference path's input, rounded to bf16 and widened back to float32, as oneDNN's product sees it.
+    private static let roundedInputs = ScratchBuffer()
+    private static func roundedInput(_ input: UnsafePointer<Float>, count: Int) -> UnsafePointer<Float> {
+        let rounded = roundedInputs.pointer(atLeast: count)
+        for index in 0..<count { rounded[index] = BF16.float(fromBits: BF16.bits(from: input[index])) }
+        return UnsafePointer(rounded)
+    }
+
+    #if canImport(CLatheDNNL)
+    /// One oneDNN matmul (engine, stream, primitive cache) for every bf16 weight, made on first use: layers run
+    /// one at a time.
+    nonisolated(unsafe) private static let nativeMatmul: OneDNNBF16Matmul? = try? OneDNNBF16Matmul()
     #endif
 }

@@ -2,9 +2,8 @@
 import CLatheDNNL
 
 /// Matrix products with a bf16 weight through oneDNN's matmul primitive: bf16 in, float32 out, float32
-/// accumulation. oneDNN picks AMX or AVX512-BF16 kernels when the CPU has them (about 5× float32 sgemm on this
-/// project's machines, ../shared/MACHINE-NOTES.md) and emulates bf16 on plain AVX-512 otherwise (slower than
-/// float32: check `isSupported` before choosing this path).
+/// accumulation. oneDNN picks AMX or AVX512-BF16 kernels when the CPU has them and emulates bf16 on plain AVX-512
+/// otherwise; whether that beats float32 depends on the CPU (`BF16Products`).
 ///
 /// The two products a linear layer with weight W [out, in] needs:
 /// - forward, `multiplyByTransposedWeight`: C[m, n] = A[m, k] · Wᵀ with W a `BF16Matrix` [n, k];
@@ -14,14 +13,6 @@ import CLatheDNNL
 /// Building a primitive costs far more than running a small one, so each (shape, form, accumulate) gets one
 /// primitive, built on first use and kept. An instance holds mutable caches: use it from one thread at a time.
 public final class OneDNNBF16Matmul {
-    /// True when the CPU multiplies bf16 natively (AMX or AVX512-BF16), as oneDNN sees it; elsewhere
-    /// float32 is faster and callers should use it.
-    public static var isSupported: Bool {
-        // Each ISA value holds the bits of the ISAs it extends: AMX's value contains AVX512-BF16's.
-        let bf16Bits = dnnl_cpu_isa_avx512_core_bf16.rawValue
-        return dnnl_get_effective_cpu_isa().rawValue & bf16Bits == bf16Bits
-    }
-
     /// Failures of oneDNN calls, with the shape they were for.
     public struct Failure: Error, CustomStringConvertible {
         public let operation: String

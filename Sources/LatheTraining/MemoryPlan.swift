@@ -68,7 +68,7 @@ public struct MemoryPlan: Sendable, Equatable {
         self.lora = lora
         self.gradientCheckpointing = gradientCheckpointing
         self.optimizer = optimizer
-        self.compactBaseMultipliesNatively = compactBaseMultipliesNatively ?? (bytes == 2 && BF16Weight.multipliesNatively)
+        self.compactBaseMultipliesNatively = compactBaseMultipliesNatively ?? (bytes == 2 && BF16Weight.usesNativeProducts)
         self.runtime = runtime
     }
 

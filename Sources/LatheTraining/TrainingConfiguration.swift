@@ -121,7 +121,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// The format of the products: the frozen base's for LoRA, the compact copies of the float32 master weights
     /// for full fine-tuning.
     public func weightFormat() throws -> WeightFormat {
-        try WeightFormat.choose(dtype: dtype, quantize: quantize, trainsBase: trainsEveryWeight)
+        try WeightFormat.choose(dtype: dtype, quantize: quantize, use: trainsEveryWeight ? .masterWeights : .frozenBase)
     }
 
     /// The format the model is loaded in: float32 when every weight trains (its copies come after loading).

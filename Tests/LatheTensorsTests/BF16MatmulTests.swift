@@ -3,7 +3,7 @@ import XCTest
 @testable import LatheTensors
 
 /// The bf16 matmul runs on any AVX-512 CPU (oneDNN emulates bf16 where AMX and AVX512-BF16 are missing), so
-/// these tests check its results whatever `isSupported` says.
+/// these tests check its results on every CPU, and again under lower `ONEDNN_MAX_CPU_ISA` caps (`BF16ISATests`).
 final class BF16MatmulTests: XCTestCase {
     private func rounded(_ values: [Float]) -> [Float] { values.map { BF16.float(fromBits: BF16.bits(from: $0)) } }
 
@@ -126,15 +126,21 @@ final class BF16MatmulTests: XCTestCase {
         XCTAssertEqual(matmul.cachedPrimitiveCount, 2, "the input-gradient form needs its own primitive")
     }
 
-    func testSupportFlagMatchesTheCPUFlags() throws {
-        // oneDNN's view should agree with the kernel's: AVX512-BF16 or AMX-BF16 in /proc/cpuinfo.
+    func testBF16InstructionsMatchTheCPUFlags() throws {
+        // oneDNN's view should agree with the kernel's: AMX-BF16 or AVX512-BF16 in /proc/cpuinfo, unless a cap is set.
         guard let cpuInfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
             throw XCTSkip("no /proc/cpuinfo")
         }
         let flags = Set(cpuInfo.split(separator: "\n").first { $0.hasPrefix("flags") }?
             .split(separator: " ").map(String.init) ?? [])
-        let cpuHasBF16 = flags.contains("avx512_bf16") || flags.contains("amx_bf16")
-        XCTAssertEqual(OneDNNBF16Matmul.isSupported, cpuHasBF16, "oneDNN and /proc/cpuinfo disagree about bf16")
+        var expected: BF16Products.Instructions =
+            flags.contains("amx_bf16") ? .amx : flags.contains("avx512_bf16") ? .avx512BF16 : .none
+        switch ProcessInfo.processInfo.environment["ONEDNN_MAX_CPU_ISA"]?.uppercased() {
+        case "AVX512_CORE", "AVX512_CORE_VNNI": expected = .none
+        case "AVX512_CORE_BF16" where expected == .amx: expected = .avx512BF16
+        default: break
+        }
+        XCTAssertEqual(BF16Products.current.instructions, expected, "oneDNN and /proc/cpuinfo disagree about bf16")
     }
 }
 #endif
