@@ -72,7 +72,7 @@ public struct PlanCommand: ParsableCommand {
                 optimizer: optimizer.rawValue, gradient_checkpointing: gradientCheckpointing,
                 weights_mib: mib(plan.weightBytes), gradients_mib: mib(plan.gradientBytes),
                 optimizer_mib: mib(plan.optimizerBytes), activations_mib: mib(plan.activationBytes),
-                workspace_mib: mib(plan.workspaceBytes), runtime_mib: mib(plan.runtime.totalBytes),
+                workspace_mib: mib(plan.workspaceBytes), runtime_mib: mib(plan.runtimeBytes),
                 loading_mib: mib(plan.loadingBytes), total_mib: mib(plan.totalBytes))))
             return
         }
@@ -80,10 +80,10 @@ public struct PlanCommand: ParsableCommand {
               + (gradientCheckpointing ? ", gradient checkpointing" : ""))
         let rows: [(String, Int)] = [
             ("weights", plan.weightBytes), ("gradients", plan.gradientBytes), ("optimizer state", plan.optimizerBytes),
-            ("activations", plan.activationBytes), ("workspace", plan.workspaceBytes), ("runtime", plan.runtime.totalBytes),
+            ("activations", plan.activationBytes), ("workspace", plan.workspaceBytes), ("runtime", plan.runtimeBytes),
         ]
         for (name, bytes) in rows { print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(bytes)) + " MiB") }
-        if plan.loadingBytes > plan.runtime.totalBytes + plan.trainingBytes {
+        if plan.loadingBytes > plan.runtimeBytes + plan.trainingBytes {
             // The peak is the load, not the step: the rows above do not add up to the total.
             print("loading peak".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.loadingBytes))
                   + " MiB  (runtime included: the model file is resident while the weights are read)")

@@ -58,6 +58,7 @@ public struct SFTCommand: ParsableCommand {
         let c = try resolvedConfiguration()
         MatMul.setThreadCount(training.threads)
         let lm = try LanguageModel.load(c.model, weightFormat: try c.loadingFormat())
+        print("products: \(try c.weightFormat()) weights (dtype \(c.dtype); this CPU's bf16 products: \(BF16Products.current))")
         let trainer = try Trainer(config: c, languageModel: lm)
         let example = c.valid.flatMap { try? firstPrompt(URL(fileURLWithPath: $0)) }
         var before: String?
