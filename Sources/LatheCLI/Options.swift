@@ -32,12 +32,32 @@ public struct ModelOptions: ParsableArguments {
         try WeightFormat.choose(dtype: dtype, quantize: quantize, use: use)
     }
 
-    /// Loads the model named by `--model` with the `--adapter` on it, after setting the thread count. Master
-    /// weights (full fine-tuning, merging) load in float32 whatever `--dtype` says.
+    /// The quantized base `--adapter` was trained on (QLoRA's NF4) when `--dtype` (auto) and `--quantize` (not
+    /// given) leave the choice to it; nil for a plain LoRA adapter, no adapter, or an explicit choice.
+    public func adapterBase() throws -> WeightFormat? {
+        guard let adapter else { return nil }
+        return WeightFormat.base(underAdapterTrainedOn: try PEFTAdapter.trainedBase(URL(fileURLWithPath: adapter)),
+                                 dtype: dtype, quantize: quantize)
+    }
+
+    /// Loads the model named by `--model` with the `--adapter` on it, after setting the thread count. The base is in
+    /// the format `--dtype` and `--quantize` choose or, when they leave it open, the quantized base the adapter was
+    /// trained on (said on stderr): a QLoRA adapter runs on the NF4 base it learned on. Master weights (full
+    /// fine-tuning) load in float32 whatever `--dtype` says.
     public func load(for use: WeightUse = .inference) throws -> LanguageModel {
-        MatMul.setThreadCount(threads)
         let format = try weightFormat(for: use)
-        let lm = try LanguageModel.load(model, weightFormat: use == .masterWeights ? .float32 : format)
+        if use != .masterWeights, let base = try adapterBase() {
+            log("adapter \(adapter ?? "") was trained on an \(base.rawValue.uppercased()) base: loading the base as "
+                + "\(base.rawValue.uppercased()) (--quantize none for the \(format == .float32 ? "float32" : format.rawValue) base)")
+            return try load(base: base)
+        }
+        return try load(base: use == .masterWeights ? .float32 : format)
+    }
+
+    /// Loads the model with its base weights in `base` and the `--adapter` on it, after setting the thread count.
+    public func load(base: WeightFormat) throws -> LanguageModel {
+        MatMul.setThreadCount(threads)
+        let lm = try LanguageModel.load(model, weightFormat: base)
         if let adapter { try PEFTAdapter.load(URL(fileURLWithPath: adapter), into: lm.model) }
         return lm
     }

@@ -226,7 +226,7 @@ public final class Trainer {
             try PEFTAdapter.save(model, config: config.lora, baseModel: config.model, to: outputFolder,
                                  extra: ["lathe_training": .object([
                                     "steps": .number(Double(step)),
-                                    // The base the adapter was trained on: f32, bf16 or nf4 (QLoRA); merge it onto the float base.
+                                    // The base the adapter was trained on: f32, bf16 or nf4 (QLoRA: loading and merging the adapter follow it).
                                     "base_weights": .string(model.compactWeightSummary?.format ?? WeightFormat.float32.rawValue)])])
         case .full:
             try ModelExport.write(languageModel, to: outputFolder)

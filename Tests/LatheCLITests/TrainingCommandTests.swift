@@ -40,14 +40,15 @@ final class TrainingCommandTests: XCTestCase {
         let merged = folder.appendingPathComponent("merged").path
         let merge = try LatheProcess.run(["merge", "--model", model, "--adapter", output, "--output", merged, "--type", "f32"])
         XCTAssertEqual(merge.status, 0, merge.stderr)
+        XCTAssertTrue(merge.stderr.contains("merged onto the float32 base"), merge.stderr)
         let mergedOut = try LatheProcess.run(["generate", "--model", "\(merged)/model.gguf", "--input", input.path, "--max-tokens", "8"]).stdout
         let adaptedOut = try LatheProcess.run(["generate", "--model", model, "--adapter", output, "--input", input.path, "--max-tokens", "8"]).stdout
         XCTAssertEqual(mergedOut, adaptedOut)
     }
 
-    /// QLoRA from the command line: an NF4 base, 8-bit AdamW, the adapter merged onto the float base; inspect shows
-    /// the base's bits per parameter.
-    func testQLoRARunMergesOntoTheFloatBase() throws {
+    /// QLoRA from the command line: an NF4 base, 8-bit AdamW; the adapter loads and merges onto the NF4 base it was
+    /// trained on unless --quantize none asks for the float base; inspect shows the base's bits per parameter.
+    func testQLoRARunLoadsAndMergesOntoItsNF4Base() throws {
         let model = folder.appendingPathComponent("tiny.gguf").path
         try TinyModel.write(to: URL(fileURLWithPath: model), hidden: 64)
         let rows = (0..<8).map { i in #"{"prompt": "the \#(i)", "completion": " then the inn"}"# }
@@ -64,6 +65,30 @@ final class TrainingCommandTests: XCTestCase {
         let merge = try LatheProcess.run(["merge", "--model", model, "--adapter", output, "--output",
                                           folder.appendingPathComponent("merged").path, "--type", "f32"])
         XCTAssertEqual(merge.status, 0, merge.stderr)
+        XCTAssertTrue(merge.stderr.contains("trained on an NF4 base: merged onto the dequantized NF4 weights"), merge.stderr)
+        let floatMerge = try LatheProcess.run(["merge", "--model", model, "--adapter", output, "--output",
+                                               folder.appendingPathComponent("merged-float").path, "--type", "f32", "--quantize", "none"])
+        XCTAssertEqual(floatMerge.status, 0, floatMerge.stderr)
+        XCTAssertTrue(floatMerge.stderr.contains("merged onto the float32 base"), floatMerge.stderr)
+
+        // --adapter alone scores as --quantize nf4 does, and says so; --quantize none is the float base.
+        let input = folder.appendingPathComponent("in.jsonl")
+        try write(#"{"text": "the 3 then the inn"}"#, to: input)
+        func logprobs(_ flags: [String]) throws -> LatheProcess.Output {
+            let result = try LatheProcess.run(["logprobs", "--model", model, "--adapter", output, "--input", input.path] + flags)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return result
+        }
+        let byDefault = try logprobs([]), nf4 = try logprobs(["--quantize", "nf4"]), float = try logprobs(["--quantize", "none"])
+        XCTAssertEqual(byDefault.stdout, nf4.stdout)
+        XCTAssertNotEqual(byDefault.stdout, float.stdout)
+        XCTAssertTrue(byDefault.stderr.contains("was trained on an NF4 base: loading the base as NF4 (--quantize none for the "),
+                      byDefault.stderr)
+        XCTAssertFalse(nf4.stderr.contains("trained on") || float.stderr.contains("trained on"), nf4.stderr + float.stderr)
+        let mergedScores = try LatheProcess.run(["logprobs", "--model", folder.appendingPathComponent("merged/model.gguf").path,
+                                                 "--input", input.path])
+        XCTAssertEqual(mergedScores.status, 0, mergedScores.stderr)
+        XCTAssertNotEqual(mergedScores.stdout, float.stdout)
 
         let inspect = try LatheProcess.run(["inspect", "--model", model, "--quantize", "nf4"])
         XCTAssertTrue(inspect.stdout.contains("nf4, 4.1"), inspect.stdout)
