@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LatheModels
+import LatheTensors
 import LatheTemplates
 
 /// `lathe chat`: an interactive conversation through the model's chat template, answers streamed as they come.
@@ -47,6 +48,10 @@ public struct InspectCommand: ParsableCommand {
 
     public func run() throws {
         let lm = try model.load()
-        for (key, value) in lm.summary { print("\(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(value)") }
+        // Loading resolved the thread count; for auto, what the start-up measurement chose and why.
+        let threads = model.threads == .auto ? "auto: \(AutoThreads.measurement)" : model.threads.description
+        for (key, value) in lm.summary + [("compute threads", threads)] {
+            print("\(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(value)")
+        }
     }
 }

@@ -41,7 +41,7 @@ public struct PretrainCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolvedConfiguration()
-        MatMul.setThreadCount(training.threads)
+        MatMul.setThreads(c.threads)
         let output = URL(fileURLWithPath: c.output!)
         if !training.resume {
             let tokenizerFolder = URL(fileURLWithPath: c.tokenizer!)

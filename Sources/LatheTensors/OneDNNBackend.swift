@@ -36,6 +36,9 @@ public struct OneDNNBackend: MatMulBackend {
     }
 
     private static func useThreads(for multiplyAdds: Int) {
+        // Inside a kernel's parallel loop a product runs on its worker's thread alone (oneDNN does so inside an
+        // OpenMP region; `Parallel` limits Dispatch workers to one), and the counts here are the caller's thread's.
+        if Parallel.isInsideLoop { return }
         let wanted = multiplyAdds >= smallestThreadedProduct ? threadCount : 1
         if wanted != activeThreadCount {
             activeThreadCount = wanted
