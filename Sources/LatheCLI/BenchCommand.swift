@@ -11,7 +11,7 @@ import Darwin
 /// `lathe bench`: speed measurements, printed as one JSON line.
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure speed.", subcommands: [BenchGenerateCommand.self, BenchSFTCommand.self])
+        commandName: "bench", abstract: "Measure speed.", subcommands: [BenchGenerateCommand.self, BenchSFTCommand.self, BenchKernelsCommand.self])
     public init() {}
 }
 

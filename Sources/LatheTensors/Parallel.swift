@@ -22,9 +22,12 @@ public enum Parallel {
     public static var threadCount: Int { configuredThreadCount }
     nonisolated(unsafe) private static var configuredThreadCount = 1
 
-    /// Floats (read, written or multiplied) below which a loop stays on one thread: starting a region costs
-    /// ~1–15 µs, about what 256k floats of a memory-bound kernel take (../shared/MACHINE-NOTES.md).
-    public static let minimumWork = 262_144
+    /// Work below which a loop stays on one thread, counted in floats read, written or multiply-added (kernels
+    /// heavier per float, with an exp or a table lookup, count more): about 50 µs of a memory-bound kernel. Waking
+    /// a sleeping OpenMP thread (the `lathe` command runs with OMP_WAIT_POLICY=PASSIVE) and joining it costs
+    /// ~10–20 µs; `lathe bench kernels` measured RMSNorm, RoPE and the residual add over 512 × 576 (25–40 µs)
+    /// 10–25% slower on two threads, SwiGLU over 512 × 1536 (350 µs) 1.7× faster.
+    public static let minimumWork = 1 << 20
 
     /// Pieces a loop is cut into per thread, claimed in turn by whichever thread is free: uneven items (causal
     /// attention's later blocks) and a thread that starts late (a busy core) then cost less than with one
@@ -33,6 +36,9 @@ public enum Parallel {
 
     /// Whether loops run on OpenMP's threads (Linux) or on Dispatch's; tests switch it to check both.
     nonisolated(unsafe) static var usesOpenMP = OpenMPRegion.isAvailable
+
+    /// Loops split among threads so far (only a top-level caller splits one): tests check that their sizes did.
+    nonisolated(unsafe) static var splitLoops = 0
 
     /// Set by `MatMul.setThreadCount`.
     static func setThreadCount(_ count: Int) { configuredThreadCount = max(1, count) }
@@ -64,6 +70,7 @@ public enum Parallel {
             body(0, 0..<count)
             return
         }
+        splitLoops += 1
         let pieces = min(alignedUnits, threads * piecesPerThread)
         let unitsPerPiece = (alignedUnits + pieces - 1) / pieces
         let pieceCount = (alignedUnits + unitsPerPiece - 1) / unitsPerPiece

@@ -74,7 +74,8 @@ public enum RMSNorm {
 public enum SwiGLU {
     public static func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
         // Ranges on multiples of 16: the scalar tail stays the same elements.
-        Parallel.forEach(count: count, floatsPerItem: 3, alignment: 16) { range in
+        // Per element three floats and an exp (counted as three more).
+        Parallel.forEach(count: count, floatsPerItem: 6, alignment: 16) { range in
             var i = range.lowerBound
             while i + 16 <= range.upperBound {
                 let g = load16(gate + i)
@@ -91,7 +92,7 @@ public enum SwiGLU {
     /// Writes the gradients of `forward`: dUp = dOut·silu(g), dGate = dOut·up·σ(g)·(1 + g·(1 − σ(g))).
     public static func backward(dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                 gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        Parallel.forEach(count: count, floatsPerItem: 5, alignment: 16) { range in
+        Parallel.forEach(count: count, floatsPerItem: 8, alignment: 16) { range in
             var i = range.lowerBound
             while i + 16 <= range.upperBound {
                 let g = load16(gate + i), d = load16(dOut + i)
