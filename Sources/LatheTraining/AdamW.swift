@@ -162,28 +162,37 @@ struct AdamWCoefficients {
 enum AdamWKernel {
     private typealias Vector = OptimizerVector
 
-    /// Updates `count` elements in place. The last partial vector goes through the same vector code on
-    /// zero-padded copies, so every element sees identical arithmetic. Elements are shared among the compute
-    /// threads in whole vectors: each is updated alone, so the result does not depend on the thread count.
+    /// Updates `count` elements in place, a large tensor's vectors shared among the compute threads
+    /// (`forEachVectorPiece`).
     static func update(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
                        expAvg: UnsafeMutablePointer<Float>, expAvgSq: UnsafeMutablePointer<Float>,
                        maxExpAvgSq: UnsafeMutablePointer<Float>?, count: Int, coefficients c: AdamWCoefficients) {
-        Parallel.forEach(count: count, floatsPerItem: maxExpAvgSq == nil ? 7 : 9, alignment: Vector.scalarCount) { range in
-            var index = range.lowerBound
-            while index < range.upperBound {
-                let lanes = min(Vector.scalarCount, range.upperBound - index)
-                var p = loadLanes(parameter + index, lanes)
-                let g = loadLanes(gradient + index, lanes)
-                var m = loadLanes(expAvg + index, lanes)
-                var v = loadLanes(expAvgSq + index, lanes)
-                var vMax = maxExpAvgSq.map { loadLanes($0 + index, lanes) }
-                lanesUpdate(&p, g, &m, &v, &vMax, c)
-                storeLanes(p, parameter + index, lanes)
-                storeLanes(m, expAvg + index, lanes)
-                storeLanes(v, expAvgSq + index, lanes)
-                if let vMax, let maxExpAvgSq { storeLanes(vMax, maxExpAvgSq + index, lanes) }
-                index += lanes
-            }
+        forEachVectorPiece(count: count, floatsPerElement: maxExpAvgSq == nil ? 7 : 9) { start, count in
+            updateVectors(parameter: parameter + start, gradient: gradient + start, expAvg: expAvg + start,
+                          expAvgSq: expAvgSq + start, maxExpAvgSq: maxExpAvgSq.map { $0 + start }, count: count,
+                          coefficients: c)
+        }
+    }
+
+    /// `update` on one thread. The last partial vector goes through the same vector code on zero-padded copies,
+    /// so every element sees identical arithmetic.
+    private static func updateVectors(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+                                      expAvg: UnsafeMutablePointer<Float>, expAvgSq: UnsafeMutablePointer<Float>,
+                                      maxExpAvgSq: UnsafeMutablePointer<Float>?, count: Int, coefficients c: AdamWCoefficients) {
+        var index = 0
+        while index < count {
+            let lanes = min(Vector.scalarCount, count - index)
+            var p = loadLanes(parameter + index, lanes)
+            let g = loadLanes(gradient + index, lanes)
+            var m = loadLanes(expAvg + index, lanes)
+            var v = loadLanes(expAvgSq + index, lanes)
+            var vMax = maxExpAvgSq.map { loadLanes($0 + index, lanes) }
+            lanesUpdate(&p, g, &m, &v, &vMax, c)
+            storeLanes(p, parameter + index, lanes)
+            storeLanes(m, expAvg + index, lanes)
+            storeLanes(v, expAvgSq + index, lanes)
+            if let vMax, let maxExpAvgSq { storeLanes(vMax, maxExpAvgSq + index, lanes) }
+            index += lanes
         }
     }
 

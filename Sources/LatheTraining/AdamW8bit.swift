@@ -137,8 +137,7 @@ public final class AdamW8bit: Optimizer {
             case .full(let expAvg, let expAvgSq):
                 AdamW8bitKernel.update(parameter: parameter.tensor.pointer, gradient: gradient.pointer,
                                        expAvg: expAvg.pointer, expAvgSq: expAvgSq.pointer,
-                                       count: parameter.tensor.count, coefficients: coefficients, path: .full,
-                                       threaded: true)
+                                       count: parameter.tensor.count, coefficients: coefficients, path: .full)
             case .quantized(let moments):
                 Self.quantizedUpdate(parameter: parameter.tensor.pointer, gradient: gradient.pointer,
                                      count: parameter.tensor.count, moments: moments, coefficients: coefficients)
@@ -306,19 +305,21 @@ enum AdamW8bitKernel {
         case full
     }
 
-    /// Elements shared among the compute threads in whole vectors when `threaded` (float32 moments; the 8-bit
-    /// path shares whole blocks one level up and calls this per block).
+    /// Float32 moments share a large parameter's vectors among the compute threads (`forEachVectorPiece`); the
+    /// 8-bit path shares whole blocks one level up and calls this per block (where it stays on its thread).
     static func update(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
                        expAvg: UnsafeMutablePointer<Float>, expAvgSq: UnsafeMutablePointer<Float>, count: Int,
-                       coefficients c: AdamW8bitCoefficients, path: Path, threaded: Bool = false) {
-        guard !threaded else {
-            Parallel.forEach(count: count, floatsPerItem: 7, alignment: Vector.scalarCount) { range in
-                update(parameter: parameter + range.lowerBound, gradient: gradient + range.lowerBound,
-                       expAvg: expAvg + range.lowerBound, expAvgSq: expAvgSq + range.lowerBound, count: range.count,
-                       coefficients: c, path: path)
-            }
-            return
+                       coefficients c: AdamW8bitCoefficients, path: Path) {
+        forEachVectorPiece(count: count, floatsPerElement: 7) { start, count in
+            updateVectors(parameter: parameter + start, gradient: gradient + start, expAvg: expAvg + start,
+                          expAvgSq: expAvgSq + start, count: count, coefficients: c, path: path)
         }
+    }
+
+    /// `update` on one thread.
+    private static func updateVectors(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+                                      expAvg: UnsafeMutablePointer<Float>, expAvgSq: UnsafeMutablePointer<Float>, count: Int,
+                                      coefficients c: AdamW8bitCoefficients, path: Path) {
         var index = 0
         while index < count {
             let lanes = min(Vector.scalarCount, count - index)

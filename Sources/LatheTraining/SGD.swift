@@ -107,30 +107,38 @@ enum SGDKernel {
     private typealias Vector = OptimizerVector
 
     /// `momentumBuffer` is nil without momentum; `firstStep` copies the (decayed) gradient into it as torch does.
+    /// A large tensor's vectors are shared among the compute threads (`forEachVectorPiece`).
     static func update(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
                        momentumBuffer: UnsafeMutablePointer<Float>?, firstStep: Bool, count: Int,
                        coefficients c: SGDCoefficients) {
-        // Shared among the compute threads in whole vectors; each element is updated alone.
-        Parallel.forEach(count: count, floatsPerItem: momentumBuffer == nil ? 3 : 5, alignment: Vector.scalarCount) { range in
-            var index = range.lowerBound
-            while index < range.upperBound {
-                let lanes = min(Vector.scalarCount, range.upperBound - index)
-                var p = loadLanes(parameter + index, lanes)
-                var g = loadLanes(gradient + index, lanes)
-                if c.weightDecay != 0 { g = g.addingProduct(p, c.weightDecay) }
-                if let momentumBuffer {
-                    var buffer = g
-                    if !firstStep {
-                        buffer = loadLanes(momentumBuffer + index, lanes) * c.momentum
-                        buffer = buffer.addingProduct(g, c.oneMinusDampening)
-                    }
-                    storeLanes(buffer, momentumBuffer + index, lanes)
-                    g = c.nesterov ? g.addingProduct(buffer, c.momentum) : buffer
+        forEachVectorPiece(count: count, floatsPerElement: momentumBuffer == nil ? 3 : 5) { start, count in
+            updateVectors(parameter: parameter + start, gradient: gradient + start,
+                          momentumBuffer: momentumBuffer.map { $0 + start }, firstStep: firstStep, count: count, coefficients: c)
+        }
+    }
+
+    /// `update` on one thread.
+    private static func updateVectors(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+                                      momentumBuffer: UnsafeMutablePointer<Float>?, firstStep: Bool, count: Int,
+                                      coefficients c: SGDCoefficients) {
+        var index = 0
+        while index < count {
+            let lanes = min(Vector.scalarCount, count - index)
+            var p = loadLanes(parameter + index, lanes)
+            var g = loadLanes(gradient + index, lanes)
+            if c.weightDecay != 0 { g = g.addingProduct(p, c.weightDecay) }
+            if let momentumBuffer {
+                var buffer = g
+                if !firstStep {
+                    buffer = loadLanes(momentumBuffer + index, lanes) * c.momentum
+                    buffer = buffer.addingProduct(g, c.oneMinusDampening)
                 }
-                p = p.addingProduct(g, c.negativeLearningRate)
-                storeLanes(p, parameter + index, lanes)
-                index += lanes
+                storeLanes(buffer, momentumBuffer + index, lanes)
+                g = c.nesterov ? g.addingProduct(buffer, c.momentum) : buffer
             }
+            p = p.addingProduct(g, c.negativeLearningRate)
+            storeLanes(p, parameter + index, lanes)
+            index += lanes
         }
     }
 
