@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import LatheModels
-import LatheTensors
 import LatheTemplates
 
 /// `lathe chat`: an interactive conversation through the model's chat template, answers streamed as they come.
@@ -49,8 +48,7 @@ public struct InspectCommand: ParsableCommand {
     public func run() throws {
         let lm = try model.load()
         // Loading resolved the thread count; for auto, what the start-up measurement chose and why.
-        let threads = model.threads == .auto ? "auto: \(AutoThreads.measurement)" : model.threads.description
-        for (key, value) in lm.summary + [("compute threads", threads)] {
+        for (key, value) in lm.summary + [("compute threads", model.threads.resolvedDescription)] {
             print("\(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(value)")
         }
     }

@@ -44,7 +44,12 @@ public struct ModelOptions: ParsableArguments {
     }
 }
 
-extension ThreadSetting: ExpressibleByArgument {}
+extension ThreadSetting: ExpressibleByArgument {
+    /// What the setting resolved to, and for auto what the start-up measurement found (it measures if not yet done).
+    var resolvedDescription: String {
+        self == .auto ? "auto: \(AutoThreads.measurement)" : description
+    }
+}
 
 /// The sampling flags of every command that generates text.
 public struct SamplingFlags: ParsableArguments {

@@ -42,6 +42,7 @@ public struct PretrainCommand: ParsableCommand {
     public func run() throws {
         let c = try resolvedConfiguration()
         MatMul.setThreads(c.threads)
+        log("compute threads: \(c.threads.resolvedDescription)")
         let output = URL(fileURLWithPath: c.output!)
         if !training.resume {
             let tokenizerFolder = URL(fileURLWithPath: c.tokenizer!)

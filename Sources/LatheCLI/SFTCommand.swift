@@ -57,6 +57,7 @@ public struct SFTCommand: ParsableCommand {
     public func run() throws {
         let c = try resolvedConfiguration()
         MatMul.setThreads(c.threads)
+        log("compute threads: \(c.threads.resolvedDescription)")
         let lm = try LanguageModel.load(c.model, weightFormat: try c.loadingFormat())
         let trainer = try Trainer(config: c, languageModel: lm)
         let example = c.valid.flatMap { try? firstPrompt(URL(fileURLWithPath: $0)) }
