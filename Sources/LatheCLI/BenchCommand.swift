@@ -11,7 +11,7 @@ import Darwin
 /// `lathe bench`: speed measurements, printed as one JSON line.
 public struct BenchCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Measure speed.", subcommands: [BenchGenerateCommand.self, BenchSFTCommand.self])
+        commandName: "bench", abstract: "Measure speed.", subcommands: [BenchGenerateCommand.self, BenchSFTCommand.self, BenchKernelsCommand.self])
     public init() {}
 }
 
@@ -26,7 +26,9 @@ public struct BenchGenerateCommand: ParsableCommand {
     public init() {}
 
     struct Result: Encodable {
-        let prompt_tokens: Int, new_tokens: Int, threads: Int, backend: String, weights: String, bf16_products: String
+        /// `threads` is the count `threads_setting` (auto or a number) resolved to.
+        let prompt_tokens: Int, new_tokens: Int, threads: Int, threads_setting: String, backend: String, weights: String
+        let bf16_products: String
         let prompt_tokens_per_s: Double, generate_tokens_per_s: Double, peak_rss_mib: Double
         /// Matrix-product work per second of prompt processing and of decoding, and the backend's rate on the
         /// model's MLP shape for the prompt's rows: decoding is bound by reading the weights, not by arithmetic.
@@ -57,7 +59,8 @@ public struct BenchGenerateCommand: ParsableCommand {
         let promptFLOPs = ForwardFLOPs(c, rows: promptTokens, headRows: 1, attendedPairs: promptTokens * promptTokens / 2).total
         // Each decoded token attends to the prompt and to the tokens before it: on average the middle of the run.
         let decodeFLOPs = ForwardFLOPs(c, rows: 1, headRows: 1, attendedPairs: promptTokens + newTokens / 2).total
-        printLine(try jsonLine(Result(prompt_tokens: promptTokens, new_tokens: newTokens, threads: model.threads,
+        printLine(try jsonLine(Result(prompt_tokens: promptTokens, new_tokens: newTokens, threads: model.threads.resolvedCount,
+                                      threads_setting: model.threads.description,
                                       backend: MatMul.backend.name, weights: llama.compactWeightSummary?.format ?? "f32",
                                       bf16_products: BF16Products.current.description,
                                       prompt_tokens_per_s: median(prefill), generate_tokens_per_s: median(decode),

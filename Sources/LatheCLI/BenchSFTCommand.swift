@@ -26,6 +26,8 @@ public struct BenchSFTCommand: ParsableCommand {
         let method: String, weights: String, optimizer: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
         /// The CPU's bf16 products (`BF16Products`), which `--dtype auto` is decided from.
         let bf16_products: String
+        /// auto or a number: what `threads` was resolved from.
+        let threads_setting: String
         /// Matrix-product work per second over the whole step, and the backend's rate on one of the model's own
         /// shapes measured just before: how much of the machine the step uses.
         let achieved_gflops: Double, matmul_peak_gflops: Double
@@ -117,8 +119,9 @@ public struct BenchSFTCommand: ParsableCommand {
         printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
                                       method: plan.method.rawValue,
                                       weights: compact?.format ?? WeightFormat.float32.rawValue, optimizer: self.optimizer.rawValue, batch_size: batchSize, seq_len: seqLen, steps: steps,
-                                      threads: model.threads, backend: MatMul.backend.name, seconds: seconds,
+                                      threads: model.threads.resolvedCount, backend: MatMul.backend.name, seconds: seconds,
                                       bf16_products: BF16Products.current.description,
+                                      threads_setting: model.threads.description,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
                                       matmul_peak_gflops: try Self.matmulRate(rows: batchSize * seqLen, llama.config,
                                                                               format: WeightFormat(rawValue: compact?.format ?? "") ?? .float32),

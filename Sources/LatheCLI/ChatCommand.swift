@@ -51,7 +51,9 @@ public struct InspectCommand: ParsableCommand {
         let products = BF16Products.current
         let auto = "\(WeightFormat.auto(for: .inference, products: products)) to score and generate, "
             + "\(WeightFormat.auto(for: .frozenBase, products: products)) to train"
-        let rows = lm.summary + [("bf16 products", products.description), ("dtype auto", auto)]
+        // Loading resolved the thread count; for auto, what the start-up measurement chose and why.
+        let rows = lm.summary + [("bf16 products", products.description), ("dtype auto", auto),
+                                 ("compute threads", model.threads.resolvedDescription)]
         for (key, value) in rows { print("\(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(value)") }
     }
 }

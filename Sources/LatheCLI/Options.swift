@@ -8,8 +8,9 @@ public struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A .gguf file, a Hugging Face model folder, or a known model name (smollm2-135m).")
     public var model: String = ModelLocator.defaultModelName
 
-    @Option(name: .long, help: "Compute threads for matrix products (one is fastest on most small machines).")
-    public var threads: Int = 1
+    @Option(name: .long, help: ArgumentHelp("Compute threads for products, row kernels, attention and the optimizer: auto (one thread or every core, whichever a short measurement at start finds faster) or a count.",
+                                            valueName: "auto|N"))
+    public var threads = ThreadSetting.auto
 
     @Option(name: .long, help: "A LoRA adapter folder in PEFT's format (adapter_config.json, adapter_model.safetensors).")
     public var adapter: String?
@@ -23,7 +24,6 @@ public struct ModelOptions: ParsableArguments {
     public init() {}
 
     public func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
         do { _ = try weightFormat(for: .inference) } catch { throw ValidationError("\(error)") }
     }
 
@@ -56,10 +56,17 @@ public struct ModelOptions: ParsableArguments {
 
     /// Loads the model with its base weights in `base` and the `--adapter` on it, after setting the thread count.
     public func load(base: WeightFormat) throws -> LanguageModel {
-        MatMul.setThreadCount(threads)
+        MatMul.setThreads(threads)
         let lm = try LanguageModel.load(model, weightFormat: base)
         if let adapter { try PEFTAdapter.load(URL(fileURLWithPath: adapter), into: lm.model) }
         return lm
+    }
+}
+
+extension ThreadSetting: ExpressibleByArgument {
+    /// What the setting resolved to, and for auto what the start-up measurement found (it measures if not yet done).
+    var resolvedDescription: String {
+        self == .auto ? "auto: \(AutoThreads.measurement)" : description
     }
 }
 

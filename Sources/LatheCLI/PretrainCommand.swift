@@ -41,7 +41,8 @@ public struct PretrainCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolvedConfiguration()
-        MatMul.setThreadCount(training.threads)
+        MatMul.setThreads(c.threads)
+        log("compute threads: \(c.threads.resolvedDescription)")
         let output = URL(fileURLWithPath: c.output!)
         if !training.resume {
             let tokenizerFolder = URL(fileURLWithPath: c.tokenizer!)

@@ -56,7 +56,8 @@ public struct SFTCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolvedConfiguration()
-        MatMul.setThreadCount(training.threads)
+        MatMul.setThreads(c.threads)
+        log("compute threads: \(c.threads.resolvedDescription)")
         let lm = try LanguageModel.load(c.model, weightFormat: try c.loadingFormat())
         print("products: \(try c.weightFormat()) weights (dtype \(c.dtype); this CPU's bf16 products: \(BF16Products.current))")
         let trainer = try Trainer(config: c, languageModel: lm)
@@ -110,7 +111,9 @@ public struct TrainingRunOptions: ParsableArguments {
     @Option(help: "Random seed (initialisation, shuffling, dropout).") public var seed: UInt64?
     @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") public var saveEvery: Int?
     @Flag(help: "Continue from the checkpoint in the output folder.") public var resume = false
-    @Option(help: "Compute threads.") public var threads: Int = 1
+    @Option(help: ArgumentHelp("Compute threads: auto (measured at start: one thread or every core) or a count (YAML key `threads`).",
+                               valueName: "auto|N"))
+    public var threads: ThreadSetting?
     @Option(help: "Frozen base weights: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16.") public var dtype: String?
     @Option(help: "Quantize the frozen base for QLoRA: nf4.") public var quantize: String?
     @Option(help: "Optimizer: adamw, adamw8bit (moments in 8 bits) or sgd, with its default settings.")
@@ -118,6 +121,7 @@ public struct TrainingRunOptions: ParsableArguments {
     public init() {}
 
     func apply(to c: inout TrainingConfiguration) {
+        if let threads { c.threads = threads }
         if let dtype { c.dtype = dtype }
         if let quantize { c.quantize = quantize }
         if let optimizer, optimizer != c.optimizer.kind { c.optimizer = OptimizerConfiguration(kind: optimizer) }

@@ -568,10 +568,9 @@ extension LlamaModel {
     public func backward(activations s: TrainingActivations) {
         let c = config
         let rows = s.batchSize * s.length, length = s.length
-        let hiddenSize = c.hiddenSize, qWidth = c.headCount * c.headDim, kvWidth = c.kvHeadCount * c.headDim
+        let hiddenSize = c.hiddenSize
         let w = workspace(rows: rows)
         let g = gradientWorkspace(rows: rows)
-        let half = c.headDim / 2
 
         // finalNormed = norm(x); the head and the loss gave dFinalNormed
         g.residual.fill(0)
@@ -618,26 +617,20 @@ extension LlamaModel {
             let scores = w.scores.pointer(atLeast: count), dScores = g.scores.pointer(atLeast: count)
             withOptionalPointer(s.valid) { validPointer in
                 withOptionalPointer(s.segments) { segmentPointer in
-                    for b in 0..<s.batchSize {
-                        GroupedQueryAttention.backward(
-                            dQueries: g.queries.pointer + b * length * qWidth, dKeys: g.keys.pointer + b * length * kvWidth,
-                            dValues: g.values.pointer + b * length * kvWidth, dOut: g.attention.pointer + b * length * qWidth,
-                            queries: a.queries.pointer + b * length * qWidth, keys: keys + b * length * kvWidth,
-                            values: values + b * length * kvWidth, queryCount: length,
-                            mask: .init(keyIsValid: validPointer.map { $0 + b * length },
-                                        segments: segmentPointer.map { $0 + b * length }),
-                            heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores, dScores: dScores)
-                    }
+                    GroupedQueryAttention.backward(
+                        dQueries: g.queries.pointer, dKeys: g.keys.pointer, dValues: g.values.pointer,
+                        dOut: g.attention.pointer, queries: a.queries.pointer, keys: keys, values: values,
+                        queryCount: length, mask: .init(keyIsValid: validPointer, segments: segmentPointer),
+                        heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores, dScores: dScores,
+                        sequences: s.batchSize)
                 }
             }
             // q, k = rope(·): rotate the gradients back
             s.cosines.withUnsafeBufferPointer { cosTable in
                 s.sines.withUnsafeBufferPointer { sinTable in
-                    for r in 0..<rows {
-                        let cos = cosTable.baseAddress! + r * half, sin = sinTable.baseAddress! + r * half
-                        rope.applyInverse(g.queries.pointer + r * qWidth, heads: c.headCount, cos: cos, sin: sin)
-                        rope.applyInverse(g.keys.pointer + r * kvWidth, heads: c.kvHeadCount, cos: cos, sin: sin)
-                    }
+                    guard let cos = cosTable.baseAddress, let sin = sinTable.baseAddress else { return }
+                    rope.applyInverse(g.queries.pointer, rows: rows, heads: c.headCount, cos: cos, sin: sin)
+                    rope.applyInverse(g.keys.pointer, rows: rows, heads: c.kvHeadCount, cos: cos, sin: sin)
                 }
             }
             if !s.checkpointing {
@@ -693,8 +686,7 @@ extension LlamaModel {
     func forwardBlock(_ layer: Int, activations a: BlockActivations, pass p: BlockPass) {
         let c = config, block = blocks[layer], w = p.workspace, cache = p.cache
         let rows = p.batchSize * p.length, length = p.length
-        let hiddenSize = c.hiddenSize, qWidth = c.headCount * c.headDim, kvWidth = c.kvHeadCount * c.headDim
-        let half = c.headDim / 2
+        let hiddenSize = c.hiddenSize, kvWidth = c.kvHeadCount * c.headDim
         // Attention: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
         RMSNorm.forward(out: a.attentionNormed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
                         rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
@@ -703,11 +695,9 @@ extension LlamaModel {
         block.value.forward(output: w.values.pointer, input: a.attentionNormed.pointer, rows: rows)
         p.cosines.withUnsafeBufferPointer { cosTable in
             p.sines.withUnsafeBufferPointer { sinTable in
-                for r in 0..<rows {
-                    let cos = cosTable.baseAddress! + r * half, sin = sinTable.baseAddress! + r * half
-                    rope.apply(a.queries.pointer + r * qWidth, heads: c.headCount, cos: cos, sin: sin)
-                    rope.apply(w.keys.pointer + r * kvWidth, heads: c.kvHeadCount, cos: cos, sin: sin)
-                }
+                guard let cos = cosTable.baseAddress, let sin = sinTable.baseAddress else { return }
+                rope.apply(a.queries.pointer, rows: rows, heads: c.headCount, cos: cos, sin: sin)
+                rope.apply(w.keys.pointer, rows: rows, heads: c.kvHeadCount, cos: cos, sin: sin)
             }
         }
         let cachedKeys = cache.keys[layer].pointer, cachedValues = cache.values[layer].pointer
@@ -719,15 +709,12 @@ extension LlamaModel {
         let scores = w.scores.pointer(atLeast: GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: p.start))
         cache.slotIsValid.withUnsafeBufferPointer { validity in
             withOptionalPointer(p.segments) { segmentPointer in
-                for b in 0..<p.batchSize {
-                    GroupedQueryAttention.forward(
-                        out: a.attention.pointer + b * length * qWidth, queries: a.queries.pointer + b * length * qWidth,
-                        keys: cachedKeys + b * cache.capacity * kvWidth, values: cachedValues + b * cache.capacity * kvWidth,
-                        queryCount: length, firstQuerySlot: p.start,
-                        mask: .init(keyIsValid: validity.baseAddress! + b * cache.capacity,
-                                    segments: segmentPointer.map { $0 + b * length }),
-                        heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores)
-                }
+                GroupedQueryAttention.forward(
+                    out: a.attention.pointer, queries: a.queries.pointer, keys: cachedKeys, values: cachedValues,
+                    queryCount: length, firstQuerySlot: p.start,
+                    mask: .init(keyIsValid: validity.baseAddress, segments: segmentPointer),
+                    heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores,
+                    sequences: p.batchSize, keyRowsPerSequence: cache.capacity)
             }
         }
         block.output.forward(output: w.projected.pointer, input: a.attention.pointer, rows: rows)

@@ -19,6 +19,12 @@ public enum GroupedQueryAttention {
             self.segments = segments
         }
 
+        /// The mask of sequence `sequence` of a batch: its key flags start at key row s·keyRows, its segment ids
+        /// at query row s·queryRows.
+        func ofSequence(_ sequence: Int, queryRows: Int, keyRows: Int) -> Mask {
+            Mask(keyIsValid: keyIsValid.map { $0 + sequence * keyRows }, segments: segments.map { $0 + sequence * queryRows })
+        }
+
         /// Sets −∞ on the hidden keys of the scores row of the query in slot `querySlot`.
         @inline(__always)
         func apply(to row: UnsafeMutablePointer<Float>, querySlot: Int) {
@@ -56,30 +62,50 @@ public enum GroupedQueryAttention {
     ///   - keys, values: [≥ firstQuerySlot + queryCount, kvHeads·headDim]: the cached past, then these queries' own.
     ///   - firstQuerySlot: the key slot of the first query (the number of cached positions before it).
     ///   - scores: workspace of at least `scoreCount(queryCount:firstQuerySlot:)` floats.
+    ///   - sequences: independent sequences laid out one after another (a batch): sequence s's queries, outputs
+    ///     and segment ids start at row s·queryCount, its keys, values and key flags at row s·keyRowsPerSequence
+    ///     (by default firstQuerySlot + queryCount; a KV cache's capacity).
+    ///
+    /// The (sequence, query block, head) items are shared among the compute threads, each with its own slice of
+    /// `scores`; every output is computed by the same code whichever thread takes it.
     public static func forward(out: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
                                keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                                queryCount: Int, firstQuerySlot: Int, mask: Mask = Mask(),
-                               heads: Int, kvHeads: Int, headDim: Int, scores: UnsafeMutablePointer<Float>) {
+                               heads: Int, kvHeads: Int, headDim: Int, scores: UnsafeMutablePointer<Float>,
+                               sequences: Int = 1, keyRowsPerSequence: Int? = nil) {
         let queryStride = heads * headDim, kvStride = kvHeads * headDim
+        let keyRows = keyRowsPerSequence ?? firstQuerySlot + queryCount
         let scale = 1 / Float(headDim).squareRoot()
-        var mask = mask
-        if let valid = mask.keyIsValid, !(0..<(firstQuerySlot + queryCount)).contains(where: { !valid[$0] }) {
-            mask.keyIsValid = nil  // no padding: skip the per-row checks
-        }
-        var blockStart = 0
-        while blockStart < queryCount {
-            let blockEnd = min(blockStart + queryBlock, queryCount)
-            let rows = blockEnd - blockStart, visibleKeys = firstQuerySlot + blockEnd
-            for h in 0..<heads {
-                let g = h / (heads / kvHeads)
-                probabilities(scores: scores, queries: queries, keys: keys, blockStart: blockStart, blockEnd: blockEnd,
-                              firstQuerySlot: firstQuerySlot, head: h, kvHead: g, queryStride: queryStride,
-                              kvStride: kvStride, headDim: headDim, scale: scale, mask: mask)
-                MatMul.backend.gemm(transposeA: false, transposeB: false, m: rows, n: headDim, k: visibleKeys, alpha: 1,
-                                    a: scores, lda: visibleKeys, b: values + g * headDim, ldb: kvStride,
-                                    beta: 0, c: out + blockStart * queryStride + h * headDim, ldc: queryStride)
+        let blocks = (queryCount + queryBlock - 1) / queryBlock
+        let masks = (0..<sequences).map { sequence in
+            var own = mask.ofSequence(sequence, queryRows: queryCount, keyRows: keyRows)
+            if let valid = own.keyIsValid, !(0..<(firstQuerySlot + queryCount)).contains(where: { !valid[$0] }) {
+                own.keyIsValid = nil  // no padding: skip the per-row checks
             }
-            blockStart = blockEnd
+            return own
+        }
+        let workspace = blockScoreCount(queryCount: queryCount, firstQuerySlot: firstQuerySlot)
+        Parallel.forEachWorker(count: sequences * blocks * heads,
+                               floatsPerItem: itemWork(queryCount: queryCount, firstQuerySlot: firstQuerySlot, headDim: headDim)) {
+            worker, items in
+            let scores = scores + worker * workspace
+            for item in items {
+                let sequence = item / (blocks * heads), h = item % heads
+                let blockStart = item / heads % blocks * queryBlock
+                let blockEnd = min(blockStart + queryBlock, queryCount)
+                let rows = blockEnd - blockStart, visibleKeys = firstQuerySlot + blockEnd
+                let g = h / (heads / kvHeads)
+                let sequenceQueries = queries + sequence * queryCount * queryStride
+                let sequenceKeys = keys + sequence * keyRows * kvStride, sequenceValues = values + sequence * keyRows * kvStride
+                probabilities(scores: scores, queries: sequenceQueries, keys: sequenceKeys, blockStart: blockStart,
+                              blockEnd: blockEnd, firstQuerySlot: firstQuerySlot, head: h, kvHead: g,
+                              queryStride: queryStride, kvStride: kvStride, headDim: headDim, scale: scale,
+                              mask: masks[sequence])
+                MatMul.backend.gemm(transposeA: false, transposeB: false, m: rows, n: headDim, k: visibleKeys, alpha: 1,
+                                    a: scores, lda: visibleKeys, b: sequenceValues + g * headDim, ldb: kvStride,
+                                    beta: 0, c: out + (sequence * queryCount + blockStart) * queryStride + h * headDim,
+                                    ldc: queryStride)
+            }
         }
     }
 
@@ -90,51 +116,86 @@ public enum GroupedQueryAttention {
     ///   - dQueries: written (not added), [queryCount, heads·headDim].
     ///   - dKeys, dValues: added into, [queryCount, kvHeads·headDim]; heads sharing a KV head add together.
     ///   - scores, dScores: workspaces of `scoreCount(queryCount:firstQuerySlot: 0)` floats each.
+    ///   - sequences: independent sequences one after another, each with queryCount rows of every operand.
+    ///
+    /// The (sequence, KV head) items are shared among the compute threads: an item adds its query heads into its
+    /// KV head's dK and dV in the order one thread would (query block, then head), so the sums are the same bits
+    /// on any thread count.
     public static func backward(dQueries: UnsafeMutablePointer<Float>, dKeys: UnsafeMutablePointer<Float>,
                                 dValues: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                 queries: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                                 queryCount: Int, mask: Mask = Mask(), heads: Int, kvHeads: Int, headDim: Int,
-                                scores: UnsafeMutablePointer<Float>, dScores: UnsafeMutablePointer<Float>) {
+                                scores: UnsafeMutablePointer<Float>, dScores: UnsafeMutablePointer<Float>,
+                                sequences: Int = 1) {
         let queryStride = heads * headDim, kvStride = kvHeads * headDim
         let scale = 1 / Float(headDim).squareRoot()
-        var blockStart = 0
-        while blockStart < queryCount {
-            let blockEnd = min(blockStart + queryBlock, queryCount)
-            let rows = blockEnd - blockStart, visibleKeys = blockEnd
-            for h in 0..<heads {
-                let g = h / (heads / kvHeads)
-                probabilities(scores: scores, queries: queries, keys: keys, blockStart: blockStart, blockEnd: blockEnd,
-                              firstQuerySlot: 0, head: h, kvHead: g, queryStride: queryStride,
-                              kvStride: kvStride, headDim: headDim, scale: scale, mask: mask)
-                let dOutBlock = dOut + blockStart * queryStride + h * headDim
-                // dV[0..<visibleKeys] += Pᵀ · dO
-                MatMul.backend.gemm(transposeA: true, transposeB: false, m: visibleKeys, n: headDim, k: rows, alpha: 1,
-                                    a: scores, lda: visibleKeys, b: dOutBlock, ldb: queryStride,
-                                    beta: 1, c: dValues + g * headDim, ldc: kvStride)
-                // dP = dO · Vᵀ
-                MatMul.backend.gemm(transposeA: false, transposeB: true, m: rows, n: visibleKeys, k: headDim, alpha: 1,
-                                    a: dOutBlock, lda: queryStride, b: values + g * headDim, ldb: kvStride,
-                                    beta: 0, c: dScores, ldc: visibleKeys)
-                for r in 0..<rows {
-                    let p = scores + r * visibleKeys, dp = dScores + r * visibleKeys
-                    var dot: Float = 0
-                    for j in 0..<visibleKeys { dot += p[j] * dp[j] }
-                    for j in 0..<visibleKeys { dp[j] = p[j] * (dp[j] - dot) }
+        let headsPerGroup = heads / kvHeads
+        let workspace = blockScoreCount(queryCount: queryCount, firstQuerySlot: 0)
+        // Per item: the forward's products again and four more, for every head of the group and every block.
+        let work = 3 * headsPerGroup * ((queryCount + queryBlock - 1) / queryBlock)
+            * itemWork(queryCount: queryCount, firstQuerySlot: 0, headDim: headDim)
+        Parallel.forEachWorker(count: sequences * kvHeads, floatsPerItem: work) { worker, items in
+            let scores = scores + worker * workspace, dScores = dScores + worker * workspace
+            for item in items {
+                let sequence = item / kvHeads, g = item % kvHeads
+                let rowOffset = sequence * queryCount
+                let queries = queries + rowOffset * queryStride, dOut = dOut + rowOffset * queryStride
+                let dQueries = dQueries + rowOffset * queryStride
+                let keys = keys + rowOffset * kvStride, values = values + rowOffset * kvStride
+                let dKeys = dKeys + rowOffset * kvStride, dValues = dValues + rowOffset * kvStride
+                let mask = mask.ofSequence(sequence, queryRows: queryCount, keyRows: queryCount)
+                var blockStart = 0
+                while blockStart < queryCount {
+                    let blockEnd = min(blockStart + queryBlock, queryCount)
+                    let rows = blockEnd - blockStart, visibleKeys = blockEnd
+                    for h in g * headsPerGroup..<(g + 1) * headsPerGroup {
+                        probabilities(scores: scores, queries: queries, keys: keys, blockStart: blockStart, blockEnd: blockEnd,
+                                      firstQuerySlot: 0, head: h, kvHead: g, queryStride: queryStride,
+                                      kvStride: kvStride, headDim: headDim, scale: scale, mask: mask)
+                        let dOutBlock = dOut + blockStart * queryStride + h * headDim
+                        // dV[0..<visibleKeys] += Pᵀ · dO
+                        MatMul.backend.gemm(transposeA: true, transposeB: false, m: visibleKeys, n: headDim, k: rows, alpha: 1,
+                                            a: scores, lda: visibleKeys, b: dOutBlock, ldb: queryStride,
+                                            beta: 1, c: dValues + g * headDim, ldc: kvStride)
+                        // dP = dO · Vᵀ
+                        MatMul.backend.gemm(transposeA: false, transposeB: true, m: rows, n: visibleKeys, k: headDim, alpha: 1,
+                                            a: dOutBlock, lda: queryStride, b: values + g * headDim, ldb: kvStride,
+                                            beta: 0, c: dScores, ldc: visibleKeys)
+                        for r in 0..<rows {
+                            let p = scores + r * visibleKeys, dp = dScores + r * visibleKeys
+                            var dot: Float = 0
+                            for j in 0..<visibleKeys { dot += p[j] * dp[j] }
+                            for j in 0..<visibleKeys { dp[j] = p[j] * (dp[j] - dot) }
+                        }
+                        // dQ = scale · dS · K ; dK += scale · dSᵀ · Q
+                        MatMul.backend.gemm(transposeA: false, transposeB: false, m: rows, n: headDim, k: visibleKeys, alpha: scale,
+                                            a: dScores, lda: visibleKeys, b: keys + g * headDim, ldb: kvStride,
+                                            beta: 0, c: dQueries + blockStart * queryStride + h * headDim, ldc: queryStride)
+                        MatMul.backend.gemm(transposeA: true, transposeB: false, m: visibleKeys, n: headDim, k: rows, alpha: scale,
+                                            a: dScores, lda: visibleKeys, b: queries + blockStart * queryStride + h * headDim,
+                                            ldb: queryStride, beta: 1, c: dKeys + g * headDim, ldc: kvStride)
+                    }
+                    blockStart = blockEnd
                 }
-                // dQ = scale · dS · K ; dK += scale · dSᵀ · Q
-                MatMul.backend.gemm(transposeA: false, transposeB: false, m: rows, n: headDim, k: visibleKeys, alpha: scale,
-                                    a: dScores, lda: visibleKeys, b: keys + g * headDim, ldb: kvStride,
-                                    beta: 0, c: dQueries + blockStart * queryStride + h * headDim, ldc: queryStride)
-                MatMul.backend.gemm(transposeA: true, transposeB: false, m: visibleKeys, n: headDim, k: rows, alpha: scale,
-                                    a: dScores, lda: visibleKeys, b: queries + blockStart * queryStride + h * headDim,
-                                    ldb: queryStride, beta: 1, c: dKeys + g * headDim, ldc: kvStride)
             }
-            blockStart = blockEnd
         }
     }
 
-    /// The score workspace `forward` and `backward` need.
+    /// The score workspace `forward` and `backward` need: one block of queries against every visible key, for each
+    /// compute thread (`Parallel.threadCount`).
     public static func scoreCount(queryCount: Int, firstQuerySlot: Int) -> Int {
+        blockScoreCount(queryCount: queryCount, firstQuerySlot: firstQuerySlot) * Parallel.threadCount
+    }
+
+    /// One thread's share of the score workspace.
+    static func blockScoreCount(queryCount: Int, firstQuerySlot: Int) -> Int {
         min(queryCount, queryBlock) * (firstQuerySlot + queryCount)
+    }
+
+    /// The multiply-adds of one (query block, head) of the forward pass, on average over the blocks: its two
+    /// products over the keys it sees.
+    static func itemWork(queryCount: Int, firstQuerySlot: Int, headDim: Int) -> Int {
+        let rows = min(queryCount, queryBlock)
+        return 2 * headDim * rows * (firstQuerySlot + (queryCount + rows) / 2)
     }
 }

@@ -2,7 +2,8 @@ import Foundation
 
 /// The LM head fused with next-token cross-entropy, a chunk of rows at a time, so that the [rows × vocabulary]
 /// logits (49152 floats per token for SmolLM2) never exist whole: only one [chunkRows × vocabulary] block does,
-/// and it is turned into its own gradient in place.
+/// and it is turned into its own gradient in place. The products use the compute threads as every product does,
+/// the loss rows are shared among them (`CrossEntropy.rowLosses`).
 public enum ChunkedLMHeadLoss {
     /// The head's weight [vocabularySize, dim]: float32 values, or a compact copy (bf16): a frozen base, or the
     /// copy full fine-tuning multiplies by while `dWeight` goes to the float32 master.
@@ -93,11 +94,14 @@ public enum ChunkedLMHeadLoss {
             case .compact(let compact):
                 compact.multiplyTransposed(buffers.hidden, rows: count, into: buffers.logits, accumulate: false)
             }
-            for (k, row) in chunk.enumerated() {
+            // The rows' losses, shared among the threads, then added in row order (the same sum on any count).
+            let losses = CrossEntropy.rowLosses(rows: count, vocabularySize: vocabularySize) { k in
                 let rowLogits = buffers.logits + k * vocabularySize
-                total += CrossEntropy.rowLossAndGradient(logits: rowLogits, target: targets[row], vocabularySize: vocabularySize,
-                                                         dLogits: wantsGradient ? rowLogits : nil, scale: scale)
+                return CrossEntropy.rowLossAndGradient(logits: rowLogits, target: targets[chunk[chunk.startIndex + k]],
+                                                       vocabularySize: vocabularySize,
+                                                       dLogits: wantsGradient ? rowLogits : nil, scale: scale)
             }
+            for loss in losses { total += loss }
             // buffers.logits now holds dLogits of the chunk.
             if let dHidden {
                 // dHidden_chunk = dLogits · W, [count, dim], scattered back to the rows it came from.

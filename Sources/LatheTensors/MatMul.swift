@@ -13,12 +13,16 @@ public protocol MatMulBackend: Sendable {
 
 /// The backend the layers use; set once at start-up (tests may swap in the reference backend).
 public enum MatMul {
-    /// One compute thread until told otherwise: on this project's 2-core machines a second thread mostly
-    /// slows matrix products down (../shared/MACHINE-NOTES.md).
+    /// One compute thread until told otherwise (the command line's default, `--threads auto`, measures which is
+    /// faster: `ThreadSetting`).
     nonisolated(unsafe) public static var backend: any MatMulBackend = {
-        setThreadCount(1)
+        // Only when nothing has set a count yet: the libraries would otherwise start with one thread per core.
+        // (Setting 1 unconditionally here undid `--threads N`, set before the first product touched `backend`.)
+        if !threadCountWasSet { setThreadCount(1) }
         return defaultBackend
     }()
+
+    nonisolated(unsafe) private static var threadCountWasSet = false
 
     /// oneDNN where it is available (Linux), the platform BLAS otherwise (Accelerate on macOS).
     public static var defaultBackend: any MatMulBackend {
@@ -29,8 +33,11 @@ public enum MatMul {
         #endif
     }
 
-    /// Sets the compute threads of every backend library.
+    /// Sets the compute threads of everything: every backend library's products and the kernels' own loops
+    /// (`Parallel`).
     public static func setThreadCount(_ count: Int) {
+        threadCountWasSet = true
+        Parallel.setThreadCount(count)
         CBLASBackend.setThreadCount(count)
         #if canImport(CLatheDNNL)
         OneDNNBackend.setThreadCount(count)

@@ -123,6 +123,7 @@ public final class OneDNNBF16Matmul {
             if !key.accumulate { output.update(repeating: 0, count: key.m * key.n) }
             return
         }
+        OneDNNBackend.useThreads(for: key.m * key.n * key.k)
         let cached = try primitive(for: key)
         let shape = Self.describe(key)
         try Self.check(dnnl_memory_set_data_handle(cached.source, UnsafeMutableRawPointer(mutating: input)),

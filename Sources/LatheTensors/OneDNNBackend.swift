@@ -35,7 +35,12 @@ public struct OneDNNBackend: MatMulBackend {
         omp_set_num_threads(Int32(threadCount))
     }
 
-    private static func useThreads(for multiplyAdds: Int) {
+    /// Sets OpenMP's count for a product of `multiplyAdds`; every oneDNN product calls it first (the bf16 matmul
+    /// too: a count left at one by a small product would otherwise hold for the large ones after it).
+    static func useThreads(for multiplyAdds: Int) {
+        // Inside a kernel's parallel loop a product runs on its worker's thread alone (oneDNN does so inside an
+        // OpenMP region; `Parallel` limits Dispatch workers to one), and the counts here are the caller's thread's.
+        if Parallel.isInsideLoop { return }
         let wanted = multiplyAdds >= smallestThreadedProduct ? threadCount : 1
         if wanted != activeThreadCount {
             activeThreadCount = wanted

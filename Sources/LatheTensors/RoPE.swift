@@ -83,6 +83,24 @@ public struct RotaryEmbedding: Sendable {
         }
     }
 
+    /// Rotates `rows` tokens of `heads` consecutive heads each ([rows, heads·headDim]) in place, token r by row r of
+    /// the angle tables ([rows, headDim/2] each); tokens are shared among the threads.
+    public func apply(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
+        let width = heads * headDim, half = headDim / 2
+        Parallel.forEach(count: rows, floatsPerItem: 2 * width) { range in
+            for r in range { apply(x + r * width, heads: heads, cos: c + r * half, sin: s + r * half) }
+        }
+    }
+
+    /// The backward pass of `apply(_:rows:heads:cos:sin:)`, in place.
+    public func applyInverse(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, cos c: UnsafePointer<Float>,
+                             sin s: UnsafePointer<Float>) {
+        let width = heads * headDim, half = headDim / 2
+        Parallel.forEach(count: rows, floatsPerItem: 2 * width) { range in
+            for r in range { applyInverse(x + r * width, heads: heads, cos: c + r * half, sin: s + r * half) }
+        }
+    }
+
     /// Rotates `heads` consecutive heads of one token, in place, for position `position`.
     public func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
         let (c, s) = table(positions: [position])

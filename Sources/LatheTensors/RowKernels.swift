@@ -1,37 +1,57 @@
 import Foundation
 
-// Row-wise kernels of the transformer: each works on raw rows of `dim` floats. Backward passes will sit
-// beside each forward (training issue); the SIMD-tuned versions beside their plain references (speed issue).
+// Row-wise kernels of the transformer: each works on raw rows of `dim` floats, the backward pass beside its
+// forward, the SIMD-tuned versions beside their plain references. Over many rows (or elements) they share the
+// rows among the compute threads (`Parallel`); each row is computed by the same code whichever thread takes it,
+// so results do not depend on the thread count.
 
 /// Root-mean-square normalisation: out = x / sqrt(mean(x²) + eps) · weight, row by row.
 public enum RMSNorm {
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                rows: Int, dim: Int, eps: Float) {
-        for r in 0..<rows {
-            let x = input + r * dim, y = out + r * dim
-            let inverseRMS = 1 / (sumOfSquares(x, dim) / Float(dim) + eps).squareRoot()
-            for i in 0..<dim { y[i] = x[i] * inverseRMS * weight[i] }
+        Parallel.forEach(count: rows, floatsPerItem: 2 * dim) { range in
+            for r in range {
+                let x = input + r * dim, y = out + r * dim
+                let inverseRMS = 1 / (sumOfSquares(x, dim) / Float(dim) + eps).squareRoot()
+                for i in 0..<dim { y[i] = x[i] * inverseRMS * weight[i] }
+            }
         }
     }
 
     /// Adds the gradients of `forward` into `dInput` and (when given) `dWeight`:
     /// dx = r·(dy⊙w) − r³/dim · x · Σ(dy⊙w⊙x), dw += Σ_rows dy⊙x·r, with r = 1/√(mean(x²)+eps).
+    ///
+    /// dx is shared among the threads by rows; dw, a sum over rows, by columns: each column still adds its rows
+    /// in row order, so dw is the same bits on any thread count.
     public static func backward(dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                 dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 rows: Int, dim: Int, eps: Float) {
-        for r in 0..<rows {
-            let x = input + r * dim, dy = dOut + r * dim, dx = dInput + r * dim
-            let inverseRMS = 1 / (sumOfSquares(x, dim) / Float(dim) + eps).squareRoot()
-            // Σ dy·w·x in 16 lanes (a scalar float reduction does not vectorise).
-            var lanes = SIMD16<Float>(repeating: 0)
-            var i = 0
-            while i + 16 <= dim { lanes += load16(dy + i) * load16(weight + i) * load16(x + i); i += 16 }
-            var dot = lanes.sum()
-            while i < dim { dot += dy[i] * weight[i] * x[i]; i += 1 }
-            let k = inverseRMS * inverseRMS * inverseRMS / Float(dim) * dot
-            for i in 0..<dim { dx[i] += inverseRMS * dy[i] * weight[i] - k * x[i] }
-            if let dWeight {
-                for i in 0..<dim { dWeight[i] += dy[i] * x[i] * inverseRMS }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: dWeight == nil ? 0 : rows) { kept in
+            // Each row's r, kept for dw's pass (a capacity of 0 may still give a base address).
+            let inverseRMSOfRow = dWeight == nil ? nil : kept.baseAddress
+            // Counted as three floats per element (x, dy, dx): at SmolLM2's 512 × 576 the two passes (~80 µs) were
+            // 7% slower split (`lathe bench kernels`), so the split starts at about twice that.
+            Parallel.forEach(count: rows, floatsPerItem: 3 * dim) { range in
+                for r in range {
+                    let x = input + r * dim, dy = dOut + r * dim, dx = dInput + r * dim
+                    let inverseRMS = 1 / (sumOfSquares(x, dim) / Float(dim) + eps).squareRoot()
+                    // Σ dy·w·x in 16 lanes (a scalar float reduction does not vectorise).
+                    var lanes = SIMD16<Float>(repeating: 0)
+                    var i = 0
+                    while i + 16 <= dim { lanes += load16(dy + i) * load16(weight + i) * load16(x + i); i += 16 }
+                    var dot = lanes.sum()
+                    while i < dim { dot += dy[i] * weight[i] * x[i]; i += 1 }
+                    let k = inverseRMS * inverseRMS * inverseRMS / Float(dim) * dot
+                    for i in 0..<dim { dx[i] += inverseRMS * dy[i] * weight[i] - k * x[i] }
+                    inverseRMSOfRow?[r] = inverseRMS
+                }
+            }
+            guard let dWeight, let inverseRMSOfRow else { return }
+            Parallel.forEach(count: dim, floatsPerItem: 2 * rows, alignment: 16) { columns in
+                for r in 0..<rows {
+                    let x = input + r * dim, dy = dOut + r * dim, inverseRMS = inverseRMSOfRow[r]
+                    for i in columns { dWeight[i] += dy[i] * x[i] * inverseRMS }
+                }
             }
         }
     }
@@ -55,30 +75,37 @@ public enum RMSNorm {
 /// The SwiGLU gate: out = silu(gate) · up, with silu(x) = x / (1 + e^(−x)).
 public enum SwiGLU {
     public static func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        var i = 0
-        while i + 16 <= count {
-            let g = load16(gate + i)
-            store16(g / (1 + exp16(-g)) * load16(up + i), out + i)
-            i += 16
-        }
-        while i < count {
-            out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]
-            i += 1
+        // Ranges on multiples of 16: the scalar tail stays the same elements.
+        // Per element three floats and an exp (counted as three more).
+        Parallel.forEach(count: count, floatsPerItem: 6, alignment: 16) { range in
+            var i = range.lowerBound
+            while i + 16 <= range.upperBound {
+                let g = load16(gate + i)
+                store16(g / (1 + exp16(-g)) * load16(up + i), out + i)
+                i += 16
+            }
+            while i < range.upperBound {
+                out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]
+                i += 1
+            }
         }
     }
 
     /// Writes the gradients of `forward`: dUp = dOut·silu(g), dGate = dOut·up·σ(g)·(1 + g·(1 − σ(g))).
     public static func backward(dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                 gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        var i = 0
-        while i + 16 <= count {
-            let g = load16(gate + i), d = load16(dOut + i)
-            let sigmoid = 1 / (1 + exp16(-g))
-            store16(d * g * sigmoid, dUp + i)
-            store16(d * load16(up + i) * sigmoid * (1 + g * (1 - sigmoid)), dGate + i)
-            i += 16
+        Parallel.forEach(count: count, floatsPerItem: 8, alignment: 16) { range in
+            var i = range.lowerBound
+            while i + 16 <= range.upperBound {
+                let g = load16(gate + i), d = load16(dOut + i)
+                let sigmoid = 1 / (1 + exp16(-g))
+                store16(d * g * sigmoid, dUp + i)
+                store16(d * load16(up + i) * sigmoid * (1 + g * (1 - sigmoid)), dGate + i)
+                i += 16
+            }
+            referenceBackward(dGate: dGate + i, dUp: dUp + i, dOut: dOut + i, gate: gate + i, up: up + i,
+                              count: range.upperBound - i)
         }
-        referenceBackward(dGate: dGate + i, dUp: dUp + i, dOut: dOut + i, gate: gate + i, up: up + i, count: count - i)
     }
 
     /// The plain version of `backward`, its yardstick (and its tail).
@@ -151,19 +178,34 @@ public enum CrossEntropy {
     /// For each row with `targets[row] ≥ 0`: adds −log softmax(logits[row])[target] to the returned sum and writes
     /// `scale`·(softmax − onehot) into `dLogits[row]`; ignored rows (target < 0) get zero gradient.
     /// - Returns: the summed loss (not averaged) and the number of rows that counted.
+    /// Rows are shared among the threads; their losses are added in row order, the same sum on any thread count.
     public static func lossAndGradient(logits: UnsafePointer<Float>, targets: [Int], vocabularySize n: Int,
                                        dLogits: UnsafeMutablePointer<Float>?, scale: Float) -> (loss: Double, count: Int) {
-        var total = 0.0, count = 0
-        for (row, target) in targets.enumerated() {
+        let losses = rowLosses(rows: targets.count, vocabularySize: n) { row in
+            let target = targets[row]
             guard target >= 0 else {
                 dLogits?.advanced(by: row * n).update(repeating: 0, count: n)
-                continue
+                return nil
             }
-            total += rowLossAndGradient(logits: logits + row * n, target: target, vocabularySize: n,
-                                        dLogits: dLogits.map { $0 + row * n }, scale: scale)
-            count += 1
+            return rowLossAndGradient(logits: logits + row * n, target: target, vocabularySize: n,
+                                      dLogits: dLogits.map { $0 + row * n }, scale: scale)
         }
-        return (total, count)
+        var total = 0.0
+        for loss in losses { total += loss }
+        return (total, losses.count)
+    }
+
+    /// `rowLoss(row)` for each of `rows` rows of `vocabularySize` logits, shared among the threads; returns the
+    /// non-nil losses in row order (nil: an ignored row).
+    static func rowLosses(rows: Int, vocabularySize n: Int, _ rowLoss: (Int) -> Double?) -> [Double] {
+        var losses = [Double?](repeating: nil, count: rows)
+        losses.withUnsafeMutableBufferPointer { losses in
+            guard let perRow = losses.baseAddress else { return }
+            Parallel.forEach(count: rows, floatsPerItem: 3 * n) { range in
+                for row in range { perRow[row] = rowLoss(row) }
+            }
+        }
+        return losses.compactMap { $0 }
     }
 
     /// One supervised row of `lossAndGradient`: returns −log softmax(x)[target] and writes `scale`·(softmax − onehot)
@@ -217,5 +259,7 @@ public enum CrossEntropy {
 
 /// y += x, elementwise.
 public func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-    for i in 0..<count { y[i] += x[i] }
+    Parallel.forEach(count: count, floatsPerItem: 3, alignment: 16) { range in
+        for i in range { y[i] += x[i] }
+    }
 }

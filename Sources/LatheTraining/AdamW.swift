@@ -162,11 +162,23 @@ struct AdamWCoefficients {
 enum AdamWKernel {
     private typealias Vector = OptimizerVector
 
-    /// Updates `count` elements in place. The last partial vector goes through the same vector code on
-    /// zero-padded copies, so every element sees identical arithmetic.
+    /// Updates `count` elements in place, a large tensor's vectors shared among the compute threads
+    /// (`forEachVectorPiece`).
     static func update(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
                        expAvg: UnsafeMutablePointer<Float>, expAvgSq: UnsafeMutablePointer<Float>,
                        maxExpAvgSq: UnsafeMutablePointer<Float>?, count: Int, coefficients c: AdamWCoefficients) {
+        forEachVectorPiece(count: count, floatsPerElement: maxExpAvgSq == nil ? 7 : 9) { start, count in
+            updateVectors(parameter: parameter + start, gradient: gradient + start, expAvg: expAvg + start,
+                          expAvgSq: expAvgSq + start, maxExpAvgSq: maxExpAvgSq.map { $0 + start }, count: count,
+                          coefficients: c)
+        }
+    }
+
+    /// `update` on one thread. The last partial vector goes through the same vector code on zero-padded copies,
+    /// so every element sees identical arithmetic.
+    private static func updateVectors(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+                                      expAvg: UnsafeMutablePointer<Float>, expAvgSq: UnsafeMutablePointer<Float>,
+                                      maxExpAvgSq: UnsafeMutablePointer<Float>?, count: Int, coefficients c: AdamWCoefficients) {
         var index = 0
         while index < count {
             let lanes = min(Vector.scalarCount, count - index)

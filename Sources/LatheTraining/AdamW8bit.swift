@@ -147,29 +147,40 @@ public final class AdamW8bit: Optimizer {
     }
 
     /// One block at a time: dequantize both moments into float buffers, run the element update, requantize.
+    /// Blocks are shared among the compute threads, each thread with its own buffers: a block's codes and absmax
+    /// depend on that block alone, so they stay bitsandbytes' bit for bit on any thread count.
     private static func quantizedUpdate(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
                                         count: Int, moments: QuantizedMoments, coefficients: AdamW8bitCoefficients) {
         let blockSize = BlockwiseQuantization.blockSize
-        var buffers = [Float](repeating: 0, count: 2 * blockSize)
-        buffers.withUnsafeMutableBufferPointer { buffers in
-            guard let expAvg = buffers.baseAddress else { return }
-            let expAvgSq = expAvg + blockSize
-            moments.firstCodes.withUnsafeMutableBufferPointer { firstCodes in
-                moments.secondCodes.withUnsafeMutableBufferPointer { secondCodes in
-                    guard let first = firstCodes.baseAddress, let second = secondCodes.baseAddress else { return }
-                    for block in 0..<BlockwiseQuantization.blockCount(for: count) {
-                        let start = block * blockSize
-                        let length = min(blockSize, count - start)
-                        BlockwiseQuantization.dequantizeBlock(first + start, count: length, absmax: moments.firstAbsmax[block],
-                                                              map: .signed, into: expAvg)
-                        BlockwiseQuantization.dequantizeBlock(second + start, count: length, absmax: moments.secondAbsmax[block],
-                                                              map: .unsigned, into: expAvgSq)
-                        AdamW8bitKernel.update(parameter: parameter + start, gradient: gradient + start, expAvg: expAvg,
-                                               expAvgSq: expAvgSq, count: length, coefficients: coefficients, path: .quantized)
-                        moments.firstAbsmax[block] = BlockwiseQuantization.quantizeBlock(expAvg, count: length, map: .signed,
-                                                                                         codes: first + start)
-                        moments.secondAbsmax[block] = BlockwiseQuantization.quantizeBlock(expAvgSq, count: length, map: .unsigned,
-                                                                                          codes: second + start)
+        moments.firstCodes.withUnsafeMutableBufferPointer { firstCodes in
+            moments.secondCodes.withUnsafeMutableBufferPointer { secondCodes in
+                moments.firstAbsmax.withUnsafeMutableBufferPointer { firstAbsmax in
+                    moments.secondAbsmax.withUnsafeMutableBufferPointer { secondAbsmax in
+                        guard let first = firstCodes.baseAddress, let second = secondCodes.baseAddress,
+                              let firstScale = firstAbsmax.baseAddress, let secondScale = secondAbsmax.baseAddress else { return }
+                        // Per block: the parameter, its gradient and two moments read, three written (codes a byte each).
+                        Parallel.forEach(count: BlockwiseQuantization.blockCount(for: count), floatsPerItem: 6 * blockSize) { blocks in
+                            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * blockSize) { buffers in
+                                guard let expAvg = buffers.baseAddress else { return }
+                                buffers.initialize(repeating: 0)
+                                let expAvgSq = expAvg + blockSize
+                                for block in blocks {
+                                    let start = block * blockSize
+                                    let length = min(blockSize, count - start)
+                                    BlockwiseQuantization.dequantizeBlock(first + start, count: length, absmax: firstScale[block],
+                                                                          map: .signed, into: expAvg)
+                                    BlockwiseQuantization.dequantizeBlock(second + start, count: length, absmax: secondScale[block],
+                                                                          map: .unsigned, into: expAvgSq)
+                                    AdamW8bitKernel.update(parameter: parameter + start, gradient: gradient + start, expAvg: expAvg,
+                                                           expAvgSq: expAvgSq, count: length, coefficients: coefficients,
+                                                           path: .quantized)
+                                    firstScale[block] = BlockwiseQuantization.quantizeBlock(expAvg, count: length, map: .signed,
+                                                                                            codes: first + start)
+                                    secondScale[block] = BlockwiseQuantization.quantizeBlock(expAvgSq, count: length,
+                                                                                             map: .unsigned, codes: second + start)
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -294,9 +305,21 @@ enum AdamW8bitKernel {
         case full
     }
 
+    /// Float32 moments share a large parameter's vectors among the compute threads (`forEachVectorPiece`); the
+    /// 8-bit path shares whole blocks one level up and calls this per block (where it stays on its thread).
     static func update(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
                        expAvg: UnsafeMutablePointer<Float>, expAvgSq: UnsafeMutablePointer<Float>, count: Int,
                        coefficients c: AdamW8bitCoefficients, path: Path) {
+        forEachVectorPiece(count: count, floatsPerElement: 7) { start, count in
+            updateVectors(parameter: parameter + start, gradient: gradient + start, expAvg: expAvg + start,
+                          expAvgSq: expAvgSq + start, count: count, coefficients: c, path: path)
+        }
+    }
+
+    /// `update` on one thread.
+    private static func updateVectors(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+                                      expAvg: UnsafeMutablePointer<Float>, expAvgSq: UnsafeMutablePointer<Float>, count: Int,
+                                      coefficients c: AdamW8bitCoefficients, path: Path) {
         var index = 0
         while index < count {
             let lanes = min(Vector.scalarCount, count - index)

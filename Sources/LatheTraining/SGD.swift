@@ -107,9 +107,20 @@ enum SGDKernel {
     private typealias Vector = OptimizerVector
 
     /// `momentumBuffer` is nil without momentum; `firstStep` copies the (decayed) gradient into it as torch does.
+    /// A large tensor's vectors are shared among the compute threads (`forEachVectorPiece`).
     static func update(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
                        momentumBuffer: UnsafeMutablePointer<Float>?, firstStep: Bool, count: Int,
                        coefficients c: SGDCoefficients) {
+        forEachVectorPiece(count: count, floatsPerElement: momentumBuffer == nil ? 3 : 5) { start, count in
+            updateVectors(parameter: parameter + start, gradient: gradient + start,
+                          momentumBuffer: momentumBuffer.map { $0 + start }, firstStep: firstStep, count: count, coefficients: c)
+        }
+    }
+
+    /// `update` on one thread.
+    private static func updateVectors(parameter: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+                                      momentumBuffer: UnsafeMutablePointer<Float>?, firstStep: Bool, count: Int,
+                                      coefficients c: SGDCoefficients) {
         var index = 0
         while index < count {
             let lanes = min(Vector.scalarCount, count - index)

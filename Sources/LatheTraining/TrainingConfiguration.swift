@@ -1,6 +1,7 @@
 import Foundation
 import LatheData
 import LatheModels
+import LatheTensors
 import Yams
 
 /// Everything a fine-tuning run needs, as the YAML file a user writes (snake_case keys, every key optional):
@@ -42,6 +43,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// Pretraining only: the shape of the new model, and the folder whose tokenizer.json it uses.
     public var architecture: ModelArchitecture?
     public var tokenizer: String?
+    /// Compute threads: auto (one thread or every core, whichever measures faster at start) or a count.
+    public var threads = ThreadSetting.auto
 
     public init() {}
 
@@ -50,7 +53,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
-        case gradientCheckpointing = "gradient_checkpointing", dtype, quantize
+        case gradientCheckpointing = "gradient_checkpointing", dtype, quantize, threads
     }
 
     public init(from decoder: Decoder) throws {
@@ -81,6 +84,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         quantize = try c.decodeIfPresent(String.self, forKey: .quantize)
         architecture = try c.decodeIfPresent(ModelArchitecture.self, forKey: .architecture)
         tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
+        threads = try c.decodeIfPresent(ThreadSetting.self, forKey: .threads) ?? d.threads
     }
 
     /// Reads a YAML configuration; an error names the file and the key that is wrong.

@@ -51,6 +51,15 @@ final class CLIParsingTests: XCTestCase {
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["generate"]))  // neither --input nor --prompt
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["tokenize"]))  // --input is required
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["logprobs", "--input", "f", "--threads", "0"]))
+        XCTAssertThrowsError(try LatheCommand.parseAsRoot(["logprobs", "--input", "f", "--threads", "two"]))
+        XCTAssertEqual(try XCTUnwrap(LatheCommand.parseAsRoot(["logprobs", "--input", "f"]) as? LogprobsCommand).model.threads, .auto)
+        XCTAssertEqual(try XCTUnwrap(LatheCommand.parseAsRoot(["logprobs", "--input", "f", "--threads", "2"]) as? LogprobsCommand)
+                        .model.threads, .count(2))
+        // sft: the flag wins over the YAML key, which wins over the default (auto).
+        let sft = try XCTUnwrap(LatheCommand.parseAsRoot(["sft", "--data", "d.jsonl", "--output", "o", "--threads", "1"]) as? SFTCommand)
+        XCTAssertEqual(try sft.resolvedConfiguration().threads, .count(1))
+        let sftDefault = try XCTUnwrap(LatheCommand.parseAsRoot(["sft", "--data", "d.jsonl", "--output", "o"]) as? SFTCommand)
+        XCTAssertEqual(try sftDefault.resolvedConfiguration().threads, .auto)
         XCTAssertEqual(try XCTUnwrap(LatheCommand.parseAsRoot(["tokenize", "--input", "f"]) as? TokenizeCommand).model.model,
                        "smollm2-135m")
     }

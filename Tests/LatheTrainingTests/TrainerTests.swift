@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import LatheData
 import LatheModels
+import LatheTensors
 import LatheTestSupport
 @testable import LatheTraining
 
@@ -104,6 +105,24 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(changed, lm.model.parameters.count)
         let exported = try LanguageModel.load(URL(fileURLWithPath: c.output!).appendingPathComponent("model.gguf").path)
         XCTAssertEqual(exported.model.parameters.map { $0.tensor.array }, lm.model.parameters.map { $0.tensor.array })
+    }
+
+    func testThreadsKeyTakesAutoOrACountAndRoundTrips() throws {
+        XCTAssertEqual(TrainingConfiguration().threads, .auto)
+        let yaml = folder.appendingPathComponent("threads.yaml")
+        for (text, setting) in [("threads: auto\n", ThreadSetting.auto), ("threads: 3\n", .count(3))] {
+            try text.write(to: yaml, atomically: true, encoding: .utf8)
+            let c = try TrainingConfiguration.load(yaml: yaml)
+            XCTAssertEqual(c.threads, setting, text)
+            try c.yaml().write(to: yaml, atomically: true, encoding: .utf8)
+            XCTAssertEqual(try TrainingConfiguration.load(yaml: yaml), c, "the resolved configuration reads back")
+        }
+        for text in ["threads: 0\n", "threads: many\n"] {
+            try text.write(to: yaml, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try TrainingConfiguration.load(yaml: yaml), text) {
+                XCTAssertTrue("\($0)".contains("threads"), "\($0)")
+            }
+        }
     }
 
     func testBadConfigurationsAreNamed() throws {
