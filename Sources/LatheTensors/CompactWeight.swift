@@ -194,40 +194,33 @@ public final class BF16Weight: CompactWeight, @unchecked Sendable {
     public func multiplyTransposed(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
                                    accumulate: Bool) {
         if m <= Self.fewRows { return multiplyFewRows(input, rows: m, into: output, accumulate: accumulate) }
-        switch Self.productPath {
-        case .native:
-            #if canImport(CLatheDNNL)
-            // A shape oneDNN refuses falls back to the widened product rather than failing a training step.
-            if let native = Self.nativeMatmul,
-               (try? native.multiplyByTransposedWeight(input, rows: m, weight: matrix, into: output,
-                                                        accumulate: accumulate)) != nil {
-                return
-            }
-            #endif
-            tiledMultiplyTransposed(input, rows: m, into: output, accumulate: accumulate)
-        case .widened:
-            tiledMultiplyTransposed(input, rows: m, into: output, accumulate: accumulate)
-        case .roundedInputReference:
-            let rounded = Self.roundedInput(input, count: m * columns)
-            tiledMultiplyTransposed(rounded, rows: m, into: output, accumulate: accumulate)
-        }
+        product(input, rows: m, into: output, accumulate: accumulate, transposedWeight: true)
     }
 
     public func multiply(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
                          accumulate: Bool) {
+        product(input, rows: m, into: output, accumulate: accumulate, transposedWeight: false)
+    }
+
+    /// The forward product (input · Wᵀ) or the input gradient (input · W) on `productPath`.
+    private func product(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
+                         accumulate: Bool, transposedWeight: Bool) {
+        let widened = transposedWeight ? tiledMultiplyTransposed : tiledMultiply
         switch Self.productPath {
         case .native:
             #if canImport(CLatheDNNL)
-            if let native = Self.nativeMatmul,
-               (try? native.multiplyByWeight(input, rows: m, weight: matrix, into: output, accumulate: accumulate)) != nil {
+            // A shape oneDNN refuses falls back to the widened product rather than failing a training step.
+            if let native = Self.nativeMatmul, (try? transposedWeight
+                ? native.multiplyByTransposedWeight(input, rows: m, weight: matrix, into: output, accumulate: accumulate)
+                : native.multiplyByWeight(input, rows: m, weight: matrix, into: output, accumulate: accumulate)) != nil {
                 return
             }
             #endif
-            tiledMultiply(input, rows: m, into: output, accumulate: accumulate)
+            widened(input, m, output, accumulate)
         case .widened:
-            tiledMultiply(input, rows: m, into: output, accumulate: accumulate)
+            widened(input, m, output, accumulate)
         case .roundedInputReference:
-            tiledMultiply(Self.roundedInput(input, count: m * rows), rows: m, into: output, accumulate: accumulate)
+            widened(Self.roundedInput(input, count: m * (transposedWeight ? columns : rows)), m, output, accumulate)
         }
     }
 

@@ -70,8 +70,8 @@ extension MatMul {
 
 /// What `--threads auto` picks: how much a second core gives varies by machine (from nothing to nearly 2× on the
 /// products) and with what else runs there, so it is measured, once per process, on a model-shaped workload: a
-/// product of SmolLM2's MLP shape (512 × 576 × 1536) with one thread and with every core, alternately, best of three
-/// each (about 30–60 ms in all). Every core wins only by `margin`. The product alone, not the row kernels: it is
+/// product of SmolLM2's MLP shape (512 × 576 × 1536) with one thread and with every core, alternately, best of five
+/// each (about 50–100 ms in all). Every core is kept unless it is slower than one thread by `margin`. The product alone, not the row kernels: it is
 /// most of a step, the kernels split only above the size where they scale as it does, and it runs at the same speed
 /// in a debug build (where the Swift kernels would make the measurement take seconds).
 public enum AutoThreads {
@@ -79,7 +79,7 @@ public enum AutoThreads {
     public struct Measurement: Sendable, Equatable, CustomStringConvertible {
         /// Cores the process may use (`ProcessInfo.activeProcessorCount`).
         public let cores: Int
-        /// Seconds of the workload, the best of three, on one thread and on `cores` threads.
+        /// Seconds of the workload, the best of five, on one thread and on `cores` threads.
         public let oneThread: Double
         public let allCores: Double
         public let chosen: Int
@@ -90,14 +90,16 @@ public enum AutoThreads {
         }
     }
 
-    /// How much faster every core must be than one: smaller gains are within the noise of one measurement, and
-    /// one thread leaves the other core to the rest of the machine.
+    /// How much slower every core must measure before one thread is chosen. The error is lopsided: a core that
+    /// is busy for a moment at start-up (the kernel freeing a previous process's memory) made a margin the other way
+    /// pick one thread for a whole run that two threads made 1.6× faster (`bench/sft.sh`, LoRA (8, 256)); with
+    /// OpenMP's threads waiting passively, two threads on a core that stays busy cost far less than that.
     public static let margin = 0.05
 
-    /// The thread count for the measured times: `cores` when they beat one thread by at least `margin`, else 1.
+    /// The thread count for the measured times: `cores` unless they are slower than one thread by more than `margin`.
     public static func choose(oneThread: Double, allCores: Double, cores: Int) -> Int {
         guard cores > 1, oneThread > 0, allCores > 0, oneThread.isFinite, allCores.isFinite else { return 1 }
-        return allCores <= oneThread * (1 - margin) ? cores : 1
+        return allCores <= oneThread * (1 + margin) ? cores : 1
     }
 
     /// This process's measurement, made the first time it is asked.
@@ -126,7 +128,7 @@ public enum AutoThreads {
         _ = seconds(threads: 1)
         _ = seconds(threads: cores)
         var one = Double.infinity, all = Double.infinity
-        for _ in 0..<3 {
+        for _ in 0..<5 {
             one = min(one, seconds(threads: 1))
             all = min(all, seconds(threads: cores))
         }

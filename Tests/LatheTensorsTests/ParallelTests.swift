@@ -96,8 +96,8 @@ final class ParallelTests: XCTestCase {
 
     func testAutoPicksEveryCoreOnlyWhenItWinsByTheMargin() {
         XCTAssertEqual(AutoThreads.choose(oneThread: 10, allCores: 5, cores: 2), 2)
-        XCTAssertEqual(AutoThreads.choose(oneThread: 10, allCores: 9.5, cores: 2), 2, "exactly 5% faster")
-        XCTAssertEqual(AutoThreads.choose(oneThread: 10, allCores: 9.6, cores: 2), 1, "4% is within the noise")
+        XCTAssertEqual(AutoThreads.choose(oneThread: 10, allCores: 10.5, cores: 2), 2, "5% slower is within the noise")
+        XCTAssertEqual(AutoThreads.choose(oneThread: 10, allCores: 10.6, cores: 2), 1, "6% slower")
         XCTAssertEqual(AutoThreads.choose(oneThread: 10, allCores: 12, cores: 4), 1, "slower with more threads")
         XCTAssertEqual(AutoThreads.choose(oneThread: 10, allCores: 5, cores: 1), 1)
         XCTAssertEqual(AutoThreads.choose(oneThread: .nan, allCores: 5, cores: 2), 1)
