@@ -8,7 +8,7 @@ public struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "A .gguf file, a Hugging Face model folder, or a known model name (smollm2-135m).")
     public var model: String = ModelLocator.defaultModelName
 
-    @Option(name: .long, help: ArgumentHelp("Compute threads for products, row kernels, attention and the optimizer: auto (one thread or every core, whichever a short measurement at start finds faster) or a count.",
+    @Option(name: .long, help: ArgumentHelp("Compute threads for products, row kernels, attention and the optimizer: auto (every core, unless a short measurement at start finds them slower than one thread) or a count.",
                                             valueName: "auto|N"))
     public var threads = ThreadSetting.auto
 

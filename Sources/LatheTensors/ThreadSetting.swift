@@ -1,7 +1,7 @@
 import Foundation
 
 /// `--threads` and the YAML key `threads`: a fixed number of compute threads, or `auto`, which resolves to one
-/// thread or every core, whichever runs a model-shaped workload faster on this machine (`AutoThreads`).
+/// thread or every core: every core unless a model-shaped workload measures slower on them (`AutoThreads`).
 public enum ThreadSetting: Equatable, Sendable, Codable, LosslessStringConvertible {
     case auto
     case count(Int)

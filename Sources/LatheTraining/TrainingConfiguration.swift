@@ -43,7 +43,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// Pretraining only: the shape of the new model, and the folder whose tokenizer.json it uses.
     public var architecture: ModelArchitecture?
     public var tokenizer: String?
-    /// Compute threads: auto (one thread or every core, whichever measures faster at start) or a count.
+    /// Compute threads: auto (every core unless they measure slower than one thread at start) or a count.
     public var threads = ThreadSetting.auto
 
     public init() {}
