@@ -70,7 +70,7 @@ public struct SFTCommand: ParsableCommand {
         }
         var firstValidation: Double?, lastValidation: Double?
         try trainer.run(resume: training.resume) { event in
-            if case .validation(_, let loss) = event {
+            if case .validation(_, let metrics) = event, let loss = metrics["eval_loss"] {
                 if firstValidation == nil { firstValidation = loss }
                 lastValidation = loss
             }
@@ -145,11 +145,18 @@ func logProgress(_ event: TrainingEvent, result: String) {
     case .started(let text): log(text)
     case .step(let s):
         log(String(format: "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %@", s.step, s.totalSteps, s.loss,
-                   s.learningRate, s.tokensPerSecond, duration(s.secondsLeft)))
-    case .validation(let step, let loss): log(String(format: "step %d | held-out loss %.4f", step, loss))
+                   s.learningRate, s.tokensPerSecond, duration(s.secondsLeft)) + metricsText(s.metrics))
+    case .validation(let step, let metrics):
+        log(String(format: "step %d | held-out loss %.4f", step, metrics["eval_loss"] ?? .nan)
+            + metricsText(metrics.filter { $0.key != "eval_loss" }))
     case .checkpoint(let step, let folder): log("step \(step) | checkpoint written to \(folder)")
     case .finished(let folder): log("done: \(result) written to \(folder)")
     }
+}
+
+/// " | rewards/accuracies 0.750 | …", sorted by name.
+func metricsText(_ metrics: [String: Double]) -> String {
+    metrics.sorted { $0.key < $1.key }.map { String(format: " | %@ %.4g", $0.key, $0.value) }.joined()
 }
 
 func duration(_ seconds: Double) -> String {

@@ -15,18 +15,32 @@ public struct BatchPosition: Codable, Equatable, Sendable, CustomStringConvertib
     public var description: String { "epoch \(epoch), batch \(index)" }
 }
 
+/// How examples of one kind are laid out in batches: SFT sequences (padded or packed), preference pairs.
+public protocol BatchLayout: Sendable {
+    associatedtype Example: Sendable
+    associatedtype Output
+    /// Rows per batch.
+    var batchSize: Int { get }
+    /// Groups example indices (in the given order) into rows.
+    func rows(_ examples: [Example], order: [Int]) throws -> [[Int]]
+    /// One batch from rows of examples.
+    func batch(_ rows: [[Example]]) throws -> Output
+}
+
+extension BatchBuilder: BatchLayout {}
+
 /// Batches epoch after epoch, the examples shuffled anew each epoch. The order of epoch `e` depends only on the
 /// seed and `e` (a fresh `SeededGenerator` per epoch), so that the position alone resumes a run exactly.
-public struct BatchIterator: Sendable {
-    public let examples: [SFTExample]
-    public let builder: BatchBuilder
+public struct BatchIterator<Layout: BatchLayout>: Sendable {
+    public let examples: [Layout.Example]
+    public let builder: Layout
     public let seed: UInt64
     public let shuffles: Bool
     public private(set) var position: BatchPosition
     /// The current epoch's batches as rows of example indices.
     private var plan: [[[Int]]]
 
-    public init(examples: [SFTExample], builder: BatchBuilder, seed: UInt64, shuffles: Bool = true,
+    public init(examples: [Layout.Example], builder: Layout, seed: UInt64, shuffles: Bool = true,
                 position: BatchPosition = BatchPosition()) throws {
         guard !examples.isEmpty else { throw BatchError(message: "there are no examples to make batches of") }
         guard position.epoch >= 0, position.index >= 0 else {
@@ -64,7 +78,7 @@ public struct BatchIterator: Sendable {
     }
 
     /// The next batch; after the last batch of an epoch the position moves to the next epoch.
-    public mutating func next() throws -> Batch {
+    public mutating func next() throws -> Layout.Output {
         let rows = plan[position.index]
         let batch = try builder.batch(rows.map { $0.map { examples[$0] } })
         position.index += 1
@@ -77,7 +91,12 @@ public struct BatchIterator: Sendable {
         position = BatchPosition(epoch: epoch, index: 0)
     }
 
-    private static func plan(examples: [SFTExample], builder: BatchBuilder, order: [Int]) throws -> [[[Int]]] {
+    /// The iterator on the same examples, layout and seed at another position (resuming from a checkpoint).
+    public func moved(to position: BatchPosition) throws -> BatchIterator {
+        try BatchIterator(examples: examples, builder: builder, seed: seed, shuffles: shuffles, position: position)
+    }
+
+    private static func plan(examples: [Layout.Example], builder: Layout, order: [Int]) throws -> [[[Int]]] {
         let rows = try builder.rows(examples, order: order)
         return stride(from: 0, to: rows.count, by: builder.batchSize).map {
             Array(rows[$0..<min($0 + builder.batchSize, rows.count)])

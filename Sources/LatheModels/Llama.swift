@@ -538,17 +538,57 @@ extension LlamaModel {
     /// head's own weight gradient is added.
     public func loss(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil, segments: [Int]? = nil,
                      targets: [Int], scale: Float = 0, saving: TrainingActivations? = nil) throws -> (loss: Double, count: Int) {
+        try checkTargets(targets, tokens: tokens)
+        let (w, _) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
+                                   segments: segments, cache: nil, saving: saving)
+        return head(hidden: w.hidden.pointer, normed: w.finalNormed.pointer, targets: targets, scale: scale, rowScales: nil,
+                    rowLosses: nil, saving: saving)
+    }
+
+    /// log p(target) at every position (0 where the target is ignored): what preference objectives are functions of.
+    /// With `saving`, the activations are kept for `backward(activations:targets:logProbabilityGradient:)`.
+    public func targetLogProbabilities(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil,
+                                       segments: [Int]? = nil, targets: [Int],
+                                       saving: TrainingActivations? = nil) throws -> [Float] {
+        try checkTargets(targets, tokens: tokens)
+        let (w, _) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
+                                   segments: segments, cache: nil, saving: saving)
+        var losses = [Float](repeating: 0, count: tokens.count)
+        losses.withUnsafeMutableBufferPointer { losses in
+            _ = head(hidden: w.hidden.pointer, normed: w.finalNormed.pointer, targets: targets, scale: 0, rowScales: nil,
+                     rowLosses: losses.baseAddress, saving: nil)
+        }
+        return losses.map { -$0 }
+    }
+
+    /// Adds the gradient of an objective into every trainable parameter, given d(objective)/d(log p(target)) at each
+    /// position, after `targetLogProbabilities(saving: activations)`. The head runs again on the saved final hidden
+    /// states (a third more head work than keeping the logits, which would take [tokens × vocabulary] floats).
+    public func backward(activations s: TrainingActivations, targets: [Int], logProbabilityGradient gradient: [Float]) {
+        let w = workspace(rows: s.batchSize * s.length)
+        // d(−log p)/d(logits) times −g is d(objective)/d(logits).
+        _ = head(hidden: s.finalInput.pointer, normed: w.finalNormed.pointer, targets: targets, scale: -1,
+                 rowScales: gradient, rowLosses: nil, saving: s)
+        backward(activations: s)
+    }
+
+    private func checkTargets(_ targets: [Int], tokens: [Int]) throws {
         guard targets.count == tokens.count else {
             throw ModelError.invalidInput("\(targets.count) targets for \(tokens.count) tokens")
         }
         if let bad = targets.first(where: { $0 >= config.vocabularySize }) {
             throw ModelError.invalidInput("target \(bad) is outside the vocabulary (0..<\(config.vocabularySize))")
         }
-        let (w, _) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
-                                   segments: segments, cache: nil, saving: saving)
-        let c = config, rows = tokens.count
-        RMSNorm.forward(out: w.finalNormed.pointer, input: w.hidden.pointer, weight: finalNorm.tensor.pointer,
-                        rows: rows, dim: c.hiddenSize, eps: c.rmsNormEpsilon)
+    }
+
+    /// The final norm, then the chunked LM head and cross-entropy; with `saving`, dFinalNormed and the head's weight
+    /// gradient of Σ scale·rowScale·(−log p).
+    private func head(hidden: UnsafePointer<Float>, normed: UnsafeMutablePointer<Float>, targets: [Int], scale: Float,
+                      rowScales: [Float]?, rowLosses: UnsafeMutablePointer<Float>?,
+                      saving: TrainingActivations?) -> (loss: Double, count: Int) {
+        let c = config, rows = targets.count
+        RMSNorm.forward(out: normed, input: hidden, weight: finalNorm.tensor.pointer, rows: rows, dim: c.hiddenSize,
+                        eps: c.rmsNormEpsilon)
         let head = lmHead?.weight ?? embedding
         let headWeight: ChunkedLMHeadLoss.Weight
         if let compact = lmHead.map(\.compactWeight) ?? compactEmbedding {
@@ -557,8 +597,8 @@ extension LlamaModel {
             headWeight = .dense(head.tensor.pointer)
         }
         return ChunkedLMHeadLoss.lossAndGradient(
-            hidden: w.finalNormed.pointer, weight: headWeight, rows: rows, dim: c.hiddenSize,
-            vocabularySize: c.vocabularySize, targets: targets, scale: scale,
+            hidden: normed, weight: headWeight, rows: rows, dim: c.hiddenSize,
+            vocabularySize: c.vocabularySize, targets: targets, scale: scale, rowScales: rowScales, rowLosses: rowLosses,
             dHidden: saving?.dFinalNormed.pointer, dWeight: saving == nil ? nil : head.gradient?.pointer,
             workspace: saving?.headWorkspace ?? headWorkspace)
     }

@@ -62,14 +62,18 @@ public enum ChunkedLMHeadLoss {
     ///   - weight: [vocabularySize, dim], the LM head (or the tied embedding).
     ///   - targets: one per row; −1 (any negative) = ignored.
     ///   - scale: multiplies every gradient (e.g. 1 / supervised tokens of the batch).
+    ///   - rowScales: one more factor per row (an objective's weight of each token's log-probability), nil: 1.
+    ///   - rowLosses: one per row, written with each supervised row's −log p(target) (others left alone); nil to skip.
     ///   - dHidden: [rows, dim], written (ignored rows get zeros); nil to skip.
     ///   - dWeight: [vocabularySize, dim], added into; nil to skip.
     /// - Returns: the summed loss (not averaged) and the number of rows that counted, as `CrossEntropy`.
     public static func lossAndGradient(hidden: UnsafePointer<Float>, weight: Weight,
                                        rows: Int, dim: Int, vocabularySize: Int, targets: [Int], scale: Float,
+                                       rowScales: [Float]? = nil, rowLosses: UnsafeMutablePointer<Float>? = nil,
                                        dHidden: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
                                        chunkRows: Int = 256, workspace: Workspace) -> (loss: Double, count: Int) {
         precondition(targets.count == rows, "ChunkedLMHeadLoss: \(targets.count) targets for \(rows) rows")
+        precondition(rowScales.map { $0.count == rows } ?? true, "ChunkedLMHeadLoss: one row scale per row")
         precondition(chunkRows > 0, "ChunkedLMHeadLoss: chunkRows must be positive, got \(chunkRows)")
         var supervised: [Int] = []
         for (row, target) in targets.enumerated() {
@@ -97,11 +101,15 @@ public enum ChunkedLMHeadLoss {
             // The rows' losses, shared among the threads, then added in row order (the same sum on any count).
             let losses = CrossEntropy.rowLosses(rows: count, vocabularySize: vocabularySize) { k in
                 let rowLogits = buffers.logits + k * vocabularySize
-                return CrossEntropy.rowLossAndGradient(logits: rowLogits, target: targets[chunk[chunk.startIndex + k]],
-                                                       vocabularySize: vocabularySize,
-                                                       dLogits: wantsGradient ? rowLogits : nil, scale: scale)
+                let row = chunk[chunk.startIndex + k]
+                return CrossEntropy.rowLossAndGradient(logits: rowLogits, target: targets[row],
+                                                       vocabularySize: vocabularySize, dLogits: wantsGradient ? rowLogits : nil,
+                                                       scale: scale * (rowScales?[row] ?? 1))
             }
-            for loss in losses { total += loss }
+            for (k, loss) in losses.enumerated() {
+                total += loss
+                rowLosses?[chunk[chunk.startIndex + k]] = Float(loss)
+            }
             // buffers.logits now holds dLogits of the chunk.
             if let dHidden {
                 // dHidden_chunk = dLogits · W, [count, dim], scattered back to the rows it came from.

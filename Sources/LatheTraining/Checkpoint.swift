@@ -28,7 +28,7 @@ enum Checkpoint {
         }
         try weights.write(to: temporary.appendingPathComponent("trainable.safetensors"))
         try trainer.optimizer.saveState(to: temporary.appendingPathComponent("optimizer.safetensors"))
-        let state = State(step: trainer.step, position: trainer.iterator.position,
+        let state = State(step: trainer.step, position: trainer.task.position,
                           dropoutStreams: trainer.languageModel.model.adapters.map(\.random), method: trainer.config.method)
         try AtomicFileWriter.write(try JSONEncoder().encode(state), to: temporary.appendingPathComponent("state.json"))
         // Swap folders: the old checkpoint is removed only once the new one is in place.
@@ -68,9 +68,7 @@ enum Checkpoint {
             throw TrainingError("\(stateURL.path): \(state.dropoutStreams.count) adapters saved, the model has \(adapters.count)")
         }
         for (adapter, stream) in zip(adapters, state.dropoutStreams) { adapter.random = stream }
-        trainer.iterator = try BatchIterator(examples: trainer.iterator.examples, builder: trainer.iterator.builder,
-                                             seed: trainer.iterator.seed, shuffles: trainer.iterator.shuffles,
-                                             position: state.position)
+        try trainer.task.move(to: state.position)
         trainer.step = state.step
     }
 }

@@ -8,13 +8,15 @@ import LatheTensors
 public enum TrainingEvent: Sendable {
     case started(String)
     case step(TrainingStep)
-    case validation(step: Int, loss: Double)
+    /// `metrics` with TRL's names: `eval_loss`, and the preference objectives' `eval_rewards/…`.
+    case validation(step: Int, metrics: [String: Double])
     case checkpoint(step: Int, folder: String)
     case finished(String)
 }
 
-/// One optimizer step's numbers, as the progress line and metrics.jsonl show them.
-public struct TrainingStep: Codable, Sendable {
+/// One optimizer step's numbers, as the progress line and metrics.jsonl show them; `metrics` are the method's own
+/// (TRL's names: `rewards/chosen`, `logps/rejected`, `nll_loss`, `kl`…), written as keys of the same line.
+public struct TrainingStep: Encodable, Sendable {
     public let step: Int
     public let totalSteps: Int
     public let loss: Double
@@ -23,31 +25,50 @@ public struct TrainingStep: Codable, Sendable {
     public let tokens: Int
     public let tokensPerSecond: Double
     public let secondsLeft: Double
+    public let metrics: [String: Double]
 
-    enum CodingKeys: String, CodingKey {
-        case step, loss, tokens
-        case totalSteps = "total_steps", learningRate = "lr", gradNorm = "grad_norm"
-        case tokensPerSecond = "tokens_per_s", secondsLeft = "eta_s"
+    struct Key: CodingKey {
+        let stringValue: String
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        var intValue: Int? { nil }
+        init?(intValue: Int) { nil }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(step, forKey: Key("step"))
+        try c.encode(totalSteps, forKey: Key("total_steps"))
+        try c.encode(loss, forKey: Key("loss"))
+        try c.encode(learningRate, forKey: Key("lr"))
+        try c.encodeIfPresent(gradNorm, forKey: Key("grad_norm"))
+        try c.encode(tokens, forKey: Key("tokens"))
+        try c.encode(tokensPerSecond, forKey: Key("tokens_per_s"))
+        try c.encode(secondsLeft, forKey: Key("eta_s"))
+        for (name, value) in metrics { try c.encode(value, forKey: Key(name)) }
     }
 }
 
-/// Fine-tunes a model (LoRA or every weight) on SFT data with the loop every method shares: token-weighted
-/// gradient accumulation, clipping, a scheduled learning rate, validation, atomic checkpoints and exact resume.
+/// Fine-tunes a model (LoRA or every weight) with the loop every method shares: SFT's token-weighted or the
+/// preference objectives' pair-weighted gradient accumulation, clipping, a scheduled learning rate, validation,
+/// atomic checkpoints and exact resume. What differs between methods is the `TrainingTask`.
 public final class Trainer {
     public let config: TrainingConfiguration
     public let languageModel: LanguageModel
     public let trainable: [Parameter]
-    public let report: SFTReport
+    let task: TrainingTask
     let optimizer: any Optimizer
     let schedule: LearningRateSchedule
-    var iterator: BatchIterator
-    let validationBatches: [Batch]
     public let totalSteps: Int
     public internal(set) var step = 0
     let outputFolder: URL
     var activations: TrainingActivations?
     /// Full fine-tuning's compact format for the products (bf16), whose copies follow the master weights.
     private var compactCopies: WeightFormat?
+    /// The adapter the reference keeps when training starts from one (`adapter:`).
+    static let referenceAdapterName = "reference"
+    /// The trained adapter's shape: `lora:`, or the adapter training started from.
+    let adapterConfiguration: LoRAConfiguration
 
     public init(config: TrainingConfiguration, languageModel: LanguageModel) throws {
         try config.validate()
@@ -55,9 +76,22 @@ public final class Trainer {
         self.languageModel = languageModel
         let model = languageModel.model
         outputFolder = URL(fileURLWithPath: config.output!)
+        var reference = ReferenceSource.adaptersOff
+        var adapterConfiguration = config.lora
         switch config.method {
         case .lora:
-            let adapters = try model.attachLoRA(config.lora, seed: config.seed)
+            let adapters: [LoRAAdapter]
+            if let start = config.adapter {
+                // Train the SFT adapter further; a frozen copy of it is the reference (TRL's "ref" adapter).
+                let folder = URL(fileURLWithPath: start)
+                try PEFTAdapter.load(folder, into: model, adapterName: Self.referenceAdapterName)
+                adapterConfiguration = try PEFTAdapter.load(folder, into: model)
+                adapters = model.adapters.filter { $0.adapterName == "default" }
+                for p in adapters.flatMap(\.parameters) { p.trainable = true }
+                reference = .adapter(Self.referenceAdapterName)
+            } else {
+                adapters = try model.attachLoRA(config.lora, seed: config.seed)
+            }
             for adapter in adapters { adapter.training = true }
             trainable = adapters.flatMap(\.parameters)
         case .full:
@@ -66,19 +100,13 @@ public final class Trainer {
             let format = try config.weightFormat()
             if format != .float32 { compactCopies = format }
         }
-        let renderer = SFTRenderer(model: languageModel, options: config.sft)
-        let (examples, report) = try Self.loadExamples(URL(fileURLWithPath: config.data!), renderer: renderer)
-        self.report = report
-        let padding = languageModel.tokenizer.eosTokenID ?? 0
-        let builder = try BatchBuilder(batchSize: config.batchSize, options: config.sft, paddingID: padding)
-        iterator = try BatchIterator(examples: examples, builder: builder, seed: config.seed)
-        if let valid = config.valid {
-            let (validExamples, _) = try Self.loadExamples(URL(fileURLWithPath: valid), renderer: renderer)
-            validationBatches = try builder.batches(validExamples)
+        self.adapterConfiguration = adapterConfiguration
+        if let method = config.objective {
+            task = try PreferenceTask(config: config, languageModel: languageModel, method: method, reference: reference)
         } else {
-            validationBatches = []
+            task = try SFTTask(config: config, languageModel: languageModel)
         }
-        let stepsPerEpoch = max(1, iterator.batchesInEpoch / config.gradientAccumulation)
+        let stepsPerEpoch = max(1, task.batchesInEpoch / config.gradientAccumulation)
         // As in transformers, max_steps wins over epochs: the data is cycled as often as it takes.
         totalSteps = config.maxSteps ?? stepsPerEpoch * config.epochs
         schedule = try LearningRateSchedule(kind: config.schedule, peakRate: config.learningRate,
@@ -87,79 +115,23 @@ public final class Trainer {
         try refreshCompactCopies()
     }
 
-    /// JSONL or CSV rows of any SFT format, or a plain .txt file whose documents are separated by blank lines
-    /// (raw text for pretraining: each document, with the tokenizer's BOS and an EOS, is cut into windows of
-    /// max_length tokens rather than truncated).
-    static func loadExamples(_ url: URL, renderer: SFTRenderer) throws -> (examples: [SFTExample], report: SFTReport) {
-        guard url.pathExtension.lowercased() == "txt" else { return try SFTDataset.load(url, renderer: renderer) }
-        let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw TrainingError("\(url.path): cannot read the text (\(error.localizedDescription))")
-        }
-        var report = SFTReport(), examples: [SFTExample] = []
-        var document: [Substring] = [], firstLine = 1
-        func flush() throws {
-            defer { document = [] }
-            let body = document.joined(separator: "\n")
-            guard !body.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return }
-            report.rows += 1
-            let tokenizer = renderer.model.tokenizer
-            let ids = tokenizer.prefixIDs + tokenizer.encode(body, addSpecialTokens: false) + (tokenizer.eosTokenID.map { [$0] } ?? [])
-            let window = renderer.options.maxLength
-            for start in stride(from: 0, to: ids.count - 1, by: window) {
-                let chunk = Array(ids[start..<min(start + window, ids.count)])
-                guard chunk.count > 1 else { continue }
-                let example = SFTExample(ids: chunk, supervised: [false] + Array(repeating: true, count: chunk.count - 1),
-                                         source: "\(url.path):\(firstLine)", truncated: false)
-                examples.append(example)
-                report.examples += 1
-                report.totalTokens += chunk.count
-                report.supervisedTokens += chunk.count - 1
-            }
-        }
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            if line.trimmingCharacters(in: .whitespaces).isEmpty { try flush(); firstLine = index + 2 } else { document.append(line) }
-        }
-        try flush()
-        guard !examples.isEmpty else { throw TrainingError("\(url.path): the file has no text") }
-        return (examples, report)
-    }
-
-    /// Mean validation loss over the validation file (nil without one).
-    public func validationLoss() throws -> Double? {
-        guard !validationBatches.isEmpty else { return nil }
-        let adapters = languageModel.model.adapters
+    /// The held-out metrics (`eval_loss`, …) with dropout off, nil without a validation file.
+    public func evaluate() throws -> [String: Double]? {
+        let adapters = languageModel.model.adapters.filter(\.training)
         for adapter in adapters { adapter.training = false }
         defer { for adapter in adapters { adapter.training = true } }
-        var sum = 0.0, count = 0
-        for batch in validationBatches {
-            let (s, c) = try languageModelLoss(languageModel.model, batch: batch)
-            sum += s; count += c
-        }
-        return count == 0 ? nil : sum / Double(count)
+        return try task.evaluate()
     }
 
-    /// One optimizer step over `gradient_accumulation` micro-batches, each token weighing the same.
-    func trainStep() throws -> (loss: Double, tokens: Int, gradNorm: Float?) {
+    /// One optimizer step over `gradient_accumulation` micro-batches.
+    func trainStep() throws -> (loss: Double, tokens: Int, gradNorm: Float?, metrics: [String: Double]) {
         for p in trainable { p.zeroGradient() }
-        var microBatches: [Batch] = []
-        for _ in 0..<config.gradientAccumulation { microBatches.append(try iterator.next()) }
-        let supervised = microBatches.reduce(0) { $0 + $1.tokenCount }
-        var lossSum = 0.0, tokens = 0
-        if supervised > 0 {
-            for batch in microBatches {
-                let activations = activations(batchSize: batch.batchSize, length: batch.length)
-                let (sum, _) = try languageModelLoss(languageModel.model, batch: batch, activations: activations,
-                                                     scale: 1 / Float(supervised))
-                lossSum += sum
-                tokens += batch.valid.filter { $0 }.count
-            }
-        }
+        let outcome = try task.accumulate(microBatches: config.gradientAccumulation) { activations(batchSize: $0, length: $1) }
         let norm = config.maxGradNorm.map { clipGradientNorm(trainable, maxNorm: $0) }
         try optimizer.step(trainable, learningRate: schedule.rate(at: step))
         try refreshCompactCopies()
         step += 1
-        return (supervised > 0 ? lossSum / Double(supervised) : 0, tokens, norm)
+        return (outcome.loss, outcome.tokens, norm, outcome.metrics)
     }
 
     /// Re-rounds the compact copies of full fine-tuning's master weights (after an update or a restore).
@@ -181,39 +153,35 @@ public final class Trainer {
         try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
         try AtomicFileWriter.write(Data(try config.yaml().utf8), to: outputFolder.appendingPathComponent("config.yaml"))
         let metrics = try MetricsLog(url: outputFolder.appendingPathComponent("metrics.jsonl"), append: resume)
-        if resume { try Checkpoint.restore(self, from: outputFolder) } else if let loss = try validationLoss() {
-            onEvent(.validation(step: 0, loss: loss))
-            try metrics.append(["step": JSONValue.number(0), "valid_loss": .number(loss)])
+        func validate() throws {
+            guard let values = try evaluate() else { return }
+            onEvent(.validation(step: step, metrics: values))
+            try metrics.append(values.mapValues { JSONValue.number($0) }.merging(["step": .number(Double(step))]) { $1 })
         }
-        onEvent(.started("\(report)\n\(trainable.reduce(0) { $0 + $1.tensor.count }) trainable parameters, "
+        if resume { try Checkpoint.restore(self, from: outputFolder) } else { try validate() }
+        onEvent(.started("\(task.summary)\n\(trainable.reduce(0) { $0 + $1.tensor.count }) trainable parameters, "
                          + "\(totalSteps) steps from step \(step)"))
         let start = Date()
         var tokensSoFar = 0
         let firstStep = step
         while step < totalSteps {
-            let (loss, tokens, norm) = try trainStep()
+            let (loss, tokens, norm, stepMetrics) = try trainStep()
             guard loss.isFinite else { throw TrainingError("the loss became \(loss) at step \(step); lower the learning rate") }
             tokensSoFar += tokens
             let elapsed = Date().timeIntervalSince(start)
             let perStep = elapsed / Double(step - firstStep)
             let record = TrainingStep(step: step, totalSteps: totalSteps, loss: loss, learningRate: schedule.rate(at: step - 1),
                                       gradNorm: norm, tokens: tokens, tokensPerSecond: Double(tokensSoFar) / max(elapsed, 1e-9),
-                                      secondsLeft: perStep * Double(totalSteps - step))
+                                      secondsLeft: perStep * Double(totalSteps - step), metrics: stepMetrics)
             onEvent(.step(record))
             try metrics.append(record)
-            if config.evalEvery > 0, step % config.evalEvery == 0, step < totalSteps, let loss = try validationLoss() {
-                onEvent(.validation(step: step, loss: loss))
-                try metrics.append(["step": JSONValue.number(Double(step)), "valid_loss": .number(loss)])
-            }
+            if config.evalEvery > 0, step % config.evalEvery == 0, step < totalSteps { try validate() }
             if config.saveEvery > 0, step % config.saveEvery == 0, step < totalSteps {
                 let folder = try Checkpoint.save(self, to: outputFolder)
                 onEvent(.checkpoint(step: step, folder: folder.path))
             }
         }
-        if let loss = try validationLoss() {
-            onEvent(.validation(step: step, loss: loss))
-            try metrics.append(["step": JSONValue.number(Double(step)), "valid_loss": .number(loss)])
-        }
+        try validate()
         try saveResult()
         onEvent(.finished(outputFolder.path))
     }
@@ -223,7 +191,7 @@ public final class Trainer {
         let model = languageModel.model
         switch config.method {
         case .lora:
-            try PEFTAdapter.save(model, config: config.lora, baseModel: config.model, to: outputFolder,
+            try PEFTAdapter.save(model, config: adapterConfiguration, baseModel: config.model, to: outputFolder,
                                  extra: ["lathe_training": .object([
                                     "steps": .number(Double(step)),
                                     // The base the adapter was trained on: f32, bf16 or nf4 (QLoRA: loading and merging the adapter follow it).

@@ -16,6 +16,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var method = Method.lora
     public var lora = LoRAConfiguration()
     public var sft = SFTOptions.trainingDefault
+    /// The preference objective (set by `lathe dpo|orpo|simpo|kto`); nil: supervised fine-tuning.
+    public var objective: PreferenceMethod?
+    public var preference = PreferenceOptions()
+    /// A PEFT adapter to start from (an SFT adapter): it is trained further, and a frozen copy is the reference.
+    public var adapter: String?
     public var epochs = 1
     /// Trains exactly this many optimizer steps, whatever `epochs` says (as transformers' max_steps).
     public var maxSteps: Int?
@@ -49,7 +54,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer
+        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
@@ -67,6 +72,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         method = try c.decodeIfPresent(Method.self, forKey: .method) ?? d.method
         lora = try c.decodeIfPresent(LoRAConfiguration.self, forKey: .lora) ?? d.lora
         sft = try c.decodeIfPresent(SFTOptions.self, forKey: .sft) ?? d.sft
+        objective = try c.decodeIfPresent(PreferenceMethod.self, forKey: .objective)
+        preference = try c.decodeIfPresent(PreferenceOptions.self, forKey: .preference) ?? d.preference
+        adapter = try c.decodeIfPresent(String.self, forKey: .adapter)
         epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
@@ -118,6 +126,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let maxGradNorm, !(maxGradNorm > 0) { throw TrainingError("max_grad_norm must be positive, got \(maxGradNorm)") }
         guard evalEvery >= 0, saveEvery >= 0 else { throw TrainingError("eval_every and save_every must not be negative") }
         if method == .lora { try lora.validate() }
+        if objective != nil { try preference.validate() }
+        if adapter != nil, method == .full { throw TrainingError("adapter: an adapter to start from needs method lora") }
         _ = try weightFormat()
         try sft.validate()
     }
