@@ -85,6 +85,7 @@ public final class Trainer {
                 // Train the SFT adapter further; a frozen copy of it is the reference (TRL's "ref" adapter).
                 let folder = URL(fileURLWithPath: start)
                 try PEFTAdapter.load(folder, into: model, adapterName: Self.referenceAdapterName)
+                model.setAdapters(enabled: false, named: Self.referenceAdapterName)
                 adapterConfiguration = try PEFTAdapter.load(folder, into: model)
                 adapters = model.adapters.filter { $0.adapterName == "default" }
                 for p in adapters.flatMap(\.parameters) { p.trainable = true }
