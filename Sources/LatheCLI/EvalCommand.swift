@@ -9,7 +9,7 @@ public struct EvalCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "eval", abstract: "Evaluate generated answers (metrics) or a model on multiple-choice questions (choice).",
         subcommands: [EvalMetricsCommand.self, EvalChoiceCommand.self, EvalPerplexityCommand.self, EvalCompareCommand.self,
-                      EvalJudgeCommand.self],
+                      EvalJudgeCommand.self, EvalPreferenceCommand.self],
         // `lathe eval --model M --adapter A --baseline --input F` is the comparison.
         defaultSubcommand: EvalCompareCommand.self)
     public init() {}
@@ -190,5 +190,42 @@ public struct EvalPerplexityCommand: ParsableCommand {
             print(String(format: "perplexity %.4f (mean loss %.4f over %d tokens of %d examples)",
                          report.perplexity, report.meanLoss, report.tokens, report.examples))
         }
+    }
+}
+
+/// `lathe eval preference`: pairwise accuracy and mean margin of DPO's implicit rewards on held-out pairs.
+public struct EvalPreferenceCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "preference",
+        abstract: "Held-out preference accuracy: how often the tuned model's implicit reward prefers the chosen answer.",
+        discussion: """
+            The reward of a completion is beta·(log π(y|x) − log π_ref(y|x)), π being the model with --adapter and \
+            π_ref the base, or the --reference-adapter (e.g. the SFT adapter a DPO run started from). Prints the share \
+            of pairs whose chosen reward is higher and the mean margin, with bootstrap intervals.
+            """)
+    @OptionGroup public var model: ModelOptions
+    @Option(name: .customLong("reference-adapter"), help: "The reference: this adapter on the base (default: the base alone).")
+    public var referenceAdapter: String?
+    @Option(help: "Held-out preference pairs (JSONL or CSV: prompt, chosen, rejected).") public var input: String
+    @Option(help: "The reward scale.") public var beta = 0.1
+    @Option(name: .customLong("max-length"), help: "Longest prompt + completion in tokens, as in training.") public var maxLength = 1024
+    @Flag(help: "Print one JSON object.") public var json = false
+    @OptionGroup public var bootstrap: BootstrapFlags
+    public init() {}
+
+    public func run() throws {
+        let lm = try model.load()
+        if let referenceAdapter { try PEFTAdapter.load(URL(fileURLWithPath: referenceAdapter), into: lm.model, adapterName: "reference") }
+        let (pairs, report) = try PreferenceDataset.loadPairs(URL(fileURLWithPath: input),
+                                                              renderer: PreferenceRenderer(model: lm, maxLength: maxLength))
+        log("\(input): \(report)")
+        let result = try PreferenceAccuracy.evaluate(pairs, model: lm.model, beta: beta,
+                                                     policy: { $0.adapterName == "default" },
+                                                     reference: { $0.adapterName == "reference" }, bootstrap: bootstrap.bootstrap)
+        if json { printLine(try jsonLine(result)); return }
+        let level = Int((result.accuracy.level * 100).rounded())
+        print(String(format: "reward accuracy %.3f [%.3f, %.3f], margin %.4f [%.4f, %.4f] (%d%% intervals, %d pairs, beta %g)",
+                     result.accuracy.estimate, result.accuracy.lower, result.accuracy.upper,
+                     result.margin.estimate, result.margin.lower, result.margin.upper, level, result.pairs, result.beta))
     }
 }

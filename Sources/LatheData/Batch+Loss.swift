@@ -12,3 +12,15 @@ public func languageModelLoss(_ model: LlamaModel, batch: Batch, activations: Tr
     if let activations { model.backward(activations: activations) }
     return (result.loss, result.count)
 }
+
+/// Per row of `batch`: Σ log p(target) over its targets (those of kind `.completion` when `kinds` is given): the
+/// summed completion log-probability that preference objectives and implicit rewards are made of.
+public func summedLogProbabilities(_ model: LlamaModel, batch: Batch, kinds: [TargetKind]? = nil) throws -> [Double] {
+    let values = try model.targetLogProbabilities(tokens: batch.inputs, batchSize: batch.batchSize, positions: batch.positions,
+                                                  valid: batch.valid, segments: batch.segments, targets: batch.targets)
+    return (0..<batch.batchSize).map { row in
+        (row * batch.length..<(row + 1) * batch.length).reduce(0.0) { sum, i in
+            batch.targets[i] >= 0 && (kinds?[i] ?? .completion) == .completion ? sum + Double(values[i]) : sum
+        }
+    }
+}

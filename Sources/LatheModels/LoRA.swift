@@ -92,6 +92,15 @@ extension LlamaModel {
         for adapter in adapters where name == nil || adapter.adapterName == name { adapter.enabled = enabled }
     }
 
+    /// Runs `body` with exactly the adapters `enabled` picks switched on (none: the base), then restores every switch.
+    public func withAdapters<T>(where enabled: (LoRAAdapter) -> Bool, _ body: () throws -> T) rethrows -> T {
+        let all = adapters
+        let states = all.map(\.enabled)
+        defer { for (adapter, state) in zip(all, states) { adapter.enabled = state } }
+        for adapter in all { adapter.enabled = enabled(adapter) }
+        return try body()
+    }
+
     /// Folds the enabled adapters into the base weights (W += scale·B·A) and detaches them.
     public func mergeAdapters() {
         expandWeights()

@@ -134,28 +134,16 @@ struct PreferenceScorer {
         return result
     }
 
-    /// Runs `body` with the reference's adapters on (the base, or the frozen adapter), then restores the switches.
+    /// Runs `body` with the reference's adapters on (none: the base; or the frozen adapter), then restores the switches.
     func withReference<T>(_ body: () throws -> T) throws -> T {
-        let adapters = model.adapters
-        let states = adapters.map(\.enabled)
-        defer { for (adapter, state) in zip(adapters, states) { adapter.enabled = state } }
         switch reference {
-        case .adaptersOff?, nil: model.setAdapters(enabled: false)
-        case .adapter(let name)?: for adapter in adapters { adapter.enabled = adapter.adapterName == name }
+        case .adaptersOff?, nil: return try model.withAdapters(where: { _ in false }, body)
+        case .adapter(let name)?: return try model.withAdapters(where: { $0.adapterName == name }, body)
         }
-        return try body()
     }
 
-    /// Per row: Σ log p over the completion targets (TRL's summed log-probabilities).
     func sums(_ batch: Batch, kinds: [TargetKind]? = nil) throws -> [Double] {
-        let values = try model.targetLogProbabilities(tokens: batch.inputs, batchSize: batch.batchSize, positions: batch.positions,
-                                                      valid: batch.valid, segments: batch.segments, targets: batch.targets)
-        return (0..<batch.batchSize).map { row in
-            (row * batch.length..<(row + 1) * batch.length).reduce(0.0) { sum, i in
-                let counts = batch.targets[i] >= 0 && (kinds?[i] ?? .completion) == .completion
-                return counts ? sum + Double(values[i]) : sum
-            }
-        }
+        try summedLogProbabilities(model, batch: batch, kinds: kinds)
     }
 
     func referenceSums(_ batch: PreferenceBatch) throws -> [Double] {

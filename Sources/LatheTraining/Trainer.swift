@@ -219,7 +219,7 @@ final class MetricsLog {
 
     func append<T: Encodable>(_ value: T) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         try handle.write(contentsOf: try encoder.encode(value) + Data("\n".utf8))
     }
 }
