@@ -17,13 +17,15 @@ public struct BenchSFTCommand: ParsableCommand {
     @Option(name: .customLong("lora-rank")) public var loraRank = 8
     @Option(help: "Optimizer: adamw, adamw8bit or sgd.") public var optimizer = OptimizerKind.adamw
     @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
+    @Option(help: "A preference objective's step instead (dpo, orpo, simpo, kto): --batch-size pairs of --seq-len-token rows sharing a prompt of half that; DPO and KTO score the reference (adapter off) too.")
+    public var objective: PreferenceMethod?
     public init() {}
 
     var use: WeightUse { full ? .masterWeights : .frozenBase }
 
     struct Result: Encodable {
         let tokens_per_s: Double, peak_rss_mib: Double
-        let method: String, weights: String, optimizer: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
+        let method: String, objective: String, weights: String, optimizer: String, batch_size: Int, seq_len: Int, steps: Int, threads: Int, backend: String, seconds: Double
         /// The CPU's bf16 products (`BF16Products`), which `--dtype auto` is decided from.
         let bf16_products: String
         /// auto or a number: what `threads` was resolved from.
@@ -92,14 +94,33 @@ public struct BenchSFTCommand: ParsableCommand {
         let rows = (0..<batchSize).map { _ in (0..<seqLen).map { _ in Int(random.next() % UInt64(llama.config.vocabularySize)) } }
         let targets = rows.map { Array($0.dropFirst()) + [-1] }
         let batch = Batch(rows: rows, targets: targets)
-        let activations = TrainingActivations(config: llama.config, batchSize: batchSize, length: seqLen,
+        // A preference batch: rows of the same length, each pair's second completion drawn afresh after the prompt.
+        let preference = try objective.map { method in
+            let items = rows.map { row in
+                PreferenceItem(prompt: Array(row.prefix(seqLen / 2)), completions: method.isUnpaired ? [Array(row.dropFirst(seqLen / 2))]
+                                : [Array(row.dropFirst(seqLen / 2)), (seqLen / 2..<seqLen).map { _ in Int(random.next() % UInt64(llama.config.vocabularySize)) }],
+                               label: method.isUnpaired ? true : nil, mismatched: method.isUnpaired ? Array(row.dropFirst(seqLen / 2)) : nil,
+                               source: "bench")
+            }
+            let objective = PreferenceObjective(method: method, options: PreferenceOptions())
+            let batch = try PreferenceBatchBuilder(batchSize: batchSize, paddingID: 0, scoresPrompt: objective.scoresPrompt)
+                .batch(items.map { [$0] })
+            return (objective, batch)
+        }
+        let sequences = batchSize * (objective?.sequencesPerItem ?? 1)
+        let activations = TrainingActivations(config: llama.config, batchSize: sequences, length: seqLen,
                                               checkpointing: gradientCheckpointing)
+        let scorer = PreferenceScorer(model: llama, reference: .adaptersOff)
         var seconds = 0.0
         for step in 0...steps {  // step 0 warms up
             let start = DispatchTime.now().uptimeNanoseconds
             if compactCopies != .float32 { try llama.keepCompactCopies(compactCopies) }
             for p in trainable { p.zeroGradient() }
-            _ = try languageModelLoss(llama, batch: batch, activations: activations, scale: 1 / Float(batch.tokenCount))
+            if let (objective, batch) = preference {
+                _ = try scorer.lossAndGradient(objective, batch, scale: 1, activations: activations)
+            } else {
+                _ = try languageModelLoss(llama, batch: batch, activations: activations, scale: 1 / Float(batch.tokenCount))
+            }
             _ = clipGradientNorm(trainable, maxNorm: 1)
             try optimizer.step(trainable, learningRate: 1e-4)
             if step > 0 { seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
@@ -109,21 +130,22 @@ public struct BenchSFTCommand: ParsableCommand {
         // The plan of these flags: a compact base gives its own bytes per value (bf16 2, NF4 ≈ 0.516).
         let compact = llama.compactWeightSummary
         let plan = MemoryPlan(config: llama.config, method: full ? .full : compact?.format == WeightFormat.nf4.rawValue ? .qlora : .lora,
-                              batchSize: batchSize, length: seqLen,
+                              batchSize: sequences, length: seqLen,
                               lora: LoRAConfiguration(rank: loraRank, alpha: Float(2 * loraRank), targets: ["all-linear"]),
                               gradientCheckpointing: gradientCheckpointing,
                               optimizer: MemoryPlan.OptimizerMemory(rawValue: self.optimizer.rawValue) ?? .adamw,
                               baseBytesPerValue: compact.map { Double($0.bytes) / Double(max($0.parameters, 1)) },
                               runtime: try RuntimeBaseline.estimate(for: lm.files, config: llama.config))
-        let flops = Self.stepFLOPs(llama.config, batchSize: batchSize, length: seqLen, full: full, loraRank: loraRank)
-        printLine(try jsonLine(Result(tokens_per_s: Double(batchSize * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
-                                      method: plan.method.rawValue,
+        // The product work of the training pass (the reference's forward pass is not counted).
+        let flops = Self.stepFLOPs(llama.config, batchSize: sequences, length: seqLen, full: full, loraRank: loraRank)
+        printLine(try jsonLine(Result(tokens_per_s: Double(sequences * seqLen * steps) / seconds, peak_rss_mib: peakMiB,
+                                      method: plan.method.rawValue, objective: objective?.rawValue ?? "sft",
                                       weights: compact?.format ?? WeightFormat.float32.rawValue, optimizer: self.optimizer.rawValue, batch_size: batchSize, seq_len: seqLen, steps: steps,
                                       threads: model.threads.resolvedCount, backend: MatMul.backend.name, seconds: seconds,
                                       bf16_products: BF16Products.current.description,
                                       threads_setting: model.threads.description,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
-                                      matmul_peak_gflops: try Self.matmulRate(rows: batchSize * seqLen, llama.config,
+                                      matmul_peak_gflops: try Self.matmulRate(rows: sequences * seqLen, llama.config,
                                                                               format: WeightFormat(rawValue: compact?.format ?? "") ?? .float32),
                                       planned_mib: Double(plan.totalBytes) / 1_048_576,
                                       peak_tensor_mib: peakTensorMiB)))
@@ -131,3 +153,4 @@ public struct BenchSFTCommand: ParsableCommand {
 }
 
 extension OptimizerKind: ExpressibleByArgument {}
+extension PreferenceMethod: ExpressibleByArgument {}

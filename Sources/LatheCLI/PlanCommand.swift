@@ -3,7 +3,13 @@ import Foundation
 import LatheModels
 import LatheTraining
 
-extension MemoryPlan.Method: ExpressibleByArgument {}
+/// What `lathe plan --method` plans: SFT's full, lora or qlora, or a preference objective on a LoRA base
+/// (`--quantize nf4`: QLoRA's), whose micro-batch holds `--batch` pairs (two rows each) or KTO rows.
+enum PlanMethod: String, CaseIterable, ExpressibleByArgument {
+    case full, lora, qlora, dpo, orpo, simpo, kto
+
+    var preference: PreferenceMethod? { PreferenceMethod(rawValue: rawValue) }
+}
 extension MemoryPlan.OptimizerMemory: ExpressibleByArgument {}
 
 /// `lathe plan`: the memory a fine-tuning run will need, term by term, from the model's configuration alone
@@ -14,7 +20,9 @@ public struct PlanCommand: ParsableCommand {
 
     @Option(name: .long, help: "A .gguf file, a Hugging Face model folder, or a known model name (smollm2-135m).")
     public var model: String = ModelLocator.defaultModelName
-    @Option(help: "full, lora, or qlora (LoRA on an NF4 base).") public var method: MemoryPlan.Method = .lora
+    @Option(help: "full, lora, qlora (LoRA on an NF4 base), or dpo, orpo, simpo, kto (LoRA; with --quantize nf4 on an NF4 base).")
+    var method: PlanMethod = .lora
+    @Option(help: "dpo, orpo, simpo, kto: nf4 plans QLoRA's base.") public var quantize: String?
     @Option(name: [.customLong("batch"), .customLong("batch-size")]) public var batch = 4
     @Option(name: [.customLong("seq"), .customLong("seq-len")], help: "Tokens per row.") public var seq = 128
     @Option(name: .customLong("lora-rank")) public var loraRank = 8
@@ -31,6 +39,7 @@ public struct PlanCommand: ParsableCommand {
     public func validate() throws {
         do { _ = try baseFormat() } catch { throw ValidationError("\(error)") }
         guard batch > 0, seq > 0 else { throw ValidationError("--batch and --seq must be positive") }
+        if quantize != nil, quantize != WeightFormat.nf4.rawValue { throw ValidationError("--quantize: only nf4") }
         if method != .full {
             do { try loraConfiguration.validate() } catch { throw ValidationError("\(error)") }
         }
@@ -41,15 +50,28 @@ public struct PlanCommand: ParsableCommand {
         return LoRAConfiguration(rank: loraRank, alpha: Float(2 * loraRank), dropout: loraDropout, targets: targets)
     }
 
+    /// What trains: every weight, or adapters on a float or NF4 base.
+    var memoryMethod: MemoryPlan.Method {
+        switch method {
+        case .full: return .full
+        case .qlora: return .qlora
+        case .lora: return .lora
+        case .dpo, .orpo, .simpo, .kto: return quantize == WeightFormat.nf4.rawValue ? .qlora : .lora
+        }
+    }
+
+    /// Rows of `--seq` tokens per micro-batch: pairs have two.
+    var sequences: Int { batch * (method.preference?.sequencesPerItem ?? 1) }
+
     /// How the products see the weights, chosen as `--dtype` and `--quantize` choose it for the commands that train.
     func baseFormat() throws -> WeightFormat {
-        try WeightFormat.choose(dtype: dtype, quantize: method == .qlora ? WeightFormat.nf4.rawValue : nil,
-                                use: method == .full ? .masterWeights : .frozenBase)
+        try WeightFormat.choose(dtype: dtype, quantize: memoryMethod == .qlora ? WeightFormat.nf4.rawValue : nil,
+                                use: memoryMethod == .full ? .masterWeights : .frozenBase)
     }
 
     /// The plan these flags describe for a model of `config`.
     func plan(config: LlamaConfiguration, runtime: RuntimeBaseline) throws -> MemoryPlan {
-        MemoryPlan(config: config, method: method, batchSize: batch, length: seq, lora: loraConfiguration,
+        MemoryPlan(config: config, method: memoryMethod, batchSize: sequences, length: seq, lora: loraConfiguration,
                    gradientCheckpointing: gradientCheckpointing, optimizer: optimizer,
                    baseBytesPerValue: try baseFormat().bitsPerValue / 8, runtime: runtime)
     }

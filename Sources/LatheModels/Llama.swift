@@ -227,8 +227,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.
     var cachedWorkspace: ForwardWorkspace?
     var cachedGradientWorkspace: GradientWorkspace?
-    /// The chunked LM head's logits buffer for losses computed without training activations (evaluation).
-    let headWorkspace = ChunkedLMHeadLoss.Workspace()
+    /// The chunked LM head's logits buffer, one for every loss and log-probability pass (training, reference and
+    /// evaluation passes run one after another, so that they share it).
+    public let headWorkspace = ChunkedLMHeadLoss.Workspace()
     /// The format `load(from:)` puts the weights in, as they are read.
     public let loadingFormat: WeightFormat
 
@@ -421,7 +422,6 @@ public final class TrainingActivations {
     /// d(loss)/d(normalised final hidden states), [rows, hidden]: what the chunked LM head and cross-entropy hand
     /// to the backward pass instead of [rows × vocabulary] logits.
     let dFinalNormed: Tensor
-    let headWorkspace = ChunkedLMHeadLoss.Workspace()
 
     func activations(ofBlock layer: Int) -> BlockActivations { blocks[checkpointing ? 0 : layer] }
 
@@ -600,7 +600,7 @@ extension LlamaModel {
             hidden: normed, weight: headWeight, rows: rows, dim: c.hiddenSize,
             vocabularySize: c.vocabularySize, targets: targets, scale: scale, rowScales: rowScales, rowLosses: rowLosses,
             dHidden: saving?.dFinalNormed.pointer, dWeight: saving == nil ? nil : head.gradient?.pointer,
-            workspace: saving?.headWorkspace ?? headWorkspace)
+            workspace: headWorkspace)
     }
 
     /// Adds the gradient of the loss into every trainable parameter, after `loss(saving: activations)` (which

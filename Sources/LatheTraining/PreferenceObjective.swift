@@ -9,6 +9,9 @@ public enum PreferenceMethod: String, Codable, Sendable, CaseIterable {
     public var needsReference: Bool { self == .dpo || self == .kto }
     /// KTO trains on unpaired rows.
     public var isUnpaired: Bool { self == .kto }
+    /// Sequences per item in a batch: a pair's two completions, or one row (KTO's mismatched rows are scored
+    /// without gradient, apart).
+    public var sequencesPerItem: Int { isUnpaired ? 1 : 2 }
 }
 
 /// DPO's loss types, as TRL's `DPOConfig.loss_type` names them (a list: the losses are added with `loss_weights`).

@@ -107,12 +107,17 @@ final class PreferenceTask: TrainingTask {
 
 /// Summed completion log-probabilities of batches, by the policy or the reference, and an objective's loss and
 /// gradient on a batch.
-struct PreferenceScorer {
-    let model: LlamaModel
-    let reference: ReferenceSource?
+public struct PreferenceScorer {
+    public let model: LlamaModel
+    public let reference: ReferenceSource?
+
+    public init(model: LlamaModel, reference: ReferenceSource?) {
+        self.model = model
+        self.reference = reference
+    }
 
     /// The objective on one micro-batch; with `activations`, adds `scale`·its gradient into the trainable parameters.
-    func lossAndGradient(_ objective: PreferenceObjective, _ batch: PreferenceBatch, scale: Float,
+    public func lossAndGradient(_ objective: PreferenceObjective, _ batch: PreferenceBatch, scale: Float,
                          activations: TrainingActivations?) throws -> ObjectiveResult {
         // The no-gradient passes first: the policy pass below keeps its activations for the backward pass.
         var referenceSums = batch.reference, mismatchedPolicy: [Double]?, mismatchedReference = batch.mismatchedReference

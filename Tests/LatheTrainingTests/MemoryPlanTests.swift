@@ -60,7 +60,7 @@ final class MemoryPlanTests: XCTestCase {
             try optimizer.step(trainable, learningRate: 1e-3)
             if plan.method == .full, base != .float32 { try model.keepCompactCopies(base) }
         }
-        let head = activations.headWorkspace
+        let head = model.headWorkspace
         let outsideTensors = (model.compactWeightSummary?.bytes ?? 0) + (head.logitsCapacity + 2 * head.rowsCapacity) * 4
         return Measurement(trainingBytes: TensorMemory.peakBytes - liveBefore + outsideTensors,
                            loadingTensorBytes: loadingPeak)
