@@ -20,6 +20,9 @@ class DatasetTestCase: XCTestCase {
         return url
     }
 
+    /// Writes one line per string.
+    func file(_ name: String, lines: [String]) throws -> URL { try file(name, lines.joined(separator: "\n")) }
+
     /// One JSON Lines line per object, keys sorted.
     func jsonl(_ objects: [[String: JSONValue]]) throws -> String {
         let encoder = JSONEncoder()

@@ -1,31 +1,13 @@
 import Foundation
-import LatheData
+@testable import LatheData
 import LatheModels
 import LatheTemplates
 import LatheTestSupport
 import XCTest
 
-/// A folder of dataset files written by a test, removed after it.
-class DatasetFileTestCase: XCTestCase {
-    var folder: URL!
-
-    override func setUpWithError() throws {
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-pref-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
-
-    func write(_ name: String, _ lines: [String]) throws -> URL {
-        let url = folder.appendingPathComponent(name)
-        try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
-        return url
-    }
-}
-
 /// Token ids on the real SmolLM2-135M-Instruct (skipped when it is not installed) against TRL 1.16.0's own
 /// DPOTrainer/KTOTrainer preprocessing and collators (fixture from scripts/reference/preference_data.py).
-final class PreferenceSmolLM2Tests: DatasetFileTestCase {
+final class PreferenceSmolLM2Tests: DatasetTestCase {
     static let model: Result<LanguageModel, Error> = Result { try LanguageModel.load(try DefaultModelFile.url().path) }
     static let fixture: Result<JSONValue, Error> = Result {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -38,7 +20,7 @@ final class PreferenceSmolLM2Tests: DatasetFileTestCase {
         try XCTUnwrap(Self.fixture.get()[key]?.array).map { group in
             let name = try XCTUnwrap(group["name"]?.string)
             let rows = try XCTUnwrap(group["rows"]?.array)
-            let url = try write("\(key)-\(name).jsonl", rows.map(DatasetJSON.encode))
+            let url = try file("\(key)-\(name).jsonl", lines: rows.map(DatasetJSON.encode))
             let line = Dictionary(uniqueKeysWithValues: try rows.enumerated().map { (try XCTUnwrap($1["id"]?.int), $0 + 1) })
             return (name, url, line, try XCTUnwrap(group["expected"]?.array))
         }
@@ -96,7 +78,7 @@ final class PreferenceSmolLM2Tests: DatasetFileTestCase {
 
 /// Behaviour on the tiny ChatML model: EOS, BOS, the prompt split, implicit prompts, drops, truncation, errors, CSV,
 /// unpairing.
-final class PreferenceDatasetTests: DatasetFileTestCase {
+final class PreferenceDatasetTests: DatasetTestCase {
     func renderer(maxLength: Int? = nil, model: Result<LanguageModel, Error> = TinySFTModel.shared) throws -> PreferenceRenderer {
         PreferenceRenderer(model: try model.get(), maxLength: maxLength)
     }
@@ -106,7 +88,7 @@ final class PreferenceDatasetTests: DatasetFileTestCase {
     func testTextPairsEndWithOneEOSAndSplitWhereThePromptStopsBeingAPrefix() throws {
         let r = try renderer()
         let eos = try XCTUnwrap(r.model.tokenizer.eosTokenID)
-        let url = try write("pairs.jsonl", [
+        let url = try file("pairs.jsonl", lines: [
             #"{"prompt": "in the", "chosen": " an", "rejected": " on<|im_end|>"}"#,
             // "the t" + "he": "Ġt" merges into "Ġthe", so the completions start one token earlier (as in TRL).
             #"{"prompt": "the t", "chosen": "he", "rejected": "in"}"#,
@@ -132,7 +114,7 @@ final class PreferenceDatasetTests: DatasetFileTestCase {
 
     func testConversationalPairsAndImplicitPrompts() throws {
         let r = try renderer()
-        let url = try write("chat.jsonl", [
+        let url = try file("chat.jsonl", lines: [
             #"{"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"}], "chosen": [{"role": "assistant", "content": "yes"}], "rejected": [{"role": "assistant", "content": "no"}]}"#,
             #"{"chosen": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"}, {"role": "assistant", "content": "yes"}], "rejected": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "q2"}, {"role": "assistant", "content": "no"}]}"#,
         ])
@@ -148,7 +130,7 @@ final class PreferenceDatasetTests: DatasetFileTestCase {
         XCTAssertEqual(examples[1].rejected, examples[0].rejected)
 
         // Text without a prompt: the common start, leaving the space before the split to the answers.
-        let text = try write("text.jsonl", [#"{"chosen": "the sky is blue", "rejected": "the sky is green"}"#])
+        let text = try file("text.jsonl", lines: [#"{"chosen": "the sky is blue", "rejected": "the sky is green"}"#])
         let pair = try PreferenceDataset.loadPairs(text, renderer: r).examples[0]
         XCTAssertEqual(decoded(r.model, pair.prompt), "the sky is")
         XCTAssertEqual(decoded(r.model, pair.chosen), " blue<|im_end|>")
@@ -156,7 +138,7 @@ final class PreferenceDatasetTests: DatasetFileTestCase {
 
     func testDropsTruncationAndTheReport() throws {
         let r = try renderer(maxLength: 8)
-        let url = try write("pairs.jsonl", [
+        let url = try file("pairs.jsonl", lines: [
             #"{"prompt": "ab", "chosen": " x", "rejected": " y"}"#,
             #"{"prompt": "ab", "chosen": " same", "rejected": " same"}"#,
             #"{"prompt": "a prompt longer than eight tokens", "chosen": " x", "rejected": " y"}"#,
@@ -182,7 +164,7 @@ final class PreferenceDatasetTests: DatasetFileTestCase {
         XCTAssertTrue(report.description.hasSuffix(", 1 truncated, 3 dropped: 2 (chosen and rejected are the same tokens), "
                                                     + "1 (the prompt alone fills max_length)"), report.description)
 
-        let none = try write("none.jsonl", [#"{"prompt": "a prompt longer than eight tokens", "chosen": " x", "rejected": " y"}"#])
+        let none = try file("none.jsonl", lines: [#"{"prompt": "a prompt longer than eight tokens", "chosen": " x", "rejected": " y"}"#])
         XCTAssertThrowsError(try PreferenceDataset.loadPairs(none, renderer: r)) { error in
             XCTAssertTrue("\(error)".contains("every row was dropped"), "\(error)")
             XCTAssertTrue("\(error)".contains("\(none.path):1: dropped: the prompt alone fills max_length"), "\(error)")
@@ -205,20 +187,20 @@ final class PreferenceDatasetTests: DatasetFileTestCase {
              #"field "rejected[0].role": unknown role "robot""#),
         ]
         for (index, (row, message)) in cases.enumerated() {
-            let url = try write("bad\(index).jsonl", [#"{"prompt": "p", "chosen": "a", "rejected": "b"}"#, row])
+            let url = try file("bad\(index).jsonl", lines: [#"{"prompt": "p", "chosen": "a", "rejected": "b"}"#, row])
             XCTAssertThrowsError(try PreferenceDataset.loadPairs(url, renderer: r)) { error in
                 XCTAssertTrue("\(error)".hasPrefix("\(url.path):2: \(message)"), "\(error)")
             }
         }
-        let kto = try write("kto.jsonl", [#"{"prompt": "p", "completion": "c", "label": true}"#])
+        let kto = try file("kto.jsonl", lines: [#"{"prompt": "p", "completion": "c", "label": true}"#])
         XCTAssertThrowsError(try PreferenceDataset.loadPairs(kto, renderer: r)) { error in
             XCTAssertEqual("\(error)", "\(kto.path):1: a kto row is not a preference pair; give {\"prompt\", \"chosen\", \"rejected\"} rows")
         }
-        let sft = try write("sft.jsonl", [#"{"prompt": "p", "completion": "c"}"#])
+        let sft = try file("sft.jsonl", lines: [#"{"prompt": "p", "completion": "c"}"#])
         XCTAssertThrowsError(try PreferenceDataset.loadUnpaired(sft, renderer: r)) { error in
             XCTAssertEqual("\(error)", "\(sft.path):1: a prompt_completion row is not a KTO row; give {\"prompt\", \"completion\", \"label\"} rows")
         }
-        let mixed = try write("mixed.jsonl", [#"{"prompt": "p", "completion": [{"role": "assistant", "content": "c"}], "label": false}"#])
+        let mixed = try file("mixed.jsonl", lines: [#"{"prompt": "p", "completion": [{"role": "assistant", "content": "c"}], "label": false}"#])
         XCTAssertThrowsError(try PreferenceDataset.loadUnpaired(mixed, renderer: r)) { error in
             XCTAssertTrue("\(error)".hasPrefix("\(mixed.path):1: field \"prompt\" is a string while \"completion\" is a list of messages"), "\(error)")
         }
@@ -228,7 +210,7 @@ final class PreferenceDatasetTests: DatasetFileTestCase {
         let r = try renderer()
         let csv = folder.appendingPathComponent("pairs.csv")
         try "prompt,chosen,rejected\n\"in the, an\",\" on\",\" in\"\n".write(to: csv, atomically: true, encoding: .utf8)
-        let json = try write("pairs.jsonl", [#"{"prompt": "in the, an", "chosen": " on", "rejected": " in"}"#])
+        let json = try file("pairs.jsonl", lines: [#"{"prompt": "in the, an", "chosen": " on", "rejected": " in"}"#])
         let fromCSV = try PreferenceDataset.loadPairs(csv, renderer: r).examples
         XCTAssertEqual(fromCSV.map(\.source), ["\(csv.path):2"])
         let fromJSON = try PreferenceDataset.loadPairs(json, renderer: r).examples
@@ -237,11 +219,11 @@ final class PreferenceDatasetTests: DatasetFileTestCase {
 
     func testPairsAreUnpairedAsTRLDoes() throws {
         let r = try renderer(maxLength: 64)
-        let pairs = try write("pairs.jsonl", [
+        let pairs = try file("pairs.jsonl", lines: [
             #"{"prompt": "in the", "chosen": " an", "rejected": " on"}"#,
             #"{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "yes"}], "rejected": [{"role": "assistant", "content": "no"}]}"#,
         ])
-        let kto = try write("kto.jsonl", [
+        let kto = try file("kto.jsonl", lines: [
             #"{"prompt": "in the", "completion": " an", "label": true}"#,
             #"{"prompt": "in the", "completion": " on", "label": false}"#,
             #"{"prompt": [{"role": "user", "content": "q"}], "completion": [{"role": "assistant", "content": "yes"}], "label": true}"#,
