@@ -112,10 +112,10 @@ public struct DataStatsCommand: ParsableCommand {
 /// `lathe data convert`: rewrite rows in another format.
 public struct DataConvertCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
-        commandName: "convert", abstract: "Convert rows to messages, prompt_completion, alpaca or text.")
+        commandName: "convert", abstract: "Convert rows to messages, prompt_completion, alpaca or text; preference pairs to kto.")
     @Option(help: "A JSONL file (or CSV with a header).") public var input: String
     @Option(help: "The JSONL file to write.") public var output: String
-    @Option(help: "The target format: messages, prompt_completion, alpaca or text.") public var to: DatasetFormat
+    @Option(help: "The target format: messages, prompt_completion, alpaca, text or kto (pairs unpaired as TRL does).") public var to: DatasetFormat
     @Option(help: "Read every row as this format instead of detecting it.") public var from: DatasetFormat?
     @Flag(name: .customLong("keep-fields"), help: "Keep the fields that are not content (ids, sources...).")
     public var keepFields = false

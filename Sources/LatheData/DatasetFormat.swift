@@ -47,9 +47,55 @@ public enum DatasetRecord: Sendable, Equatable {
     case text(String)
     case promptCompletion(prompt: String, completion: String)
     case messages([ChatMessage])
-    /// `prompt` is "" when the row has none (the prompt is then part of chosen and rejected).
-    case preference(prompt: String, chosen: String, rejected: String)
-    case kto(prompt: String, completion: String, label: Bool)
+    case preference(PreferenceRecord)
+    case kto(KTORecord)
+}
+
+/// A field of a preference or KTO row in one of TRL's two forms: plain text, or chat messages (conversational).
+public enum PreferenceContent: Sendable, Equatable {
+    case text(String)
+    case messages([ChatMessage])
+
+    public var isConversational: Bool {
+        if case .messages = self { return true }
+        return false
+    }
+
+    /// The text, or the messages' contents joined by blank lines: for lengths and comparisons, not for training.
+    public var plainText: String {
+        switch self {
+        case .text(let text): return text
+        case .messages(let messages): return messages.map(\.content).joined(separator: "\n\n")
+        }
+    }
+}
+
+/// A preference pair (DPO, ORPO, SimPO): a prompt and two answers, every field text or every field messages.
+/// A row without a prompt has had it extracted as TRL's `extract_prompt` does (what both answers begin with).
+public struct PreferenceRecord: Sendable, Equatable {
+    public var prompt: PreferenceContent
+    public var chosen: PreferenceContent
+    public var rejected: PreferenceContent
+
+    public init(prompt: PreferenceContent, chosen: PreferenceContent, rejected: PreferenceContent) {
+        self.prompt = prompt; self.chosen = chosen; self.rejected = rejected
+    }
+
+    /// The two KTO rows TRL's `unpair_preference_dataset` makes of the pair: chosen labelled true, rejected false.
+    public var unpaired: [KTORecord] {
+        [KTORecord(prompt: prompt, completion: chosen, label: true), KTORecord(prompt: prompt, completion: rejected, label: false)]
+    }
+}
+
+/// A KTO row: a prompt and one answer labelled desirable (true) or not, both text or both messages.
+public struct KTORecord: Sendable, Equatable {
+    public var prompt: PreferenceContent
+    public var completion: PreferenceContent
+    public var label: Bool
+
+    public init(prompt: PreferenceContent, completion: PreferenceContent, label: Bool) {
+        self.prompt = prompt; self.completion = completion; self.label = label
+    }
 }
 
 // ChatMessage holds two strings; LatheTemplates predates Sendable annotations.

@@ -117,22 +117,30 @@ public enum DatasetStatistics {
             var prompt = ""
             var rowAnswers: [String] = []
             var total = 0
+            /// Records a prompt and its answers; a row is as long as its prompt and its longest answer.
+            func promptAndAnswers(_ text: String, _ fields: [(name: String, text: String)]) -> Int {
+                prompt = text
+                rowAnswers = fields.map(\.text)
+                let length = measure(text)
+                add("prompt", length)
+                let answers = fields.map { field in
+                    let answer = measure(field.text)
+                    add(field.name, answer)
+                    return answer
+                }
+                return length + (answers.max() ?? 0)
+            }
             switch record {
             case .text(let text):
                 total = measure(text)
                 add("text", total)
-            case .promptCompletion(let p, let completion), .kto(let p, let completion, _):
-                prompt = p
-                rowAnswers = [completion]
-                let (a, b) = (measure(p), measure(completion))
-                add("prompt", a); add("completion", b)
-                total = a + b
-            case .preference(let p, let chosen, let rejected):
-                prompt = p
-                rowAnswers = [chosen, rejected]
-                let (a, b, c) = (measure(p), measure(chosen), measure(rejected))
-                add("prompt", a); add("chosen", b); add("rejected", c)
-                total = a + max(b, c)
+            case .promptCompletion(let p, let completion):
+                total = promptAndAnswers(p, [("completion", completion)])
+            case .kto(let row):
+                total = promptAndAnswers(row.prompt.plainText, [("completion", row.completion.plainText)])
+            case .preference(let pair):
+                total = promptAndAnswers(pair.prompt.plainText, [("chosen", pair.chosen.plainText),
+                                                                 ("rejected", pair.rejected.plainText)])
             case .messages(let messages):
                 turns.append(messages.count)
                 for message in messages {

@@ -51,43 +51,104 @@ struct RecordDecoder {
             if isRepeat(output, of: user) { report("output", .warning, "field \"output\" repeats the instruction") }
             return .messages(messages)
         case .preference:
-            // The prompt is a string field, or (conversational form) the user message before each answer.
-            var prompt: String? = ""
-            switch object["prompt"] {
-            case nil, .null?: break
-            case .array?: prompt = userMessage(object, "prompt")
-            default: prompt = string(object, "prompt", emptyIs: .warning)
-            }
-            let chosen = answer(object, "chosen")
-            let rejected = answer(object, "rejected")
-            guard var prompt, let chosen, let rejected else { return nil }
-            if let implicit = chosen.prompt ?? rejected.prompt {
-                guard prompt.isEmpty else {
-                    report("chosen", .error, "field \"chosen\" or \"rejected\" holds a user message while \"prompt\" is given too")
-                    return nil
-                }
-                guard chosen.prompt == rejected.prompt else {
-                    report("rejected", .error, "fields \"chosen\" and \"rejected\" answer different user messages")
-                    return nil
-                }
-                prompt = implicit
-            }
-            if chosen.text == rejected.text, !chosen.text.isEmpty {
-                report("rejected", .warning, "fields \"chosen\" and \"rejected\" are the same text")
-            }
-            return .preference(prompt: prompt, chosen: chosen.text, rejected: rejected.text)
+            return preference(object).map(DatasetRecord.preference)
         case .kto:
-            let prompt = string(object, "prompt", emptyIs: .warning)
-            let completion = string(object, "completion", emptyIs: .error)
-            var label: Bool?
-            switch object["label"] {
-            case nil, .null?: report("label", .error, "missing field \"label\"")
-            case .bool(let value)?: label = value
-            case let other?: report("label", .error, "field \"label\" must be true or false, got \(other.summary)")
-            }
-            guard let prompt, let completion, let label else { return nil }
-            return .kto(prompt: prompt, completion: completion, label: label)
+            return kto(object).map(DatasetRecord.kto)
         }
+    }
+
+    // MARK: Preference rows
+
+    /// A pair in TRL's form: every field a string, or every field a list of messages; without "prompt", the prompt
+    /// is what "chosen" and "rejected" begin with alike, as TRL's `extract_prompt` takes it.
+    private mutating func preference(_ object: [String: JSONValue]) -> PreferenceRecord? {
+        let given = object["prompt"].map { !$0.isNull } ?? false
+        let prompt = given ? content(object, "prompt", emptyIs: .warning) : nil
+        guard let chosen = content(object, "chosen", emptyIs: .error),
+              let rejected = content(object, "rejected", emptyIs: .error), prompt != nil || !given,
+              sameForm([("chosen", chosen), ("rejected", rejected)] + (prompt.map { [("prompt", $0)] } ?? [])) else { return nil }
+        let record = prompt.map { PreferenceRecord(prompt: $0, chosen: chosen, rejected: rejected) }
+            ?? Self.extractPrompt(chosen: chosen, rejected: rejected)
+        // Problems name the row's own fields: an extracted prompt's messages still count in the answers' indices.
+        var skipped = 0, hint = ""
+        if prompt == nil, case .messages(let messages) = record.prompt {
+            skipped = messages.count
+            hint = " (without \"prompt\", the prompt is the messages \"chosen\" and \"rejected\" begin with alike)"
+        }
+        guard assistantOnly(record.chosen, "chosen", skipped: skipped, hint: hint),
+              assistantOnly(record.rejected, "rejected", skipped: skipped, hint: hint) else { return nil }
+        if record.chosen == record.rejected, !isBlank(record.chosen.plainText) {
+            report("rejected", .warning, "fields \"chosen\" and \"rejected\" are the same text")
+        }
+        return record
+    }
+
+    private mutating func kto(_ object: [String: JSONValue]) -> KTORecord? {
+        let prompt = content(object, "prompt", emptyIs: .warning)
+        let completion = content(object, "completion", emptyIs: .error)
+        var label: Bool?
+        switch object["label"] {
+        case nil, .null?: report("label", .error, "missing field \"label\"")
+        case .bool(let value)?: label = value
+        case let other?: report("label", .error, "field \"label\" must be true or false, got \(other.summary)")
+        }
+        guard let prompt, let completion, let label, sameForm([("completion", completion), ("prompt", prompt)]),
+              assistantOnly(completion, "completion", skipped: 0, hint: "") else { return nil }
+        return KTORecord(prompt: prompt, completion: completion, label: label)
+    }
+
+    /// TRL's `extract_prompt`: the longest common prefix of the two answers (messages, or characters of text) is the
+    /// prompt. As there, the last element of the shorter answer is never taken (the search ends on its index, so
+    /// neither answer is left empty), and in text a space before the split goes to the answers.
+    static func extractPrompt(chosen: PreferenceContent, rejected: PreferenceContent) -> PreferenceRecord {
+        func split<T: Equatable>(_ a: [T], _ b: [T], space: T?) -> Int {
+            var index = max(0, min(a.count, b.count) - 1)
+            if let differing = zip(a, b).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
+                index = differing
+                if index > 0, let space, a[index - 1] == space { index -= 1 }
+            }
+            return index
+        }
+        switch (chosen, rejected) {
+        case (.messages(let a), .messages(let b)):
+            let n = split(a, b, space: nil)
+            return PreferenceRecord(prompt: .messages(Array(a[..<n])), chosen: .messages(Array(a[n...])), rejected: .messages(Array(b[n...])))
+        default:
+            // Python indexes strings by code point.
+            let a = Array(chosen.plainText.unicodeScalars), b = Array(rejected.plainText.unicodeScalars)
+            let n = split(a, b, space: " ")
+            func text(_ scalars: ArraySlice<Unicode.Scalar>) -> PreferenceContent { .text(String(String.UnicodeScalarView(scalars))) }
+            return PreferenceRecord(prompt: text(a[..<n]), chosen: text(a[n...]), rejected: text(b[n...]))
+        }
+    }
+
+    /// A field of a preference or KTO row: a string, or a list of messages (TRL's conversational form).
+    private mutating func content(_ object: [String: JSONValue], _ key: String,
+                                  emptyIs severity: DatasetProblem.Severity) -> PreferenceContent? {
+        guard case .array? = object[key] else { return string(object, key, emptyIs: severity).map(PreferenceContent.text) }
+        return conversation(object, key, roleKey: "role", contentKey: "content", roles: nil, endsWithAssistant: false)
+            .map(PreferenceContent.messages)
+    }
+
+    /// TRL tokenizes a row either as text or through the chat template: every field must have the first one's form.
+    private mutating func sameForm(_ fields: [(key: String, value: PreferenceContent)]) -> Bool {
+        guard let first = fields.first else { return true }
+        func form(_ value: PreferenceContent) -> String { value.isConversational ? "a list of messages" : "a string" }
+        for field in fields.dropFirst() where field.value.isConversational != first.value.isConversational {
+            report(field.key, .error, "field \"\(field.key)\" is \(form(field.value)) while \"\(first.key)\" is \(form(first.value)): "
+                   + "give every field as a string or every field as a list of messages")
+            return false
+        }
+        return true
+    }
+
+    /// An answer given as messages holds assistant messages only; `skipped` messages went to an extracted prompt.
+    private mutating func assistantOnly(_ content: PreferenceContent, _ key: String, skipped: Int, hint: String) -> Bool {
+        guard case .messages(let messages) = content,
+              let index = messages.firstIndex(where: { $0.role != "assistant" }) else { return true }
+        let field = "\(key)[\(skipped + index)]"
+        report("\(field).role", .error, "field \"\(field).role\": an answer holds only assistant messages, got \(messages[index].role)" + hint)
+        return false
     }
 
     // MARK: Fields
@@ -124,36 +185,11 @@ struct RecordDecoder {
         }
     }
 
-    /// A preference answer: a string, or a conversation ending with the assistant's answer, optionally after
-    /// one user message (the implicit prompt, returned too).
-    private mutating func answer(_ object: [String: JSONValue], _ key: String) -> (prompt: String?, text: String)? {
-        guard case .array? = object[key] else { return string(object, key, emptyIs: .error).map { (nil, $0) } }
-        guard let messages = conversation(object, key, roleKey: "role", contentKey: "content", roles: nil),
-              let last = messages.last else { return nil }
-        switch messages.count {
-        case 1: return (nil, last.content)
-        case 2 where messages[0].role == "user": return (messages[0].content, last.content)
-        default:
-            report(key, .error, "field \"\(key)\": only the assistant's answer, after at most one user message, is supported "
-                   + "(got \(messages.count) messages)")
-            return nil
-        }
-    }
-
-    /// A conversational prompt: a list of exactly one user message.
-    private mutating func userMessage(_ object: [String: JSONValue], _ key: String) -> String? {
-        guard let array = object[key]?.array, array.count == 1, let message = array[0].object,
-              message["role"]?.string == "user", let content = message["content"]?.string else {
-            report(key, .error, "field \"\(key)\" must be a string or a list of one user message")
-            return nil
-        }
-        return content
-    }
-
     /// A list of `{roleKey, contentKey}` messages, checked as a training conversation: known roles, non-empty
-    /// turns, ending with the assistant. `roles` maps ShareGPT speaker names; nil means chat roles as they are.
+    /// turns, ending with the assistant (unless `endsWithAssistant` is false: a prompt, or answers checked apart).
+    /// `roles` maps ShareGPT speaker names; nil means chat roles as they are.
     private mutating func conversation(_ object: [String: JSONValue], _ key: String, roleKey: String, contentKey: String,
-                                       roles: [String: String]?) -> [ChatMessage]? {
+                                       roles: [String: String]?, endsWithAssistant: Bool = true) -> [ChatMessage]? {
         guard let value = object[key], !value.isNull else {
             report(key, .error, "missing field \"\(key)\"")
             return nil
@@ -210,7 +246,7 @@ struct RecordDecoder {
             messages.append(ChatMessage(role: role, content: content))
         }
         guard typesAreRight else { return nil }
-        if let last = messages.last, last.role != "assistant" {
+        if endsWithAssistant, let last = messages.last, last.role != "assistant" {
             report("\(key)[\(messages.count - 1)]", .error,
                    "field \"\(key)\": the conversation ends with \(last.role), not the assistant (nothing to learn from)")
         }

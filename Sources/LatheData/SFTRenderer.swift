@@ -38,13 +38,6 @@ public struct SFTSkip: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(source): skipped: \(reason)" }
 }
 
-/// A row that cannot be rendered, naming it as "file:line".
-public struct SFTRenderError: Error, CustomStringConvertible, Equatable {
-    public let source: String
-    public let message: String
-    public var description: String { "\(source): \(message)" }
-}
-
 /// Turns dataset rows into `SFTExample`s for one model: its tokenizer, BOS/EOS and chat template.
 ///
 /// Loss masks follow TRL's `SFTTrainer`:
@@ -80,7 +73,7 @@ public struct SFTRenderer: @unchecked Sendable {
         case .promptCompletion(let prompt, let completion): return try render(prompt: prompt, completion: completion, source: source)
         case .messages(let messages): return try render(messages: messages, source: source)
         case .preference, .kto:
-            throw SFTRenderError(source: source, message:
+            throw RowRenderError(source: source, message:
                 "a \(row.format.rawValue) row is not SFT data (SFT takes text, prompt/completion, messages, Alpaca or ShareGPT rows)")
         }
     }
@@ -104,7 +97,7 @@ public struct SFTRenderer: @unchecked Sendable {
     public func render(messages: [ChatMessage], source: String) throws -> SFTExample {
         let full = try chat(messages, addGenerationPrompt: false, source: source)
         let ids = full.ids
-        guard !ids.isEmpty else { throw SFTRenderError(source: source, message: "the chat template renders nothing") }
+        guard !ids.isEmpty else { throw RowRenderError(source: source, message: "the chat template renders nothing") }
         if options.lossOn == .all {
             return try finish(ids: ids, supervised: [false] + Array(repeating: true, count: ids.count - 1), source: source)
         }
@@ -131,13 +124,13 @@ public struct SFTRenderer: @unchecked Sendable {
         let prompt = try chat(Array(messages[..<turn]), addGenerationPrompt: true, source: source)
         let through = try chat(Array(messages[...turn]), addGenerationPrompt: false, source: source)
         guard through.text.utf8.starts(with: prompt.text.utf8) else {
-            throw SFTRenderError(source: source, message:
+            throw RowRenderError(source: source, message:
                 "cannot find the tokens of messages[\(turn)] (assistant): the chat template's prompt for it (the messages " +
                 "before it plus the generation prompt) is not how the conversation through it begins, so the " +
                 "assistant-only loss is undefined for it (use loss_on: all, or a template whose generation prompt is a prefix)")
         }
         guard full.text.utf8.starts(with: through.text.utf8) else {
-            throw SFTRenderError(source: source, message:
+            throw RowRenderError(source: source, message:
                 "cannot find the tokens of messages[\(turn)] (assistant): the chat template renders the conversation " +
                 "through it differently once later messages follow, so the assistant-only loss is undefined for it " +
                 "(use loss_on: all, or a prefix-preserving template)")
@@ -147,10 +140,6 @@ public struct SFTRenderer: @unchecked Sendable {
         let end = full.ids.starts(with: through.ids) ? through.ids.count
             : tokenIndex(holdingByte: decodedLength(through.ids) - 1, of: full.ids, from: commonPrefixCount(through.ids, full.ids)) + 1
         return start..<max(start, end)
-    }
-
-    private func commonPrefixCount(_ a: [Int], _ b: [Int]) -> Int {
-        zip(a, b).prefix { $0.0 == $0.1 }.count
     }
 
     private func decodedLength<C: Collection>(_ ids: C) -> Int where C.Element == Int {
@@ -166,26 +155,8 @@ public struct SFTRenderer: @unchecked Sendable {
         return k
     }
 
-    /// A rendered conversation: the template's text and its token ids.
-    private struct RenderedChat {
-        let text: String
-        let ids: [Int]
-    }
-
-    /// As `LanguageModel.chatTokens`: the template writes any BOS itself, special tokens in the text are parsed.
     private func chat(_ messages: [ChatMessage], addGenerationPrompt: Bool, source: String) throws -> RenderedChat {
-        guard let chatTemplate else {
-            throw SFTRenderError(source: source, message:
-                "\(model.name) has no chat template for this conversation; give {\"text\"} or {\"prompt\", \"completion\"} rows")
-        }
-        let text: String
-        do {
-            text = try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt,
-                                           bosToken: model.bosToken, eosToken: model.eosToken)
-        } catch {
-            throw SFTRenderError(source: source, message: "the chat template failed on this conversation: \(error)")
-        }
-        return RenderedChat(text: text, ids: model.tokenizer.encode(text, addSpecialTokens: false))
+        try RenderedChat(messages, template: chatTemplate, model: model, addGenerationPrompt: addGenerationPrompt, source: source)
     }
 
     // MARK: Shared steps
@@ -193,7 +164,7 @@ public struct SFTRenderer: @unchecked Sendable {
     /// Appends EOS unless the text already ended with it (TRL adds `eos_token` only when missing).
     private func withEOS(_ ids: [Int], source: String) throws -> [Int] {
         guard let eos = model.tokenizer.eosTokenID else {
-            throw SFTRenderError(source: source, message:
+            throw RowRenderError(source: source, message:
                 "\(model.name) declares no EOS token, which text and prompt/completion rows need to learn to stop")
         }
         return ids.last == eos ? ids : ids + [eos]

@@ -23,7 +23,7 @@ final class DataCommandTests: XCTestCase {
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "split", "--input", "F", "--output-dir", "D", "--cutoff", "2024-01-01"]))
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "dedup", "--input", "F", "--output", "G", "--near", "1.2"]))
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "balance", "--input", "F", "--output", "G", "--by", "t"]))
-        XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "convert", "--input", "F", "--output", "G", "--to", "kto"]))
+        XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "convert", "--input", "F", "--output", "G", "--to", "sharegpt"]))
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "check"]))
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "dedup", "--input", "F", "--output", "G", "--bands", "4"]))
         XCTAssertThrowsError(try LatheCommand.parseAsRoot(["data", "dedup", "--input", "F", "--output", "G", "--near", "0.8",
@@ -103,6 +103,35 @@ final class DataCommandTests: XCTestCase {
         let again = try LatheProcess.run(["data", "split", "--input", input.path, "--by", "user", "--test-fraction", "0.2",
                                           "--seed", "7", "--output-dir", output.path])
         XCTAssertEqual(again.stdout, result.stdout)
+    }
+
+    func testConvertToKTOUnpairsPairsAsTRLDoes() throws {
+        let input = folder.appendingPathComponent("pairs.jsonl"), output = folder.appendingPathComponent("kto.jsonl")
+        try write("""
+            {"prompt": "The sky is", "chosen": " blue.", "rejected": " green.", "id": 1}
+            {"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}], "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}], "id": 2}
+            """, to: input)
+        let result = try LatheProcess.run(["data", "convert", "--input", input.path, "--output", output.path, "--to", "kto",
+                                           "--keep-fields"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("wrote 4 kto rows"), result.stderr)
+        let rows = try String(contentsOf: output, encoding: .utf8).split(separator: "\n").map { try JSONValue.parse(Data($0.utf8)) }
+        func messages(_ pairs: [(String, String)]) -> JSONValue {
+            .array(pairs.map { .object(["role": .string($0.0), "content": .string($0.1)]) })
+        }
+        XCTAssertEqual(rows, [
+            .object(["prompt": .string("The sky is"), "completion": .string(" blue."), "label": .bool(true), "id": .number(1)]),
+            .object(["prompt": .string("The sky is"), "completion": .string(" green."), "label": .bool(false), "id": .number(1)]),
+            .object(["prompt": messages([("user", "Hi")]), "completion": messages([("assistant", "Hello!")]),
+                     "label": .bool(true), "id": .number(2)]),
+            .object(["prompt": messages([("user", "Hi")]), "completion": messages([("assistant", "Go away.")]),
+                     "label": .bool(false), "id": .number(2)]),
+        ])
+        // The rows read back as KTO rows.
+        XCTAssertEqual(try DatasetReader.read(output).map(\.format), [.kto, .kto, .kto, .kto])
+        let refused = try LatheProcess.run(["data", "convert", "--input", output.path, "--output", input.path, "--to", "messages"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.stderr.contains("\(output.path):1: cannot convert this kto row to messages"), refused.stderr)
     }
 
     func testStatsConvertAndBalanceRun() throws {

@@ -76,16 +76,25 @@ final class DatasetCheckTests: DatasetTestCase {
             {"prompt": "p", "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "rejected": "b"}
             {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], "rejected": "b"}
             {"prompt": [{"role": "system", "content": "s"}], "chosen": "a", "rejected": "b"}
+            {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}
+            {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "more"}]}
             """)
         // Line 2 has no "rejected": detected as nothing, read as the file's format (preference).
         XCTAssertEqual(try DatasetChecker.check(preference).problems.map(\.description), [
             "\(preference.path):1: warning: fields \"chosen\" and \"rejected\" are the same text",
             "\(preference.path):2: missing field \"rejected\"",
-            "\(preference.path):3: fields \"chosen\" and \"rejected\" answer different user messages",
-            "\(preference.path):4: field \"chosen\" or \"rejected\" holds a user message while \"prompt\" is given too",
+            "\(preference.path):3: field \"chosen[0].role\": an answer holds only assistant messages, got user "
+                + "(without \"prompt\", the prompt is the messages \"chosen\" and \"rejected\" begin with alike)",
+            "\(preference.path):4: field \"rejected\" is a string while \"chosen\" is a list of messages: give every field "
+                + "as a string or every field as a list of messages",
             "\(preference.path):5: warning: field \"chosen[2].role\": two assistant turns in a row",
-            "\(preference.path):5: field \"chosen\": only the assistant's answer, after at most one user message, is supported (got 3 messages)",
-            "\(preference.path):6: field \"prompt\" must be a string or a list of one user message"])
+            "\(preference.path):5: field \"rejected\" is a string while \"chosen\" is a list of messages: give every field "
+                + "as a string or every field as a list of messages",
+            "\(preference.path):6: field \"prompt\" is a list of messages while \"chosen\" is a string: give every field "
+                + "as a string or every field as a list of messages",
+            "\(preference.path):7: field \"chosen[0].role\": an answer holds only assistant messages, got user",
+            "\(preference.path):8: field \"rejected[2].role\": an answer holds only assistant messages, got user "
+                + "(without \"prompt\", the prompt is the messages \"chosen\" and \"rejected\" begin with alike)"])
         let kto = try file("kto.jsonl", """
             {"prompt": "p", "completion": "c", "label": "yes"}
             {"prompt": "p", "completion": "c", "label": true}

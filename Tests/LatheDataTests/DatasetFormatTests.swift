@@ -20,6 +20,9 @@ class DatasetTestCase: XCTestCase {
         return url
     }
 
+    /// Writes one line per string.
+    func file(_ name: String, lines: [String]) throws -> URL { try file(name, lines.joined(separator: "\n")) }
+
     /// One JSON Lines line per object, keys sorted.
     func jsonl(_ objects: [[String: JSONValue]]) throws -> String {
         let encoder = JSONEncoder()
@@ -40,11 +43,15 @@ final class DatasetFormatTests: DatasetTestCase {
             {"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "h"}, {"from": "gpt", "value": "g"}]}
             {"prompt": "p", "chosen": "good", "rejected": "bad"}
             {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}], "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]}
-            {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}], "rejected": "bad"}
+            {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}], "rejected": [{"role": "assistant", "content": "bad"}]}
             {"chosen": "good", "rejected": "bad"}
             {"prompt": "p", "completion": "c", "label": false}
             """)
         let lines = try JSONLines.read(url)
+        // The implicit prompt is the messages both answers begin with (TRL's extract_prompt).
+        let conversationalPair = PreferenceRecord(prompt: .messages([.init(role: "user", content: "q")]),
+                                                  chosen: .messages([.init(role: "assistant", content: "good")]),
+                                                  rejected: .messages([.init(role: "assistant", content: "bad")]))
         let expected: [(DatasetFormat, DatasetRecord)] = [
             (.text, .text("plain")),
             (.promptCompletion, .promptCompletion(prompt: "p", completion: "c")),
@@ -55,11 +62,11 @@ final class DatasetFormatTests: DatasetTestCase {
             (.alpaca, .messages([.init(role: "user", content: "do"), .init(role: "assistant", content: "done")])),
             (.sharegpt, .messages([.init(role: "system", content: "s"), .init(role: "user", content: "h"),
                                    .init(role: "assistant", content: "g")])),
-            (.preference, .preference(prompt: "p", chosen: "good", rejected: "bad")),
-            (.preference, .preference(prompt: "q", chosen: "good", rejected: "bad")),
-            (.preference, .preference(prompt: "q", chosen: "good", rejected: "bad")),
-            (.preference, .preference(prompt: "", chosen: "good", rejected: "bad")),
-            (.kto, .kto(prompt: "p", completion: "c", label: false)),
+            (.preference, .preference(PreferenceRecord(prompt: .text("p"), chosen: .text("good"), rejected: .text("bad")))),
+            (.preference, .preference(conversationalPair)),
+            (.preference, .preference(conversationalPair)),
+            (.preference, .preference(PreferenceRecord(prompt: .text(""), chosen: .text("good"), rejected: .text("bad")))),
+            (.kto, .kto(KTORecord(prompt: .text("p"), completion: .text("c"), label: false))),
         ]
         XCTAssertEqual(lines.count, expected.count)
         for (line, (format, record)) in zip(lines, expected) {
@@ -91,8 +98,8 @@ final class DatasetFormatTests: DatasetTestCase {
     func testCSVWithAHeaderReadsQuotedCellsAndKeepsLineNumbers() throws {
         let url = try file("data.csv", "prompt,completion,label\n\"a, b\",\"two\nlines\",true\nq,\"say \"\"hi\"\"\",false\n")
         let rows = try DatasetReader.read(url)
-        XCTAssertEqual(rows.map(\.record), [.kto(prompt: "a, b", completion: "two\nlines", label: true),
-                                            .kto(prompt: "q", completion: "say \"hi\"", label: false)])
+        XCTAssertEqual(rows.map(\.record), [.kto(KTORecord(prompt: .text("a, b"), completion: .text("two\nlines"), label: true)),
+                                            .kto(KTORecord(prompt: .text("q"), completion: .text("say \"hi\""), label: false))])
         XCTAssertEqual(rows.map(\.line.line), [2, 4])
         let ragged = try file("ragged.csv", "text,id\nhello,1\nbye\n")
         XCTAssertThrowsError(try DatasetReader.read(ragged)) { error in

@@ -178,7 +178,7 @@ final class SFTRendererTests: XCTestCase {
             """)
         let r = try renderer(template: template)
         XCTAssertThrowsError(try r.render(messages: conversation, source: "c.jsonl:4")) { error in
-            let error = error as? SFTRenderError
+            let error = error as? RowRenderError
             XCTAssertEqual(error?.source, "c.jsonl:4")
             XCTAssertTrue(error?.message.contains("messages[2] (assistant)") == true, "\(String(describing: error))")
         }
@@ -192,7 +192,7 @@ final class SFTRendererTests: XCTestCase {
     func testTemplateFailureNamesTheLine() throws {
         let template = try ChatTemplate(source: "{{ raise_exception('roles must alternate') }}")
         XCTAssertThrowsError(try renderer(template: template).render(messages: conversation, source: "c.jsonl:2")) { error in
-            let error = error as? SFTRenderError
+            let error = error as? RowRenderError
             XCTAssertEqual(error?.source, "c.jsonl:2")
             XCTAssertTrue(error?.message.contains("roles must alternate") == true, "\(String(describing: error))")
         }
