@@ -14,10 +14,14 @@ public func languageModelLoss(_ model: LlamaModel, batch: Batch, activations: Tr
 }
 
 /// Per row of `batch`: Σ log p(target) over its targets (those of kind `.completion` when `kinds` is given): the
-/// summed completion log-probability that preference objectives and implicit rewards are made of.
-public func summedLogProbabilities(_ model: LlamaModel, batch: Batch, kinds: [TargetKind]? = nil) throws -> [Double] {
+/// summed completion log-probability that preference objectives and implicit rewards are made of. `scratch`: training
+/// activations of the batch's shape to run in (they are overwritten), instead of the model's own forward buffers.
+public func summedLogProbabilities(_ model: LlamaModel, batch: Batch, kinds: [TargetKind]? = nil,
+                                   scratch: TrainingActivations? = nil) throws -> [Double] {
+    let fits = scratch.map { $0.batchSize == batch.batchSize && $0.length == batch.length } ?? false
     let values = try model.targetLogProbabilities(tokens: batch.inputs, batchSize: batch.batchSize, positions: batch.positions,
-                                                  valid: batch.valid, segments: batch.segments, targets: batch.targets)
+                                                  valid: batch.valid, segments: batch.segments, targets: batch.targets,
+                                                  saving: fits ? scratch : nil)
     return (0..<batch.batchSize).map { row in
         (row * batch.length..<(row + 1) * batch.length).reduce(0.0) { sum, i in
             batch.targets[i] >= 0 && (kinds?[i] ?? .completion) == .completion ? sum + Double(values[i]) : sum

@@ -121,7 +121,8 @@ public struct PreferenceScorer {
                          activations: TrainingActivations?) throws -> ObjectiveResult {
         // The no-gradient passes first: the policy pass below keeps its activations for the backward pass.
         var referenceSums = batch.reference, mismatchedPolicy: [Double]?, mismatchedReference = batch.mismatchedReference
-        if objective.method.needsReference, referenceSums == nil { referenceSums = try self.referenceSums(batch) }
+        // The reference pass runs in the training activations (the policy pass overwrites them next): no second set.
+        if objective.method.needsReference, referenceSums == nil { referenceSums = try self.referenceSums(batch, scratch: activations) }
         if let mismatched = batch.mismatched {
             mismatchedPolicy = try sums(mismatched)
             if mismatchedReference == nil { mismatchedReference = try withReference { try sums(mismatched) } }
@@ -147,12 +148,12 @@ public struct PreferenceScorer {
         }
     }
 
-    func sums(_ batch: Batch, kinds: [TargetKind]? = nil) throws -> [Double] {
-        try summedLogProbabilities(model, batch: batch, kinds: kinds)
+    func sums(_ batch: Batch, kinds: [TargetKind]? = nil, scratch: TrainingActivations? = nil) throws -> [Double] {
+        try summedLogProbabilities(model, batch: batch, kinds: kinds, scratch: scratch)
     }
 
-    func referenceSums(_ batch: PreferenceBatch) throws -> [Double] {
-        try withReference { try sums(batch.sequences, kinds: batch.kinds) }
+    func referenceSums(_ batch: PreferenceBatch, scratch: TrainingActivations? = nil) throws -> [Double] {
+        try withReference { try sums(batch.sequences, kinds: batch.kinds, scratch: scratch) }
     }
 
     /// The items with their reference log-probabilities filled in (completions, then the mismatched one).
