@@ -53,6 +53,13 @@ public struct PreferenceBatch: Sendable {
     public let reference: [Double]?
     public let mismatchedReference: [Double]?
     public let sources: [String]
+
+    public init(sequences: Batch, kinds: [TargetKind], items: Int, completionsPerItem: Int, labels: [Bool]? = nil,
+                mismatched: Batch? = nil, reference: [Double]? = nil, mismatchedReference: [Double]? = nil, sources: [String]) {
+        self.sequences = sequences; self.kinds = kinds; self.items = items; self.completionsPerItem = completionsPerItem
+        self.labels = labels; self.mismatched = mismatched; self.reference = reference
+        self.mismatchedReference = mismatchedReference; self.sources = sources
+    }
 }
 
 /// Lays preference items out in `PreferenceBatch`es, one row per completion, never packed.

@@ -192,6 +192,7 @@ public struct PreferenceObjective: Equatable, Sendable {
         // CPO's behaviour-cloning NLL over the chosen completions, weighted by cpo_alpha (0 for SimPO by default).
         var tokenWeight = 0.0
         var metrics = rewardMetrics(chosen: averages[0..<b].map { beta * $0 }, rejected: averages[b...].map { beta * $0 })
+        metrics["nll_loss"] = 0  // TRL logs 0 when cpo_alpha is 0
         if options.cpoAlpha != 0 {
             let tokens = counts[0..<b].reduce(0, +)
             let nll = tokens > 0 ? -sums[0..<b].reduce(0, +) / Double(tokens) : 0
