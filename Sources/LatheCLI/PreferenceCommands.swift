@@ -72,6 +72,18 @@ public struct PreferenceRunOptions: ParsableArguments {
         let lm = try LanguageModel.load(c.model, weightFormat: format)
         print("products: \(format) weights (dtype \(c.dtype); this CPU's bf16 products: \(BF16Products.current))")
         let trainer = try Trainer(config: c, languageModel: lm)
+        // The first held-out prompt, answered before and after (greedy): what the tuning changed.
+        let prompt = try c.valid.flatMap {
+            try PreferenceDataset.loadPairs(URL(fileURLWithPath: $0), renderer: PreferenceRenderer(model: lm, maxLength: c.preference.maxLength))
+                .examples.first?.prompt
+        }
+        func answer(_ prompt: [Int]) throws -> String {
+            let training = lm.model.adapters.map(\.training)
+            defer { for (adapter, state) in zip(lm.model.adapters, training) { adapter.training = state } }
+            for adapter in lm.model.adapters { adapter.training = false }
+            return try lm.generate(prompt, sampling: SamplingOptions(), maxTokens: 64)
+        }
+        let before = c.method == .lora && !training.resume ? try prompt.map(answer) : nil
         var first: [String: Double]?, last: [String: Double]?
         try trainer.run(resume: training.resume) { event in
             if case .validation(_, let metrics) = event {
@@ -85,6 +97,11 @@ public struct PreferenceRunOptions: ParsableArguments {
                 guard let before = first[key], let after = last[key] else { continue }
                 print(String(format: "held-out %@: %.4f before, %.4f after", String(key.dropFirst(5)), before, after))
             }
+        }
+        if let prompt {
+            print("prompt: \(lm.tokenizer.decode(prompt))")
+            if let before { print("before: \(before)") }
+            print("after:  \(try answer(prompt))")
         }
     }
 }
