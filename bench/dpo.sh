@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-2}
 swift build -c release --product lathe >/dev/null
 export OMP_WAIT_POLICY=PASSIVE
-flags=$(grep -o -w 'avx512f\|avx512_bf16\|amx_bf16' /proc/cpuinfo | sort -u | xargs)
+flags=$( (grep -o -w 'avx512f\|avx512_bf16\|amx_bf16' /proc/cpuinfo || true) | sort -u | xargs)
 echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), flags: ${flags:-none of avx512f, avx512_bf16, amx_bf16}"
 s="--batch-size 4 --seq-len 256"
 lathe() { echo "lathe $1 $(.build/release/lathe bench sft --objective dpo $s "${@:2}" --steps 3)"; }
