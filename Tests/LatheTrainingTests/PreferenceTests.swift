@@ -211,6 +211,18 @@ final class PreferenceTests: TinyModelTestCase {
         XCTAssertEqual(resumed.trainable.flatMap { $0.tensor.array }, straight.trainable.flatMap { $0.tensor.array })
     }
 
+    func testFullFineTuningDPOPrecomputesTheReferenceFromTheStartingWeights() throws {
+        let c = try configuration(.dpo) { $0.method = .full; $0.maxSteps = 3; $0.batchSize = 4; $0.learningRate = 1e-3 }
+        let lm = try LanguageModel.load(tiny.modelPath)
+        let trainer = try Trainer(config: c, languageModel: lm)
+        let task = try XCTUnwrap(trainer.task as? PreferenceTask)
+        XCTAssertTrue(task.iterator.examples.allSatisfy { $0.reference?.count == 2 }, "no reference weights: precomputed")
+        try trainer.run()
+        let lines = try metricLines(c.output!).filter { $0["loss"] != nil }
+        XCTAssertEqual(lines.first?["rewards/margins"]?.double ?? .nan, 0, accuracy: 1e-6, "policy = reference at the first step")
+        XCTAssertNotEqual(lines.last?["rewards/margins"]?.double ?? 0, 0, "the weights moved away from the precomputed reference")
+    }
+
     func testStartingFromAnAdapterTrainsItAndKeepsAFrozenCopyAsTheReference() throws {
         // An "SFT adapter" with non-zero B.
         let sft = tiny.file("sft")
