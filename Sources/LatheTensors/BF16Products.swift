@@ -44,6 +44,17 @@ public struct BF16Products: Sendable, Equatable, CustomStringConvertible {
     /// This process's CPU, read once.
     public static let current = BF16Products(instructions: currentInstructions, vendor: currentVendor)
 
+    /// Whether oneDNN has a bf16 matmul here at all: native (AMX, AVX512-BF16) or emulated with AVX-512. Below
+    /// AVX-512 (an AVX2-only CPU) it has none, and bf16 weights are always widened to float32 products.
+    public static let oneDNNHasBF16Matmul: Bool = {
+        #if canImport(CLatheDNNL)
+        let isa = dnnl_get_effective_cpu_isa().rawValue, core = dnnl_cpu_isa_avx512_core.rawValue
+        return isa & core == core
+        #else
+        return false
+        #endif
+    }()
+
     private static var currentInstructions: Instructions {
         #if canImport(CLatheDNNL)
         // Each ISA value holds the bits of the ISAs it extends: AMX's value contains AVX512-BF16's.

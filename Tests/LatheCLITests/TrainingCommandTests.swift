@@ -118,7 +118,10 @@ final class TrainingCommandTests: XCTestCase {
         XCTAssertLessThan(try XCTUnwrap(qlora["weights_mib"]?.double), try XCTUnwrap(lora["weights_mib"]?.double))
         let table = try LatheProcess.run(["plan", "--model", model, "--method", "qlora"])
         XCTAssertTrue(table.stdout.contains("optimizer state") && table.stdout.contains("total"), table.stdout)
-        let bad = try LatheProcess.run(["plan", "--model", model, "--method", "dpo"])
+        // A preference objective's micro-batch holds two rows per pair: twice LoRA's activations.
+        let dpo = try plan("dpo")
+        XCTAssertEqual(try XCTUnwrap(dpo["activations_mib"]?.double), 2 * (try XCTUnwrap(lora["activations_mib"]?.double)), accuracy: 0.2)
+        let bad = try LatheProcess.run(["plan", "--model", model, "--method", "ppo"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("method"), bad.stderr)
     }
