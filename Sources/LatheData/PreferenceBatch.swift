@@ -105,7 +105,10 @@ public struct PreferenceBatchBuilder: BatchLayout, Equatable {
         var mismatched: Batch?
         if items.allSatisfy({ $0.mismatched != nil }) {
             let rows = items.map { [Self.example(prompt: $0.prompt, completion: $0.mismatched ?? [], source: $0.source, scoresPrompt: false)] }
-            mismatched = try BatchBuilder(batchSize: rows.count, layout: .padded(length: nil), paddingID: paddingID).batch(rows)
+            // Padded to the main rows' length where they fit, so that they run in the same activations.
+            let longest = rows.map { $0[0].ids.count }.max() ?? 0
+            let layout = BatchBuilder.Layout.padded(length: longest <= batch.length && rows.count == items.count * perItem ? batch.length : nil)
+            mismatched = try BatchBuilder(batchSize: rows.count, layout: layout, paddingID: paddingID).batch(rows)
         }
         let references = items.compactMap(\.reference)
         let hasReference = references.count == items.count

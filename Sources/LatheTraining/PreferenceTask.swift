@@ -124,8 +124,9 @@ public struct PreferenceScorer {
         // The reference pass runs in the training activations (the policy pass overwrites them next): no second set.
         if objective.method.needsReference, referenceSums == nil { referenceSums = try self.referenceSums(batch, scratch: activations) }
         if let mismatched = batch.mismatched {
-            mismatchedPolicy = try sums(mismatched)
-            if mismatchedReference == nil { mismatchedReference = try withReference { try sums(mismatched) } }
+            // In the training activations too where the shapes agree (else the model's own forward buffers).
+            mismatchedPolicy = try sums(mismatched, scratch: activations)
+            if mismatchedReference == nil { mismatchedReference = try withReference { try sums(mismatched, scratch: activations) } }
         }
         let s = batch.sequences
         let logProbabilities = try model.targetLogProbabilities(tokens: s.inputs, batchSize: s.batchSize, positions: s.positions,
