@@ -77,12 +77,7 @@ public struct PreferenceRunOptions: ParsableArguments {
             try PreferenceDataset.loadPairs(URL(fileURLWithPath: $0), renderer: PreferenceRenderer(model: lm, maxLength: c.preference.maxLength))
                 .examples.first?.prompt
         }
-        func answer(_ prompt: [Int]) throws -> String {
-            let training = lm.model.adapters.map(\.training)
-            defer { for (adapter, state) in zip(lm.model.adapters, training) { adapter.training = state } }
-            for adapter in lm.model.adapters { adapter.training = false }
-            return try lm.generate(prompt, sampling: SamplingOptions(), maxTokens: 64)
-        }
+        func answer(_ prompt: [Int]) throws -> String { try greedyAnswer(lm, to: prompt) }
         let before = c.method == .lora && !training.resume ? try prompt.map(answer) : nil
         var first: [String: Double]?, last: [String: Double]?
         try trainer.run(resume: training.resume) { event in

@@ -94,8 +94,7 @@ public struct SFTCommand: ParsableCommand {
     }
 
     func answer(_ lm: LanguageModel, _ messages: [ChatMessage]) throws -> String {
-        for adapter in lm.model.adapters { adapter.training = false }
-        return try lm.generate(try lm.chatTokens(messages, addGenerationPrompt: true), sampling: SamplingOptions(), maxTokens: 64)
+        try greedyAnswer(lm, to: try lm.chatTokens(messages, addGenerationPrompt: true))
     }
 }
 
@@ -135,6 +134,16 @@ public struct TrainingRunOptions: ParsableArguments {
         if let seed { c.seed = seed }
         if let saveEvery { c.saveEvery = saveEvery }
     }
+}
+
+/// The greedy answer (64 tokens at most) to `prompt`, with dropout off while it is generated and the adapters'
+/// training switches restored after: the before/after example of the training commands.
+func greedyAnswer(_ lm: LanguageModel, to prompt: [Int]) throws -> String {
+    let adapters = lm.model.adapters
+    let training = adapters.map(\.training)
+    defer { for (adapter, state) in zip(adapters, training) { adapter.training = state } }
+    for adapter in adapters { adapter.training = false }
+    return try lm.generate(prompt, sampling: SamplingOptions(), maxTokens: 64)
 }
 
 func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }
