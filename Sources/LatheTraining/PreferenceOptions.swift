@@ -37,11 +37,18 @@ public struct PreferenceOptions: Codable, Equatable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = PreferenceOptions()
         beta = try c.decodeIfPresent(Double.self, forKey: .beta) ?? d.beta
-        // A single name or a list, as TRL accepts.
-        if let one = try? c.decodeIfPresent(DPOLossType.self, forKey: .lossType) {
-            lossType = [one]
+        // A single name or a list, as TRL accepts; an unknown name is named with the known ones.
+        if c.contains(.lossType) {
+            let names = try (try? c.decode(String.self, forKey: .lossType)).map { [$0] } ?? c.decode([String].self, forKey: .lossType)
+            lossType = try names.map { name in
+                guard let type = DPOLossType(rawValue: name) else {
+                    throw DecodingError.dataCorruptedError(forKey: .lossType, in: c, debugDescription:
+                        "unknown loss '\(name)'; one of " + DPOLossType.allCases.map(\.rawValue).joined(separator: ", "))
+                }
+                return type
+            }
         } else {
-            lossType = try c.decodeIfPresent([DPOLossType].self, forKey: .lossType) ?? d.lossType
+            lossType = d.lossType
         }
         lossWeights = try c.decodeIfPresent([Double].self, forKey: .lossWeights)
         labelSmoothing = try c.decodeIfPresent(Double.self, forKey: .labelSmoothing) ?? d.labelSmoothing

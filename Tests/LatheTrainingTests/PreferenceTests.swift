@@ -115,6 +115,19 @@ final class PreferenceTests: TinyModelTestCase {
         }
     }
 
+    func testLossTypeIsANameOrAListAndAnUnknownNameIsNamed() throws {
+        func load(_ yaml: String) throws -> TrainingConfiguration {
+            let url = tiny.file("run-\(UUID().uuidString).yaml")
+            try yaml.write(to: url, atomically: true, encoding: .utf8)
+            return try TrainingConfiguration.load(yaml: url)
+        }
+        XCTAssertEqual(try load("preference:\n  loss_type: ipo\n").preference.lossType, [.ipo])
+        XCTAssertEqual(try load("preference:\n  loss_type: [sigmoid, sft]\n").preference.lossType, [.sigmoid, .sft])
+        XCTAssertThrowsError(try load("preference:\n  loss_type: [sigmoid, nope]\n")) { error in
+            XCTAssertTrue("\(error)".contains("preference.loss_type': unknown loss 'nope'; one of sigmoid"), "\(error)")
+        }
+    }
+
     // MARK: The shared loop
 
     func writeData(unpaired: Bool = false) throws -> URL {
