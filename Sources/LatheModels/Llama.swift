@@ -542,34 +542,72 @@ extension LlamaModel {
         let (w, _) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
                                    segments: segments, cache: nil, saving: saving)
         return head(hidden: w.hidden.pointer, normed: w.finalNormed.pointer, targets: targets, scale: scale, rowScales: nil,
-                    rowLosses: nil, saving: saving)
+                    rowLosses: nil, temperature: 1, saving: saving)
     }
 
     /// log p(target) at every position (0 where the target is ignored): what preference objectives are functions of.
+    /// `temperature` divides the logits first (the distribution rollouts were sampled from, as TRL scores them).
     /// With `saving`, the activations are kept for `backward(activations:targets:logProbabilityGradient:)`.
     public func targetLogProbabilities(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil,
-                                       segments: [Int]? = nil, targets: [Int],
+                                       segments: [Int]? = nil, targets: [Int], temperature: Float = 1,
                                        saving: TrainingActivations? = nil) throws -> [Float] {
         try checkTargets(targets, tokens: tokens)
+        guard temperature > 0 else { throw ModelError.invalidInput("temperature must be > 0 to score tokens, got \(temperature)") }
         let (w, _) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
                                    segments: segments, cache: nil, saving: saving)
         var losses = [Float](repeating: 0, count: tokens.count)
         losses.withUnsafeMutableBufferPointer { losses in
             _ = head(hidden: w.hidden.pointer, normed: w.finalNormed.pointer, targets: targets, scale: 0, rowScales: nil,
-                     rowLosses: losses.baseAddress, saving: nil)
+                     rowLosses: losses.baseAddress, temperature: temperature, saving: nil)
         }
         return losses.map { -$0 }
     }
 
     /// Adds the gradient of an objective into every trainable parameter, given d(objective)/d(log p(target)) at each
-    /// position, after `targetLogProbabilities(saving: activations)`. The head runs again on the saved final hidden
-    /// states (a third more head work than keeping the logits, which would take [tokens × vocabulary] floats).
-    public func backward(activations s: TrainingActivations, targets: [Int], logProbabilityGradient gradient: [Float]) {
+    /// position, after `targetLogProbabilities(saving: activations)` with the same temperature. The head runs again
+    /// on the saved final hidden states (a third more head work than keeping the logits, which would take
+    /// [tokens × vocabulary] floats). `finalHiddenGradient` ([rows, hidden]) is a second head's d(objective)/d(final
+    /// normed hidden states), added to the LM head's: PPO's value head on the policy's states.
+    public func backward(activations s: TrainingActivations, targets: [Int], logProbabilityGradient gradient: [Float],
+                         temperature: Float = 1, finalHiddenGradient: Tensor? = nil) {
         let w = workspace(rows: s.batchSize * s.length)
         // d(−log p)/d(logits) times −g is d(objective)/d(logits).
         _ = head(hidden: s.finalInput.pointer, normed: w.finalNormed.pointer, targets: targets, scale: -1,
-                 rowScales: gradient, rowLosses: nil, saving: s)
+                 rowScales: gradient, rowLosses: nil, temperature: temperature, saving: s)
+        if let finalHiddenGradient {
+            precondition(finalHiddenGradient.count == s.dFinalNormed.count, "one hidden-state gradient per saved position")
+            addInPlace(s.dFinalNormed.pointer, finalHiddenGradient.pointer, count: s.dFinalNormed.count)
+        }
         backward(activations: s)
+    }
+
+    /// Adds the gradient of an objective of the final normed hidden states alone (a reward model's score head) into
+    /// every trainable parameter, after `finalHiddenStates(saving: activations)`; no LM head work.
+    public func backward(activations s: TrainingActivations, finalHiddenGradient: Tensor) {
+        precondition(finalHiddenGradient.count == s.dFinalNormed.count, "one hidden-state gradient per saved position")
+        s.dFinalNormed.pointer.update(from: finalHiddenGradient.pointer, count: s.dFinalNormed.count)
+        backward(activations: s)
+    }
+
+    /// The final normalised hidden states, [batch · length, hidden] (transformers' `hidden_states[-1]`): what a score
+    /// or value head reads. With `saving`, the activations are kept for `backward(activations:finalHiddenGradient:)`.
+    public func finalHiddenStates(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil,
+                                  segments: [Int]? = nil, saving: TrainingActivations? = nil) throws -> Tensor {
+        let (w, _) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
+                                   segments: segments, cache: nil, saving: saving)
+        return normalizedFinalStates(w.hidden.pointer, rows: tokens.count)
+    }
+
+    /// The final normalised hidden states of the pass `activations` saved (one RMSNorm, no block runs again).
+    public func finalHiddenStates(of activations: TrainingActivations) -> Tensor {
+        normalizedFinalStates(activations.finalInput.pointer, rows: activations.batchSize * activations.length)
+    }
+
+    private func normalizedFinalStates(_ hidden: UnsafePointer<Float>, rows: Int) -> Tensor {
+        let result = Tensor(zeros: [rows, config.hiddenSize])
+        RMSNorm.forward(out: result.pointer, input: hidden, weight: finalNorm.tensor.pointer, rows: rows,
+                        dim: config.hiddenSize, eps: config.rmsNormEpsilon)
+        return result
     }
 
     private func checkTargets(_ targets: [Int], tokens: [Int]) throws {
@@ -584,7 +622,7 @@ extension LlamaModel {
     /// The final norm, then the chunked LM head and cross-entropy; with `saving`, dFinalNormed and the head's weight
     /// gradient of Σ scale·rowScale·(−log p).
     private func head(hidden: UnsafePointer<Float>, normed: UnsafeMutablePointer<Float>, targets: [Int], scale: Float,
-                      rowScales: [Float]?, rowLosses: UnsafeMutablePointer<Float>?,
+                      rowScales: [Float]?, rowLosses: UnsafeMutablePointer<Float>?, temperature: Float,
                       saving: TrainingActivations?) -> (loss: Double, count: Int) {
         let c = config, rows = targets.count
         RMSNorm.forward(out: normed, input: hidden, weight: finalNorm.tensor.pointer, rows: rows, dim: c.hiddenSize,
@@ -600,7 +638,7 @@ extension LlamaModel {
             hidden: normed, weight: headWeight, rows: rows, dim: c.hiddenSize,
             vocabularySize: c.vocabularySize, targets: targets, scale: scale, rowScales: rowScales, rowLosses: rowLosses,
             dHidden: saving?.dFinalNormed.pointer, dWeight: saving == nil ? nil : head.gradient?.pointer,
-            workspace: headWorkspace)
+            temperature: temperature, workspace: headWorkspace)
     }
 
     /// Adds the gradient of the loss into every trainable parameter, after `loss(saving: activations)` (which

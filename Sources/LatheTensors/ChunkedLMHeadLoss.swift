@@ -66,15 +66,20 @@ public enum ChunkedLMHeadLoss {
     ///   - rowLosses: one per row, written with each supervised row's −log p(target) (others left alone); nil to skip.
     ///   - dHidden: [rows, dim], written (ignored rows get zeros); nil to skip.
     ///   - dWeight: [vocabularySize, dim], added into; nil to skip.
+    ///   - temperature: the logits are divided by it before the softmax (sampling's distribution, as TRL scores
+    ///     rollouts); the head multiplies hidden / temperature, so the gradients follow with no extra pass.
     /// - Returns: the summed loss (not averaged) and the number of rows that counted, as `CrossEntropy`.
     public static func lossAndGradient(hidden: UnsafePointer<Float>, weight: Weight,
                                        rows: Int, dim: Int, vocabularySize: Int, targets: [Int], scale: Float,
                                        rowScales: [Float]? = nil, rowLosses: UnsafeMutablePointer<Float>? = nil,
                                        dHidden: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
-                                       chunkRows: Int = 256, workspace: Workspace) -> (loss: Double, count: Int) {
+                                       temperature: Float = 1, chunkRows: Int = 256,
+                                       workspace: Workspace) -> (loss: Double, count: Int) {
         precondition(targets.count == rows, "ChunkedLMHeadLoss: \(targets.count) targets for \(rows) rows")
         precondition(rowScales.map { $0.count == rows } ?? true, "ChunkedLMHeadLoss: one row scale per row")
         precondition(chunkRows > 0, "ChunkedLMHeadLoss: chunkRows must be positive, got \(chunkRows)")
+        precondition(temperature > 0, "ChunkedLMHeadLoss: temperature must be positive, got \(temperature)")
+        let inverseTemperature = 1 / temperature
         var supervised: [Int] = []
         for (row, target) in targets.enumerated() {
             if target >= 0 { supervised.append(row) } else { dHidden?.advanced(by: row * dim).update(repeating: 0, count: dim) }
@@ -89,7 +94,12 @@ public enum ChunkedLMHeadLoss {
             let chunk = supervised[start..<min(start + chunkRows, supervised.count)]
             let count = chunk.count
             for (k, row) in chunk.enumerated() {
-                (buffers.hidden + k * dim).update(from: hidden + row * dim, count: dim)
+                let gathered = buffers.hidden + k * dim
+                if temperature == 1 {
+                    gathered.update(from: hidden + row * dim, count: dim)
+                } else {
+                    for i in 0..<dim { gathered[i] = hidden[row * dim + i] * inverseTemperature }
+                }
             }
             // logits = hidden_chunk · Wᵀ, [count, vocabulary]
             switch weight {
@@ -120,7 +130,12 @@ public enum ChunkedLMHeadLoss {
                     compact.multiply(buffers.logits, rows: count, into: buffers.dHidden, accumulate: false)
                 }
                 for (k, row) in chunk.enumerated() {
-                    (dHidden + row * dim).update(from: buffers.dHidden + k * dim, count: dim)
+                    let out = dHidden + row * dim, gradient = buffers.dHidden + k * dim
+                    if temperature == 1 {
+                        out.update(from: gradient, count: dim)
+                    } else {
+                        for i in 0..<dim { out[i] = gradient[i] * inverseTemperature }
+                    }
                 }
             }
             if let dWeight {

@@ -1,0 +1,40 @@
+import LatheTensors
+
+/// One number from a final normalised hidden state: transformers' `score` of `LlamaForSequenceClassification`
+/// with `num_labels=1` (Linear(hidden, 1, bias=False)) for a reward model, and PPO's value head.
+public final class ScoreHead: @unchecked Sendable {
+    /// [1, hidden].
+    public let weight: Parameter
+
+    public init(hiddenSize: Int, name: String = "score.weight") {
+        weight = Parameter(name: name, shape: [1, hiddenSize])
+    }
+
+    var hiddenSize: Int { weight.shape[1] }
+
+    /// w · h at each listed row of `hidden` ([rows, hidden]).
+    public func scores(_ hidden: Tensor, rows: [Int]) -> [Float] {
+        let d = hiddenSize, w = weight.tensor.pointer
+        precondition(hidden.count % d == 0, "ScoreHead: the hidden states are not rows of \(d)")
+        return rows.map { row in
+            let h = hidden.pointer + row * d
+            var sum: Float = 0
+            for i in 0..<d { sum += w[i] * h[i] }
+            return sum
+        }
+    }
+
+    /// Adds d(objective)/d(score) · w into `dHidden`'s listed rows (the caller zeroes it), and Σ d(score) · h into
+    /// the weight's gradient when it is trainable.
+    public func backward(hidden: Tensor, rows: [Int], scoreGradient: [Float], dHidden: Tensor) {
+        precondition(rows.count == scoreGradient.count, "ScoreHead: one gradient per scored row")
+        let d = hiddenSize, w = weight.tensor.pointer
+        for (row, g) in zip(rows, scoreGradient) where g != 0 {
+            let dh = dHidden.pointer + row * d, h = hidden.pointer + row * d
+            for i in 0..<d { dh[i] += g * w[i] }
+            if let dW = weight.gradient?.pointer {
+                for i in 0..<d { dW[i] += g * h[i] }
+            }
+        }
+    }
+}
