@@ -16,6 +16,8 @@ enum Checkpoint {
     }
 
     static func folder(in output: URL) -> URL { output.appendingPathComponent("checkpoint") }
+    /// The task's own state (`TrainingTask.checkpointState`), when it has one.
+    static let taskStateName = "task_state.json"
 
     @discardableResult
     static func save(_ trainer: Trainer, to output: URL) throws -> URL {
@@ -31,6 +33,9 @@ enum Checkpoint {
         let state = State(step: trainer.step, position: trainer.task.position,
                           dropoutStreams: trainer.languageModel.model.adapters.map(\.random), method: trainer.config.method)
         try AtomicFileWriter.write(try JSONEncoder().encode(state), to: temporary.appendingPathComponent("state.json"))
+        if let taskState = try trainer.task.checkpointState() {
+            try AtomicFileWriter.write(taskState, to: temporary.appendingPathComponent(taskStateName))
+        }
         // Swap folders: the old checkpoint is removed only once the new one is in place.
         let old = output.appendingPathComponent(".checkpoint-old")
         try? FileManager.default.removeItem(at: old)
@@ -69,6 +74,9 @@ enum Checkpoint {
         }
         for (adapter, stream) in zip(adapters, state.dropoutStreams) { adapter.random = stream }
         try trainer.task.move(to: state.position)
+        if let taskState = try? Data(contentsOf: source.appendingPathComponent(taskStateName)) {
+            try trainer.task.restore(checkpointState: taskState)
+        }
         trainer.step = state.step
     }
 }

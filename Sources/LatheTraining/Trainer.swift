@@ -55,6 +55,7 @@ public struct TrainingStep: Encodable, Sendable {
 public final class Trainer {
     public let config: TrainingConfiguration
     public let languageModel: LanguageModel
+    /// The model's trainable weights, then the task's own (a head).
     public let trainable: [Parameter]
     let task: TrainingTask
     let optimizer: any Optimizer
@@ -78,6 +79,7 @@ public final class Trainer {
         outputFolder = URL(fileURLWithPath: config.output!)
         var reference = ReferenceSource.adaptersOff
         var adapterConfiguration = config.lora
+        let modelTrainable: [Parameter]
         switch config.method {
         case .lora:
             let adapters: [LoRAAdapter]
@@ -94,19 +96,16 @@ public final class Trainer {
                 adapters = try model.attachLoRA(config.lora, seed: config.seed)
             }
             for adapter in adapters { adapter.training = true }
-            trainable = adapters.flatMap(\.parameters)
+            modelTrainable = adapters.flatMap(\.parameters)
         case .full:
             for p in model.parameters { p.trainable = true }
-            trainable = model.parameters
+            modelTrainable = model.parameters
             let format = try config.weightFormat()
             if format != .float32 { compactCopies = format }
         }
         self.adapterConfiguration = adapterConfiguration
-        if let method = config.objective {
-            task = try PreferenceTask(config: config, languageModel: languageModel, method: method, reference: reference)
-        } else {
-            task = try SFTTask(config: config, languageModel: languageModel)
-        }
+        task = try Self.makeTask(config: config, languageModel: languageModel, reference: reference)
+        trainable = modelTrainable + task.taskParameters
         let stepsPerEpoch = max(1, task.batchesInEpoch / config.gradientAccumulation)
         // As in transformers, max_steps wins over epochs: the data is cycled as often as it takes.
         totalSteps = config.maxSteps ?? stepsPerEpoch * config.epochs
@@ -114,6 +113,15 @@ public final class Trainer {
                                             warmupSteps: min(config.warmupSteps, totalSteps), totalSteps: totalSteps)
         optimizer = try config.optimizer.make()
         try refreshCompactCopies()
+    }
+
+    /// The task the configuration names: a preference objective, or supervised fine-tuning.
+    static func makeTask(config: TrainingConfiguration, languageModel: LanguageModel,
+                         reference: ReferenceSource) throws -> TrainingTask {
+        if let method = config.objective {
+            return try PreferenceTask(config: config, languageModel: languageModel, method: method, reference: reference)
+        }
+        return try SFTTask(config: config, languageModel: languageModel)
     }
 
     /// The held-out metrics (`eval_loss`, …) with dropout off, nil without a validation file.
@@ -200,6 +208,7 @@ public final class Trainer {
         case .full:
             try ModelExport.write(languageModel, to: outputFolder)
         }
+        try task.writeResult(to: outputFolder)
     }
 }
 

@@ -24,6 +24,21 @@ protocol TrainingTask: AnyObject {
     func accumulate(microBatches count: Int, activations: (Int, Int) -> TrainingActivations) throws -> StepOutcome
     /// The held-out numbers with TRL's names (`eval_loss`, `eval_rewards/…`), nil without held-out data.
     func evaluate() throws -> [String: Double]?
+    /// Weights the task trains beside the model's (a reward model's score head, PPO's value head): optimised,
+    /// clipped and checkpointed with them.
+    var taskParameters: [Parameter] { get }
+    /// What a resume needs beyond the data position and the weights (a rollout buffer), nil when nothing.
+    func checkpointState() throws -> Data?
+    func restore(checkpointState: Data) throws
+    /// Writes what the task adds to the result folder, after the adapter or model is saved there.
+    func writeResult(to folder: URL) throws
+}
+
+extension TrainingTask {
+    var taskParameters: [Parameter] { [] }
+    func checkpointState() throws -> Data? { nil }
+    func restore(checkpointState: Data) throws {}
+    func writeResult(to folder: URL) throws {}
 }
 
 /// Supervised fine-tuning and pretraining: token-weighted cross-entropy on the supervised tokens.
