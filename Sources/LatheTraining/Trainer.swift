@@ -118,6 +118,10 @@ public final class Trainer {
     /// The task the configuration names: a preference objective, or supervised fine-tuning.
     static func makeTask(config: TrainingConfiguration, languageModel: LanguageModel,
                          reference: ReferenceSource) throws -> TrainingTask {
+        switch config.rl {
+        case nil: break
+        case let stage?: throw TrainingError("rl: \(stage.rawValue) is not built yet")
+        }
         if let method = config.objective {
             return try PreferenceTask(config: config, languageModel: languageModel, method: method, reference: reference)
         }

@@ -19,6 +19,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// The preference objective (set by `lathe dpo|orpo|simpo|kto`); nil: supervised fine-tuning.
     public var objective: PreferenceMethod?
     public var preference = PreferenceOptions()
+    /// The RLHF stage (set by `lathe reward|ppo|grpo`); nil: SFT or a preference objective.
+    public var rl: RLMethod?
     /// A PEFT adapter to start from (an SFT adapter): it is trained further, and a frozen copy is the reference.
     public var adapter: String?
     public var epochs = 1
@@ -54,7 +56,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter
+        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter, rl
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
@@ -75,6 +77,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         objective = try c.decodeIfPresent(PreferenceMethod.self, forKey: .objective)
         preference = try c.decodeIfPresent(PreferenceOptions.self, forKey: .preference) ?? d.preference
         adapter = try c.decodeIfPresent(String.self, forKey: .adapter)
+        rl = try c.decodeIfPresent(RLMethod.self, forKey: .rl)
         epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
@@ -159,6 +162,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         }
     }
 }
+
+/// The stages of RLHF: a reward model on preference pairs, PPO against it, GRPO with rule rewards.
+public enum RLMethod: String, Codable, Sendable, CaseIterable { case reward, ppo, grpo }
 
 /// The shape of a new llama-family model for `lathe pretrain` (the vocabulary size comes from the tokenizer).
 public struct ModelArchitecture: Codable, Equatable, Sendable {
