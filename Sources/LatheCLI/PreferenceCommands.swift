@@ -19,9 +19,7 @@ public struct PreferenceRunOptions: ParsableArguments {
     @Option(name: .customLong("label-smoothing"), help: "DPO robust, SimPO: the assumed rate of flipped labels.")
     public var labelSmoothing: Double?
     @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.") public var gradientAccumulation: Int?
-    @Option(name: .customLong("lora-rank")) public var loraRank: Int?
-    @Option(name: .customLong("lora-alpha")) public var loraAlpha: Float?
-    @Option(name: .customLong("lora-targets"), help: "Comma-separated modules (q_proj,v_proj,...) or all-linear.") public var loraTargets: String?
+    @OptionGroup public var lora: LoRAFlags
     @Option(name: .customLong("max-length"), help: "Longest prompt + completion in tokens (longer ones are cut, prompts that fill it dropped).")
     public var maxLength: Int?
     @Option(name: .customLong("eval-every"), help: "Held-out metrics every N steps.") public var evalEvery: Int?
@@ -50,9 +48,7 @@ public struct PreferenceRunOptions: ParsableArguments {
         }
         if let labelSmoothing { c.preference.labelSmoothing = labelSmoothing }
         if let gradientAccumulation { c.gradientAccumulation = gradientAccumulation }
-        if let loraRank { c.lora.rank = loraRank }
-        if let loraAlpha { c.lora.alpha = loraAlpha }
-        if let loraTargets { c.lora.targets = loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+        lora.apply(to: &c.lora)
         if let maxLength { c.preference.maxLength = maxLength }
         if let evalEvery { c.evalEvery = evalEvery }
         if precomputeReference { c.preference.precomputeReferenceLogProbabilities = true }

@@ -17,10 +17,7 @@ public struct SFTCommand: ParsableCommand {
     @Option(help: "Model: a .gguf file, a Hugging Face folder or a known name.") public var model: String?
     @OptionGroup public var training: TrainingRunOptions
     @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.") public var gradientAccumulation: Int?
-    @Option(name: .customLong("lora-rank")) public var loraRank: Int?
-    @Option(name: .customLong("lora-alpha")) public var loraAlpha: Float?
-    @Option(name: .customLong("lora-dropout")) public var loraDropout: Float?
-    @Option(name: .customLong("lora-targets"), help: "Comma-separated modules (q_proj,v_proj,...) or all-linear.") public var loraTargets: String?
+    @OptionGroup public var lora: LoRAFlags
     @Option(name: .customLong("max-length"), help: "Longest example in tokens (longer ones are truncated and counted).") public var maxLength: Int?
     @Option(name: .customLong("eval-every"), help: "Validation loss every N steps.") public var evalEvery: Int?
     @Flag(help: "Train every weight instead of a LoRA adapter.") public var full = false
@@ -36,10 +33,7 @@ public struct SFTCommand: ParsableCommand {
         if let model { c.model = model }
         training.apply(to: &c)
         if let gradientAccumulation { c.gradientAccumulation = gradientAccumulation }
-        if let loraRank { c.lora.rank = loraRank }
-        if let loraAlpha { c.lora.alpha = loraAlpha }
-        if let loraDropout { c.lora.dropout = loraDropout }
-        if let loraTargets { c.lora.targets = loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+        lora.apply(to: &c.lora)
         if let maxLength { c.sft.maxLength = maxLength }
         if let evalEvery { c.evalEvery = evalEvery }
         if full { c.method = .full }
@@ -136,6 +130,22 @@ public struct TrainingRunOptions: ParsableArguments {
     }
 }
 
+/// The LoRA shape flags of every training command (each overrides its key of `lora:`).
+public struct LoRAFlags: ParsableArguments {
+    @Option(name: .customLong("lora-rank")) public var loraRank: Int?
+    @Option(name: .customLong("lora-alpha")) public var loraAlpha: Float?
+    @Option(name: .customLong("lora-dropout")) public var loraDropout: Float?
+    @Option(name: .customLong("lora-targets"), help: "Comma-separated modules (q_proj,v_proj,...) or all-linear.") public var loraTargets: String?
+    public init() {}
+
+    func apply(to lora: inout LoRAConfiguration) {
+        if let loraRank { lora.rank = loraRank }
+        if let loraAlpha { lora.alpha = loraAlpha }
+        if let loraDropout { lora.dropout = loraDropout }
+        if let loraTargets { lora.targets = loraTargets.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+    }
+}
+
 /// The greedy answer (64 tokens at most) to `prompt`, with dropout off while it is generated and the adapters'
 /// training switches restored after: the before/after example of the training commands.
 func greedyAnswer(_ lm: LanguageModel, to prompt: [Int]) throws -> String {
@@ -156,7 +166,7 @@ func logProgress(_ event: TrainingEvent, result: String) {
         log(String(format: "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s | ETA %@", s.step, s.totalSteps, s.loss,
                    s.learningRate, s.tokensPerSecond, duration(s.secondsLeft)) + metricsText(s.metrics))
     case .validation(let step, let metrics):
-        log(String(format: "step %d | held-out loss %.4f", step, metrics["eval_loss"] ?? .nan)
+        log("step \(step) | held-out" + (metrics["eval_loss"].map { String(format: " loss %.4f", $0) } ?? "")
             + metricsText(metrics.filter { $0.key != "eval_loss" }))
     case .checkpoint(let step, let folder): log("step \(step) | checkpoint written to \(folder)")
     case .finished(let folder): log("done: \(result) written to \(folder)")

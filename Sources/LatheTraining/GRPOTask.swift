@@ -1,0 +1,218 @@
+import Foundation
+import LatheData
+import LatheEval
+import LatheModels
+import LatheTensors
+
+/// GRPO (TRL's GRPOTrainer with num_iterations 1): each step samples `num_generations` completions of
+/// batch_size × gradient_accumulation / num_generations prompts with the policy, rewards them, turns the rewards
+/// into group-relative advantages, and takes the clipped surrogate's gradient over micro-batches of `batch_size`
+/// completions. The reference, when beta > 0, is the same model with the adapters switched (no second copy).
+final class GRPOTask: TrainingTask {
+    let languageModel: LanguageModel
+    let options: GRPOOptions
+    let objective: GRPOObjective
+    let rewards: [(spec: RewardSpec, function: any RewardFunction)]
+    let scorer: PreferenceScorer
+    var iterator: BatchIterator<PromptBatchLayout>
+    let validation: [PromptExample]
+    let microBatchSize: Int
+    let seed: UInt64
+    let summary: String
+
+    var model: LlamaModel { languageModel.model }
+
+    init(config: TrainingConfiguration, languageModel: LanguageModel, reference: ReferenceSource) throws {
+        self.languageModel = languageModel
+        options = config.grpo
+        let generationBatch = config.batchSize * config.gradientAccumulation
+        objective = GRPOObjective(options: options)
+        rewards = try options.rewards.map { spec in
+            do {
+                return (spec, try spec.make(rewardModel: { _ in
+                    throw TrainingError("reward \(spec.metricsLabel): reward models are not built yet")
+                }))
+            } catch let error as EvalError { throw TrainingError("\(error)") }
+        }
+        scorer = PreferenceScorer(model: languageModel.model, reference: reference)
+        let train = try PromptDataset.load(URL(fileURLWithPath: config.data!), model: languageModel)
+        validation = try config.valid.map { try PromptDataset.load(URL(fileURLWithPath: $0), model: languageModel) } ?? []
+        iterator = try BatchIterator(examples: train, builder: PromptBatchLayout(batchSize: generationBatch / options.numGenerations),
+                                     seed: config.seed)
+        microBatchSize = config.batchSize
+        seed = config.seed
+        summary = "\(train.count) prompts, \(generationBatch / options.numGenerations) per step × \(options.numGenerations) "
+            + "completions; rewards " + options.rewards.map { "\($0.metricsLabel)×\($0.weight)" }.joined(separator: " + ")
+    }
+
+    var batchesInEpoch: Int { iterator.batchesInEpoch }
+    var position: BatchPosition { iterator.position }
+    func move(to position: BatchPosition) throws { iterator = try iterator.moved(to: position) }
+
+    func accumulate(microBatches count: Int, activations: (Int, Int) -> TrainingActivations) throws -> StepOutcome {
+        // The rollouts' streams follow from the seed and the data position alone, so a resumed run samples the same.
+        var streams = SeededGenerator(seed: seed ^ (UInt64(iterator.position.epoch) << 32 | UInt64(iterator.position.index)))
+        let prompts = try iterator.next()
+        let sampling = SamplingOptions(temperature: options.temperature, topK: options.topK, topP: options.topP,
+                                       seed: streams.next())
+        let rollouts = try withoutDropout {
+            try TokenGenerator(model: model, stopTokenIDs: languageModel.stopTokenIDs)
+                .sample(prompts: prompts.map(\.ids), sequencesPerPrompt: options.numGenerations,
+                        maxTokens: options.maxCompletionLength, sampling: sampling)
+        }
+        let examples = prompts.flatMap { Array(repeating: $0, count: options.numGenerations) }
+        let (total, metrics) = try score(rollouts, examples: examples, prefix: "")
+        let advantages = GRPOObjective.advantages(rewards: total, groupSize: options.numGenerations, scaling: options.scaleRewards)
+        let counted = rollouts.map { !options.maskTruncatedCompletions || $0.stopped }
+        let generationTokens = zip(rollouts, counted).reduce(0) { $0 + ($1.1 ? $1.0.completion.count : 0) }
+
+        var outcome = StepOutcome(loss: 0, tokens: 0, metrics: metrics)
+        var objectiveMetrics: [String: [Double]] = [:]
+        let starts = Array(stride(from: 0, to: rollouts.count, by: microBatchSize))
+        for start in starts {
+            let part = start..<min(start + microBatchSize, rollouts.count)
+            let batch = RolloutBatch(Array(rollouts[part]), paddingID: languageModel.tokenizer.eosTokenID ?? 0)
+            let reference = options.beta == 0 ? nil : try scorer.withReference {
+                batch.completionScores(try batch.logProbabilities(model, temperature: options.temperature, saving: nil))
+            }
+            let saved = activations(batch.rows, batch.length)
+            let policy = batch.completionScores(try batch.logProbabilities(model, temperature: options.temperature, saving: saved))
+            let rows = part.enumerated().map { i, r in
+                GRPOCompletion(logProbabilities: policy[i], referenceLogProbabilities: reference?[i],
+                               advantage: advantages[r], counted: counted[r])
+            }
+            let result = objective.evaluate(rows, microBatches: starts.count, generationTokens: generationTokens)
+            model.backward(activations: saved, targets: batch.targets, logProbabilityGradient: batch.scatter(result.gradients),
+                           temperature: options.temperature)
+            outcome.loss += result.loss
+            outcome.tokens += batch.valid.filter { $0 }.count
+            for (key, value) in result.metrics where value.isFinite { objectiveMetrics[key, default: []].append(value) }
+        }
+        // TRL logs each micro-batch's value and reports their mean.
+        for (key, values) in objectiveMetrics { outcome.metrics[key] = values.reduce(0, +) / Double(values.count) }
+        return outcome
+    }
+
+    /// Greedy completions of the held-out prompts, rewarded: `eval_reward`, `eval_rewards/<label>/mean`, …
+    func evaluate() throws -> [String: Double]? {
+        guard !validation.isEmpty else { return nil }
+        var all: [Rollout] = []
+        let generator = TokenGenerator(model: model, stopTokenIDs: languageModel.stopTokenIDs)
+        for start in stride(from: 0, to: validation.count, by: 16) {
+            let part = validation[start..<min(start + 16, validation.count)]
+            all += try generator.sample(prompts: part.map(\.ids), sequencesPerPrompt: 1, maxTokens: options.maxCompletionLength,
+                                        sampling: SamplingOptions())
+        }
+        let (total, metrics) = try score(all, examples: validation, prefix: "eval_")
+        var result = metrics.filter { !$0.key.hasPrefix("eval_reward_std") && !$0.key.hasPrefix("eval_frac_") }
+        let scored = total.compactMap { $0 }
+        result["eval_reward"] = scored.isEmpty ? .nan : scored.reduce(0, +) / Double(scored.count)
+        return result
+    }
+
+    /// Every reward of every rollout, their weighted sums (nil: no reward scored it), and TRL's reward and
+    /// completion metrics.
+    func score(_ rollouts: [Rollout], examples: [PromptExample], prefix: String) throws -> ([Double?], [String: Double]) {
+        let stops = languageModel.stopTokenIDs
+        let inputs = zip(rollouts, examples).map { rollout, example in
+            let body = rollout.stopped ? Array(rollout.completion.dropLast()) : rollout.completion
+            return RewardInput(prompt: example.text, completion: languageModel.tokenizer.decode(body, skipSpecialTokens: true),
+                               completionTokenCount: body.count, row: example.fields,
+                               tokens: rollout.prompt + rollout.completion)
+        }
+        var total = [Double?](repeating: nil, count: rollouts.count)
+        var metrics: [String: Double] = [:]
+        for (spec, function) in rewards {
+            let values: [Double?]
+            do { values = try function.rewards(inputs) } catch let error as EvalError { throw TrainingError("\(error)") }
+            guard values.count == inputs.count else {
+                throw TrainingError("reward \(spec.metricsLabel) gave \(values.count) values for \(inputs.count) completions")
+            }
+            for (i, value) in values.enumerated() { if let value { total[i] = (total[i] ?? 0) + spec.weight * value } }
+            let scored = values.compactMap { $0 }
+            metrics["\(prefix)rewards/\(spec.metricsLabel)/mean"] = Self.mean(scored)
+            metrics["\(prefix)rewards/\(spec.metricsLabel)/std"] = Self.standardDeviation(scored)
+        }
+        let groups = stride(from: 0, to: total.count, by: options.numGenerations).map {
+            total[$0..<min($0 + options.numGenerations, total.count)].compactMap { $0 }
+        }
+        metrics["\(prefix)reward"] = Self.mean(groups.map(Self.mean))
+        metrics["\(prefix)reward_std"] = Self.mean(groups.map(Self.standardDeviation))
+        metrics["\(prefix)frac_reward_zero_std"] = Self.mean(groups.map { Self.standardDeviation($0) == 0 ? 1 : 0 })
+        let lengths = rollouts.map { Double($0.completion.count) }
+        let terminated = rollouts.filter { $0.completion.last.map(stops.contains) ?? false }.map { Double($0.completion.count) }
+        metrics["\(prefix)completions/mean_length"] = Self.mean(lengths)
+        metrics["\(prefix)completions/min_length"] = lengths.min() ?? 0
+        metrics["\(prefix)completions/max_length"] = lengths.max() ?? 0
+        metrics["\(prefix)completions/clipped_ratio"] = 1 - Double(terminated.count) / Double(max(1, rollouts.count))
+        metrics["\(prefix)completions/mean_terminated_length"] = terminated.isEmpty ? 0 : Self.mean(terminated)
+        return (total, metrics.filter { $0.value.isFinite })
+    }
+
+    static func mean(_ values: [Double]) -> Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }
+
+    /// The unbiased standard deviation (torch.std, TRL's nanstd).
+    static func standardDeviation(_ values: [Double]) -> Double {
+        guard values.count > 1 else { return .nan }
+        let m = mean(values)
+        return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot()
+    }
+
+    /// Sampling runs with dropout off (TRL generates from the unwrapped model in eval mode).
+    func withoutDropout<T>(_ body: () throws -> T) rethrows -> T {
+        let adapters = model.adapters
+        let states = adapters.map(\.training)
+        defer { for (adapter, state) in zip(adapters, states) { adapter.training = state } }
+        for adapter in adapters { adapter.training = false }
+        return try body()
+    }
+}
+
+/// Prompt + completion rows, right-padded: the completion tokens are the targets.
+struct RolloutBatch {
+    let rollouts: [Rollout]
+    let rows: Int
+    let length: Int
+    var tokens: [Int] = []
+    var valid: [Bool] = []
+    var targets: [Int] = []
+
+    init(_ rollouts: [Rollout], paddingID: Int) {
+        self.rollouts = rollouts
+        rows = rollouts.count
+        length = rollouts.map { $0.prompt.count + $0.completion.count }.max() ?? 1
+        for rollout in rollouts {
+            let ids = rollout.prompt + rollout.completion
+            let pad = length - ids.count
+            tokens += ids + Array(repeating: paddingID, count: pad)
+            valid += Array(repeating: true, count: ids.count) + Array(repeating: false, count: pad)
+            // Position t predicts token t + 1: the completion's tokens are predicted from prompt.count − 1 on.
+            targets += (0..<length).map { t in
+                t >= rollout.prompt.count - 1 && t < ids.count - 1 ? ids[t + 1] : -1
+            }
+        }
+    }
+
+    func logProbabilities(_ model: LlamaModel, temperature: Float, saving: TrainingActivations?) throws -> [Float] {
+        try model.targetLogProbabilities(tokens: tokens, batchSize: rows, valid: valid, targets: targets,
+                                         temperature: temperature, saving: saving)
+    }
+
+    /// Per row, the log-probabilities of its completion tokens.
+    func completionScores(_ values: [Float]) -> [[Float]] {
+        rollouts.enumerated().map { row, rollout in
+            let first = row * length + rollout.prompt.count - 1
+            return Array(values[first..<first + rollout.completion.count])
+        }
+    }
+
+    /// Per-row completion gradients back at their positions (0 elsewhere).
+    func scatter(_ gradients: [[Float]]) -> [Float] {
+        var flat = [Float](repeating: 0, count: rows * length)
+        for (row, rollout) in rollouts.enumerated() {
+            let first = row * length + rollout.prompt.count - 1
+            for (k, g) in gradients[row].enumerated() { flat[first + k] = g }
+        }
+        return flat
+    }
+}
