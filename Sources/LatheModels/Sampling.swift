@@ -45,6 +45,7 @@ public struct TokenSampler: Sendable {
         }
         if options.temperature == 0 { return Self.argmax(logits, count: n) }
         for i in 0..<n { logits[i] /= options.temperature }
+        if options.topK == 0 || options.topK >= n, options.topP >= 1 { return drawFromAll(logits, count: n) }
 
         // Candidates in decreasing order of logit; top-k and top-p only ever shorten this list.
         var candidates = Array(0..<n)
@@ -72,6 +73,22 @@ public struct TokenSampler: Sendable {
             if draw < cumulative { return candidates[i] }
         }
         return candidates[candidates.count - 1]
+    }
+
+    /// A draw from the softmax of every logit, in vocabulary order: no candidate list to sort when nothing is cut
+    /// (RL rollouts sample this way, a token at a time for every row).
+    mutating func drawFromAll(_ logits: UnsafeMutablePointer<Float>, count n: Int) -> Int {
+        var maximum = -Float.infinity
+        for i in 0..<n { maximum = max(maximum, logits[i]) }
+        var total = 0.0
+        for i in 0..<n { total += Double(exp(logits[i] - maximum)) }
+        let draw = Double(random.nextUnitFloat()) * total
+        var cumulative = 0.0
+        for i in 0..<n {
+            cumulative += Double(exp(logits[i] - maximum))
+            if draw < cumulative { return i }
+        }
+        return Self.argmax(logits, count: n)
     }
 
     /// The first index of the largest value.
