@@ -120,6 +120,7 @@ public final class Trainer {
                          reference: ReferenceSource) throws -> TrainingTask {
         switch config.rl {
         case nil: break
+        case .reward?: return try RewardTask(config: config, languageModel: languageModel)
         case let stage?: throw TrainingError("rl: \(stage.rawValue) is not built yet")
         }
         if let method = config.objective {
@@ -204,7 +205,7 @@ public final class Trainer {
         let model = languageModel.model
         switch config.method {
         case .lora:
-            try PEFTAdapter.save(model, config: adapterConfiguration, baseModel: config.model, to: outputFolder,
+            try PEFTAdapter.save(model, config: adapterConfiguration, heads: task.adapterHeads, baseModel: config.model, to: outputFolder,
                                  extra: ["lathe_training": .object([
                                     "steps": .number(Double(step)),
                                     // The base the adapter was trained on: f32, bf16 or nf4 (QLoRA: loading and merging the adapter follow it).
