@@ -17,8 +17,9 @@ public struct RewardPair: Equatable, Sendable {
 }
 
 extension RewardPair: TokenizedPreference {
-    var prompt: [Int] { [] }
-    var completionTokenCount: Int { chosen.count + rejected.count }
+    /// For the report: what both sequences begin with.
+    var prompt: [Int] { Array(chosen.prefix(commonPrefixCount(chosen, rejected))) }
+    var completionTokenCount: Int { chosen.count + rejected.count - 2 * prompt.count }
     var truncated: Bool { false }
 }
 
