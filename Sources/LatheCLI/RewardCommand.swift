@@ -49,7 +49,6 @@ public struct RewardTrainCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolved()
-        guard c.method == .lora else { throw TrainingError("a reward model trains a LoRA adapter and its score head: method lora") }
         let trainer = try Trainer(config: c, languageModel: try loadTrainingModel(c))
         try runReportingHeldOut(trainer, resume: training.resume, keys: ["eval_loss", "eval_accuracy", "eval_margin"])
     }

@@ -189,6 +189,19 @@ public enum PEFTAdapter {
         let weightsURL = folder.appendingPathComponent("adapter_model.safetensors")
         let weights = try SafetensorsFile(url: weightsURL)
         var unused = Set(weights.tensors.map(\.name))
+        // The heads first: a SEQ_CLS adapter without its head fails before any LoRA is attached.
+        for head in heads {
+            let key = prefix + head.name
+            guard let info = weights.tensor(named: key) else {
+                throw ModelError.missingWeight(file: weightsURL.path, name: key)
+            }
+            guard info.dimensions == head.shape else {
+                throw ModelError.wrongShape(file: weightsURL.path, name: key, expected: head.shape, found: info.dimensions)
+            }
+            _ = head.tensor.buffer.update(from: try weights.floats(of: info))
+            head.trainable = false
+            unused.remove(key)
+        }
         for block in model.blocks {
             for module in config.targetModules {
                 guard let linear = block.linear(named: module) else { continue }
@@ -210,18 +223,6 @@ public enum PEFTAdapter {
                 }
                 linear.attach(adapter)
             }
-        }
-        for head in heads {
-            let key = prefix + head.name
-            guard let info = weights.tensor(named: key) else {
-                throw ModelError.missingWeight(file: weightsURL.path, name: key)
-            }
-            guard info.dimensions == head.shape else {
-                throw ModelError.wrongShape(file: weightsURL.path, name: key, expected: head.shape, found: info.dimensions)
-            }
-            _ = head.tensor.buffer.update(from: try weights.floats(of: info))
-            head.trainable = false
-            unused.remove(key)
         }
         if let extra = unused.sorted().first {
             throw ModelError.unusedWeight(file: weightsURL.path, name: extra, count: unused.count)

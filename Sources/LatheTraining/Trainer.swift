@@ -155,6 +155,8 @@ public final class Trainer {
 
     private func activations(batchSize: Int, length: Int) -> TrainingActivations {
         if let a = activations, a.batchSize == batchSize, a.length == length { return a }
+        // Batches padded to their longest row change shape: the old set goes first, never two at once.
+        activations = nil
         let a = TrainingActivations(config: languageModel.model.config, batchSize: batchSize, length: length,
                                     checkpointing: config.gradientCheckpointing)
         activations = a

@@ -132,7 +132,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         guard evalEvery >= 0, saveEvery >= 0 else { throw TrainingError("eval_every and save_every must not be negative") }
         if method == .lora { try lora.validate() }
         if objective != nil { try preference.validate() }
-        if rl == .reward { try reward.validate() }
+        if rl == .reward {
+            try reward.validate()
+            // The result is a PEFT adapter carrying the head; a full model export would leave the head out.
+            guard method == .lora else { throw TrainingError("rl: reward trains a LoRA adapter and its score head: method lora") }
+        }
         if adapter != nil, method == .full { throw TrainingError("adapter: an adapter to start from needs method lora") }
         _ = try weightFormat()
         try sft.validate()

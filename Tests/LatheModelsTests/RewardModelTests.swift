@@ -36,4 +36,14 @@ final class RewardModelTests: XCTestCase {
         // A plain adapter load refuses the head rather than dropping it.
         XCTAssertThrowsError(try PEFTAdapter.load(saved, into: fresh))
     }
+
+    func testAnAdapterWithoutAScoreHeadIsRefusedBeforeAnythingIsAttached() throws {
+        let model = try ModelFiles.open(fixtures.appendingPathComponent("models/tiny-llama")).loadModel()
+        try model.attachLoRA(LoRAConfiguration(rank: 2, targets: ["q_proj"]), seed: 1)
+        let plain = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-lora-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: plain) }
+        try PEFTAdapter.save(model, config: LoRAConfiguration(rank: 2, targets: ["q_proj"]), baseModel: "tiny-llama", to: plain)
+        XCTAssertThrowsError(try RewardModel(adapter: plain, on: model)) { XCTAssertTrue("\($0)".contains("score.weight"), "\($0)") }
+        XCTAssertEqual(Set(model.adapters.map(\.adapterName)), ["default"])
+    }
 }

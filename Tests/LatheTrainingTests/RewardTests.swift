@@ -47,6 +47,12 @@ final class RewardObjectiveTests: XCTestCase {
         XCTAssertEqual(config.reward.centerRewardsCoefficient, 0.01)
         XCTAssertNil(RewardOptions().centerRewardsCoefficient)
         XCTAssertEqual(RewardOptions().maxLength, 1024)
+        var full = config
+        full.data = "pairs.jsonl"
+        full.output = "out"
+        XCTAssertNoThrow(try full.validate())
+        full.method = .full
+        XCTAssertThrowsError(try full.validate()) { XCTAssertTrue("\($0)".contains("method lora"), "\($0)") }
         try "reward:\n  center_reward: 0.01\n".write(to: url, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try TrainingConfiguration.load(yaml: url)) { error in
             XCTAssertTrue("\(error)".contains("center_reward"), "\(error)")
