@@ -3,10 +3,10 @@ import Foundation
 import LatheModels
 import LatheTraining
 
-/// What `lathe plan --method` plans: SFT's full, lora or qlora, or a preference objective on a LoRA base
-/// (`--quantize nf4`: QLoRA's), whose micro-batch holds `--batch` pairs (two rows each) or KTO rows.
+/// What `lathe plan --method` plans: SFT's full, lora or qlora, or a preference objective or a reward model on a
+/// LoRA base (`--quantize nf4`: QLoRA's), whose micro-batch holds `--batch` pairs (two rows each) or KTO rows.
 enum PlanMethod: String, CaseIterable, ExpressibleByArgument {
-    case full, lora, qlora, dpo, orpo, simpo, kto
+    case full, lora, qlora, dpo, orpo, simpo, kto, reward
 
     var preference: PreferenceMethod? { PreferenceMethod(rawValue: rawValue) }
 }
@@ -20,7 +20,7 @@ public struct PlanCommand: ParsableCommand {
 
     @Option(name: .long, help: "A .gguf file, a Hugging Face model folder, or a known model name (smollm2-135m).")
     public var model: String = ModelLocator.defaultModelName
-    @Option(help: "full, lora, qlora (LoRA on an NF4 base), or dpo, orpo, simpo, kto (LoRA; with --quantize nf4 on an NF4 base).")
+    @Option(help: "full, lora, qlora (LoRA on an NF4 base), or dpo, orpo, simpo, kto, reward (LoRA; with --quantize nf4 on an NF4 base).")
     var method: PlanMethod = .lora
     @Option(help: "dpo, orpo, simpo, kto: nf4 plans QLoRA's base.") public var quantize: String?
     @Option(name: [.customLong("batch"), .customLong("batch-size")]) public var batch = 4
@@ -56,12 +56,12 @@ public struct PlanCommand: ParsableCommand {
         case .full: return .full
         case .qlora: return .qlora
         case .lora: return .lora
-        case .dpo, .orpo, .simpo, .kto: return quantize == WeightFormat.nf4.rawValue ? .qlora : .lora
+        case .dpo, .orpo, .simpo, .kto, .reward: return quantize == WeightFormat.nf4.rawValue ? .qlora : .lora
         }
     }
 
     /// Rows of `--seq` tokens per micro-batch: pairs have two.
-    var sequences: Int { batch * (method.preference?.sequencesPerItem ?? 1) }
+    var sequences: Int { method == .reward ? 2 * batch : batch * (method.preference?.sequencesPerItem ?? 1) }
 
     /// How the products see the weights, chosen as `--dtype` and `--quantize` choose it for the commands that train.
     func baseFormat() throws -> WeightFormat {
@@ -73,7 +73,7 @@ public struct PlanCommand: ParsableCommand {
     func plan(config: LlamaConfiguration, runtime: RuntimeBaseline) throws -> MemoryPlan {
         MemoryPlan(config: config, method: memoryMethod, batchSize: sequences, length: seq, lora: loraConfiguration,
                    gradientCheckpointing: gradientCheckpointing, optimizer: optimizer,
-                   baseBytesPerValue: try baseFormat().bitsPerValue / 8, runtime: runtime)
+                   baseBytesPerValue: try baseFormat().bitsPerValue / 8, runtime: runtime, head: method == .reward ? .score : .languageModel)
     }
 
     struct Output: Encodable {

@@ -60,13 +60,7 @@ public struct PreferenceRunOptions: ParsableArguments {
     }
 
     func run(_ c: TrainingConfiguration) throws {
-        MatMul.setThreads(c.threads)
-        log("compute threads: \(c.threads.resolvedDescription)")
-        // An adapter trained on a quantized base (QLoRA) goes on training on that base.
-        let trained = try c.adapter.map { try PEFTAdapter.trainedBase(URL(fileURLWithPath: $0)) } ?? nil
-        let format = try WeightFormat.base(underAdapterTrainedOn: trained, dtype: c.dtype, quantize: c.quantize) ?? c.loadingFormat()
-        let lm = try LanguageModel.load(c.model, weightFormat: format)
-        print("products: \(format) weights (dtype \(c.dtype); this CPU's bf16 products: \(BF16Products.current))")
+        let lm = try loadTrainingModel(c)
         let trainer = try Trainer(config: c, languageModel: lm)
         // The first held-out prompt, answered before and after (greedy): what the tuning changed.
         let prompt = try c.valid.flatMap {
@@ -75,25 +69,41 @@ public struct PreferenceRunOptions: ParsableArguments {
         }
         func answer(_ prompt: [Int]) throws -> String { try greedyAnswer(lm, to: prompt) }
         let before = c.method == .lora && !training.resume ? try prompt.map(answer) : nil
-        var first: [String: Double]?, last: [String: Double]?
-        try trainer.run(resume: training.resume) { event in
-            if case .validation(_, let metrics) = event {
-                if first == nil { first = metrics }
-                last = metrics
-            }
-            logProgress(event, result: c.method == .lora ? "adapter" : "model")
-        }
-        if let first, let last {
-            for key in ["eval_loss", "eval_rewards/accuracies", "eval_rewards/margins"] {
-                guard let before = first[key], let after = last[key] else { continue }
-                print(String(format: "held-out %@: %.4f before, %.4f after", String(key.dropFirst(5)), before, after))
-            }
-        }
+        try runReportingHeldOut(trainer, resume: training.resume, keys: ["eval_loss", "eval_rewards/accuracies", "eval_rewards/margins"])
         if let prompt {
             print("prompt: \(lm.tokenizer.decode(prompt))")
             if let before { print("before: \(before)") }
             print("after:  \(try answer(prompt))")
         }
+    }
+}
+
+/// The model a training run starts from, in the format the configuration says; an adapter trained on a quantized
+/// base (QLoRA) goes on training on that base.
+func loadTrainingModel(_ c: TrainingConfiguration) throws -> LanguageModel {
+    MatMul.setThreads(c.threads)
+    log("compute threads: \(c.threads.resolvedDescription)")
+    let trained = try c.adapter.map { try PEFTAdapter.trainedBase(URL(fileURLWithPath: $0)) } ?? nil
+    let format = try WeightFormat.base(underAdapterTrainedOn: trained, dtype: c.dtype, quantize: c.quantize) ?? c.loadingFormat()
+    let lm = try LanguageModel.load(c.model, weightFormat: format)
+    print("products: \(format) weights (dtype \(c.dtype); this CPU's bf16 products: \(BF16Products.current))")
+    return lm
+}
+
+/// Runs the trainer with its progress on stderr, then prints the held-out metrics `keys` before and after.
+func runReportingHeldOut(_ trainer: Trainer, resume: Bool, keys: [String]) throws {
+    var first: [String: Double]?, last: [String: Double]?
+    try trainer.run(resume: resume) { event in
+        if case .validation(_, let metrics) = event {
+            if first == nil { first = metrics }
+            last = metrics
+        }
+        logProgress(event, result: trainer.config.method == .lora ? "adapter" : "model")
+    }
+    guard let first, let last else { return }
+    for key in keys {
+        guard let before = first[key], let after = last[key] else { continue }
+        print(String(format: "held-out %@: %.4f before, %.4f after", String(key.dropFirst(5)), before, after))
     }
 }
 

@@ -65,7 +65,7 @@ public enum PreferenceDataset {
 
     /// Reads the rows and renders each into examples; a dropped row is counted, and a file whose every row is
     /// dropped is an error saying why.
-    private static func load<Example: TokenizedPreference>(_ url: URL, render: (DatasetRow) throws -> [Example]) throws
+    static func load<Example: TokenizedPreference>(_ url: URL, render: (DatasetRow) throws -> [Example]) throws
         -> (examples: [Example], report: PreferenceReport) {
         let rows = try DatasetReader.read(url)
         guard !rows.isEmpty else { throw DatasetError(file: url.path, line: 0, message: "the dataset has no rows") }

@@ -39,6 +39,9 @@ public enum PreferenceDropReason: String, Codable, Sendable, CaseIterable, Custo
     case promptFillsMaxLength = "the prompt alone fills max_length"
     /// Chosen and rejected are the same tokens (after truncation): the pair prefers nothing. TRL keeps such pairs.
     case sameChosenAndRejected = "chosen and rejected are the same tokens"
+    /// Reward models: the chosen or the rejected sequence is longer than `max_length` (TRL's RewardTrainer filters
+    /// such pairs out rather than cutting them).
+    case longerThanMaxLength = "chosen or rejected is longer than max_length"
 
     public var description: String { rawValue }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import LatheModels
+import LatheTemplates
 
 /// One prompt for RL: its tokens, its text, and the row's fields (a `reference` answer and whatever else the
 /// rewards read).
@@ -7,8 +8,17 @@ public struct PromptExample: Sendable {
     public var ids: [Int]
     public var text: String
     public var fields: [String: JSONValue]
+    /// The conversation so far for chat prompts (nil for plain text): a completion is its next assistant turn.
+    public var messages: [ChatMessage]?
     /// "file:line".
     public var source: String
+
+    /// The prompt and a completion as one sequence, as a reward model reads it (TRL's GRPOTrainer: the chat
+    /// template over the conversation with the completion as the assistant's turn, or the two texts joined).
+    public func sequence(completion: String, model: LanguageModel) throws -> [Int] {
+        guard let messages else { return model.tokenizer.encode(text + completion, addSpecialTokens: false) }
+        return try model.chatTokens(messages + [ChatMessage(role: "assistant", content: completion)], addGenerationPrompt: false)
+    }
 }
 
 /// Loads prompts for rollouts from JSONL rows, TRL's prompt-only forms: `{"prompt": "text"}` (tokenized as it is,
@@ -22,11 +32,13 @@ public enum PromptDataset {
         return try lines.map { line in
             guard var fields = line.value.object else { throw line.error("expected a JSON object, got \(line.value.summary)") }
             let ids: [Int]
+            var conversation: [ChatMessage]?
             if let prompt = fields["prompt"] {
                 if let text = prompt.string {
                     ids = model.tokenizer.encode(text, addSpecialTokens: true)
                 } else if prompt.array != nil {
-                    ids = try model.chatTokens(try LanguageModel.chatMessages(prompt, line: line), addGenerationPrompt: true)
+                    conversation = try LanguageModel.chatMessages(prompt, line: line)
+                    ids = try model.chatTokens(conversation!, addGenerationPrompt: true)
                 } else {
                     throw line.error("field \"prompt\" must be a string or a list of messages, got \(prompt.summary)")
                 }
@@ -37,6 +49,7 @@ public enum PromptDataset {
                     if fields["reference"] == nil { fields["reference"] = .string(answer.content) }
                     guard !messages.isEmpty else { throw line.error("field \"messages\" has only the assistant's answer") }
                 }
+                conversation = messages
                 ids = try model.chatTokens(messages, addGenerationPrompt: true)
             } else if let text = fields["text"] {
                 guard let string = text.string else { throw line.error("field \"text\" must be a string, got \(text.summary)") }
@@ -45,7 +58,8 @@ public enum PromptDataset {
                 throw line.error("expected a \"prompt\", \"messages\" or \"text\" field")
             }
             guard !ids.isEmpty else { throw line.error("the prompt has no tokens") }
-            return PromptExample(ids: ids, text: model.tokenizer.decode(ids), fields: fields, source: "\(line.file):\(line.line)")
+            return PromptExample(ids: ids, text: model.tokenizer.decode(ids), fields: fields, messages: conversation,
+                                 source: "\(line.file):\(line.line)")
         }
     }
 }

@@ -13,12 +13,12 @@ public struct RewardInput: Sendable {
     /// The completion's tokens (its stop token excluded).
     public var completionTokenCount: Int
     public var row: [String: JSONValue]
-    /// Prompt and completion tokens, stop token included: what a reward model scores.
-    public var tokens: [Int]
+    /// Prompt and completion as one sequence, as a reward model reads it.
+    public var sequence: [Int]
 
-    public init(prompt: String, completion: String, completionTokenCount: Int, row: [String: JSONValue], tokens: [Int]) {
+    public init(prompt: String, completion: String, completionTokenCount: Int, row: [String: JSONValue], sequence: [Int]) {
         self.prompt = prompt; self.completion = completion; self.completionTokenCount = completionTokenCount
-        self.row = row; self.tokens = tokens
+        self.row = row; self.sequence = sequence
     }
 }
 
@@ -191,6 +191,25 @@ struct RuleReward: RewardFunction {
             throw EvalError.invalidInput("reward \(label): the row's `\(field)` is a string that is not JSON: \(text.prefix(60))")
         }
         return parsed
+    }
+}
+
+/// reward_model: a reward model adapter (`lathe reward`'s) on the model being trained, switched on only while it
+/// scores: its score of each prompt + completion.
+public struct RewardModelReward: RewardFunction {
+    public let label: String
+    let rewardModel: RewardModel
+    let padTokenID: Int?
+
+    public init(label: String, rewardModel: RewardModel, padTokenID: Int?) {
+        self.label = label; self.rewardModel = rewardModel; self.padTokenID = padTokenID
+    }
+
+    public func rewards(_ inputs: [RewardInput]) throws -> [Double?] {
+        try stride(from: 0, to: inputs.count, by: 8).flatMap { start in
+            try rewardModel.scores(inputs[start..<min(start + 8, inputs.count)].map(\.sequence), padTokenID: padTokenID)
+                .map { Double($0) }
+        }
     }
 }
 

@@ -120,12 +120,14 @@ extension LlamaModel {
 /// LoRA adapters in Hugging Face PEFT's format: `adapter_model.safetensors` with keys
 /// `base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight` ([r, in]) and `…lora_B.weight` ([out, r]),
 /// and `adapter_config.json`. Weights are in Hugging Face's layout (Q/K un-permuted) whatever file the base came from.
+/// With heads (a reward model's `score.weight`), it is PEFT's SEQ_CLS adapter: each head under
+/// `base_model.model.<name>` (where PEFT 0.21 writes a `modules_to_save` module) and named in `modules_to_save`.
 public enum PEFTAdapter {
     static let prefix = "base_model.model."
 
     /// Writes the adapters named `name` (atomically, the weights file last renamed into place).
     public static func save(_ model: LlamaModel, adapterName name: String = "default", config: LoRAConfiguration,
-                            baseModel: String, to folder: URL, extra: [String: JSONValue] = [:]) throws {
+                            heads: [Parameter] = [], baseModel: String, to folder: URL, extra: [String: JSONValue] = [:]) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         var writer = SafetensorsWriter(metadata: ["format": "pt"])
         for adapter in model.adapters where adapter.adapterName == name {
@@ -133,14 +135,18 @@ public enum PEFTAdapter {
                 try writer.addTensor(name: prefix + p.name, dimensions: p.shape, values: p.tensor.array, dtype: .f32)
             }
         }
+        for head in heads {
+            try writer.addTensor(name: prefix + head.name, dimensions: head.shape, values: head.tensor.array, dtype: .f32)
+        }
+        let modules = heads.map { JSONValue.string(moduleName(of: $0)) }
         var object: [String: JSONValue] = [
-            "peft_type": .string("LORA"), "task_type": .string("CAUSAL_LM"),
+            "peft_type": .string("LORA"), "task_type": .string(heads.isEmpty ? "CAUSAL_LM" : "SEQ_CLS"),
             "r": .number(Double(config.rank)), "lora_alpha": .number(Double(config.alpha)),
             "lora_dropout": .number(Double(config.dropout)),
             "target_modules": .array(config.targetModules.map { .string($0) }),
             "use_rslora": .bool(config.rsLoRA), "bias": .string("none"), "fan_in_fan_out": .bool(false),
             "inference_mode": .bool(true), "init_lora_weights": .bool(true),
-            "base_model_name_or_path": .string(baseModel), "modules_to_save": .null,
+            "base_model_name_or_path": .string(baseModel), "modules_to_save": modules.isEmpty ? .null : .array(modules),
             "rank_pattern": .object([:]), "alpha_pattern": .object([:]),
         ]
         for (key, value) in extra { object[key] = value }
@@ -151,9 +157,16 @@ public enum PEFTAdapter {
         try writer.write(to: folder.appendingPathComponent("adapter_model.safetensors"))
     }
 
-    /// Reads a PEFT LoRA adapter folder and attaches it to the model under `name`; checks every tensor's key and shape.
+    /// `score.weight` → `score`.
+    static func moduleName(of head: Parameter) -> String {
+        head.name.hasSuffix(".weight") ? String(head.name.dropLast(".weight".count)) : head.name
+    }
+
+    /// Reads a PEFT LoRA adapter folder and attaches it to the model under `name`, and fills `heads` (a SEQ_CLS
+    /// adapter's `modules_to_save`, frozen); checks every tensor's key and shape.
     @discardableResult
-    public static func load(_ folder: URL, into model: LlamaModel, adapterName name: String = "default") throws -> LoRAConfiguration {
+    public static func load(_ folder: URL, into model: LlamaModel, adapterName name: String = "default",
+                            heads: [Parameter] = []) throws -> LoRAConfiguration {
         let configURL = folder.appendingPathComponent("adapter_config.json")
         let configPath = configURL.path
         guard let data = try? Data(contentsOf: configURL), let object = (try? JSONValue.parse(data))?.object else {
@@ -176,6 +189,19 @@ public enum PEFTAdapter {
         let weightsURL = folder.appendingPathComponent("adapter_model.safetensors")
         let weights = try SafetensorsFile(url: weightsURL)
         var unused = Set(weights.tensors.map(\.name))
+        // The heads first: a SEQ_CLS adapter without its head fails before any LoRA is attached.
+        for head in heads {
+            let key = prefix + head.name
+            guard let info = weights.tensor(named: key) else {
+                throw ModelError.missingWeight(file: weightsURL.path, name: key)
+            }
+            guard info.dimensions == head.shape else {
+                throw ModelError.wrongShape(file: weightsURL.path, name: key, expected: head.shape, found: info.dimensions)
+            }
+            _ = head.tensor.buffer.update(from: try weights.floats(of: info))
+            head.trainable = false
+            unused.remove(key)
+        }
         for block in model.blocks {
             for module in config.targetModules {
                 guard let linear = block.linear(named: module) else { continue }

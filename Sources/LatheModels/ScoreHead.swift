@@ -1,3 +1,4 @@
+import Foundation
 import LatheTensors
 
 /// One number from a final normalised hidden state: transformers' `score` of `LlamaForSequenceClassification`
@@ -11,6 +12,25 @@ public final class ScoreHead: @unchecked Sendable {
     }
 
     var hiddenSize: Int { weight.shape[1] }
+
+    /// Draws the weight from normal(0, standardDeviation), as transformers initialises `score` (std
+    /// `initializer_range`, 0.02 for SmolLM2 and most llama configs); Box–Muller on a seeded stream.
+    public func initialize(standardDeviation: Float = 0.02, seed: UInt64) {
+        var random = SeededGenerator(seed: seed)
+        let w = weight.tensor.pointer
+        for i in 0..<weight.tensor.count {
+            let u = max(random.nextUnitFloat(), .leastNormalMagnitude), v = random.nextUnitFloat()
+            w[i] = standardDeviation * (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
+        }
+    }
+
+    /// Where a sequence's score is read: its last token that is not `padTokenID` (transformers'
+    /// `LlamaForSequenceClassification` rule, which also skips a trailing EOS when EOS is the pad), the last token
+    /// without a pad id, 0 when every token is the pad (as torch's argmax of an all-zero mask).
+    public static func scoredPosition(of sequence: [Int], padTokenID: Int?) -> Int {
+        guard let padTokenID else { return max(sequence.count - 1, 0) }
+        return sequence.lastIndex { $0 != padTokenID } ?? 0
+    }
 
     /// w · h at each listed row of `hidden` ([rows, hidden]).
     public func scores(_ hidden: Tensor, rows: [Int]) -> [Float] {

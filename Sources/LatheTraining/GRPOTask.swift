@@ -29,8 +29,12 @@ final class GRPOTask: TrainingTask {
         objective = GRPOObjective(options: options)
         rewards = try options.rewards.map { spec in
             do {
-                return (spec, try spec.make(rewardModel: { _ in
-                    throw TrainingError("reward \(spec.metricsLabel): reward models are not built yet")
+                return (spec, try spec.make(rewardModel: { folder in
+                    // Each reward model is its own adapter on the shared base.
+                    let name = "reward-\(spec.metricsLabel)"
+                    return RewardModelReward(label: spec.metricsLabel, rewardModel: try RewardModel(adapter: URL(fileURLWithPath: folder), on: languageModel.model,
+                                                                          adapterName: name),
+                                             padTokenID: languageModel.padTokenID)
                 }))
             } catch let error as EvalError { throw TrainingError("\(error)") }
         }
@@ -114,11 +118,11 @@ final class GRPOTask: TrainingTask {
     /// completion metrics.
     func score(_ rollouts: [Rollout], examples: [PromptExample], prefix: String) throws -> ([Double?], [String: Double]) {
         let stops = languageModel.stopTokenIDs
-        let inputs = zip(rollouts, examples).map { rollout, example in
+        let inputs = try zip(rollouts, examples).map { rollout, example in
             let body = rollout.stopped ? Array(rollout.completion.dropLast()) : rollout.completion
-            return RewardInput(prompt: example.text, completion: languageModel.tokenizer.decode(body, skipSpecialTokens: true),
-                               completionTokenCount: body.count, row: example.fields,
-                               tokens: rollout.prompt + rollout.completion)
+            let completion = languageModel.tokenizer.decode(body, skipSpecialTokens: true)
+            return RewardInput(prompt: example.text, completion: completion, completionTokenCount: body.count, row: example.fields,
+                               sequence: try example.sequence(completion: completion, model: languageModel))
         }
         var total = [Double?](repeating: nil, count: rollouts.count)
         var metrics: [String: Double] = [:]

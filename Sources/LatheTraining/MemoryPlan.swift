@@ -50,6 +50,16 @@ public struct MemoryPlan: Sendable, Equatable {
     /// other compact bases expand their weights a tile at a time instead.
     public var compactBaseMultipliesNatively: Bool
     public var runtime: RuntimeBaseline
+    /// What reads the final hidden states: the LM head (SFT, preferences) or a reward model's score head.
+    public var head: Head
+
+    /// The head the step runs on the final hidden states.
+    public enum Head: String, Sendable, Codable {
+        /// The chunked LM head and its loss.
+        case languageModel
+        /// A [1, hidden] score head (`lathe reward`): trained, no LM head pass.
+        case score
+    }
 
     /// - Parameters:
     ///   - baseBytesPerValue: nil takes the method's own: 4 for full and LoRA, NF4's for QLoRA.
@@ -58,7 +68,7 @@ public struct MemoryPlan: Sendable, Equatable {
                 lora: LoRAConfiguration = LoRAConfiguration(rank: 8, alpha: 16, targets: ["all-linear"]),
                 gradientCheckpointing: Bool = false, optimizer: OptimizerMemory = .adamw,
                 baseBytesPerValue: Double? = nil, compactBaseMultipliesNatively: Bool? = nil,
-                runtime: RuntimeBaseline = .none) {
+                runtime: RuntimeBaseline = .none, head: Head = .languageModel) {
         self.config = config
         self.method = method
         let bytes = baseBytesPerValue ?? (method == .qlora ? Self.nf4BytesPerValue : 4)
@@ -70,6 +80,7 @@ public struct MemoryPlan: Sendable, Equatable {
         self.optimizer = optimizer
         self.compactBaseMultipliesNatively = compactBaseMultipliesNatively ?? (bytes == 2 && BF16Weight.usesNativeProducts)
         self.runtime = runtime
+        self.head = head
     }
 
     /// Throws, naming the field, on settings no run could have.
@@ -90,8 +101,11 @@ public struct MemoryPlan: Sendable, Equatable {
 
     // MARK: - The terms
 
-    /// Float32 parameters, the compact copies of the frozen block linears (QLoRA, bf16 base), and the adapters.
-    public var weightBytes: Int {
+    /// Float32 parameters, the compact copies of the frozen block linears (QLoRA, bf16 base), the adapters, and
+    /// a score head.
+    public var weightBytes: Int { modelWeightBytes + scoreHeadValues * 4 }
+
+    var modelWeightBytes: Int {
         let floats = config.parameterCount * 4
         guard isCompact else { return floats + adapterValues * 4 }
         if method == .full {
@@ -162,9 +176,10 @@ public struct MemoryPlan: Sendable, Equatable {
         let gradient = rows * (2 * c.hiddenSize + 2 * q + 2 * kv + 3 * c.intermediateSize)
         // Scores of one block of queries against every key: the forward's and the backward's (P and dP).
         let scores = 2 * GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
-        // ChunkedLMHeadLoss: one [chunk, vocabulary] logits block and two [chunk, hidden] row blocks.
+        // ChunkedLMHeadLoss: one [chunk, vocabulary] logits block and two [chunk, hidden] row blocks; a score head
+        // instead reads the final normed hidden states and returns their gradient, [rows, hidden] each.
         let chunk = min(256, rows)
-        let head = chunk * c.vocabularySize + 2 * chunk * c.hiddenSize
+        let head = self.head == .score ? 2 * rows * c.hiddenSize : chunk * c.vocabularySize + 2 * chunk * c.hiddenSize
         // LoRA backward: dProjected [rows, rank]; with dropout also dropout(x) and dx, [rows, in] each.
         var adapterTemporaries = 0
         if method != .full, let widest = adapterShapes.map(\.in).max() {
@@ -194,7 +209,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// built, with a transient of its own.
     public var loadingBytes: Int {
         // Full fine-tuning loads float32 masters; its compact copies come with the training.
-        let modelBytes = method == .full ? config.parameterCount * 4 : weightBytes - adapterValues * 4
+        let modelBytes = method == .full ? config.parameterCount * 4 : modelWeightBytes - adapterValues * 4
         let weightsRead = runtime.processBytes + runtime.modelFileBytes + modelBytes + lastCompressedWeightBytes
         let tokenizerBuilt = runtime.processBytes + modelBytes + runtime.tokenizerBytes + runtime.tokenizerLoadingBytes
         return max(weightsRead, tokenizerBuilt)
@@ -256,18 +271,22 @@ public struct MemoryPlan: Sendable, Equatable {
         return adapterShapes.reduce(0) { $0 + lora.rank * ($1.in + $1.out) } * config.layerCount
     }
 
+    /// The score head's [1, hidden] (0 with the LM head).
+    var scoreHeadValues: Int { head == .score ? config.hiddenSize : 0 }
+
     /// Element counts of the trainable tensors, one entry per tensor (the 8-bit optimizer's rule is per tensor).
     var trainableTensorSizes: [Int] {
         let c = config
+        let scoreHead = scoreHeadValues > 0 ? [scoreHeadValues] : []
         guard method == .full else {
             let perBlock = adapterShapes.flatMap { [lora.rank * $0.in, $0.out * lora.rank] }
-            return Array((0..<c.layerCount).map { _ in perBlock }.joined())
+            return Array((0..<c.layerCount).map { _ in perBlock }.joined()) + scoreHead
         }
         var perBlock = [c.hiddenSize, c.hiddenSize] + blockLinearShapes.map { $0.in * $0.out }
         if c.attentionBias { perBlock += blockLinearShapes.prefix(3).map(\.out) }
         var sizes = [c.vocabularySize * c.hiddenSize, c.hiddenSize]
         if !c.tieWordEmbeddings { sizes.append(c.vocabularySize * c.hiddenSize) }
-        return sizes + Array((0..<c.layerCount).map { _ in perBlock }.joined())
+        return sizes + Array((0..<c.layerCount).map { _ in perBlock }.joined()) + scoreHead
     }
 
     /// What each block keeps of `BlockActivations`: middle, queries, attention, gate, up.

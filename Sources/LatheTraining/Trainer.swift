@@ -121,6 +121,7 @@ public final class Trainer {
         switch config.rl {
         case nil: break
         case .grpo?: return try GRPOTask(config: config, languageModel: languageModel, reference: reference)
+        case .reward?: return try RewardTask(config: config, languageModel: languageModel)
         case let stage?: throw TrainingError("rl: \(stage.rawValue) is not built yet")
         }
         if let method = config.objective {
@@ -155,6 +156,8 @@ public final class Trainer {
 
     private func activations(batchSize: Int, length: Int) -> TrainingActivations {
         if let a = activations, a.batchSize == batchSize, a.length == length { return a }
+        // Batches padded to their longest row change shape: the old set goes first, never two at once.
+        activations = nil
         let a = TrainingActivations(config: languageModel.model.config, batchSize: batchSize, length: length,
                                     checkpointing: config.gradientCheckpointing)
         activations = a
@@ -205,7 +208,7 @@ public final class Trainer {
         let model = languageModel.model
         switch config.method {
         case .lora:
-            try PEFTAdapter.save(model, config: adapterConfiguration, baseModel: config.model, to: outputFolder,
+            try PEFTAdapter.save(model, config: adapterConfiguration, heads: task.adapterHeads, baseModel: config.model, to: outputFolder,
                                  extra: ["lathe_training": .object([
                                     "steps": .number(Double(step)),
                                     // The base the adapter was trained on: f32, bf16 or nf4 (QLoRA: loading and merging the adapter follow it).

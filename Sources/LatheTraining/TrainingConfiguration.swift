@@ -22,6 +22,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// The RLHF stage (set by `lathe reward|ppo|grpo`); nil: SFT or a preference objective.
     public var rl: RLMethod?
     public var grpo = GRPOOptions()
+    public var reward = RewardOptions()
     /// A PEFT adapter to start from (an SFT adapter): it is trained further, and a frozen copy is the reference.
     public var adapter: String?
     public var epochs = 1
@@ -57,7 +58,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter, rl, grpo
+        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter, rl, grpo, reward
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
@@ -80,6 +81,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         adapter = try c.decodeIfPresent(String.self, forKey: .adapter)
         rl = try c.decodeIfPresent(RLMethod.self, forKey: .rl)
         grpo = try c.decodeIfPresent(GRPOOptions.self, forKey: .grpo) ?? d.grpo
+        reward = try c.decodeIfPresent(RewardOptions.self, forKey: .reward) ?? d.reward
         epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
@@ -133,6 +135,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if method == .lora { try lora.validate() }
         if objective != nil { try preference.validate() }
         if rl == .grpo { try grpo.validate(generationBatch: batchSize * gradientAccumulation) }
+        if rl == .reward {
+            try reward.validate()
+            // The result is a PEFT adapter carrying the head; a full model export would leave the head out.
+            guard method == .lora else { throw TrainingError("rl: reward trains a LoRA adapter and its score head: method lora") }
+        }
         if adapter != nil, method == .full { throw TrainingError("adapter: an adapter to start from needs method lora") }
         _ = try weightFormat()
         try sft.validate()

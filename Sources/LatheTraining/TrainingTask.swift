@@ -27,6 +27,9 @@ protocol TrainingTask: AnyObject {
     /// Weights the task trains beside the model's (a reward model's score head, PPO's value head): optimised,
     /// clipped and checkpointed with them.
     var taskParameters: [Parameter] { get }
+    /// The task's weights saved inside the PEFT adapter as `modules_to_save` (a reward model's `score`), making it
+    /// a sequence-classification adapter.
+    var adapterHeads: [Parameter] { get }
     /// What a resume needs beyond the data position and the weights (a rollout buffer), nil when nothing.
     func checkpointState() throws -> Data?
     func restore(checkpointState: Data) throws
@@ -36,6 +39,7 @@ protocol TrainingTask: AnyObject {
 
 extension TrainingTask {
     var taskParameters: [Parameter] { [] }
+    var adapterHeads: [Parameter] { [] }
     func checkpointState() throws -> Data? { nil }
     func restore(checkpointState: Data) throws {}
     func writeResult(to folder: URL) throws {}

@@ -9,7 +9,7 @@ import LatheTestSupport
 final class RewardTests: XCTestCase {
     func input(_ completion: String, reference: JSONValue? = nil, tokens: Int = 3) -> RewardInput {
         RewardInput(prompt: "p", completion: completion, completionTokenCount: tokens,
-                    row: reference.map { ["reference": $0] } ?? [:], tokens: [1, 2])
+                    row: reference.map { ["reference": $0] } ?? [:], sequence: [1, 2])
     }
 
     func rewards(_ spec: RewardSpec, _ inputs: [RewardInput]) throws -> [Double?] {

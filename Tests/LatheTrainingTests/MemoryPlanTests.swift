@@ -30,7 +30,7 @@ final class MemoryPlanTests: XCTestCase {
         TensorMemory.resetPeak()
         let model = LlamaModel(config: plan.config)
         model.initializeRandomly(seed: 5)
-        let trainable: [Parameter]
+        var trainable: [Parameter]
         switch plan.method {
         case .full:
             for p in model.parameters { p.trainable = true }
@@ -44,6 +44,13 @@ final class MemoryPlanTests: XCTestCase {
             trainable = adapters.flatMap(\.parameters)
         }
         let loadingPeak = TensorMemory.peakBytes - liveBefore
+        // A reward model's score head, trained with the adapters (RewardTask's step).
+        let score = plan.head == .score ? ScoreHead(hiddenSize: plan.config.hiddenSize) : nil
+        if let score {
+            score.initialize(seed: 2)
+            score.weight.trainable = true
+            trainable.append(score.weight)
+        }
         let optimizer = try optimizer.make()
         var random = SeededGenerator(seed: 9)
         let rows = (0..<plan.batchSize).map { _ in
@@ -55,7 +62,15 @@ final class MemoryPlanTests: XCTestCase {
         TensorMemory.resetPeak()
         for _ in 0..<2 {
             for p in trainable { p.zeroGradient() }
-            _ = try languageModelLoss(model, batch: batch, activations: activations, scale: 1 / Float(batch.tokenCount))
+            if let score {
+                let hidden = try model.finalHiddenStates(tokens: batch.inputs, batchSize: batch.batchSize, saving: activations)
+                let rows = (0..<batch.batchSize).map { $0 * batch.length + batch.length - 1 }
+                let dHidden = Tensor(zeros: hidden.shape)
+                score.backward(hidden: hidden, rows: rows, scoreGradient: score.scores(hidden, rows: rows), dHidden: dHidden)
+                model.backward(activations: activations, finalHiddenGradient: dHidden)
+            } else {
+                _ = try languageModelLoss(model, batch: batch, activations: activations, scale: 1 / Float(batch.tokenCount))
+            }
             _ = clipGradientNorm(trainable, maxNorm: 1)
             try optimizer.step(trainable, learningRate: 1e-3)
             if plan.method == .full, base != .float32 { try model.keepCompactCopies(base) }
@@ -89,6 +104,13 @@ final class MemoryPlanTests: XCTestCase {
             \(measured.trainingBytes) (ratio \(ratio)); weights \(plan.weightBytes), gradients \(plan.gradientBytes), \
             optimizer \(plan.optimizerBytes), activations \(plan.activationBytes), workspace \(plan.workspaceBytes)
             """, file: file, line: line)
+    }
+
+    func testARewardModelsStepMatchesTheMeasuredPeak() throws {
+        let lora = LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"])
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: true), method: .lora, batchSize: 4, length: 40, lora: lora, head: .score))
+        try assertPlanMatches(MemoryPlan(config: configuration(tied: false), method: .lora, batchSize: 2, length: 64, lora: lora,
+                                         gradientCheckpointing: true, head: .score))
     }
 
     func testFullFineTuningMatchesTheMeasuredPeak() throws {
