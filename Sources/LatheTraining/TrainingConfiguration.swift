@@ -21,6 +21,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var preference = PreferenceOptions()
     /// The RLHF stage (set by `lathe reward|ppo|grpo`); nil: SFT or a preference objective.
     public var rl: RLMethod?
+    public var ppo = PPOOptions()
     /// A PEFT adapter to start from (an SFT adapter): it is trained further, and a frozen copy is the reference.
     public var adapter: String?
     public var epochs = 1
@@ -56,7 +57,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter, rl
+        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter, rl, ppo
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
@@ -78,6 +79,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         preference = try c.decodeIfPresent(PreferenceOptions.self, forKey: .preference) ?? d.preference
         adapter = try c.decodeIfPresent(String.self, forKey: .adapter)
         rl = try c.decodeIfPresent(RLMethod.self, forKey: .rl)
+        ppo = try c.decodeIfPresent(PPOOptions.self, forKey: .ppo) ?? d.ppo
         epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
@@ -130,6 +132,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         guard evalEvery >= 0, saveEvery >= 0 else { throw TrainingError("eval_every and save_every must not be negative") }
         if method == .lora { try lora.validate() }
         if objective != nil { try preference.validate() }
+        if rl == .ppo { try ppo.validate() }
         if adapter != nil, method == .full { throw TrainingError("adapter: an adapter to start from needs method lora") }
         _ = try weightFormat()
         try sft.validate()
