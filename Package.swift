@@ -40,7 +40,7 @@ let package = Package(
                 dependencies: ["LatheTensors", "LatheFormats", "LatheTokenizers", "LatheTemplates"],
                 swiftSettings: nativeCPU),
         .target(name: "LatheData", dependencies: ["LatheModels", "LatheTensors", "LatheRemote"], swiftSettings: nativeCPU),
-        .target(name: "LatheTraining", dependencies: ["LatheModels", "LatheData", "LatheFormats", "LatheTensors", .product(name: "Yams", package: "Yams")],
+        .target(name: "LatheTraining", dependencies: ["LatheModels", "LatheData", "LatheEval", "LatheFormats", "LatheTensors", .product(name: "Yams", package: "Yams")],
                 swiftSettings: nativeCPU),
         // A client for OpenAI-compatible chat-completion endpoints (LLM-as-judge, synthetic data).
         .target(name: "LatheRemote", swiftSettings: nativeCPU),

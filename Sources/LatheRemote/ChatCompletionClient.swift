@@ -191,33 +191,7 @@ public final class ChatCompletionClient: ChatCompleting, @unchecked Sendable {
         change(&_counts)
     }
 
-    enum Outcome {
-        case transport(Error)
-        case response(status: Int, headers: [String: String], data: Data)
-    }
-
-    /// One HTTP exchange, waited for on the calling thread.
-    private func send(_ request: URLRequest) -> Outcome {
-        final class Box: @unchecked Sendable { var outcome: Outcome = .transport(URLError(.unknown)) }
-        let box = Box(), done = DispatchSemaphore(value: 0)
-        let task = session.dataTask(with: request) { data, response, error in
-            if let error {
-                box.outcome = .transport(error)
-            } else if let http = response as? HTTPURLResponse {
-                var headers: [String: String] = [:]
-                for (key, value) in http.allHeaderFields {
-                    if let key = key as? String, let value = value as? String { headers[key.lowercased()] = value }
-                }
-                box.outcome = .response(status: http.statusCode, headers: headers, data: data ?? Data())
-            } else {
-                box.outcome = .transport(URLError(.badServerResponse))
-            }
-            done.signal()
-        }
-        task.resume()
-        done.wait()
-        return box.outcome
-    }
+    private func send(_ request: URLRequest) -> HTTPExchange.Outcome { HTTPExchange.send(request, session: session) }
 
     /// Timeouts and lost or refused connections may pass; a bad URL or an unsupported scheme will not.
     static func isTransient(_ error: Error) -> Bool {
