@@ -39,6 +39,9 @@ final class PPOTask: TrainingTask {
          score: @escaping Score) throws {
         let options = config.ppo
         try options.validate()
+        guard config.method == .lora else {
+            throw TrainingError("ppo trains a LoRA policy (its reference is the frozen start on the same base); drop method: full")
+        }
         guard config.gradientAccumulation == 1 else {
             throw TrainingError("ppo: one optimizer step is one minibatch; set gradient_accumulation to 1 and use ppo.num_mini_batches")
         }
@@ -75,6 +78,19 @@ final class PPOTask: TrainingTask {
         }
         summary = "\(prompts.count) prompts: \(iterator.batchesInEpoch) rollout batches of \(config.batchSize) per epoch, "
             + "each trained for \(options.numPPOEpochs) epochs of \(options.numMiniBatches) minibatches"
+    }
+
+    /// PPO against the reward model adapter at `ppo.reward_model_path`, attached to the same base; the value head
+    /// starts from its score head, as TRL's value model starts from the reward model.
+    convenience init(config: TrainingConfiguration, languageModel: LanguageModel, reference: ReferenceSource) throws {
+        guard let path = config.ppo.rewardModelPath else {
+            throw TrainingError("ppo needs a reward model: give --reward-model DIR or ppo.reward_model_path")
+        }
+        let rewardModel = try RewardModel(adapter: URL(fileURLWithPath: path), on: languageModel.model)
+        try self.init(config: config, languageModel: languageModel, reference: reference,
+                      valueHeadWeight: rewardModel.head.weight.tensor.array) { sequences in
+            try rewardModel.scores(sequences, padTokenID: nil).map(Double.init)
+        }
     }
 
     var options: PPOOptions { objective.options }

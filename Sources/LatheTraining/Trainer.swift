@@ -120,6 +120,7 @@ public final class Trainer {
                          reference: ReferenceSource) throws -> TrainingTask {
         switch config.rl {
         case nil: break
+        case .ppo?: return try PPOTask(config: config, languageModel: languageModel, reference: reference)
         case let stage?: throw TrainingError("rl: \(stage.rawValue) is not built yet")
         }
         if let method = config.objective {
