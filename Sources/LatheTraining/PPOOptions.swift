@@ -81,6 +81,28 @@ public struct PPOOptions: Codable, Equatable, Sendable {
         rewardModelPath = try c.decodeIfPresent(String.self, forKey: .rewardModelPath)
     }
 
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(numPPOEpochs, forKey: .numPPOEpochs)
+        try c.encode(numMiniBatches, forKey: .numMiniBatches)
+        try c.encode(klCoef, forKey: .klCoef)
+        try c.encode(klEstimator, forKey: .klEstimator)
+        try c.encode(cliprange, forKey: .cliprange)
+        try c.encode(vfCoef, forKey: .vfCoef)
+        try c.encode(cliprangeValue, forKey: .cliprangeValue)
+        try c.encode(gamma, forKey: .gamma)
+        try c.encode(lam, forKey: .lam)
+        try c.encode(whitenRewards, forKey: .whitenRewards)
+        try c.encodeIfPresent(missingEOSPenalty, forKey: .missingEOSPenalty)
+        try c.encode(responseLength, forKey: .responseLength)
+        try c.encode(temperature, forKey: .temperature)
+        // Written even when null: an absent key reads back as the default, eos.
+        try c.encode(stopToken, forKey: .stopToken)
+        try c.encodeIfPresent(stopTokenID, forKey: .stopTokenID)
+        try c.encode(localRolloutForwardBatchSize, forKey: .localRolloutForwardBatchSize)
+        try c.encodeIfPresent(rewardModelPath, forKey: .rewardModelPath)
+    }
+
     /// Checks the values, naming the key.
     public func validate() throws {
         guard numPPOEpochs >= 1 else { throw TrainingError("ppo.num_ppo_epochs must be at least 1, got \(numPPOEpochs)") }

@@ -159,6 +159,10 @@ final class PPOObjectiveTests: XCTestCase {
         XCTAssertEqual(set.stopTokenID, 7)
         XCTAssertEqual(set.cliprangeValue, 0.3)
         XCTAssertNoThrow(try set.validate())
+        // The run folder's config.yaml reads back the same, `stop_token: null` included.
+        var written = TrainingConfiguration()
+        written.ppo = set
+        XCTAssertEqual(try YAMLDecoder().decode(TrainingConfiguration.self, from: try written.yaml()).ppo, set)
         XCTAssertThrowsError(try YAMLDecoder().decode(TrainingConfiguration.self, from: "ppo:\n  kl_coeff: 0.1\n")) { error in
             XCTAssertTrue("\(error)".contains("kl_coeff"), "\(error)")
         }
