@@ -67,7 +67,11 @@ public enum PromptDataset {
 /// Prompts in batches of `batchSize`, for `BatchIterator`'s shuffled, resumable epochs.
 public struct PromptBatchLayout: BatchLayout {
     public let batchSize: Int
-    public init(batchSize: Int) { self.batchSize = batchSize }
-    public func rows(_ examples: [PromptExample], order: [Int]) throws -> [[Int]] { order.map { [$0] } }
+    /// Leave out an epoch's last batch when it is short (PPO's rollout batches are whole, as TRL's drop_last).
+    public let dropsPartialBatch: Bool
+    public init(batchSize: Int, dropsPartialBatch: Bool = false) { self.batchSize = batchSize; self.dropsPartialBatch = dropsPartialBatch }
+    public func rows(_ examples: [PromptExample], order: [Int]) throws -> [[Int]] {
+        (dropsPartialBatch ? Array(order.prefix(order.count / batchSize * batchSize)) : order).map { [$0] }
+    }
     public func batch(_ rows: [[PromptExample]]) throws -> [PromptExample] { rows.flatMap { $0 } }
 }

@@ -269,10 +269,12 @@ struct ExternalReward: RewardFunction {
         let input = Pipe(), output = Pipe(), errors = Pipe()
         process.standardInput = input; process.standardOutput = output; process.standardError = errors
         do { try process.run() } catch { throw EvalError.invalidInput("reward \(label): cannot start \(argv[0]): \(error)") }
+        // A command that exits without reading all its input must not kill this process with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         let payload = try lines.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }.joined(separator: "\n") + "\n"
         // Written from another thread so that a command answering line by line cannot block on a full pipe.
         DispatchQueue.global().async {
-            input.fileHandleForWriting.write(Data(payload.utf8))
+            try? input.fileHandleForWriting.write(contentsOf: Data(payload.utf8))
             try? input.fileHandleForWriting.close()
         }
         let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }

@@ -75,18 +75,19 @@ final class GRPOTask: TrainingTask {
         let starts = Array(stride(from: 0, to: rollouts.count, by: microBatchSize))
         for start in starts {
             let part = start..<min(start + microBatchSize, rollouts.count)
-            let batch = RolloutBatch(Array(rollouts[part]), paddingID: languageModel.tokenizer.eosTokenID ?? 0)
+            let batch = RolloutSequences(queries: rollouts[part].map(\.prompt), responses: rollouts[part].map(\.completion),
+                                         width: rollouts[part].map(\.completion.count).max() ?? 0)
             let reference = options.beta == 0 ? nil : try scorer.withReference {
-                batch.completionScores(try batch.logProbabilities(model, temperature: options.temperature, saving: nil))
+                batch.responseValues(try batch.logProbabilities(model, temperature: options.temperature, saving: nil))
             }
-            let saved = activations(batch.rows, batch.length)
-            let policy = batch.completionScores(try batch.logProbabilities(model, temperature: options.temperature, saving: saved))
+            let saved = activations(batch.batchSize, batch.length)
+            let policy = batch.responseValues(try batch.logProbabilities(model, temperature: options.temperature, saving: saved))
             let rows = part.enumerated().map { i, r in
                 GRPOCompletion(logProbabilities: policy[i], referenceLogProbabilities: reference?[i],
                                advantage: advantages[r], counted: counted[r])
             }
             let result = objective.evaluate(rows, microBatches: starts.count, generationTokens: generationTokens)
-            model.backward(activations: saved, targets: batch.targets, logProbabilityGradient: batch.scatter(result.gradients),
+            model.backward(activations: saved, targets: batch.targets, logProbabilityGradient: batch.targetGradient(result.gradients),
                            temperature: options.temperature)
             outcome.loss += result.loss
             outcome.tokens += batch.valid.filter { $0 }.count
@@ -169,54 +170,5 @@ final class GRPOTask: TrainingTask {
         defer { for (adapter, state) in zip(adapters, states) { adapter.training = state } }
         for adapter in adapters { adapter.training = false }
         return try body()
-    }
-}
-
-/// Prompt + completion rows, right-padded: the completion tokens are the targets.
-struct RolloutBatch {
-    let rollouts: [Rollout]
-    let rows: Int
-    let length: Int
-    var tokens: [Int] = []
-    var valid: [Bool] = []
-    var targets: [Int] = []
-
-    init(_ rollouts: [Rollout], paddingID: Int) {
-        self.rollouts = rollouts
-        rows = rollouts.count
-        length = rollouts.map { $0.prompt.count + $0.completion.count }.max() ?? 1
-        for rollout in rollouts {
-            let ids = rollout.prompt + rollout.completion
-            let pad = length - ids.count
-            tokens += ids + Array(repeating: paddingID, count: pad)
-            valid += Array(repeating: true, count: ids.count) + Array(repeating: false, count: pad)
-            // Position t predicts token t + 1: the completion's tokens are predicted from prompt.count − 1 on.
-            targets += (0..<length).map { t in
-                t >= rollout.prompt.count - 1 && t < ids.count - 1 ? ids[t + 1] : -1
-            }
-        }
-    }
-
-    func logProbabilities(_ model: LlamaModel, temperature: Float, saving: TrainingActivations?) throws -> [Float] {
-        try model.targetLogProbabilities(tokens: tokens, batchSize: rows, valid: valid, targets: targets,
-                                         temperature: temperature, saving: saving)
-    }
-
-    /// Per row, the log-probabilities of its completion tokens.
-    func completionScores(_ values: [Float]) -> [[Float]] {
-        rollouts.enumerated().map { row, rollout in
-            let first = row * length + rollout.prompt.count - 1
-            return Array(values[first..<first + rollout.completion.count])
-        }
-    }
-
-    /// Per-row completion gradients back at their positions (0 elsewhere).
-    func scatter(_ gradients: [[Float]]) -> [Float] {
-        var flat = [Float](repeating: 0, count: rows * length)
-        for (row, rollout) in rollouts.enumerated() {
-            let first = row * length + rollout.prompt.count - 1
-            for (k, g) in gradients[row].enumerated() { flat[first + k] = g }
-        }
-        return flat
     }
 }

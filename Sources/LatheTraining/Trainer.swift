@@ -115,14 +115,14 @@ public final class Trainer {
         try refreshCompactCopies()
     }
 
-    /// The task the configuration names: a preference objective, or supervised fine-tuning.
+    /// The task the configuration names: an RLHF stage, a preference objective, or supervised fine-tuning.
     static func makeTask(config: TrainingConfiguration, languageModel: LanguageModel,
                          reference: ReferenceSource) throws -> TrainingTask {
         switch config.rl {
         case nil: break
         case .grpo?: return try GRPOTask(config: config, languageModel: languageModel, reference: reference)
         case .reward?: return try RewardTask(config: config, languageModel: languageModel)
-        case let stage?: throw TrainingError("rl: \(stage.rawValue) is not built yet")
+        case .ppo?: return try PPOTask(config: config, languageModel: languageModel, reference: reference)
         }
         if let method = config.objective {
             return try PreferenceTask(config: config, languageModel: languageModel, method: method, reference: reference)

@@ -23,6 +23,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var rl: RLMethod?
     public var grpo = GRPOOptions()
     public var reward = RewardOptions()
+    public var ppo = PPOOptions()
     /// A PEFT adapter to start from (an SFT adapter): it is trained further, and a frozen copy is the reference.
     public var adapter: String?
     public var epochs = 1
@@ -58,7 +59,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter, rl, grpo, reward
+        case model, data, valid, output, method, lora, sft, epochs, seed, schedule, optimizer, objective, preference, adapter, rl, grpo, reward, ppo
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
@@ -82,6 +83,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         rl = try c.decodeIfPresent(RLMethod.self, forKey: .rl)
         grpo = try c.decodeIfPresent(GRPOOptions.self, forKey: .grpo) ?? d.grpo
         reward = try c.decodeIfPresent(RewardOptions.self, forKey: .reward) ?? d.reward
+        ppo = try c.decodeIfPresent(PPOOptions.self, forKey: .ppo) ?? d.ppo
         epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? d.epochs
         maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
@@ -140,6 +142,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
             // The result is a PEFT adapter carrying the head; a full model export would leave the head out.
             guard method == .lora else { throw TrainingError("rl: reward trains a LoRA adapter and its score head: method lora") }
         }
+        if rl == .ppo { try ppo.validate() }
         if adapter != nil, method == .full { throw TrainingError("adapter: an adapter to start from needs method lora") }
         _ = try weightFormat()
         try sft.validate()

@@ -35,29 +35,29 @@ final class GRPOTaskTests: XCTestCase {
         let rollouts = [Rollout(prompt: [1, 5, 9], completion: [12, 7, 3, 30], logProbabilities: [], stopped: true),
                         Rollout(prompt: [2, 7], completion: [4, 4, 11], logProbabilities: [], stopped: false),
                         Rollout(prompt: [3, 8, 4, 11, 6], completion: [9, 2], logProbabilities: [], stopped: true)]
-        let batch = RolloutBatch(rollouts, paddingID: 0)
+        let batch = RolloutSequences(queries: rollouts.map(\.prompt), responses: rollouts.map(\.completion), width: 4)
         var options = GRPOOptions()
         options.beta = 0.1
         options.lossType = .bnpo
         options.temperature = 0.8
         let objective = GRPOObjective(options: options)
         let scorer = PreferenceScorer(model: model, reference: .adaptersOff)
-        let reference = batch.completionScores(try scorer.withReference { try batch.logProbabilities(model, temperature: 0.8, saving: nil) })
+        let reference = batch.responseValues(try scorer.withReference { try batch.logProbabilities(model, temperature: 0.8, saving: nil) })
         // Old policies far from (clipped) or near (not clipped) the current one: never on a clip boundary.
-        let now = batch.completionScores(try batch.logProbabilities(model, temperature: 0.8, saving: nil))
+        let now = batch.responseValues(try batch.logProbabilities(model, temperature: 0.8, saving: nil))
         let shifts: [Float] = [-0.6, -0.05, 0.05, 0.6]
         let old = now.map { row in row.enumerated().map { $1 + shifts[$0 % 4] } }
         let advantages = [0.9, -1.2, 0.4]
         func loss(backward: Bool) throws -> Double {
-            let activations = backward ? TrainingActivations(config: model.config, batchSize: batch.rows, length: batch.length) : nil
-            let policy = batch.completionScores(try batch.logProbabilities(model, temperature: 0.8, saving: activations))
+            let activations = backward ? TrainingActivations(config: model.config, batchSize: batch.batchSize, length: batch.length) : nil
+            let policy = batch.responseValues(try batch.logProbabilities(model, temperature: 0.8, saving: activations))
             let rows = policy.indices.map {
                 GRPOCompletion(logProbabilities: policy[$0], oldLogProbabilities: old[$0], referenceLogProbabilities: reference[$0],
                                advantage: advantages[$0])
             }
             let result = objective.evaluate(rows, microBatches: 1, generationTokens: 9)
             if let activations {
-                model.backward(activations: activations, targets: batch.targets, logProbabilityGradient: batch.scatter(result.gradients),
+                model.backward(activations: activations, targets: batch.targets, logProbabilityGradient: batch.targetGradient(result.gradients),
                                temperature: 0.8)
             }
             return result.loss

@@ -6,7 +6,7 @@ import LatheTestSupport
 
 /// GRPO's reward functions: the rule rewards on hand-made completions, and external ones over a real process and
 /// real HTTP, with their failures named.
-final class RewardTests: XCTestCase {
+final class RewardFunctionTests: XCTestCase {
     func input(_ completion: String, reference: JSONValue? = nil, tokens: Int = 3) -> RewardInput {
         RewardInput(prompt: "p", completion: completion, completionTokenCount: tokens,
                     row: reference.map { ["reference": $0] } ?? [:], sequence: [1, 2])
