@@ -85,26 +85,8 @@ public struct GRPOCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolvedConfiguration()
-        MatMul.setThreads(c.threads)
-        log("compute threads: \(c.threads.resolvedDescription)")
-        let trained = try c.adapter.map { try PEFTAdapter.trainedBase(URL(fileURLWithPath: $0)) } ?? nil
-        let format = try WeightFormat.base(underAdapterTrainedOn: trained, dtype: c.dtype, quantize: c.quantize) ?? c.loadingFormat()
-        let lm = try LanguageModel.load(c.model, weightFormat: format)
-        print("products: \(format) weights (dtype \(c.dtype); this CPU's bf16 products: \(BF16Products.current))")
-        let trainer = try Trainer(config: c, languageModel: lm)
-        var first: [String: Double]?, last: [String: Double]?
-        try trainer.run(resume: training.resume) { event in
-            if case .validation(_, let metrics) = event {
-                if first == nil { first = metrics }
-                last = metrics
-            }
-            logProgress(event, result: c.method == .lora ? "adapter" : "model")
-        }
-        if let first, let last {
-            for key in first.keys.sorted() where key == "eval_reward" || key.hasSuffix("/mean") || key == "eval_completions/mean_length" {
-                guard let before = first[key], let after = last[key] else { continue }
-                print(String(format: "held-out %@: %.4f before, %.4f after", String(key.dropFirst(5)), before, after))
-            }
-        }
+        let trainer = try Trainer(config: c, languageModel: try loadTrainingModel(c))
+        try runReportingHeldOut(trainer, resume: training.resume, keys: ["eval_reward"]
+            + c.grpo.rewards.map { "eval_rewards/\($0.metricsLabel)/mean" } + ["eval_completions/mean_length"])
     }
 }

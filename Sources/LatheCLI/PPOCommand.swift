@@ -53,12 +53,8 @@ public struct PPOCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolved()
-        MatMul.setThreads(c.threads)
-        log("compute threads: \(c.threads.resolvedDescription)")
-        let trained = try c.adapter.map { try PEFTAdapter.trainedBase(URL(fileURLWithPath: $0)) } ?? nil
-        let format = try WeightFormat.base(underAdapterTrainedOn: trained, dtype: c.dtype, quantize: c.quantize) ?? c.loadingFormat()
-        let lm = try LanguageModel.load(c.model, weightFormat: format)
-        let trainer = try Trainer(config: c, languageModel: lm)
-        try trainer.run(resume: training.resume) { logProgress($0, result: "adapter") }
+        let trainer = try Trainer(config: c, languageModel: try loadTrainingModel(c))
+        try runReportingHeldOut(trainer, resume: training.resume, keys: [
+            "eval_objective/scores", "eval_objective/kl", "eval_objective/rlhf_reward", "eval_completions/mean_length"])
     }
 }

@@ -59,13 +59,16 @@ final class GRPOTask: TrainingTask {
         let prompts = try iterator.next()
         let sampling = SamplingOptions(temperature: options.temperature, topK: options.topK, topP: options.topP,
                                        seed: streams.next())
+        let started = Date()
         let rollouts = try withoutDropout {
             try TokenGenerator(model: model, stopTokenIDs: languageModel.stopTokenIDs)
                 .sample(prompts: prompts.map(\.ids), sequencesPerPrompt: options.numGenerations,
                         maxTokens: options.maxCompletionLength, sampling: sampling)
         }
+        let sampled = Date()
         let examples = prompts.flatMap { Array(repeating: $0, count: options.numGenerations) }
         let (total, metrics) = try score(rollouts, examples: examples, prefix: "")
+        let scored = Date()
         let advantages = GRPOObjective.advantages(rewards: total, groupSize: options.numGenerations, scaling: options.scaleRewards)
         let counted = rollouts.map { !options.maskTruncatedCompletions || $0.stopped }
         let generationTokens = zip(rollouts, counted).reduce(0) { $0 + ($1.1 ? $1.0.completion.count : 0) }
@@ -95,6 +98,11 @@ final class GRPOTask: TrainingTask {
         }
         // TRL logs each micro-batch's value and reports their mean.
         for (key, values) in objectiveMetrics { outcome.metrics[key] = values.reduce(0, +) / Double(values.count) }
+        // Where the step's time went (TRL's profiling/… timers): sampling, rewarding, the update.
+        outcome.metrics["time/rollout_s"] = sampled.timeIntervalSince(started)
+        outcome.metrics["time/reward_s"] = scored.timeIntervalSince(sampled)
+        outcome.metrics["time/update_s"] = Date().timeIntervalSince(scored)
+        outcome.metrics["num_tokens/rollout"] = Double(rollouts.reduce(0) { $0 + $1.completion.count })
         return outcome
     }
 

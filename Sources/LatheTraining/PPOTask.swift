@@ -9,8 +9,8 @@ import LatheTensors
 /// samples a rollout batch of `batch_size` prompts when its `num_ppo_epochs × num_mini_batches` updates are used,
 /// and keeps it in the checkpoint, so that a resume continues exactly.
 final class PPOTask: TrainingTask {
-    /// The score of each whole sequence (prompt + response cut after its stop token).
-    typealias Score = ([[Int]]) throws -> [Double]
+    /// The score of each prompt's response (cut after its stop token, which it keeps).
+    typealias Score = ([PromptExample], [[Int]]) throws -> [Double]
 
     /// The rollout batch being trained on and how far its updates have got.
     struct State: Codable, Equatable {
@@ -32,6 +32,8 @@ final class PPOTask: TrainingTask {
     let seed: UInt64
     var iterator: BatchIterator<PromptBatchLayout>
     var state = State()
+    /// Held-out prompts, answered greedily before and after: the reward model's score and the KL it cost.
+    let validation: [PromptExample]
     let summary: String
 
     /// - Parameter valueHeadWeight: the value head's start ([hidden]); TRL starts the value model from the reward model.
@@ -75,6 +77,7 @@ final class PPOTask: TrainingTask {
         // TRL's DataLoader(drop_last=True): every rollout batch is whole.
         iterator = try BatchIterator(examples: prompts, builder: PromptBatchLayout(batchSize: config.batchSize, dropsPartialBatch: true),
                                      seed: config.seed)
+        validation = try config.valid.map { try PromptDataset.load(URL(fileURLWithPath: $0), model: languageModel) } ?? []
         guard iterator.batchesInEpoch > 0 else {
             throw TrainingError("\(url.path): \(prompts.count) prompts make no batch of batch_size \(config.batchSize)")
         }
@@ -89,9 +92,18 @@ final class PPOTask: TrainingTask {
             throw TrainingError("ppo needs a reward model: give --reward-model DIR or ppo.reward_model_path")
         }
         let rewardModel = try RewardModel(adapter: URL(fileURLWithPath: path), on: languageModel.model)
+        let stops = languageModel.stopTokenIDs
+        // Scored as the reward model was trained: the response as the assistant's turn of the prompt's conversation.
         try self.init(config: config, languageModel: languageModel, reference: reference,
-                      valueHeadWeight: rewardModel.head.weight.tensor.array) { sequences in
-            try rewardModel.scores(sequences, padTokenID: nil).map(Double.init)
+                      valueHeadWeight: rewardModel.head.weight.tensor.array) { prompts, responses in
+            let sequences = try zip(prompts, responses).map { prompt, response in
+                let text = languageModel.tokenizer.decode(response.filter { !stops.contains($0) }, skipSpecialTokens: true)
+                return try prompt.sequence(completion: text, model: languageModel)
+            }
+            return try stride(from: 0, to: sequences.count, by: 8).flatMap { start in
+                try rewardModel.scores(Array(sequences[start..<min(start + 8, sequences.count)]), padTokenID: languageModel.padTokenID)
+                    .map(Double.init)
+            }
         }
     }
 
@@ -103,10 +115,46 @@ final class PPOTask: TrainingTask {
     var taskParameters: [Parameter] { [valueHead.weight] }
     func checkpointState() throws -> Data? { try JSONEncoder().encode(state) }
     func restore(checkpointState: Data) throws { state = try JSONDecoder().decode(State.self, from: checkpointState) }
-    func evaluate() throws -> [String: Double]? { nil }
+
+    /// Greedy responses to the held-out prompts with the policy: `eval_objective/scores` (the reward model's mean),
+    /// `eval_objective/kl` (Σ log π − log π_ref over each response, at the sampling temperature, averaged) and
+    /// `eval_objective/rlhf_reward` (score − kl_coef · KL), TRL's objective/… on held-out prompts.
+    func evaluate() throws -> [String: Double]? {
+        guard !validation.isEmpty else { return nil }
+        let generator = TokenGenerator(model: model, stopTokenIDs: objective.stopTokenID.map { [$0] } ?? [])
+        let temperature = Float(options.temperature)
+        var scores: [Double] = [], divergences: [Double] = [], lengths: [Double] = []
+        for start in stride(from: 0, to: validation.count, by: 8) {
+            let prompts = Array(validation[start..<min(start + 8, validation.count)])
+            let rollouts = try withPolicy {
+                try generator.sample(prompts: prompts.map(\.ids), sequencesPerPrompt: 1, maxTokens: options.responseLength,
+                                     sampling: SamplingOptions())
+            }
+            scores += try score(prompts, rollouts.map(\.completion))
+            let sequences = RolloutSequences(queries: rollouts.map(\.prompt), responses: rollouts.map(\.completion),
+                                             width: rollouts.map(\.completion.count).max() ?? 0)
+            let policy = sequences.responseValues(try withPolicy { try sequences.logProbabilities(model, temperature: temperature, saving: nil) })
+            let reference = sequences.responseValues(try withReference {
+                try sequences.logProbabilities(model, temperature: temperature, saving: nil)
+            })
+            divergences += zip(policy, reference).map { zip($0, $1).reduce(0) { $0 + Double($1.0 - $1.1) } }
+            lengths += rollouts.map { Double($0.completion.count) }
+        }
+        func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(values.count) }
+        return ["eval_objective/scores": mean(scores), "eval_objective/kl": mean(divergences),
+                "eval_objective/rlhf_reward": mean(scores) - options.klCoef * mean(divergences),
+                "eval_completions/mean_length": mean(lengths)]
+    }
 
     func accumulate(microBatches count: Int, activations: (Int, Int) -> TrainingActivations) throws -> StepOutcome {
-        if state.batch == nil || state.updates.count == updatesPerRollout { try sampleRollout() }
+        let started = Date()
+        var timing: [String: Double] = [:]
+        if state.batch == nil || state.updates.count == updatesPerRollout {
+            try sampleRollout()
+            // Where the time goes: sampling and scoring a rollout batch, then each update.
+            timing["time/rollout_s"] = Date().timeIntervalSince(started)
+        }
+        let updating = Date()
         guard let batch = state.batch else { throw TrainingError("ppo: no rollout batch") }
         let epoch = state.updates.count / options.numMiniBatches, minibatch = state.updates.count % options.numMiniBatches
         let size = batch.rows / options.numMiniBatches
@@ -137,14 +185,16 @@ final class PPOTask: TrainingTask {
                            temperature: Float(options.temperature), finalHiddenGradient: dHidden)
         }
         state.updates.append(update.statistics)
+        timing["time/update_s"] = Date().timeIntervalSince(updating)
         return StepOutcome(loss: update.loss, tokens: sequences.valid.filter { $0 }.count,
-                           metrics: objective.metrics(batch, updates: state.updates))
+                           metrics: objective.metrics(batch, updates: state.updates).merging(timing) { $1 })
     }
 
     /// Samples the next `batch_size` prompts' responses with the policy and scores them: log-probabilities (the
     /// sampler's), the reference's, the values, the reward model's scores; then TRL's rollout processing.
     func sampleRollout() throws {
-        let queries = try iterator.next().map(\.ids)
+        let prompts = try iterator.next()
+        let queries = prompts.map(\.ids)
         let sampling = SamplingOptions(temperature: Float(options.temperature),
                                        seed: seed &+ UInt64(state.rollouts + 1) &* 0x9E37_79B9_7F4A_7C15)
         let generator = TokenGenerator(model: model, stopTokenIDs: objective.stopTokenID.map { [$0] } ?? [])
@@ -172,9 +222,9 @@ final class PPOTask: TrainingTask {
         // The reward model reads each sequence up to its last response token (TRL's get_reward on the truncated rows).
         let truncated = objective.truncated(responses, width: width)
         let scored = (0..<rollouts.count).map { row in
-            rollouts[row].prompt + truncated[row * width..<(row + 1) * width].prefix { $0 != objective.padTokenID }
+            Array(truncated[row * width..<(row + 1) * width].prefix { $0 != objective.padTokenID })
         }
-        let scores = try score(scored)
+        let scores = try score(prompts, scored)
         state.batch = try objective.batch(responses: responses, width: width, logProbabilities: logProbabilities,
                                           referenceLogProbabilities: referenceLogProbabilities, values: values, scores: scores)
         state.queries = queries
