@@ -39,8 +39,10 @@ Both: --steps timed steps after one warm-up step (PPO: one warm-up rollout batch
 rollout_tokens_per_s (rollout tokens / rollout seconds), update_tokens_per_s (update tokens / update seconds), step_s
 (mean), reward_s (mean), the per-step lists and peak RSS (ru_maxrss).
 
-PPO with transformers 5.24: checked by a smoke run (bench/rl.sh's header says what ran); TRL 0.29.1 imports from
-transformers what 5.x still has, and its PPOTrainer runs on the CPU with a PeftModel policy.
+PPO with transformers 5.24.0: TRL 0.29.1's PPOTrainer imports and runs (smoke run: 2 rollout batches, peft 0.21.2, torch
+2.15.0), after the GGUF's quantization mark is removed from the base models (below). The reward model is merged
+(merge_and_unload): TRL's get_reward reads `model.<base_model_prefix>` and `model.score`, which a PeftModel wrapper
+does not give; lathe scores with the reward model's LoRA unmerged on the shared base (slightly more work).
 """
 import argparse, importlib.util, json, os, resource, sys, tempfile, time, warnings
 
