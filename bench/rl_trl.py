@@ -44,7 +44,7 @@ PPO with transformers 5.24.0: TRL 0.29.1's PPOTrainer imports and runs (smoke ru
 (merge_and_unload): TRL's get_reward reads `model.<base_model_prefix>` and `model.score`, which a PeftModel wrapper
 does not give; lathe scores with the reward model's LoRA unmerged on the shared base (slightly more work).
 """
-import argparse, importlib.util, json, os, resource, sys, tempfile, time, warnings
+import argparse, importlib.util, json, os, resource, shutil, sys, tempfile, time, warnings
 
 p = argparse.ArgumentParser()
 p.add_argument("stage", choices=["grpo", "ppo"])
@@ -238,6 +238,7 @@ def run_ppo():
 
 
 run_grpo() if args.stage == "grpo" else run_ppo()
+shutil.rmtree(out, ignore_errors=True)
 timed = steps[1:]
 rollout_s = sum(s["rollout_s"] for s in timed)
 update_s = sum(s["step_s"] - s["rollout_s"] - s["reward_s"] for s in timed)
