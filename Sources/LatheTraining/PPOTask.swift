@@ -153,6 +153,7 @@ final class PPOTask: TrainingTask {
             try sampleRollout()
             // Where the time goes: sampling and scoring a rollout batch, then each update.
             timing["time/rollout_s"] = Date().timeIntervalSince(started)
+            timing["num_tokens/rollout"] = Double(state.responses.reduce(0) { $0 + $1.count })
         }
         let updating = Date()
         guard let batch = state.batch else { throw TrainingError("ppo: no rollout batch") }
