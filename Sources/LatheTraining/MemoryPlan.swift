@@ -79,11 +79,16 @@ public struct MemoryPlan: Sendable, Equatable {
         public var startsFromAdapter: Bool
         /// PPO's reward model: a frozen adapter of this shape and its [1, hidden] score head on the same base.
         public var rewardModel: LoRAConfiguration?
+        /// Tokens of the longest sequence the reward model reads: the conversation rendered again with the decoded
+        /// response as the assistant's turn.
+        public var rewardModelLength: Int
 
+        /// - Parameter rewardModelLength: nil takes the prompt, the response and a ChatML end of turn (2 tokens).
         public init(stage: Stage, sequences: Int, promptLength: Int, newTokens: Int, scoringRows: Int,
-                    startsFromAdapter: Bool, rewardModel: LoRAConfiguration? = nil) {
+                    startsFromAdapter: Bool, rewardModel: LoRAConfiguration? = nil, rewardModelLength: Int? = nil) {
             self.stage = stage; self.sequences = sequences; self.promptLength = promptLength; self.newTokens = newTokens
             self.scoringRows = scoringRows; self.startsFromAdapter = startsFromAdapter; self.rewardModel = rewardModel
+            self.rewardModelLength = rewardModelLength ?? promptLength + newTokens + 2
         }
 
         /// Rows the reward model scores at once (`PPOTask`'s chunks of 8).
@@ -247,9 +252,10 @@ public struct MemoryPlan: Sendable, Equatable {
             + GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
     }
 
-    /// ChunkedLMHeadLoss: one [chunk, vocabulary] logits block and two [chunk, hidden] row blocks, kept by the model.
+    /// ChunkedLMHeadLoss: one [chunk, vocabulary] logits block and two [chunk, hidden] row blocks, kept by the model;
+    /// a chunk holds rows with a target only, which an RL update has at its sampled tokens alone.
     var lmHeadChunkFloats: Int {
-        let chunk = min(256, rows)
+        let chunk = min(256, rollouts.map { batchSize * $0.newTokens } ?? rows)
         return chunk * config.vocabularySize + 2 * chunk * config.hiddenSize
     }
 
@@ -284,8 +290,10 @@ public struct MemoryPlan: Sendable, Equatable {
         guard let rollouts else { return 0 }
         let kept = activationBytes / 4 + gradientWorkspaceFloats + lmHeadChunkFloats + rewardModelProductFloats
         let capacity = rollouts.promptLength + rollouts.newTokens
+        // The policy's adapters replace the products the update left with the prefill's.
         let prefill = cacheFloats(sequences: rollouts.sequences, capacity: capacity)
             + passFloats(sequences: rollouts.sequences, length: rollouts.promptLength, products: lora)
+            - projectedFloats(rows: min(rows, rollouts.sequences * rollouts.promptLength), lora)
             + rollouts.sequences * config.vocabularySize
         // The reference pass runs the start adapter's frozen copy, or no adapter at all; PPO's value pass the policy.
         let scoringAdapter = rollouts.startsFromAdapter || rollouts.stage == .ppo ? lora : nil
@@ -294,7 +302,8 @@ public struct MemoryPlan: Sendable, Equatable {
                 + passFloats(sequences: rollouts.scoringRows, length: capacity, products: scoringAdapter)
         let rewardRows = min(Rollouts.rewardModelRows, rollouts.sequences)
         let reward = rollouts.rewardModel.map {
-            cacheFloats(sequences: rewardRows, capacity: capacity) + passFloats(sequences: rewardRows, length: capacity, products: $0)
+            cacheFloats(sequences: rewardRows, capacity: rollouts.rewardModelLength)
+                + passFloats(sequences: rewardRows, length: rollouts.rewardModelLength, products: $0)
         } ?? 0
         return (kept + max(prefill, scoring, reward)) * 4
     }
@@ -321,8 +330,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// PPO's reward model adapter keeps the products of its last pass (8 whole sequences) to the end of the run.
     var rewardModelProductFloats: Int {
         guard let rollouts, let rewardModel = rollouts.rewardModel else { return 0 }
-        let rows = min(Rollouts.rewardModelRows, rollouts.sequences) * (rollouts.promptLength + rollouts.newTokens)
-        return projectedFloats(rows: rows, rewardModel)
+        return projectedFloats(rows: min(Rollouts.rewardModelRows, rollouts.sequences) * rollouts.rewardModelLength, rewardModel)
     }
 
     /// The resident peak while loading, runtime included. Loading reads the mapped file tensor by tensor (its
