@@ -293,7 +293,7 @@ public struct MemoryPlan: Sendable, Equatable {
         // The policy's adapters replace the products the update left with the prefill's.
         let prefill = cacheFloats(sequences: rollouts.sequences, capacity: capacity)
             + passFloats(sequences: rollouts.sequences, length: rollouts.promptLength, products: lora)
-            - projectedFloats(rows: min(rows, rollouts.sequences * rollouts.promptLength), lora)
+            - projectedFloats(rows: rows, lora)
             + rollouts.sequences * config.vocabularySize
         // The reference pass runs the start adapter's frozen copy, or no adapter at all; PPO's value pass the policy.
         let scoringAdapter = rollouts.startsFromAdapter || rollouts.stage == .ppo ? lora : nil
