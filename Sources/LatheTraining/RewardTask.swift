@@ -51,31 +51,20 @@ final class RewardTask: TrainingTask {
     func accumulate(microBatches count: Int, activations: (Int, Int) -> TrainingActivations) throws -> StepOutcome {
         var batches: [RewardBatch] = []
         for _ in 0..<count { batches.append(try iterator.next()) }
-        // Every pair of the step weighs the same: TRL's per-batch mean, averaged over equal micro-batches.
-        let pairs = Double(batches.reduce(0) { $0 + $1.pairs })
-        var outcome = StepOutcome(loss: 0, tokens: 0)
-        for batch in batches {
-            let share = Double(batch.pairs) / pairs
+        return try itemWeighted(batches, items: \.pairs, tokens: { $0.sequences.valid.filter { $0 }.count }) { batch, share in
             let result = try lossAndGradient(batch, scale: Float(share),
                                              activations: activations(batch.sequences.batchSize, batch.sequences.length))
-            outcome.loss += share * result.loss
-            for (key, value) in result.metrics { outcome.metrics[key, default: 0] += share * value }
-            outcome.tokens += batch.sequences.valid.filter { $0 }.count
+            return (result.loss, result.metrics)
         }
-        return outcome
     }
 
     func evaluate() throws -> [String: Double]? {
         guard !validationBatches.isEmpty else { return nil }
-        let pairs = Double(validationBatches.reduce(0) { $0 + $1.pairs })
-        var metrics: [String: Double] = [:]
-        for batch in validationBatches {
+        let outcome = try itemWeighted(validationBatches, items: \.pairs, tokens: { _ in 0 }) { batch, _ in
             let result = try lossAndGradient(batch, scale: 0, activations: nil)
-            let share = Double(batch.pairs) / pairs
-            metrics["eval_loss", default: 0] += share * result.loss
-            for (key, value) in result.metrics { metrics["eval_" + key, default: 0] += share * value }
+            return (result.loss, result.metrics)
         }
-        return metrics
+        return outcome.heldOutMetrics
     }
 
     /// The objective on one micro-batch; with `activations`, adds `scale`·its gradient into the adapter and the head.

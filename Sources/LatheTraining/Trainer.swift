@@ -86,12 +86,14 @@ public final class Trainer {
             if let start = config.adapter {
                 // Train the SFT adapter further; a frozen copy of it is the reference (TRL's "ref" adapter).
                 let folder = URL(fileURLWithPath: start)
-                try PEFTAdapter.load(folder, into: model, adapterName: Self.referenceAdapterName)
-                model.setAdapters(enabled: false, named: Self.referenceAdapterName)
+                if config.usesReference {
+                    try PEFTAdapter.load(folder, into: model, adapterName: Self.referenceAdapterName)
+                    model.setAdapters(enabled: false, named: Self.referenceAdapterName)
+                    reference = .adapter(Self.referenceAdapterName)
+                }
                 adapterConfiguration = try PEFTAdapter.load(folder, into: model)
                 adapters = model.adapters.filter { $0.adapterName == "default" }
                 for p in adapters.flatMap(\.parameters) { p.trainable = true }
-                reference = .adapter(Self.referenceAdapterName)
             } else {
                 adapters = try model.attachLoRA(config.lora, seed: config.seed)
             }

@@ -159,6 +159,17 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
 
     var trainsEveryWeight: Bool { method == .full || architecture != nil }
 
+    /// Whether the method compares the policy with a reference (DPO, KTO, PPO, GRPO with beta > 0): only then does
+    /// training from an adapter keep a frozen copy of it.
+    var usesReference: Bool {
+        switch rl {
+        case .reward?: return false
+        case .ppo?: return true
+        case .grpo?: return grpo.beta != 0
+        case nil: return objective?.needsReference ?? false
+        }
+    }
+
     static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
             context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")

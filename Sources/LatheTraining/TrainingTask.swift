@@ -7,6 +7,11 @@ struct StepOutcome {
     var loss: Double
     var tokens: Int
     var metrics: [String: Double] = [:]
+
+    /// The numbers as held-out ones, with TRL's names: `eval_loss` and each metric prefixed `eval_`.
+    var heldOutMetrics: [String: Double] {
+        Dictionary(uniqueKeysWithValues: metrics.map { ("eval_" + $0.key, $0.value) }).merging(["eval_loss": loss]) { $1 }
+    }
 }
 
 /// What the training loop draws micro-batches from and how they become a loss and its gradient: the one place
@@ -43,6 +48,23 @@ extension TrainingTask {
     func checkpointState() throws -> Data? { nil }
     func restore(checkpointState: Data) throws {}
     func writeResult(to folder: URL) throws {}
+}
+
+/// The micro-batches of a step (or the held-out batches), each weighing by its items — pairs or rows — as TRL's
+/// per-batch means averaged over equal micro-batches: `body` gets a batch and its share of the items and gives its
+/// loss and metrics; the result is their share-weighted sums, the batches' token count beside them.
+func itemWeighted<Batch>(_ batches: [Batch], items: (Batch) -> Int, tokens: (Batch) -> Int,
+                         _ body: (Batch, Double) throws -> (loss: Double, metrics: [String: Double])) rethrows -> StepOutcome {
+    let total = Double(batches.reduce(0) { $0 + items($1) })
+    var outcome = StepOutcome(loss: 0, tokens: 0)
+    for batch in batches {
+        let share = Double(items(batch)) / total
+        let result = try body(batch, share)
+        outcome.loss += share * result.loss
+        for (key, value) in result.metrics { outcome.metrics[key, default: 0] += share * value }
+        outcome.tokens += tokens(batch)
+    }
+    return outcome
 }
 
 /// Supervised fine-tuning and pretraining: token-weighted cross-entropy on the supervised tokens.

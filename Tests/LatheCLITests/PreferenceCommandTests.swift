@@ -3,8 +3,8 @@ import XCTest
 import LatheModels
 import LatheTestSupport
 
-/// `lathe sft` then `lathe dpo --adapter` then `lathe eval preference`, and `lathe orpo|simpo|kto`, on the built
-/// binary with the flags external checks use.
+/// `lathe sft` then `lathe dpo --adapter` then `lathe eval preference`, `lathe orpo|simpo|kto`, and `lathe reward`
+/// from the SFT adapter with `lathe reward score`, on the built binary with the flags external checks use.
 final class PreferenceCommandTests: XCTestCase {
     var folder: URL!
 
@@ -17,7 +17,8 @@ final class PreferenceCommandTests: XCTestCase {
         }.joined(separator: "\n")
     }
 
-    func testSFTThenDPOFromTheAdapterRaisesTheHeldOutRewardAccuracy() throws {
+    /// A tiny model, a 2-step SFT adapter on it, and training and held-out pairs: where the stages after SFT start.
+    func sftStart() throws -> (model: String, sft: String, train: URL, valid: URL) {
         let model = folder.appendingPathComponent("tiny.gguf").path
         try TinyModel.write(to: URL(fileURLWithPath: model))
         let sftRows = (0..<8).map { i in #"{"prompt": "the \#(i)", "completion": " an inn"}"# }.joined(separator: "\n")
@@ -26,10 +27,16 @@ final class PreferenceCommandTests: XCTestCase {
         try write(sftRows, to: sftData)
         try write(pairs(12), to: train)
         try write(pairs(4, offset: 50), to: valid)
-        let sft = folder.appendingPathComponent("sft").path, dpo = folder.appendingPathComponent("dpo").path
+        let sft = folder.appendingPathComponent("sft").path
         let first = try LatheProcess.run(["sft", "--model", model, "--data", sftData.path, "--output", sft, "--max-steps", "2",
                                           "--lora-rank", "4"])
         XCTAssertEqual(first.status, 0, first.stderr)
+        return (model, sft, train, valid)
+    }
+
+    func testSFTThenDPOFromTheAdapterRaisesTheHeldOutRewardAccuracy() throws {
+        let (model, sft, train, valid) = try sftStart()
+        let dpo = folder.appendingPathComponent("dpo").path
         let result = try LatheProcess.run(["dpo", "--model", model, "--adapter", sft, "--data", train.path, "--output", dpo,
                                            "--valid", valid.path, "--beta", "0.5", "--loss-type", "sigmoid", "--epochs", "2",
                                            "--lr", "0.02", "--batch-size", "4", "--max-length", "32", "--seed", "1"])
@@ -72,5 +79,39 @@ final class PreferenceCommandTests: XCTestCase {
             let yaml = try String(contentsOfFile: "\(output)/config.yaml", encoding: .utf8)
             XCTAssertTrue(yaml.contains("objective: \(command)"), yaml)
         }
+    }
+
+    /// `lathe reward --adapter` then `lathe reward score`.
+    func testRewardFromAnSFTAdapterRaisesHeldOutAccuracyAndScoresRows() throws {
+        let (model, sft, train, valid) = try sftStart()
+        let rm = folder.appendingPathComponent("rm").path
+        let result = try LatheProcess.run(["reward", "--model", model, "--adapter", sft, "--data", train.path, "--output", rm,
+                                           "--valid", valid.path, "--epochs", "3", "--lr", "0.02", "--batch-size", "4", "--seed", "1"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stderr.contains("step 9/9"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("accuracy"), result.stderr)
+        let accuracy = result.stdout.split(separator: "\n").first { $0.hasPrefix("held-out accuracy:") }
+        XCTAssertNotNil(accuracy, result.stdout)
+        XCTAssertTrue(accuracy?.hasSuffix("1.0000 after") ?? false, result.stdout)
+        let config = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: "\(rm)/adapter_config.json")))
+        XCTAssertEqual(config["r"]?.int, 4, "the reward model's LoRA is the SFT adapter trained further")
+        XCTAssertEqual(config["task_type"]?.string, "SEQ_CLS")
+
+        let rows = folder.appendingPathComponent("rows.jsonl")
+        try write(#"{"text": "the 60 then the inn"}"# + "\n" + #"{"messages": [{"role": "user", "content": "the 60"}, {"role": "assistant", "content": "an art on the river"}]}"# + "\n"
+                  + #"{"text": "the 60 an art on the river 1"}"#, to: rows)
+        let scored = try LatheProcess.run(["reward", "score", "--model", model, "--adapter", rm, "--input", rows.path])
+        XCTAssertEqual(scored.status, 0, scored.stderr)
+        let scores = try scored.stdout.split(separator: "\n").map { try JSONValue.parse(Data($0.utf8))["score"]?.double ?? .nan }
+        XCTAssertEqual(scores.count, 3, scored.stdout)
+        XCTAssertGreaterThan(scores[0], scores[2], "the chosen kind of answer scores higher")
+        // One row at a time gives the batch's scores (padding does not change them).
+        let single = try LatheProcess.run(["reward", "score", "--model", model, "--adapter", rm, "--input", rows.path, "--batch-size", "1"])
+        let one = try single.stdout.split(separator: "\n").map { try JSONValue.parse(Data($0.utf8))["score"]?.double ?? .nan }
+        for (a, b) in zip(one, scores) { XCTAssertEqual(a, b, accuracy: 1e-5) }
+
+        let missing = try LatheProcess.run(["reward", "score", "--model", model, "--input", rows.path])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("--adapter"), missing.stderr)
     }
 }

@@ -150,4 +150,35 @@ final class GRPOTaskTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("unknown reward 'json_matches'"), "\($0)")
         }
     }
+
+    func testARewardModelRewardScoresWithItsOwnAdapterOnTheSharedBase() throws {
+        // A reward model adapter (LoRA + score head) written as `lathe reward` writes it.
+        let rmFolder = tiny.file("rm")
+        let donor = try LanguageModel.load(tiny.modelPath)
+        let adapters = try donor.model.attachLoRA(LoRAConfiguration(rank: 2, alpha: 4), name: "default", seed: 4)
+        var random = SeededGenerator(seed: 8)
+        for adapter in adapters { for i in 0..<adapter.b.tensor.count { adapter.b.tensor[i] = random.nextUnitFloat() - 0.5 } }
+        let head = ScoreHead(hiddenSize: donor.model.config.hiddenSize)
+        head.initialize(standardDeviation: 1, seed: 5)
+        try PEFTAdapter.save(donor.model, config: LoRAConfiguration(rank: 2, alpha: 4), heads: [head.weight],
+                             baseModel: tiny.modelPath, to: rmFolder)
+
+        var c = configuration(output: "rm-run")
+        c.maxSteps = 1
+        c.valid = nil
+        var spec = RewardSpec(name: .rewardModel)
+        spec.adapter = rmFolder.path
+        c.grpo.rewards = [spec]
+        let lm = try LanguageModel.load(tiny.modelPath)
+        let trainer = try Trainer(config: c, languageModel: lm)
+        try trainer.run()
+        let step = try XCTUnwrap(try metrics("rm-run").first)
+        let mean = try XCTUnwrap(step["rewards/reward_model/mean"]?.double)
+        XCTAssertTrue(mean.isFinite && mean != 0, "\(mean)")
+        // The reward model is an adapter of its own, frozen and off outside scoring; the policy's adapter trained.
+        let rewardAdapters = lm.model.adapters.filter { $0.adapterName == "reward-reward_model" }
+        XCTAssertFalse(rewardAdapters.isEmpty)
+        XCTAssertTrue(rewardAdapters.allSatisfy { !$0.enabled && $0.parameters.allSatisfy { !$0.trainable } })
+        XCTAssertFalse(trainer.trainable.contains { $0 === rewardAdapters[0].a })
+    }
 }
