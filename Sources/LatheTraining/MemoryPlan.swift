@@ -75,7 +75,7 @@ public struct MemoryPlan: Sendable, Equatable {
         /// Rows of each reference (and PPO value) pass: GRPO's micro-batch when beta > 0, else 0; PPO's
         /// local_rollout_forward_batch_size, at most the batch.
         public var scoringRows: Int
-        /// Training starts from an adapter, whose frozen copy (same shape) is the reference.
+        /// Training starts from an adapter, whose frozen copy (same shape) is the reference when one runs.
         public var startsFromAdapter: Bool
         /// PPO's reward model: a frozen adapter of this shape and its [1, hidden] score head on the same base.
         public var rewardModel: LoRAConfiguration?
@@ -160,7 +160,9 @@ public struct MemoryPlan: Sendable, Equatable {
     /// The reference's frozen copy of the start adapter, PPO's value head and its reward model's adapter and head.
     var rolloutWeightValues: Int {
         guard let rollouts else { return 0 }
-        var values = rollouts.startsFromAdapter ? adapterValues : 0
+        // GRPO with beta 0 runs no reference and keeps no copy (`TrainingConfiguration.usesReference`).
+        let runsReference = rollouts.stage == .ppo || rollouts.scoringRows > 0
+        var values = rollouts.startsFromAdapter && runsReference ? adapterValues : 0
         if rollouts.stage == .ppo { values += config.hiddenSize }
         if let rewardModel = rollouts.rewardModel { values += adapterValues(rewardModel) + config.hiddenSize }
         return values
