@@ -4,9 +4,10 @@ import LatheModels
 import LatheTraining
 
 /// What `lathe plan --method` plans: SFT's full, lora or qlora, or a preference objective or a reward model on a
-/// LoRA base (`--quantize nf4`: QLoRA's), whose micro-batch holds `--batch` pairs (two rows each) or KTO rows.
+/// LoRA base (`--quantize nf4`: QLoRA's), whose micro-batch holds `--batch` pairs (two rows each) or KTO rows; or
+/// GRPO's and PPO's rollouts and updates.
 enum PlanMethod: String, CaseIterable, ExpressibleByArgument {
-    case full, lora, qlora, dpo, orpo, simpo, kto, reward
+    case full, lora, qlora, dpo, orpo, simpo, kto, reward, grpo, ppo
 
     var preference: PreferenceMethod? { PreferenceMethod(rawValue: rawValue) }
 }
@@ -20,11 +21,27 @@ public struct PlanCommand: ParsableCommand {
 
     @Option(name: .long, help: "A .gguf file, a Hugging Face model folder, or a known model name (smollm2-135m).")
     public var model: String = ModelLocator.defaultModelName
-    @Option(help: "full, lora, qlora (LoRA on an NF4 base), or dpo, orpo, simpo, kto, reward (LoRA; with --quantize nf4 on an NF4 base).")
+    @Option(help: "full, lora, qlora (LoRA on an NF4 base), or dpo, orpo, simpo, kto, reward, grpo, ppo (LoRA; with --quantize nf4 on an NF4 base).")
     var method: PlanMethod = .lora
     @Option(help: "dpo, orpo, simpo, kto: nf4 plans QLoRA's base.") public var quantize: String?
-    @Option(name: [.customLong("batch"), .customLong("batch-size")]) public var batch = 4
-    @Option(name: [.customLong("seq"), .customLong("seq-len")], help: "Tokens per row.") public var seq = 128
+    @Option(name: [.customLong("batch"), .customLong("batch-size")], help: "Rows per micro-batch; grpo: completions per micro-batch; ppo: prompts per rollout batch.")
+    public var batch = 4
+    @Option(name: [.customLong("seq"), .customLong("seq-len")], help: "Tokens per row (grpo and ppo: the prompt and what is sampled).")
+    public var seq = 128
+    @Option(name: .customLong("grad-accum"), help: "grpo: micro-batches per step (the step samples batch × grad-accum completions).")
+    public var gradAccum = 1
+    @Option(name: .customLong("prompt-length"), help: "grpo, ppo: tokens of the longest prompt.") public var promptLength: Int?
+    @Option(name: .customLong("completion-length"), help: "grpo: max_completion_length.") public var completionLength = 64
+    @Option(help: "grpo: the KL weight; above 0 a reference pass runs over each micro-batch.") public var beta = 0.0
+    @Option(name: .customLong("response-length"), help: "ppo: response_length.") public var responseLength = 53
+    @Option(name: .customLong("mini-batches"), help: "ppo: num_mini_batches (the update holds batch / mini-batches rows).")
+    public var miniBatches = 1
+    @Option(name: .customLong("forward-batch"), help: "ppo: local_rollout_forward_batch_size.") public var forwardBatch = 64
+    @Flag(name: .customLong("from-adapter"), help: "grpo, ppo: training starts from an SFT adapter (--adapter), whose frozen copy is the reference.")
+    public var fromAdapter = false
+    @Option(name: .customLong("reward-lora-rank"), help: "ppo: the reward model adapter's rank.") public var rewardLoraRank = 8
+    @Option(name: .customLong("reward-lora-targets"), help: "ppo: the reward model adapter's modules, or all-linear.")
+    public var rewardLoraTargets = "all-linear"
     @Option(name: .customLong("lora-rank")) public var loraRank = 8
     @Option(name: .customLong("lora-targets"), help: "Comma-separated module names, or all-linear.")
     public var loraTargets = "all-linear"
@@ -43,11 +60,37 @@ public struct PlanCommand: ParsableCommand {
         if method != .full {
             do { try loraConfiguration.validate() } catch { throw ValidationError("\(error)") }
         }
+        if method == .grpo || method == .ppo {
+            guard let promptLength, promptLength > 0 else { throw ValidationError("--method \(method): give --prompt-length (tokens of the longest prompt)") }
+            guard gradAccum > 0, completionLength > 0, responseLength > 0, forwardBatch > 0, miniBatches > 0 else {
+                throw ValidationError("--grad-accum, --completion-length, --response-length, --forward-batch and --mini-batches must be positive")
+            }
+            if method == .ppo, batch % miniBatches != 0 { throw ValidationError("--batch must be a multiple of --mini-batches") }
+        }
     }
 
-    var loraConfiguration: LoRAConfiguration {
-        let targets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        return LoRAConfiguration(rank: loraRank, alpha: Float(2 * loraRank), dropout: loraDropout, targets: targets)
+    var loraConfiguration: LoRAConfiguration { Self.lora(rank: loraRank, targets: loraTargets, dropout: loraDropout) }
+
+    static func lora(rank: Int, targets: String, dropout: Float = 0) -> LoRAConfiguration {
+        LoRAConfiguration(rank: rank, alpha: Float(2 * rank), dropout: dropout,
+                          targets: targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+    }
+
+    /// GRPO's and PPO's passes besides the update, and the update's rows and length.
+    var rollouts: (plan: MemoryPlan.Rollouts, rows: Int, length: Int)? {
+        guard let promptLength else { return nil }
+        switch method {
+        case .grpo:
+            return (MemoryPlan.Rollouts(stage: .grpo, sequences: batch * gradAccum, promptLength: promptLength, newTokens: completionLength,
+                                        scoringRows: beta > 0 ? batch : 0, startsFromAdapter: fromAdapter),
+                    batch, promptLength + completionLength)
+        case .ppo:
+            return (MemoryPlan.Rollouts(stage: .ppo, sequences: batch, promptLength: promptLength, newTokens: responseLength,
+                                        scoringRows: min(forwardBatch, batch), startsFromAdapter: fromAdapter,
+                                        rewardModel: Self.lora(rank: rewardLoraRank, targets: rewardLoraTargets)),
+                    batch / miniBatches, promptLength + responseLength)
+        default: return nil
+        }
     }
 
     /// What trains: every weight, or adapters on a float or NF4 base.
@@ -56,7 +99,7 @@ public struct PlanCommand: ParsableCommand {
         case .full: return .full
         case .qlora: return .qlora
         case .lora: return .lora
-        case .dpo, .orpo, .simpo, .kto, .reward: return quantize == WeightFormat.nf4.rawValue ? .qlora : .lora
+        case .dpo, .orpo, .simpo, .kto, .reward, .grpo, .ppo: return quantize == WeightFormat.nf4.rawValue ? .qlora : .lora
         }
     }
 
@@ -71,15 +114,19 @@ public struct PlanCommand: ParsableCommand {
 
     /// The plan these flags describe for a model of `config`.
     func plan(config: LlamaConfiguration, runtime: RuntimeBaseline) throws -> MemoryPlan {
-        MemoryPlan(config: config, method: memoryMethod, batchSize: sequences, length: seq, lora: loraConfiguration,
-                   gradientCheckpointing: gradientCheckpointing, optimizer: optimizer,
-                   baseBytesPerValue: try baseFormat().bitsPerValue / 8, runtime: runtime, head: method == .reward ? .score : .languageModel)
+        let rollouts = self.rollouts
+        return MemoryPlan(config: config, method: memoryMethod, batchSize: rollouts?.rows ?? sequences, length: rollouts?.length ?? seq,
+                          lora: loraConfiguration, gradientCheckpointing: gradientCheckpointing, optimizer: optimizer,
+                          baseBytesPerValue: try baseFormat().bitsPerValue / 8, runtime: runtime,
+                          head: method == .reward ? .score : .languageModel, rollouts: rollouts?.plan)
     }
 
     struct Output: Encodable {
         let model: String, method: String, base: String, batch: Int, seq: Int, optimizer: String, gradient_checkpointing: Bool
         let weights_mib: Double, gradients_mib: Double, optimizer_mib: Double, activations_mib: Double
         let workspace_mib: Double, runtime_mib: Double, loading_mib: Double, total_mib: Double
+        /// grpo, ppo: the rollouts' passes with what the update leaves (they replace activations + workspace when larger).
+        let rollouts_mib: Double?
     }
 
     public func run() throws {
@@ -95,16 +142,23 @@ public struct PlanCommand: ParsableCommand {
                 weights_mib: mib(plan.weightBytes), gradients_mib: mib(plan.gradientBytes),
                 optimizer_mib: mib(plan.optimizerBytes), activations_mib: mib(plan.activationBytes),
                 workspace_mib: mib(plan.workspaceBytes), runtime_mib: mib(plan.runtimeBytes),
-                loading_mib: mib(plan.loadingBytes), total_mib: mib(plan.totalBytes))))
+                loading_mib: mib(plan.loadingBytes), total_mib: mib(plan.totalBytes),
+                rollouts_mib: plan.rollouts == nil ? nil : mib(plan.rolloutBytes))))
             return
         }
-        print("\(files.url.lastPathComponent): \(method.rawValue) (base \(try baseFormat())), batch \(batch) × seq \(seq), \(optimizer.rawValue)"
+        let shape = plan.rollouts.map { "rollouts \($0.sequences) × (\($0.promptLength) + \($0.newTokens)), update \(plan.batchSize) × \(plan.length)" }
+            ?? "batch \(batch) × seq \(seq)"
+        print("\(files.url.lastPathComponent): \(method.rawValue) (base \(try baseFormat())), \(shape), \(optimizer.rawValue)"
               + (gradientCheckpointing ? ", gradient checkpointing" : ""))
         let rows: [(String, Int)] = [
             ("weights", plan.weightBytes), ("gradients", plan.gradientBytes), ("optimizer state", plan.optimizerBytes),
             ("activations", plan.activationBytes), ("workspace", plan.workspaceBytes), ("runtime", plan.runtimeBytes),
         ]
         for (name, bytes) in rows { print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(bytes)) + " MiB") }
+        if plan.rollouts != nil {
+            let peak = plan.rolloutBytes > plan.updateBytes ? "  (the step's peak: it replaces activations + workspace)" : ""
+            print("rollouts".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.rolloutBytes)) + " MiB" + peak)
+        }
         if plan.loadingBytes > plan.runtimeBytes + plan.trainingBytes {
             // The peak is the load, not the step: the rows above do not add up to the total.
             print("loading peak".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.loadingBytes))

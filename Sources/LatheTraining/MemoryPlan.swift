@@ -52,6 +52,48 @@ public struct MemoryPlan: Sendable, Equatable {
     public var runtime: RuntimeBaseline
     /// What reads the final hidden states: the LM head (SFT, preferences) or a reward model's score head.
     public var head: Head
+    /// An RL stage's passes between updates (nil for the other methods); `batchSize` × `length` is then its update's
+    /// micro-batch.
+    public var rollouts: Rollouts?
+
+    /// What GRPO and PPO run besides the update: sampling in a KV cache, forward passes that save nothing over whole
+    /// sequences (the reference, PPO's values and reward model), and the adapters and heads those read.
+    public struct Rollouts: Sendable, Equatable {
+        public enum Stage: String, Sendable, Codable {
+            /// `GRPOTask`: completions of a step sampled together, the reference over each update micro-batch.
+            case grpo
+            /// `PPOTask`: a rollout batch of prompts, the reference and value passes in chunks, the reward model's
+            /// scores 8 sequences at a time, a value head trained with the policy.
+            case ppo
+        }
+        public var stage: Stage
+        /// Sequences decoded together: GRPO's batch × gradient accumulation completions, PPO's batch of prompts.
+        public var sequences: Int
+        /// Tokens of the longest prompt, and the most sampled after it: the KV cache holds both.
+        public var promptLength: Int
+        public var newTokens: Int
+        /// Rows of each reference (and PPO value) pass: GRPO's micro-batch when beta > 0, else 0; PPO's
+        /// local_rollout_forward_batch_size, at most the batch.
+        public var scoringRows: Int
+        /// Training starts from an adapter, whose frozen copy (same shape) is the reference when one runs.
+        public var startsFromAdapter: Bool
+        /// PPO's reward model: a frozen adapter of this shape and its [1, hidden] score head on the same base.
+        public var rewardModel: LoRAConfiguration?
+        /// Tokens of the longest sequence the reward model reads: the conversation rendered again with the decoded
+        /// response as the assistant's turn.
+        public var rewardModelLength: Int
+
+        /// - Parameter rewardModelLength: nil takes the prompt, the response and a ChatML end of turn (2 tokens).
+        public init(stage: Stage, sequences: Int, promptLength: Int, newTokens: Int, scoringRows: Int,
+                    startsFromAdapter: Bool, rewardModel: LoRAConfiguration? = nil, rewardModelLength: Int? = nil) {
+            self.stage = stage; self.sequences = sequences; self.promptLength = promptLength; self.newTokens = newTokens
+            self.scoringRows = scoringRows; self.startsFromAdapter = startsFromAdapter; self.rewardModel = rewardModel
+            self.rewardModelLength = rewardModelLength ?? promptLength + newTokens + 2
+        }
+
+        /// Rows the reward model scores at once (`PPOTask`'s chunks of 8).
+        static let rewardModelRows = 8
+    }
 
     /// The head the step runs on the final hidden states.
     public enum Head: String, Sendable, Codable {
@@ -68,7 +110,7 @@ public struct MemoryPlan: Sendable, Equatable {
                 lora: LoRAConfiguration = LoRAConfiguration(rank: 8, alpha: 16, targets: ["all-linear"]),
                 gradientCheckpointing: Bool = false, optimizer: OptimizerMemory = .adamw,
                 baseBytesPerValue: Double? = nil, compactBaseMultipliesNatively: Bool? = nil,
-                runtime: RuntimeBaseline = .none, head: Head = .languageModel) {
+                runtime: RuntimeBaseline = .none, head: Head = .languageModel, rollouts: Rollouts? = nil) {
         self.config = config
         self.method = method
         let bytes = baseBytesPerValue ?? (method == .qlora ? Self.nf4BytesPerValue : 4)
@@ -81,6 +123,7 @@ public struct MemoryPlan: Sendable, Equatable {
         self.compactBaseMultipliesNatively = compactBaseMultipliesNatively ?? (bytes == 2 && BF16Weight.usesNativeProducts)
         self.runtime = runtime
         self.head = head
+        self.rollouts = rollouts
     }
 
     /// Throws, naming the field, on settings no run could have.
@@ -97,13 +140,33 @@ public struct MemoryPlan: Sendable, Equatable {
         if method != .full {
             do { try lora.validate() } catch { throw OptimizerError(subject: "lora", problem: "\(error)") }
         }
+        if let rollouts {
+            guard method != .full else {
+                throw OptimizerError(subject: "method", problem: "GRPO and PPO train LoRA (the reference is the frozen start on the same base)")
+            }
+            guard rollouts.sequences > 0, rollouts.promptLength > 0, rollouts.newTokens > 0, rollouts.scoringRows >= 0 else {
+                throw OptimizerError(subject: "rollouts", problem: "sequences, prompt and new tokens must be positive")
+            }
+            do { try rollouts.rewardModel?.validate() } catch { throw OptimizerError(subject: "reward model lora", problem: "\(error)") }
+        }
     }
 
     // MARK: - The terms
 
-    /// Float32 parameters, the compact copies of the frozen block linears (QLoRA, bf16 base), the adapters, and
-    /// a score head.
-    public var weightBytes: Int { modelWeightBytes + scoreHeadValues * 4 }
+    /// Float32 parameters, the compact copies of the frozen block linears (QLoRA, bf16 base), the adapters, a
+    /// score head, and an RL stage's frozen adapters and heads.
+    public var weightBytes: Int { modelWeightBytes + (scoreHeadValues + rolloutWeightValues) * 4 }
+
+    /// The reference's frozen copy of the start adapter, PPO's value head and its reward model's adapter and head.
+    var rolloutWeightValues: Int {
+        guard let rollouts else { return 0 }
+        // GRPO with beta 0 runs no reference and keeps no copy (`TrainingConfiguration.usesReference`).
+        let runsReference = rollouts.stage == .ppo || rollouts.scoringRows > 0
+        var values = rollouts.startsFromAdapter && runsReference ? adapterValues : 0
+        if rollouts.stage == .ppo { values += config.hiddenSize }
+        if let rewardModel = rollouts.rewardModel { values += adapterValues(rewardModel) + config.hiddenSize }
+        return values
+    }
 
     var modelWeightBytes: Int {
         let floats = config.parameterCount * 4
@@ -155,10 +218,7 @@ public struct MemoryPlan: Sendable, Equatable {
         // Each adapter keeps dropout(x)·Aᵀ, and with dropout its [rows, in] mask.
         var adapterFloats = 0
         if method != .full {
-            for shape in adapterShapes {
-                adapterFloats += rows * lora.rank + (lora.dropout > 0 ? rows * shape.in : 0)
-            }
-            adapterFloats *= c.layerCount
+            adapterFloats = projectedFloats(rows: rows, lora) + (lora.dropout > 0 ? adapterShapes.reduce(0) { $0 + rows * $1.in } * c.layerCount : 0)
         }
         let floats = blockInputs + blockSets + keysAndValues + finalInputAndGradient + rotaryTables + adapterFloats
         // The KV cache's validity flags, one byte per token.
@@ -168,24 +228,37 @@ public struct MemoryPlan: Sendable, Equatable {
     /// Buffers sized by the batch and reused: the forward and gradient workspaces, attention scores, the LM head's
     /// logits chunk, the adapters' backward temporaries, and the compact base's scratch.
     public var workspaceBytes: Int {
-        let c = config, rows = self.rows
-        let q = c.headCount * c.headDim, kv = c.kvHeadCount * c.headDim
-        // ForwardWorkspace: hidden, projected, finalNormed, keys, values (its inference activations are never made).
-        let forward = rows * (3 * c.hiddenSize + 2 * kv)
-        // GradientWorkspace: residual, normed, attention, queries, keys, values, gate, up, activated.
-        let gradient = rows * (2 * c.hiddenSize + 2 * q + 2 * kv + 3 * c.intermediateSize)
-        // Scores of one block of queries against every key: the forward's and the backward's (P and dP).
-        let scores = 2 * GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
-        // ChunkedLMHeadLoss: one [chunk, vocabulary] logits block and two [chunk, hidden] row blocks; a score head
-        // instead reads the final normed hidden states and returns their gradient, [rows, hidden] each.
-        let chunk = min(256, rows)
-        let head = self.head == .score ? 2 * rows * c.hiddenSize : chunk * c.vocabularySize + 2 * chunk * c.hiddenSize
+        // Scores of one block of queries against every key: the forward's (with the gradient's, P and dP).
+        let forward = forwardWorkspaceFloats(rows: rows) + GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
+        // A score head reads the final normed hidden states and returns their gradient, [rows, hidden] each; PPO's
+        // value head does so beside the LM head.
+        let scoreHead = head == .score || rollouts?.stage == .ppo ? 2 * rows * config.hiddenSize : 0
         // LoRA backward: dProjected [rows, rank]; with dropout also dropout(x) and dx, [rows, in] each.
         var adapterTemporaries = 0
         if method != .full, let widest = adapterShapes.map(\.in).max() {
             adapterTemporaries = rows * lora.rank + (lora.dropout > 0 ? 2 * rows * widest : 0)
         }
-        return (forward + gradient + scores + head + adapterTemporaries) * 4 + compactScratchBytes
+        return (forward + gradientWorkspaceFloats + (head == .score ? 0 : lmHeadChunkFloats) + scoreHead + adapterTemporaries) * 4
+            + compactScratchBytes
+    }
+
+    /// ForwardWorkspace: hidden, projected, finalNormed, keys, values (a training pass never makes its shared block
+    /// activations).
+    func forwardWorkspaceFloats(rows: Int) -> Int { rows * (3 * config.hiddenSize + 2 * config.kvHeadCount * config.headDim) }
+
+    /// GradientWorkspace: residual, normed, attention, queries, keys, values, gate, up, activated, and the backward
+    /// pass's scores (dP); kept by the model from one step to the next.
+    var gradientWorkspaceFloats: Int {
+        let c = config, q = c.headCount * c.headDim, kv = c.kvHeadCount * c.headDim
+        return rows * (2 * c.hiddenSize + 2 * q + 2 * kv + 3 * c.intermediateSize)
+            + GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
+    }
+
+    /// ChunkedLMHeadLoss: one [chunk, vocabulary] logits block and two [chunk, hidden] row blocks, kept by the model;
+    /// a chunk holds rows with a target only, which an RL update has at its sampled tokens alone.
+    var lmHeadChunkFloats: Int {
+        let chunk = min(256, rollouts.map { batchSize * $0.newTokens } ?? rows)
+        return chunk * config.vocabularySize + 2 * chunk * config.hiddenSize
     }
 
     /// The compact base's share of `workspaceBytes`: oneDNN's bf16 product rounds its float32 operand (a layer
@@ -199,8 +272,68 @@ public struct MemoryPlan: Sendable, Equatable {
         return (blockLinearShapes.map { CompactWeightTiles.rowsPerTile(columns: $0.in) * $0.in }.max() ?? 0) * 4
     }
 
-    /// Everything the training itself allocates (the terms a test can measure with `TensorMemory`).
-    public var trainingBytes: Int { weightBytes + gradientBytes + optimizerBytes + activationBytes + workspaceBytes }
+    /// Everything the training itself allocates (the terms a test can measure with `TensorMemory`): the update, or
+    /// an RL stage's rollouts where they hold more.
+    public var trainingBytes: Int { weightBytes + gradientBytes + optimizerBytes + max(updateBytes, rolloutBytes) }
+
+    /// The update's activations and workspaces. GRPO's reference pass over the same micro-batch leaves the forward
+    /// workspace's shared block activations made; PPO's reward model adapter keeps its last products.
+    public var updateBytes: Int {
+        guard let rollouts else { return activationBytes + workspaceBytes }
+        let reference = rollouts.stage == .grpo && rollouts.scoringRows > 0 ? sharedBlockActivationFloats(rows: rows) : 0
+        return activationBytes + workspaceBytes + (reference + rewardModelProductFloats) * 4
+    }
+
+    /// The most an RL stage's passes between updates hold (0 for other methods), with what the previous update left:
+    /// its activations (`Trainer` keeps them for the next step), the gradient workspace and the LM head's chunk.
+    /// The largest of: the prefill of every sequence into the KV cache (with its last logits); a reference or value
+    /// pass over `scoringRows` whole sequences, each in a cache of its own; PPO's reward model pass.
+    public var rolloutBytes: Int {
+        guard let rollouts else { return 0 }
+        let kept = activationBytes / 4 + gradientWorkspaceFloats + lmHeadChunkFloats + rewardModelProductFloats
+        let capacity = rollouts.promptLength + rollouts.newTokens
+        // The policy's adapters replace the products the update left with the prefill's.
+        let prefill = cacheFloats(sequences: rollouts.sequences, capacity: capacity)
+            + passFloats(sequences: rollouts.sequences, length: rollouts.promptLength, products: lora)
+            - projectedFloats(rows: rows, lora)
+            + rollouts.sequences * config.vocabularySize
+        // The reference pass runs the start adapter's frozen copy, or no adapter at all; PPO's value pass the policy.
+        let scoringAdapter = rollouts.startsFromAdapter || rollouts.stage == .ppo ? lora : nil
+        let scoring = rollouts.scoringRows == 0 ? 0
+            : cacheFloats(sequences: rollouts.scoringRows, capacity: capacity)
+                + passFloats(sequences: rollouts.scoringRows, length: capacity, products: scoringAdapter)
+        let rewardRows = min(Rollouts.rewardModelRows, rollouts.sequences)
+        let reward = rollouts.rewardModel.map {
+            cacheFloats(sequences: rewardRows, capacity: rollouts.rewardModelLength)
+                + passFloats(sequences: rewardRows, length: rollouts.rewardModelLength, products: $0)
+        } ?? 0
+        return (kept + max(prefill, scoring, reward)) * 4
+    }
+
+    /// What a forward pass that saves nothing makes over `sequences` rows of `length` tokens: the forward workspace
+    /// with its one shared set of block activations, the attention scores, and the running adapters' products.
+    func passFloats(sequences: Int, length: Int, products adapters: LoRAConfiguration?) -> Int {
+        let rows = sequences * length
+        return forwardWorkspaceFloats(rows: rows) + sharedBlockActivationFloats(rows: rows)
+            + GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
+            + (adapters.map { projectedFloats(rows: rows, $0) } ?? 0)
+    }
+
+    /// A KV cache's keys and values.
+    func cacheFloats(sequences: Int, capacity: Int) -> Int {
+        2 * config.layerCount * sequences * capacity * config.kvHeadCount * config.headDim
+    }
+
+    /// dropout(x)·Aᵀ of every adapter of a configuration over `rows` tokens.
+    func projectedFloats(rows: Int, _ adapters: LoRAConfiguration) -> Int {
+        rows * adapters.rank * shapes(of: adapters).count * config.layerCount
+    }
+
+    /// PPO's reward model adapter keeps the products of its last pass (8 whole sequences) to the end of the run.
+    var rewardModelProductFloats: Int {
+        guard let rollouts, let rewardModel = rollouts.rewardModel else { return 0 }
+        return projectedFloats(rows: min(Rollouts.rewardModelRows, rollouts.sequences) * rollouts.rewardModelLength, rewardModel)
+    }
 
     /// The resident peak while loading, runtime included. Loading reads the mapped file tensor by tensor (its
     /// pages become resident) into the model's weights; a weight bound for a compact format has float32 values
@@ -260,15 +393,22 @@ public struct MemoryPlan: Sendable, Equatable {
     }
 
     /// The block linears that get an adapter.
-    var adapterShapes: [(name: String, in: Int, out: Int)] {
-        let targets = Set(lora.targetModules)
+    var adapterShapes: [(name: String, in: Int, out: Int)] { shapes(of: lora) }
+
+    /// The block linears a configuration's adapters go on.
+    func shapes(of adapters: LoRAConfiguration) -> [(name: String, in: Int, out: Int)] {
+        let targets = Set(adapters.targetModules)
         return blockLinearShapes.filter { targets.contains($0.name) }
     }
 
     /// Values of every adapter's A [rank, in] and B [out, rank] (zero for full fine-tuning).
     var adapterValues: Int {
         guard method != .full else { return 0 }
-        return adapterShapes.reduce(0) { $0 + lora.rank * ($1.in + $1.out) } * config.layerCount
+        return adapterValues(lora)
+    }
+
+    func adapterValues(_ adapters: LoRAConfiguration) -> Int {
+        shapes(of: adapters).reduce(0) { $0 + adapters.rank * ($1.in + $1.out) } * config.layerCount
     }
 
     /// The score head's [1, hidden] (0 with the LM head).
@@ -277,7 +417,8 @@ public struct MemoryPlan: Sendable, Equatable {
     /// Element counts of the trainable tensors, one entry per tensor (the 8-bit optimizer's rule is per tensor).
     var trainableTensorSizes: [Int] {
         let c = config
-        let scoreHead = scoreHeadValues > 0 ? [scoreHeadValues] : []
+        // A reward model's score head, or PPO's value head.
+        let scoreHead = scoreHeadValues > 0 || rollouts?.stage == .ppo ? [c.hiddenSize] : []
         guard method == .full else {
             let perBlock = adapterShapes.flatMap { [lora.rank * $0.in, $0.out * lora.rank] }
             return Array((0..<c.layerCount).map { _ in perBlock }.joined()) + scoreHead
@@ -297,6 +438,12 @@ public struct MemoryPlan: Sendable, Equatable {
 
     /// What all blocks share and the backward pass recomputes: the two normalised inputs and silu(gate)·up.
     var recomputedBlockActivationFloats: Int { rows * (2 * config.hiddenSize + config.intermediateSize) }
+
+    /// One whole set of `BlockActivations` over `rows` tokens: what a forward pass that saves nothing reuses for every block.
+    func sharedBlockActivationFloats(rows: Int) -> Int {
+        let c = config, q = c.headCount * c.headDim
+        return rows * (3 * c.hiddenSize + 2 * q + 3 * c.intermediateSize)
+    }
 }
 
 /// What a Lathe process holds besides the training's tensors, which the peak resident memory includes.

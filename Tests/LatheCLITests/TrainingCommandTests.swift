@@ -102,9 +102,9 @@ final class TrainingCommandTests: XCTestCase {
     func testPlanPrintsTheTermsAndOrdersTheMethods() throws {
         let model = folder.appendingPathComponent("tiny.gguf").path
         try TinyModel.write(to: URL(fileURLWithPath: model), hidden: 64)
-        func plan(_ method: String) throws -> JSONValue {
+        func plan(_ method: String, _ extra: [String] = []) throws -> JSONValue {
             let result = try LatheProcess.run(["plan", "--model", model, "--method", method, "--batch", "2", "--seq", "32",
-                                               "--dtype", "f32", "--json"])
+                                               "--dtype", "f32", "--json"] + extra)
             XCTAssertEqual(result.status, 0, result.stderr)
             let plan = try JSONValue.parse(Data(result.stdout.utf8))
             for key in ["weights_mib", "gradients_mib", "optimizer_mib", "activations_mib", "workspace_mib", "runtime_mib"] {
@@ -121,9 +121,18 @@ final class TrainingCommandTests: XCTestCase {
         // A preference objective's micro-batch holds two rows per pair: twice LoRA's activations.
         let dpo = try plan("dpo")
         XCTAssertEqual(try XCTUnwrap(dpo["activations_mib"]?.double), 2 * (try XCTUnwrap(lora["activations_mib"]?.double)), accuracy: 0.2)
+        // GRPO and PPO plan their rollouts from the prompt's length: more completions per step, a larger KV cache.
         let bad = try LatheProcess.run(["plan", "--model", model, "--method", "ppo"])
         XCTAssertNotEqual(bad.status, 0)
-        XCTAssertTrue(bad.stderr.contains("method"), bad.stderr)
+        XCTAssertTrue(bad.stderr.contains("--prompt-length"), bad.stderr)
+        let grpo = try plan("grpo", ["--prompt-length", "16", "--completion-length", "16"])
+        let accumulated = try plan("grpo", ["--prompt-length", "16", "--completion-length", "16", "--grad-accum", "8"])
+        XCTAssertEqual(try XCTUnwrap(grpo["activations_mib"]?.double), try XCTUnwrap(lora["activations_mib"]?.double), accuracy: 0.05,
+                       "the update holds batch × (prompt + completion) tokens")
+        XCTAssertGreaterThan(try XCTUnwrap(accumulated["rollouts_mib"]?.double), try XCTUnwrap(grpo["rollouts_mib"]?.double))
+        let ppo = try plan("ppo", ["--prompt-length", "16", "--response-length", "16", "--reward-lora-rank", "64"])
+        XCTAssertGreaterThan(try XCTUnwrap(ppo["weights_mib"]?.double), try XCTUnwrap(lora["weights_mib"]?.double),
+                             "the reward model's adapter and head, and the value head")
     }
 
     func testSFTRejectsBadFlagsAndBadDataByName() throws {

@@ -1,8 +1,10 @@
 import Foundation
 import XCTest
 import LatheData
+import LatheEval
 @testable import LatheModels
 import LatheTensors
+import LatheTestSupport
 @testable import LatheTraining
 
 /// The memory plan against what real training steps allocate: a small llama is trained for two steps in each
@@ -112,6 +114,92 @@ final class MemoryPlanTests: XCTestCase {
         try assertPlanMatches(MemoryPlan(config: configuration(tied: false), method: .lora, batchSize: 2, length: 64, lora: lora,
                                          gradientCheckpointing: true, head: .score))
     }
+
+    /// An RL stage's steps through `Trainer` on a tiny model with a tokenizer, started from an SFT adapter (its
+    /// frozen copy the reference): the peak of two steps (the second samples while the first's activations are
+    /// kept) against the plan's training bytes, which must be within 5%.
+    func assertRLPlanMatches(_ stage: MemoryPlan.Rollouts.Stage, file: StaticString = #filePath, line: UInt = #line) throws {
+        let tiny = try TinyModelFolder()
+        defer { tiny.remove() }
+        try TinyModel.write(to: URL(fileURLWithPath: tiny.modelPath), hidden: 64, layers: 3, intermediate: 160)
+        // Conversations of one token length, so that every update has the planned shape, and the reward model reads
+        // the prompt as the policy did (the response as the assistant's turn).
+        try (0..<8).map { #"{"messages": [{"role": "user", "content": "xq \#($0) wk"}]}"# }.joined(separator: "\n")
+            .write(to: tiny.file("prompts.jsonl"), atomically: true, encoding: .utf8)
+        let lora = LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"])
+        let base = try LanguageModel.load(tiny.modelPath)
+        _ = try base.model.attachLoRA(lora, seed: 3)
+        try PEFTAdapter.save(base.model, config: lora, baseModel: tiny.modelPath, to: tiny.file("sft"))
+        let promptLength = try XCTUnwrap(try PromptDataset.load(tiny.file("prompts.jsonl"), model: base).map(\.ids.count).max())
+
+        var c = TrainingConfiguration()
+        c.model = tiny.modelPath
+        c.adapter = tiny.file("sft").path
+        c.data = tiny.file("prompts.jsonl").path
+        c.output = tiny.file("run").path
+        c.maxSteps = 2
+        var rollouts: MemoryPlan.Rollouts, rows: Int
+        switch stage {
+        case .grpo:
+            c.rl = .grpo
+            c.batchSize = 4
+            c.gradientAccumulation = 2
+            c.grpo.numGenerations = 4
+            c.grpo.maxCompletionLength = 10
+            c.grpo.beta = 0.05
+            var length = RewardSpec(name: .length)
+            length.target = 3
+            c.grpo.rewards = [length]
+            rollouts = MemoryPlan.Rollouts(stage: .grpo, sequences: 8, promptLength: promptLength, newTokens: 10, scoringRows: 4,
+                                           startsFromAdapter: true)
+            rows = 4
+        case .ppo:
+            // The reward model: its own adapter and score head, saved as lathe reward saves them.
+            let rewardLoRA = LoRAConfiguration(rank: 2, alpha: 4, targets: ["q_proj", "v_proj", "down_proj"])
+            let rewardBase = try LanguageModel.load(tiny.modelPath)
+            _ = try rewardBase.model.attachLoRA(rewardLoRA, name: "reward", seed: 4)
+            let score = ScoreHead(hiddenSize: rewardBase.model.config.hiddenSize)
+            score.initialize(seed: 5)
+            try PEFTAdapter.save(rewardBase.model, adapterName: "reward", config: rewardLoRA, heads: [score.weight],
+                                 baseModel: tiny.modelPath, to: tiny.file("rm"))
+            // One update per rollout batch, so that the second step samples while the first's activations are kept.
+            c.rl = .ppo
+            c.batchSize = 4
+            c.ppo.numMiniBatches = 1
+            c.ppo.numPPOEpochs = 1
+            c.ppo.responseLength = 10
+            c.ppo.localRolloutForwardBatchSize = 2
+            c.ppo.rewardModelPath = tiny.file("rm").path
+            rollouts = MemoryPlan.Rollouts(stage: .ppo, sequences: 4, promptLength: promptLength, newTokens: 10, scoringRows: 2,
+                                           startsFromAdapter: true, rewardModel: rewardLoRA)
+            rows = 4
+        }
+        try allocateTileScratch()
+        let liveBefore = TensorMemory.liveBytes
+        let trainer = try Trainer(config: c, languageModel: try LanguageModel.load(tiny.modelPath))
+        TensorMemory.resetPeak()
+        for _ in 0..<2 { _ = try trainer.trainStep() }
+        let head = trainer.languageModel.model.headWorkspace
+        let measured = TensorMemory.peakBytes - liveBefore + (head.logitsCapacity + 2 * head.rowsCapacity) * 4
+        // The tiny model's random tokens decode to text that tokenizes longer: the reward model's length (of the
+        // second step's pass, the one with the first step's activations kept) is read from its adapters' products.
+        if let rewardLoRA = rollouts.rewardModel,
+           let adapter = trainer.languageModel.model.adapters.first(where: { $0.adapterName == "reward" }) {
+            rollouts.rewardModelLength = adapter.projected.count / rewardLoRA.rank
+                / min(MemoryPlan.Rollouts.rewardModelRows, rollouts.sequences)
+        }
+        let plan = MemoryPlan(config: trainer.languageModel.model.config, method: .lora, batchSize: rows,
+                              length: promptLength + rollouts.newTokens, lora: lora, rollouts: rollouts)
+        let ratio = Double(plan.trainingBytes) / Double(measured)
+        XCTAssertEqual(ratio, 1, accuracy: 0.05, """
+            \(stage): planned \(plan.trainingBytes) bytes, measured \(measured) (ratio \(ratio)); weights \(plan.weightBytes), \
+            gradients \(plan.gradientBytes), optimizer \(plan.optimizerBytes), update \(plan.updateBytes), rollouts \(plan.rolloutBytes)
+            """, file: file, line: line)
+    }
+
+    func testAGRPOStepMatchesTheMeasuredPeak() throws { try assertRLPlanMatches(.grpo) }
+
+    func testAPPOStepMatchesTheMeasuredPeak() throws { try assertRLPlanMatches(.ppo) }
 
     func testFullFineTuningMatchesTheMeasuredPeak() throws {
         try assertPlanMatches(MemoryPlan(config: configuration(tied: true), method: .full, batchSize: 2, length: 48))
