@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if os(Linux)
+import Glibc
+#endif
 import LatheData
 import LatheEval
 import LatheModels
@@ -85,8 +88,23 @@ public struct GRPOCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolvedConfiguration()
+        returnFreedTensorsToTheSystem()
         let trainer = try Trainer(config: c, languageModel: try loadTrainingModel(c))
         try runReportingHeldOut(trainer, resume: training.resume, keys: ["eval_reward"]
             + c.grpo.rewards.map { "eval_rewards/\($0.metricsLabel)/mean" } + ["eval_completions/mean_length"])
     }
+}
+
+/// RL stages only: tensors over 128 KiB get pages of their own, returned when they are freed. glibc's default raises
+/// that threshold (up to 32 MiB) after the first such free, and then the passes of many shapes between updates leave
+/// freed workspaces in the heap: PPO on SmolLM2 (batch 8, 63 + 48 tokens) peaked at 1554 MiB resident, 1391 MiB with
+/// this, as planned. mallopt(M_MMAP_THRESHOLD, …) is in malloc.h, which the Glibc module does not export.
+func returnFreedTensorsToTheSystem() {
+    #if os(Linux)
+    if let symbol = dlsym(nil, "mallopt") {
+        let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
+        let mmapThreshold: Int32 = -3  // M_MMAP_THRESHOLD
+        _ = mallopt(mmapThreshold, 128 << 10)
+    }
+    #endif
 }

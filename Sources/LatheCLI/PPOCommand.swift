@@ -53,6 +53,7 @@ public struct PPOCommand: ParsableCommand {
 
     public func run() throws {
         let c = try resolved()
+        returnFreedTensorsToTheSystem()
         let trainer = try Trainer(config: c, languageModel: try loadTrainingModel(c))
         try runReportingHeldOut(trainer, resume: training.resume, keys: [
             "eval_objective/scores", "eval_objective/kl", "eval_objective/rlhf_reward", "eval_completions/mean_length"])

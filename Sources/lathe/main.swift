@@ -12,14 +12,5 @@ if getenv("OMP_WAIT_POLICY") == nil, getenv("GOMP_SPINCOUNT") == nil {
     execv("/proc/self/exe", CommandLine.unsafeArgv)
     // Only reached if the restart failed: carry on with OpenMP's default.
 }
-// Tensors over 128 KiB get pages of their own, returned when they are freed. glibc's default raises that threshold
-// (up to 32 MiB) after the first such free, and then the RL stages' passes of many shapes leave freed workspaces in
-// the heap: PPO on SmolLM2 (batch 8, 63 + 48 tokens) peaked at 1554 MiB resident, 1386 MiB with this, as planned.
-// mallopt(M_MMAP_THRESHOLD, …) is in malloc.h, which the Glibc module does not export.
-if let symbol = dlsym(nil, "mallopt") {
-    let mallopt = unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
-    let mmapThreshold: Int32 = -3  // M_MMAP_THRESHOLD
-    _ = mallopt(mmapThreshold, 128 << 10)
-}
 #endif
 LatheCommand.main()
