@@ -120,6 +120,8 @@ public struct GRPOObjective: Sendable {
         var metrics: [String: Double] = [
             "clip_ratio/low_mean": lowClipped / tokens, "clip_ratio/high_mean": highClipped / tokens,
             "clip_ratio/region_mean": (lowClipped + highClipped) / tokens,
+            // The region mean under the name TRL logged it by before 0.17, which scripts and the issue read.
+            "clip_ratio": (lowClipped + highClipped) / tokens,
             "clip_ratio/low_min": rowLow.min() ?? .nan, "clip_ratio/high_max": rowHigh.max() ?? .nan,
         ]
         if options.beta != 0 { metrics["kl"] = kl / tokens }
