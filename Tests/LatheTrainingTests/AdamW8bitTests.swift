@@ -336,15 +336,8 @@ final class AdamW8bitTests: XCTestCase {
         let parameterCount = straight.trainable.reduce(0) { $0 + $1.tensor.count }
         XCTAssertLessThan(optimizer.stateByteCount, 8 * parameterCount, "some state is 8-bit")
 
-        var interrupted = c
-        interrupted.output = tiny.file("interrupted").path
-        try FileManager.default.createDirectory(atPath: interrupted.output!, withIntermediateDirectories: true)
-        let first = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
-        for _ in 0..<3 { _ = try first.trainStep() }
-        try Checkpoint.save(first, to: URL(fileURLWithPath: interrupted.output!))
-        _ = try first.trainStep()  // lost with the kill
-        let resumed = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
-        try resumed.run(resume: true)
+        let interruptedOutput = tiny.file("interrupted").path
+        let resumed = try Trainer.resumedAfterKill(c, output: interruptedOutput, model: tiny.modelPath, checkpointAfter: 3)
         XCTAssertEqual(resumed.step, straight.step)
         for (a, b) in zip(straight.trainable, resumed.trainable) {
             assertBitIdentical(b.tensor.array, a.tensor.array, "\(a.name) after the resumed run")

@@ -2,6 +2,7 @@ import Foundation
 import LatheModels
 import LatheTensors
 import XCTest
+@testable import LatheTraining
 
 /// Paths and decoders for the fixtures written by scripts/reference/optim.py, and helpers shared by the tests.
 enum Fixtures {
@@ -21,6 +22,23 @@ enum Fixtures {
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         testCase.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
         return url
+    }
+}
+
+extension Trainer {
+    /// A run of `config` into `output` killed after `steps` steps, just past its checkpoint (the step after it is lost
+    /// with the kill), then resumed in a fresh trainer on a freshly loaded model, which it returns finished.
+    static func resumedAfterKill(_ config: TrainingConfiguration, output: String, model: String, checkpointAfter steps: Int) throws -> Trainer {
+        var interrupted = config
+        interrupted.output = output
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        let first = try Trainer(config: interrupted, languageModel: try LanguageModel.load(model))
+        for _ in 0..<steps { _ = try first.trainStep() }
+        try Checkpoint.save(first, to: URL(fileURLWithPath: output))
+        _ = try first.trainStep()
+        let resumed = try Trainer(config: interrupted, languageModel: try LanguageModel.load(model))
+        try resumed.run(resume: true)
+        return resumed
     }
 }
 

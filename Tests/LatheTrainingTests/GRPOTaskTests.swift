@@ -122,15 +122,8 @@ final class GRPOTaskTests: XCTestCase {
         }
         XCTAssertNotNil(try JSONLines.read(tiny.file("straight").appendingPathComponent("metrics.jsonl")).last?.value["eval_reward"])
 
-        var interrupted = c
-        interrupted.output = tiny.file("interrupted").path
-        let first = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
-        try FileManager.default.createDirectory(atPath: interrupted.output!, withIntermediateDirectories: true)
-        for _ in 0..<2 { _ = try first.trainStep() }
-        try Checkpoint.save(first, to: URL(fileURLWithPath: interrupted.output!))
-        _ = try first.trainStep()
-        let resumed = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
-        try resumed.run(resume: true)
+        let interruptedOutput = tiny.file("interrupted").path
+        let resumed = try Trainer.resumedAfterKill(c, output: interruptedOutput, model: tiny.modelPath, checkpointAfter: 2)
         let after = try metrics("interrupted")
         XCTAssertEqual(after.map { $0["loss"] }, expected.suffix(2).map { $0["loss"] })
         XCTAssertEqual(after.map { $0["completions/mean_length"] }, expected.suffix(2).map { $0["completions/mean_length"] })

@@ -211,16 +211,9 @@ final class PreferenceTests: TinyModelTestCase {
         let straight = try Trainer(config: c, languageModel: try LanguageModel.load(tiny.modelPath))
         try straight.run()
         let expected = try metricLines(c.output!).compactMap { $0["loss"]?.double }
-        var interrupted = c
-        interrupted.output = tiny.file("interrupted").path
-        let first = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
-        try FileManager.default.createDirectory(atPath: interrupted.output!, withIntermediateDirectories: true)
-        for _ in 0..<3 { _ = try first.trainStep() }
-        try Checkpoint.save(first, to: URL(fileURLWithPath: interrupted.output!))
-        _ = try first.trainStep()  // lost with the kill
-        let resumed = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
-        try resumed.run(resume: true)
-        XCTAssertEqual(try metricLines(interrupted.output!).compactMap { $0["loss"]?.double }, Array(expected.suffix(from: 3)))
+        let interruptedOutput = tiny.file("interrupted").path
+        let resumed = try Trainer.resumedAfterKill(c, output: interruptedOutput, model: tiny.modelPath, checkpointAfter: 3)
+        XCTAssertEqual(try metricLines(interruptedOutput).compactMap { $0["loss"]?.double }, Array(expected.suffix(from: 3)))
         XCTAssertEqual(resumed.trainable.flatMap { $0.tensor.array }, straight.trainable.flatMap { $0.tensor.array })
     }
 

@@ -174,16 +174,9 @@ final class RewardTaskTests: TinyModelTestCase {
             try JSONLines.read(URL(fileURLWithPath: output).appendingPathComponent("metrics.jsonl")).compactMap { $0.value["loss"]?.double }
         }
         let expected = try losses(c.output!)
-        var interrupted = c
-        interrupted.output = tiny.file("interrupted").path
-        let first = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
-        try FileManager.default.createDirectory(atPath: interrupted.output!, withIntermediateDirectories: true)
-        for _ in 0..<3 { _ = try first.trainStep() }
-        try Checkpoint.save(first, to: URL(fileURLWithPath: interrupted.output!))
-        _ = try first.trainStep()  // lost with the kill
-        let resumed = try Trainer(config: interrupted, languageModel: try LanguageModel.load(tiny.modelPath))
-        try resumed.run(resume: true)
-        XCTAssertEqual(try losses(interrupted.output!), Array(expected.suffix(from: 3)))
+        let interruptedOutput = tiny.file("interrupted").path
+        let resumed = try Trainer.resumedAfterKill(c, output: interruptedOutput, model: tiny.modelPath, checkpointAfter: 3)
+        XCTAssertEqual(try losses(interruptedOutput), Array(expected.suffix(from: 3)))
         XCTAssertEqual(resumed.trainable.last?.tensor.array, straight.trainable.last?.tensor.array, "the score head")
         XCTAssertEqual(resumed.trainable.flatMap { $0.tensor.array }, straight.trainable.flatMap { $0.tensor.array })
     }

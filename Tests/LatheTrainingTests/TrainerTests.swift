@@ -81,17 +81,10 @@ final class TrainerTests: XCTestCase {
         let expected = try losses(c.output!)
 
         // A second run that stops after its first checkpoint (as if killed), then resumes in a new process state.
-        var interrupted = c
-        interrupted.output = folder.appendingPathComponent("interrupted").path
-        let first = try Trainer(config: interrupted, languageModel: try LanguageModel.load(modelPath))
-        try FileManager.default.createDirectory(atPath: interrupted.output!, withIntermediateDirectories: true)
-        for _ in 0..<3 { _ = try first.trainStep() }
-        try Checkpoint.save(first, to: URL(fileURLWithPath: interrupted.output!))
-        _ = try first.trainStep()  // work after the checkpoint is lost with the kill
-        let resumed = try Trainer(config: interrupted, languageModel: try LanguageModel.load(modelPath))
-        try resumed.run(resume: true)
+        let interruptedOutput = folder.appendingPathComponent("interrupted").path
+        let resumed = try Trainer.resumedAfterKill(c, output: interruptedOutput, model: modelPath, checkpointAfter: 3)
         XCTAssertEqual(resumed.step, straight.step)
-        XCTAssertEqual(Array(try losses(interrupted.output!)), Array(expected.suffix(from: 3)), "losses after the resume point")
+        XCTAssertEqual(Array(try losses(interruptedOutput)), Array(expected.suffix(from: 3)), "losses after the resume point")
         XCTAssertEqual(resumed.trainable.flatMap { $0.tensor.array }, straight.trainable.flatMap { $0.tensor.array })
     }
 
