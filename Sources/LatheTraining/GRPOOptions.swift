@@ -79,10 +79,14 @@ public struct GRPOOptions: Codable, Equatable, Sendable {
 
     public var upperClip: Double { epsilonHigh ?? epsilon }
 
+    /// Prompts sampled per step: batch_size × gradient_accumulation completions' worth, and at least one prompt (its
+    /// group then runs in micro-batches of batch_size: a smaller batch than the group still trains).
+    public func promptsPerStep(generationBatch: Int) -> Int { max(1, generationBatch / numGenerations) }
+
     /// Checks the values, naming the key; `generationBatch` is batch_size × gradient_accumulation completions.
     public func validate(generationBatch: Int) throws {
         guard numGenerations >= 2 else { throw TrainingError("grpo.num_generations must be at least 2 (a group), got \(numGenerations)") }
-        guard generationBatch % numGenerations == 0 else {
+        guard generationBatch % numGenerations == 0 || generationBatch < numGenerations else {
             throw TrainingError("batch_size × gradient_accumulation (\(generationBatch) completions) must be a multiple of "
                                 + "grpo.num_generations (\(numGenerations))")
         }

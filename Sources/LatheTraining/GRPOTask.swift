@@ -25,7 +25,7 @@ final class GRPOTask: TrainingTask {
     init(config: TrainingConfiguration, languageModel: LanguageModel, reference: ReferenceSource) throws {
         self.languageModel = languageModel
         options = config.grpo
-        let generationBatch = config.batchSize * config.gradientAccumulation
+        let prompts = options.promptsPerStep(generationBatch: config.batchSize * config.gradientAccumulation)
         objective = GRPOObjective(options: options)
         rewards = try options.rewards.map { spec in
             do {
@@ -41,11 +41,11 @@ final class GRPOTask: TrainingTask {
         scorer = PreferenceScorer(model: languageModel.model, reference: reference)
         let train = try PromptDataset.load(URL(fileURLWithPath: config.data!), model: languageModel)
         validation = try config.valid.map { try PromptDataset.load(URL(fileURLWithPath: $0), model: languageModel) } ?? []
-        iterator = try BatchIterator(examples: train, builder: PromptBatchLayout(batchSize: generationBatch / options.numGenerations),
+        iterator = try BatchIterator(examples: train, builder: PromptBatchLayout(batchSize: prompts),
                                      seed: config.seed)
         microBatchSize = config.batchSize
         seed = config.seed
-        summary = "\(train.count) prompts, \(generationBatch / options.numGenerations) per step × \(options.numGenerations) "
+        summary = "\(train.count) prompts, \(prompts) per step × \(options.numGenerations) "
             + "completions; rewards " + options.rewards.map { "\($0.metricsLabel)×\($0.weight)" }.joined(separator: " + ")
     }
 

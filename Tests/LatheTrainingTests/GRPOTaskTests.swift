@@ -134,6 +134,10 @@ final class GRPOTaskTests: XCTestCase {
         var c = configuration(output: "bad")
         c.grpo.numGenerations = 3
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("multiple of grpo.num_generations"), "\($0)") }
+        // A batch smaller than the group (TRL's default group of 8, Lathe's batch of 4): one prompt a step.
+        c.grpo.numGenerations = 16
+        XCTAssertNoThrow(try c.validate())
+        XCTAssertEqual(c.grpo.promptsPerStep(generationBatch: c.batchSize * c.gradientAccumulation), 1)
         c = configuration(output: "bad")
         c.grpo.rewards = []
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--reward"), "\($0)") }
