@@ -206,10 +206,7 @@ public struct RewardModelReward: RewardFunction {
     }
 
     public func rewards(_ inputs: [RewardInput]) throws -> [Double?] {
-        try stride(from: 0, to: inputs.count, by: 8).flatMap { start in
-            try rewardModel.scores(inputs[start..<min(start + 8, inputs.count)].map(\.sequence), padTokenID: padTokenID)
-                .map { Double($0) }
-        }
+        try rewardModel.scores(inputs.map(\.sequence), padTokenID: padTokenID).map { Double($0) }
     }
 }
 
@@ -279,8 +276,16 @@ struct ExternalReward: RewardFunction {
         }
         let timer = DispatchWorkItem { if process.isRunning { process.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
+        // Standard error is drained beside standard output: a command filling one pipe must not stall on it.
+        final class Drained: @unchecked Sendable { var data = Data() }
+        let stderrDrained = Drained(), drained = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            stderrDrained.data = errors.fileHandleForReading.readDataToEndOfFile()
+            drained.signal()
+        }
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        let stderr = errors.fileHandleForReading.readDataToEndOfFile()
+        drained.wait()
+        let stderr = stderrDrained.data
         process.waitUntilExit()
         timer.cancel()
         if process.terminationReason == .uncaughtSignal {

@@ -72,8 +72,11 @@ final class RewardFunctionTests: XCTestCase {
         let start = Date()
         XCTAssertThrowsError(try rewards(spec, [input("a")])) { XCTAssertTrue("\($0)".contains("did not finish within"), "\($0)") }
         XCTAssertLessThan(Date().timeIntervalSince(start), 4)
-        spec.command = ["sh", "-c", "echo 1"]
+        // A command that writes more to standard error than a pipe holds before it answers is still read.
+        spec.command = ["sh", "-c", "head -c 300000 /dev/zero | tr '\\0' x >&2; while read -r line; do echo 0.5; done"]
         spec.timeout = 10
+        XCTAssertEqual(try rewards(spec, [input("a"), input("b")]), [0.5, 0.5])
+        spec.command = ["sh", "-c", "echo 1"]
         XCTAssertThrowsError(try rewards(spec, [input("a"), input("b")])) { XCTAssertTrue("\($0)".contains("1 rewards for 2"), "\($0)") }
     }
 
