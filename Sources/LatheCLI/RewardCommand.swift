@@ -81,7 +81,9 @@ public struct RewardScoreCommand: ParsableCommand {
         let reward = try RewardModel(adapter: URL(fileURLWithPath: model.adapter!), on: lm.model)
         let sequences = try lines.map { try Self.sequence(of: $0, lm) }
         for start in stride(from: 0, to: sequences.count, by: batchSize) {
-            for score in try reward.scores(Array(sequences[start..<min(start + batchSize, sequences.count)]), padTokenID: lm.padTokenID) {
+            // A chunk at a time, so that the scores stream out as they come.
+            let chunk = Array(sequences[start..<min(start + batchSize, sequences.count)])
+            for score in try reward.scores(chunk, padTokenID: lm.padTokenID, rowsPerPass: batchSize) {
                 printLine(try jsonLine(["score": Double(score)]))
             }
         }

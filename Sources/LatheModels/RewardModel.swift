@@ -22,9 +22,15 @@ public final class RewardModel {
     }
 
     /// The score of each sequence (read at its last token that is not `padTokenID`, transformers' rule), with only
-    /// this adapter switched on; restores every adapter switch afterwards.
-    public func scores(_ sequences: [[Int]], padTokenID: Int?) throws -> [Float] {
-        guard !sequences.isEmpty else { return [] }
+    /// this adapter switched on; restores every adapter switch afterwards. `rowsPerPass` rows go through the model at
+    /// a time: a pass's buffers grow with its rows, so a rollout batch is scored a few at a time.
+    public func scores(_ sequences: [[Int]], padTokenID: Int?, rowsPerPass: Int = 8) throws -> [Float] {
+        try stride(from: 0, to: sequences.count, by: max(1, rowsPerPass)).flatMap { start in
+            try scoresInOnePass(Array(sequences[start..<min(start + max(1, rowsPerPass), sequences.count)]), padTokenID: padTokenID)
+        }
+    }
+
+    private func scoresInOnePass(_ sequences: [[Int]], padTokenID: Int?) throws -> [Float] {
         guard sequences.allSatisfy({ !$0.isEmpty }) else { throw ModelError.invalidInput("a sequence to score has no tokens") }
         let length = sequences.map(\.count).max() ?? 0
         // Right-padded, the padding masked: the rows do not see it, and it is never the scored position.
