@@ -149,11 +149,7 @@ public struct LoRAFlags: ParsableArguments {
 /// The greedy answer (64 tokens at most) to `prompt`, with dropout off while it is generated and the adapters'
 /// training switches restored after: the before/after example of the training commands.
 func greedyAnswer(_ lm: LanguageModel, to prompt: [Int]) throws -> String {
-    let adapters = lm.model.adapters
-    let training = adapters.map(\.training)
-    defer { for (adapter, state) in zip(adapters, training) { adapter.training = state } }
-    for adapter in adapters { adapter.training = false }
-    return try lm.generate(prompt, sampling: SamplingOptions(), maxTokens: 64)
+    try lm.model.withoutDropout { try lm.generate(prompt, sampling: SamplingOptions(), maxTokens: 64) }
 }
 
 func log(_ text: String) { FileHandle.standardError.write(Data((text + "\n").utf8)) }

@@ -101,6 +101,15 @@ extension LlamaModel {
         return try body()
     }
 
+    /// Runs `body` with every adapter's dropout off (evaluation, sampling), then restores each adapter's switch.
+    public func withoutDropout<T>(_ body: () throws -> T) rethrows -> T {
+        let all = adapters
+        let states = all.map(\.training)
+        defer { for (adapter, state) in zip(all, states) { adapter.training = state } }
+        for adapter in all { adapter.training = false }
+        return try body()
+    }
+
     /// Folds the enabled adapters into the base weights (W += scale·B·A) and detaches them.
     public func mergeAdapters() {
         expandWeights()

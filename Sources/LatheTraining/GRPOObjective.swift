@@ -35,23 +35,27 @@ public struct GRPOObjective: Sendable {
 
     public init(options: GRPOOptions) { self.options = options }
 
+    /// The mean, NaN for no values (TRL's nanmean of nothing, which its logs leave out).
+    static func mean(_ values: [Double]) -> Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }
+
+    /// The unbiased standard deviation (torch.std, TRL's nanstd), NaN for fewer than two values.
+    static func standardDeviation(_ values: [Double]) -> Double {
+        guard values.count > 1 else { return .nan }
+        let m = mean(values)
+        return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot()
+    }
+
     /// Group-relative advantages (TRL's sum_then_normalize): the weighted rewards minus their group's mean, over
     /// the group's (or the batch's) unbiased standard deviation + 1e-4; nil rewards are left out of the means, and
     /// a completion no reward scored gets advantage 0. Groups are consecutive runs of `num_generations`.
     public static func advantages(rewards: [Double?], groupSize: Int, scaling: RewardScaling) -> [Double] {
-        func mean(_ values: [Double]) -> Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }
-        func std(_ values: [Double]) -> Double {
-            guard values.count > 1 else { return .nan }
-            let m = mean(values)
-            return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot()
-        }
-        let batchStd = std(rewards.compactMap { $0 })
+        let batchStd = standardDeviation(rewards.compactMap { $0 })
         var result: [Double] = []
         for start in stride(from: 0, to: rewards.count, by: groupSize) {
             let group = Array(rewards[start..<min(start + groupSize, rewards.count)])
             let scored = group.compactMap { $0 }
             let m = mean(scored)
-            let s = scaling == .batch ? batchStd : std(scored)
+            let s = scaling == .batch ? batchStd : standardDeviation(scored)
             for reward in group {
                 guard let reward else { result.append(0); continue }
                 result.append(scaling == .none ? reward - m : (reward - m) / (s + 1e-4))

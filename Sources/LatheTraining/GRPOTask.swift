@@ -60,7 +60,8 @@ final class GRPOTask: TrainingTask {
         let sampling = SamplingOptions(temperature: options.temperature, topK: options.topK, topP: options.topP,
                                        seed: streams.next())
         let started = Date()
-        let rollouts = try withoutDropout {
+        // Sampling runs with dropout off (TRL generates from the unwrapped model in eval mode).
+        let rollouts = try model.withoutDropout {
             try TokenGenerator(model: model, stopTokenIDs: languageModel.stopTokenIDs)
                 .sample(prompts: prompts.map(\.ids), sequencesPerPrompt: options.numGenerations,
                         maxTokens: options.maxCompletionLength, sampling: sampling)
@@ -119,7 +120,7 @@ final class GRPOTask: TrainingTask {
         let (total, metrics) = try score(all, examples: validation, prefix: "eval_")
         var result = metrics.filter { !$0.key.hasPrefix("eval_reward_std") && !$0.key.hasPrefix("eval_frac_") }
         let scored = total.compactMap { $0 }
-        result["eval_reward"] = scored.isEmpty ? .nan : scored.reduce(0, +) / Double(scored.count)
+        result["eval_reward"] = GRPOObjective.mean(scored)
         return result
     }
 
@@ -143,40 +144,22 @@ final class GRPOTask: TrainingTask {
             }
             for (i, value) in values.enumerated() { if let value { total[i] = (total[i] ?? 0) + spec.weight * value } }
             let scored = values.compactMap { $0 }
-            metrics["\(prefix)rewards/\(spec.metricsLabel)/mean"] = Self.mean(scored)
-            metrics["\(prefix)rewards/\(spec.metricsLabel)/std"] = Self.standardDeviation(scored)
+            metrics["\(prefix)rewards/\(spec.metricsLabel)/mean"] = GRPOObjective.mean(scored)
+            metrics["\(prefix)rewards/\(spec.metricsLabel)/std"] = GRPOObjective.standardDeviation(scored)
         }
         let groups = stride(from: 0, to: total.count, by: options.numGenerations).map {
             total[$0..<min($0 + options.numGenerations, total.count)].compactMap { $0 }
         }
-        metrics["\(prefix)reward"] = Self.mean(groups.map(Self.mean))
-        metrics["\(prefix)reward_std"] = Self.mean(groups.map(Self.standardDeviation))
-        metrics["\(prefix)frac_reward_zero_std"] = Self.mean(groups.map { Self.standardDeviation($0) == 0 ? 1 : 0 })
+        metrics["\(prefix)reward"] = GRPOObjective.mean(groups.map(GRPOObjective.mean))
+        metrics["\(prefix)reward_std"] = GRPOObjective.mean(groups.map(GRPOObjective.standardDeviation))
+        metrics["\(prefix)frac_reward_zero_std"] = GRPOObjective.mean(groups.map { GRPOObjective.standardDeviation($0) == 0 ? 1 : 0 })
         let lengths = rollouts.map { Double($0.completion.count) }
         let terminated = rollouts.filter { $0.completion.last.map(stops.contains) ?? false }.map { Double($0.completion.count) }
-        metrics["\(prefix)completions/mean_length"] = Self.mean(lengths)
+        metrics["\(prefix)completions/mean_length"] = GRPOObjective.mean(lengths)
         metrics["\(prefix)completions/min_length"] = lengths.min() ?? 0
         metrics["\(prefix)completions/max_length"] = lengths.max() ?? 0
         metrics["\(prefix)completions/clipped_ratio"] = 1 - Double(terminated.count) / Double(max(1, rollouts.count))
-        metrics["\(prefix)completions/mean_terminated_length"] = terminated.isEmpty ? 0 : Self.mean(terminated)
+        metrics["\(prefix)completions/mean_terminated_length"] = terminated.isEmpty ? 0 : GRPOObjective.mean(terminated)
         return (total, metrics.filter { $0.value.isFinite })
-    }
-
-    static func mean(_ values: [Double]) -> Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }
-
-    /// The unbiased standard deviation (torch.std, TRL's nanstd).
-    static func standardDeviation(_ values: [Double]) -> Double {
-        guard values.count > 1 else { return .nan }
-        let m = mean(values)
-        return (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(values.count - 1)).squareRoot()
-    }
-
-    /// Sampling runs with dropout off (TRL generates from the unwrapped model in eval mode).
-    func withoutDropout<T>(_ body: () throws -> T) rethrows -> T {
-        let adapters = model.adapters
-        let states = adapters.map(\.training)
-        defer { for (adapter, state) in zip(adapters, states) { adapter.training = state } }
-        for adapter in adapters { adapter.training = false }
-        return try body()
     }
 }

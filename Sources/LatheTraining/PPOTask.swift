@@ -100,10 +100,7 @@ final class PPOTask: TrainingTask {
                 let text = languageModel.tokenizer.decode(response.filter { !stops.contains($0) }, skipSpecialTokens: true)
                 return try prompt.sequence(completion: text, model: languageModel)
             }
-            return try stride(from: 0, to: sequences.count, by: 8).flatMap { start in
-                try rewardModel.scores(Array(sequences[start..<min(start + 8, sequences.count)]), padTokenID: languageModel.padTokenID)
-                    .map(Double.init)
-            }
+            return try rewardModel.scores(sequences, padTokenID: languageModel.padTokenID).map(Double.init)
         }
     }
 
@@ -140,7 +137,6 @@ final class PPOTask: TrainingTask {
             divergences += zip(policy, reference).map { zip($0, $1).reduce(0) { $0 + Double($1.0 - $1.1) } }
             lengths += rollouts.map { Double($0.completion.count) }
         }
-        func mean(_ values: [Double]) -> Double { values.reduce(0, +) / Double(values.count) }
         return ["eval_objective/scores": mean(scores), "eval_objective/kl": mean(divergences),
                 "eval_objective/rlhf_reward": mean(scores) - options.klCoef * mean(divergences),
                 "eval_completions/mean_length": mean(lengths)]
@@ -238,12 +234,7 @@ final class PPOTask: TrainingTask {
         try model.withAdapters(where: { $0.adapterName == "default" }, body)
     }
 
-    func withReference<T>(_ body: () throws -> T) throws -> T {
-        switch reference {
-        case .adaptersOff: return try model.withAdapters(where: { _ in false }, body)
-        case .adapter(let name): return try model.withAdapters(where: { $0.adapterName == name }, body)
-        }
-    }
+    func withReference<T>(_ body: () throws -> T) throws -> T { try reference.run(on: model, body) }
 
     /// A PPO epoch's minibatch order (TRL: np.random.permutation), from the seed, rollout and epoch alone.
     static func permutation(_ count: Int, seed: UInt64, rollout: Int, epoch: Int) -> [Int] {

@@ -8,6 +8,15 @@ public enum ReferenceSource: Equatable, Sendable {
     case adaptersOff
     /// The same model with only this (frozen) adapter on: the SFT adapter training started from.
     case adapter(String)
+
+    /// Runs `body` on `model` with the reference's adapters on (none: the base; or the frozen adapter), then restores
+    /// every switch.
+    func run<T>(on model: LlamaModel, _ body: () throws -> T) throws -> T {
+        switch self {
+        case .adaptersOff: return try model.withAdapters(where: { _ in false }, body)
+        case .adapter(let name): return try model.withAdapters(where: { $0.adapterName == name }, body)
+        }
+    }
 }
 
 /// Preference training (DPO, ORPO, SimPO, KTO): each micro-batch's rows go through the policy once with their
@@ -131,12 +140,7 @@ public struct PreferenceScorer {
     }
 
     /// Runs `body` with the reference's adapters on (none: the base; or the frozen adapter), then restores the switches.
-    func withReference<T>(_ body: () throws -> T) throws -> T {
-        switch reference {
-        case .adaptersOff?, nil: return try model.withAdapters(where: { _ in false }, body)
-        case .adapter(let name)?: return try model.withAdapters(where: { $0.adapterName == name }, body)
-        }
-    }
+    func withReference<T>(_ body: () throws -> T) throws -> T { try (reference ?? .adaptersOff).run(on: model, body) }
 
     func sums(_ batch: Batch, kinds: [TargetKind]? = nil, scratch: TrainingActivations? = nil) throws -> [Double] {
         try summedLogProbabilities(model, batch: batch, kinds: kinds, scratch: scratch)

@@ -134,10 +134,7 @@ public final class Trainer {
 
     /// The held-out metrics (`eval_loss`, …) with dropout off, nil without a validation file.
     public func evaluate() throws -> [String: Double]? {
-        let adapters = languageModel.model.adapters.filter(\.training)
-        for adapter in adapters { adapter.training = false }
-        defer { for adapter in adapters { adapter.training = true } }
-        return try task.evaluate()
+        try languageModel.model.withoutDropout { try task.evaluate() }
     }
 
     /// One optimizer step over `gradient_accumulation` micro-batches.
