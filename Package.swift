@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         // OpenBLAS on Linux; on macOS the tensors module uses Accelerate instead and this shim is empty.
@@ -45,8 +46,12 @@ let package = Package(
         // A client for OpenAI-compatible chat-completion endpoints (LLM-as-judge, synthetic data).
         .target(name: "LatheRemote", swiftSettings: nativeCPU),
         .target(name: "LatheEval", dependencies: ["LatheModels", "LatheData", "LatheRemote"], swiftSettings: nativeCPU),
+        // `lathe serve`: the OpenAI-compatible HTTP server over the batch decoder.
+        .target(name: "LatheServe",
+                dependencies: ["LatheModels", .product(name: "Hummingbird", package: "hummingbird")],
+                swiftSettings: nativeCPU),
         .target(name: "LatheCLI",
-                dependencies: ["LatheModels", "LatheData", "LatheTraining", "LatheEval",
+                dependencies: ["LatheModels", "LatheData", "LatheTraining", "LatheEval", "LatheServe",
                                .product(name: "ArgumentParser", package: "swift-argument-parser")],
                 swiftSettings: nativeCPU),
         .executableTarget(name: "lathe", dependencies: ["LatheCLI"], swiftSettings: nativeCPU),
@@ -64,6 +69,7 @@ let package = Package(
         .testTarget(name: "LatheTrainingTests", dependencies: ["LatheTraining", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheEvalTests", dependencies: ["LatheEval", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheRemoteTests", dependencies: ["LatheRemote", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheServeTests", dependencies: ["LatheServe", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheTestSupport"], swiftSettings: nativeCPU),
     ],
     swiftLanguageModes: [.v5]

@@ -3,17 +3,14 @@ import Foundation
 import LatheModels
 import LatheTensors
 
-/// `--model` and `--threads`, shared by every command that loads a model.
-public struct ModelOptions: ParsableArguments {
+/// `--model`, `--threads`, `--dtype` and `--quantize`: the base model of every command that loads one.
+public struct BaseModelOptions: ParsableArguments {
     @Option(name: .long, help: "A .gguf file, a Hugging Face model folder, or a known model name (smollm2-135m).")
     public var model: String = ModelLocator.defaultModelName
 
     @Option(name: .long, help: ArgumentHelp("Compute threads for products, row kernels, attention and the optimizer: auto (every core, unless a short measurement at start finds them slower than one thread) or a count.",
                                             valueName: "auto|N"))
     public var threads = ThreadSetting.auto
-
-    @Option(name: .long, help: "A LoRA adapter folder in PEFT's format (adapter_config.json, adapter_model.safetensors).")
-    public var adapter: String?
 
     @Option(name: .long, help: "Weights: auto (float32 to score and generate; bf16 to train where bf16 products beat float32), f32 or bf16.")
     public var dtype = "auto"
@@ -31,6 +28,30 @@ public struct ModelOptions: ParsableArguments {
     public func weightFormat(for use: WeightUse) throws -> WeightFormat {
         try WeightFormat.choose(dtype: dtype, quantize: quantize, use: use)
     }
+
+    /// Loads the model named by `--model` with its weights in `format`, after setting the thread count.
+    public func load(_ format: WeightFormat) throws -> LanguageModel {
+        MatMul.setThreads(threads)
+        return try LanguageModel.load(model, weightFormat: format)
+    }
+}
+
+/// The base model's options and one `--adapter`, shared by every command that loads a model.
+public struct ModelOptions: ParsableArguments {
+    @OptionGroup public var base: BaseModelOptions
+
+    @Option(name: .long, help: "A LoRA adapter folder in PEFT's format (adapter_config.json, adapter_model.safetensors).")
+    public var adapter: String?
+
+    public init() {}
+
+    public var model: String { base.model }
+    public var threads: ThreadSetting { base.threads }
+    public var dtype: String { base.dtype }
+    public var quantize: String? { base.quantize }
+
+    /// The format `--dtype` and `--quantize` choose for `use`.
+    public func weightFormat(for use: WeightUse) throws -> WeightFormat { try base.weightFormat(for: use) }
 
     /// The quantized base `--adapter` was trained on (QLoRA's NF4) when `--dtype` (auto) and `--quantize` (not
     /// given) leave the choice to it; nil for a plain LoRA adapter, no adapter, or an explicit choice.
@@ -55,9 +76,8 @@ public struct ModelOptions: ParsableArguments {
     }
 
     /// Loads the model with its base weights in `base` and the `--adapter` on it, after setting the thread count.
-    public func load(base: WeightFormat) throws -> LanguageModel {
-        MatMul.setThreads(threads)
-        let lm = try LanguageModel.load(model, weightFormat: base)
+    public func load(base format: WeightFormat) throws -> LanguageModel {
+        let lm = try base.load(format)
         if let adapter { try PEFTAdapter.load(URL(fileURLWithPath: adapter), into: lm.model) }
         return lm
     }

@@ -62,43 +62,54 @@ public enum JSONValue: Sendable, Equatable, Codable {
     }
 }
 
-/// Reads typed fields from a JSON object, throwing errors that name the file and field.
-struct JSONFields {
-    let object: [String: JSONValue]
-    let source: String
-    var prefix = ""
+/// Reads typed fields from a JSON object, throwing errors that name the field (and, for files, the file).
+public struct JSONFields {
+    public let object: [String: JSONValue]
+    let prefix: String
+    /// Makes the error for a field (its full dotted name) and a message that names it.
+    let failure: @Sendable (_ field: String, _ message: String) -> Error
+
+    public init(object: [String: JSONValue], prefix: String = "",
+                failure: @escaping @Sendable (_ field: String, _ message: String) -> Error) {
+        self.object = object; self.prefix = prefix; self.failure = failure
+    }
+
+    /// Errors name `source` (a file): `ModelError.invalidConfiguration`.
+    init(object: [String: JSONValue], source: String, prefix: String = "") {
+        self.init(object: object, prefix: prefix) { _, message in ModelError.invalidConfiguration(file: source, message: message) }
+    }
 
     private func present(_ key: String) -> JSONValue? {
         guard let value = object[key], !value.isNull else { return nil }
         return value
     }
-    private func wrongType(_ key: String, _ expected: String) -> ModelError {
-        .invalidConfiguration(file: source, message: "field '\(prefix)\(key)' must be \(expected), got \(object[key]?.summary ?? "nothing")")
+    private func wrongType(_ key: String, _ expected: String) -> Error {
+        failure(prefix + key, "field '\(prefix)\(key)' must be \(expected), got \(object[key]?.summary ?? "nothing")")
     }
-    private func missing(_ key: String) -> ModelError {
-        .invalidConfiguration(file: source, message: "missing field '\(prefix)\(key)'")
+    private func missing(_ key: String) -> Error {
+        failure(prefix + key, "missing field '\(prefix)\(key)'")
     }
-    func optionalInt(_ key: String) throws -> Int? {
+    public func optionalInt(_ key: String) throws -> Int? {
         guard let value = present(key) else { return nil }
         guard let n = value.int else { throw wrongType(key, "an integer") }
         return n
     }
-    func optionalDouble(_ key: String) throws -> Double? {
+    public func optionalDouble(_ key: String) throws -> Double? {
         guard let value = present(key) else { return nil }
         guard let n = value.double else { throw wrongType(key, "a number") }
         return n
     }
-    func optionalBool(_ key: String) throws -> Bool? {
+    public func optionalBool(_ key: String) throws -> Bool? {
         guard let value = present(key) else { return nil }
         guard let b = value.bool else { throw wrongType(key, "true or false") }
         return b
     }
-    func optionalString(_ key: String) throws -> String? {
+    public func optionalString(_ key: String) throws -> String? {
         guard let value = present(key) else { return nil }
         guard let s = value.string else { throw wrongType(key, "a string") }
         return s
     }
-    func int(_ key: String) throws -> Int { guard let v = try optionalInt(key) else { throw missing(key) }; return v }
-    func double(_ key: String) throws -> Double { guard let v = try optionalDouble(key) else { throw missing(key) }; return v }
-    func string(_ key: String) throws -> String { guard let v = try optionalString(key) else { throw missing(key) }; return v }
+    public func int(_ key: String) throws -> Int { guard let v = try optionalInt(key) else { throw missing(key) }; return v }
+    public func double(_ key: String) throws -> Double { guard let v = try optionalDouble(key) else { throw missing(key) }; return v }
+    public func string(_ key: String) throws -> String { guard let v = try optionalString(key) else { throw missing(key) }; return v }
 }

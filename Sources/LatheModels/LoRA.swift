@@ -110,6 +110,11 @@ extension LlamaModel {
         return try body()
     }
 
+    /// Takes the named adapter off every linear (a server unloading it); the base and other adapters stay.
+    public func detachAdapters(named name: String) {
+        for block in blocks { for linear in block.linears { linear.detachAdapters(named: name) } }
+    }
+
     /// Folds the enabled adapters into the base weights (W += scale·B·A) and detaches them.
     public func mergeAdapters() {
         expandWeights()
