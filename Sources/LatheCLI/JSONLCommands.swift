@@ -50,10 +50,14 @@ public struct GenerateCommand: ParsableCommand {
     @Option(help: "A JSONL file; each line {\"text\": ...} or {\"messages\": [...]}.") public var input: String?
     @Option(help: "One prompt, sent as a user message through the chat template; the answer streams to the terminal.")
     public var prompt: String?
+    @Option(name: .customLong("batch-size"),
+            help: "How many --input lines are decoded at once (slots of the batch decoder; lines join as others finish).")
+    public var batchSize = 8
     public init() {}
 
     public func validate() throws {
         guard (input == nil) != (prompt == nil) else { throw ValidationError("give exactly one of --input and --prompt") }
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
     }
 
     public func run() throws {
@@ -69,10 +73,28 @@ public struct GenerateCommand: ParsableCommand {
         }
         let lines = try JSONLines.read(URL(fileURLWithPath: input!))
         let lm = try model.load()
-        for line in lines {
-            let text = try lm.generate(try lm.promptTokens(line), sampling: sampling.options,
-                                       maxTokens: sampling.maxTokens, stopStrings: sampling.stopStrings)
-            printLine(try jsonLine(["text": text]))
+        let prompts = try lines.map { try lm.promptTokens($0) }
+        guard !prompts.isEmpty else { return }
+        // Every line with the same seed: each answer is the one `--prompt`-style decoding alone would give.
+        let adapter = try lm.model.switchedOnAdapter()
+        let requests = prompts.map {
+            DecodeRequest(prompt: $0, maxTokens: sampling.maxTokens, sampling: sampling.options, adapter: adapter,
+                          stopStrings: sampling.stopStrings)
+        }
+        let decoder = BatchDecoder(model: lm, slots: batchSize, contextPerSlot: prompts.map(\.count).max()! + sampling.maxTokens)
+        var answers = Array(repeating: "", count: prompts.count), finished = Array(repeating: false, count: prompts.count)
+        var printed = 0
+        try decoder.decodeAll(requests) { line, event in
+            switch event {
+            case .token(let token): answers[line] += token.text
+            case .finished: finished[line] = true
+            case .failed: break  // decodeAll throws first
+            }
+            // Lines come out in input order, each as soon as it and every line before it are done.
+            while printed < prompts.count && finished[printed] {
+                printLine(try jsonLine(["text": answers[printed]]))
+                printed += 1
+            }
         }
     }
 }

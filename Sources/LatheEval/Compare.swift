@@ -116,11 +116,8 @@ public struct ComparisonReport: Sendable {
     /// Generates and scores with the adapters as they are now.
     static func system(_ label: String, _ examples: [CompareExample], prompts: [[Int]], lm: LanguageModel,
                        settings: CompareSettings, progress: (String) -> Void) throws -> SystemResult {
-        var answers: [String] = []
-        for start in stride(from: 0, to: prompts.count, by: settings.batchSize) {
-            let end = min(start + settings.batchSize, prompts.count)
-            answers += try generate(Array(prompts[start..<end]), firstIndex: start, lm: lm, settings: settings)
-            progress("\(label): generated \(end)/\(prompts.count)")
+        let answers = try generate(prompts, firstIndex: 0, lm: lm, settings: settings) { done in
+            if done % settings.batchSize == 0 || done == prompts.count { progress("\(label): generated \(done)/\(prompts.count)") }
         }
         let pairs = zip(answers, examples).map { GenerationPair(prediction: $0, references: $1.references) }
         // No truncation: PerplexityReport's sliding window covers long examples.
@@ -137,17 +134,28 @@ public struct ComparisonReport: Sendable {
                             referenceLosses: losses)
     }
 
-    /// One batch of prompts in one forward per step; the text of each answer is what `LanguageModel.generate` gives
-    /// for the same prompt and seed (special tokens left out).
-    public static func generate(_ prompts: [[Int]], firstIndex: Int, lm: LanguageModel, settings: CompareSettings) throws -> [String] {
-        var sampling = settings.sampling
-        // TokenGenerator seeds row r with seed + r; offsetting by the batch's first index gives example i seed + i.
-        sampling.seed = settings.sampling.seed &+ UInt64(firstIndex)
-        let generator = TokenGenerator(model: lm.model, stopTokenIDs: lm.stopTokenIDs)
-        let tokens = try generator.generate(prompts: prompts, maxTokens: settings.maxTokens, sampling: sampling)
-        return tokens.map { ids in
-            var decoder = StreamingDecoder(tokenizer: lm.tokenizer, skipSpecialTokens: true)
-            return ids.map { decoder.feed($0) }.joined() + decoder.finish()
+    /// The answers to `prompts` on a batch decoder of `settings.batchSize` slots, with the adapter switched on now;
+    /// prompt i is sampled with seed `sampling.seed + firstIndex + i`, so each answer is what `LanguageModel.generate`
+    /// gives for the same prompt and seed. `onFinished` gets the number of answers done so far.
+    public static func generate(_ prompts: [[Int]], firstIndex: Int, lm: LanguageModel, settings: CompareSettings,
+                                onFinished: (Int) -> Void = { _ in }) throws -> [String] {
+        guard !prompts.isEmpty else { return [] }
+        let adapter = try lm.model.switchedOnAdapter()
+        let requests = prompts.indices.map { i in
+            var sampling = settings.sampling
+            sampling.seed = settings.sampling.seed &+ UInt64(firstIndex + i)
+            return DecodeRequest(prompt: prompts[i], maxTokens: settings.maxTokens, sampling: sampling, adapter: adapter)
         }
+        let decoder = BatchDecoder(model: lm, slots: settings.batchSize,
+                                   contextPerSlot: prompts.map(\.count).max()! + settings.maxTokens)
+        var answers = Array(repeating: "", count: prompts.count), done = 0
+        try decoder.decodeAll(requests) { i, event in
+            switch event {
+            case .token(let token): answers[i] += token.text
+            case .finished: done += 1; onFinished(done)
+            case .failed: break  // decodeAll throws first
+            }
+        }
+        return answers
     }
 }

@@ -18,8 +18,8 @@ public struct Rollout: Sendable, Equatable {
     }
 }
 
-/// Decodes continuations of a batch of prompts with a KV cache: one prefill of the left-padded prompts, then one
-/// token per row per step. Deterministic for a given seed.
+/// Decodes continuations of a batch of prompts on a `BatchDecoder` with one slot per prompt, the model's adapters as
+/// they are switched now (at most one). Deterministic for a given seed.
 public struct TokenGenerator {
     public let model: LlamaModel
     public var stopTokenIDs: Set<Int>
@@ -30,13 +30,10 @@ public struct TokenGenerator {
     }
 
     /// Generates up to `maxTokens` tokens after each prompt; a row ends at a stop token (not included in the
-    /// result) or when `shouldStop(row, tokensSoFar)` says so.
-    /// - Parameter onToken: called with (row, token) as each token is chosen, for streaming.
-    public func generate(prompts: [[Int]], maxTokens: Int, sampling: SamplingOptions,
-                         onToken: (Int, Int) -> Void = { _, _ in },
-                         shouldStop: (Int, [Int]) -> Bool = { _, _ in false }) throws -> [[Int]] {
-        try decode(prompts: prompts, maxTokens: maxTokens, sampling: sampling, keepsLogProbabilities: false,
-                   onToken: onToken, shouldStop: shouldStop).map { $0.stopped ? Array($0.completion.dropLast()) : $0.completion }
+    /// result). Row r draws from its own stream, seeded `sampling.seed + r`.
+    public func generate(prompts: [[Int]], maxTokens: Int, sampling: SamplingOptions) throws -> [[Int]] {
+        try decode(prompts: prompts, maxTokens: maxTokens, sampling: sampling, keepsLogProbabilities: false)
+            .map { $0.stopped ? Array($0.completion.dropLast()) : $0.completion }
     }
 
     /// `sequencesPerPrompt` samples of each prompt, in one batch: `result[p · sequencesPerPrompt + k]` is prompt p's
@@ -46,59 +43,34 @@ public struct TokenGenerator {
             throw ModelError.invalidInput("sequences per prompt must be at least 1, got \(sequencesPerPrompt)")
         }
         let rows = prompts.flatMap { Array(repeating: $0, count: sequencesPerPrompt) }
-        return try decode(prompts: rows, maxTokens: maxTokens, sampling: sampling, keepsLogProbabilities: true,
-                          onToken: { _, _ in }, shouldStop: { _, _ in false })
+        return try decode(prompts: rows, maxTokens: maxTokens, sampling: sampling, keepsLogProbabilities: true)
     }
 
-    private func decode(prompts: [[Int]], maxTokens: Int, sampling: SamplingOptions, keepsLogProbabilities: Bool,
-                        onToken: (Int, Int) -> Void, shouldStop: (Int, [Int]) -> Bool) throws -> [Rollout] {
+    private func decode(prompts: [[Int]], maxTokens: Int, sampling: SamplingOptions, keepsLogProbabilities: Bool) throws -> [Rollout] {
         try sampling.validate()
-        guard !prompts.isEmpty else { return [] }
         guard prompts.allSatisfy({ !$0.isEmpty }) else { throw ModelError.invalidInput("a prompt has no tokens") }
         var rollouts = prompts.map { Rollout(prompt: $0, completion: [], logProbabilities: [], stopped: false) }
-        guard maxTokens > 0 else { return rollouts }
-        let batch = prompts.count
-        let width = prompts.map(\.count).max()!
-        let cache = KVCache(config: model.config, batchSize: batch, capacity: width + maxTokens)
-
-        // Left padding keeps every row's last prompt token in the same column; positions count real tokens only.
-        var tokens: [Int] = [], valid: [Bool] = [], positions: [Int] = []
-        for prompt in prompts {
-            let pad = width - prompt.count
-            tokens += Array(repeating: prompt[0], count: pad) + prompt
-            valid += Array(repeating: false, count: pad) + Array(repeating: true, count: prompt.count)
-            positions += Array(repeating: 0, count: pad) + Array(0..<prompt.count)
+        guard maxTokens > 0, !prompts.isEmpty else { return rollouts }
+        let adapter = try model.switchedOnAdapter()
+        let requests = prompts.indices.map { row in
+            var options = sampling
+            options.seed = sampling.seed &+ UInt64(row)
+            var request = DecodeRequest(prompt: prompts[row], maxTokens: maxTokens, sampling: options, adapter: adapter)
+            request.keepsSamplingLogprob = keepsLogProbabilities
+            return request
         }
-        var nextPositions = prompts.map(\.count)
-        var samplers = (0..<batch).map { row in
-            TokenSampler(options: SamplingOptions(temperature: sampling.temperature, topK: sampling.topK, topP: sampling.topP,
-                                                  repetitionPenalty: sampling.repetitionPenalty,
-                                                  seed: sampling.seed &+ UInt64(row)))
-        }
-        var finished = Array(repeating: false, count: batch)
-        var logits = try model.forward(tokens: tokens, batchSize: batch, positions: positions, valid: valid,
-                                       cache: cache, logits: .last)
-        let vocabulary = model.config.vocabularySize
-        for _ in 0..<maxTokens {
-            var step: [Int] = []
-            for row in 0..<batch {
-                let rowLogits = logits.pointer + row * vocabulary
-                let token = samplers[row].sample(rowLogits, vocabularySize: vocabulary,
-                                                 history: prompts[row] + rollouts[row].completion)
-                step.append(token)
-                if finished[row] { continue }
-                rollouts[row].completion.append(token)
-                if keepsLogProbabilities {
-                    // The sampler left the row divided by the temperature: its log-softmax is the sampling distribution.
-                    rollouts[row].logProbabilities.append(rowLogits[token] - logSumExp(rowLogits, count: vocabulary))
-                }
-                if stopTokenIDs.contains(token) { finished[row] = true; rollouts[row].stopped = true; continue }
-                onToken(row, token)
-                if shouldStop(row, rollouts[row].completion) { finished[row] = true }
+        let decoder = BatchDecoder(model: model, tokenizer: nil, stopTokenIDs: stopTokenIDs, slots: prompts.count,
+                                   contextPerSlot: prompts.map(\.count).max()! + maxTokens)
+        try decoder.decodeAll(requests) { row, event in
+            switch event {
+            case .token(let token):
+                rollouts[row].completion.append(token.id)
+                // log softmax(logits / temperature) after the penalty: the distribution the token was drawn from.
+                if let logprob = token.samplingLogprob { rollouts[row].logProbabilities.append(logprob) }
+            case .finished(let reason, _, _):
+                rollouts[row].stopped = reason == .stop
+            case .failed: break  // decodeAll throws first
             }
-            if finished.allSatisfy({ $0 }) || cache.remaining == 0 { break }
-            logits = try model.forward(tokens: step, batchSize: batch, positions: nextPositions, cache: cache, logits: .last)
-            nextPositions = nextPositions.map { $0 + 1 }
         }
         return rollouts
     }

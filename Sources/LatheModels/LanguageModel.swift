@@ -143,24 +143,18 @@ public final class LanguageModel: @unchecked Sendable {
         }
     }
 
-    /// Generates after `prompt` until a stop token, a stop string or `maxTokens`; returns the text (special tokens
-    /// and the stop string left out) and streams it piece by piece to `onText`.
+    /// Generates after `prompt` until a stop token, a stop string or `maxTokens`, with the adapter switched on now (if
+    /// any); returns the text (special tokens and the stop string left out) and streams it piece by piece to `onText`.
     public func generate(_ prompt: [Int], sampling: SamplingOptions, maxTokens: Int, stopStrings: [String] = [],
                          onText: (String) -> Void = { _ in }) throws -> String {
-        var decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: true)
+        let request = DecodeRequest(prompt: prompt, maxTokens: maxTokens, sampling: sampling,
+                                    adapter: try model.switchedOnAdapter(), stopStrings: stopStrings)
         var text = ""
-        let generator = TokenGenerator(model: model, stopTokenIDs: stopTokenIDs)
-        _ = try generator.generate(prompts: [prompt], maxTokens: maxTokens, sampling: sampling,
-                                   onToken: { _, token in
-                                       let piece = decoder.feed(token)
-                                       text += piece
-                                       if !piece.isEmpty { onText(piece) }
-                                   },
-                                   shouldStop: { _, _ in stopStrings.contains { text.contains($0) } })
-        let rest = decoder.finish()
-        text += rest
-        if !rest.isEmpty { onText(rest) }
-        if let cut = stopStrings.compactMap({ text.range(of: $0)?.lowerBound }).min() { text = String(text[..<cut]) }
+        try BatchDecoder(model: self, slots: 1, contextPerSlot: prompt.count + maxTokens).decodeAll([request]) { _, event in
+            guard case .token(let token) = event, !token.text.isEmpty else { return }
+            text += token.text
+            onText(token.text)
+        }
         return text
     }
 

@@ -52,7 +52,8 @@ public final class Linear: @unchecked Sendable {
     public func attach(_ adapter: LoRAAdapter) { adapters.append(adapter) }
     public func detachAdapters(named name: String) { adapters.removeAll { $0.adapterName == name } }
 
-    /// output[rows, out] = input[rows, in]·Wᵀ + b + Σ enabled adapters' scale·(dropout(input)·Aᵀ)·Bᵀ.
+    /// output[rows, out] = input[rows, in]·Wᵀ + b + Σ enabled adapters' scale·(dropout(input)·Aᵀ)·Bᵀ, each adapter
+    /// on its own `rows` (all of them by default): the base product is shared, the low-rank terms are per adapter.
     public func forward(output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, rows: Int) {
         if let compactWeight {
             compactWeight.multiplyTransposed(input, rows: rows, into: output, accumulate: false)
@@ -63,7 +64,9 @@ public final class Linear: @unchecked Sendable {
             for r in 0..<rows { addInPlace(output + r * outFeatures, bias.tensor.pointer, count: outFeatures) }
         }
         for adapter in adapters where adapter.enabled {
-            adapter.forward(output: output, input: input, rows: rows)
+            let own = adapter.rows ?? 0..<rows
+            adapter.forward(output: output + own.lowerBound * outFeatures, input: input + own.lowerBound * inFeatures,
+                            rows: own.count)
         }
     }
 
@@ -85,7 +88,9 @@ public final class Linear: @unchecked Sendable {
             for r in 0..<rows { addInPlace(db.pointer, dOutput + r * outFeatures, count: outFeatures) }
         }
         for adapter in adapters where adapter.enabled {
-            adapter.backward(dInput: dInput, dOutput: dOutput, input: input, rows: rows)
+            let own = adapter.rows ?? 0..<rows
+            adapter.backward(dInput: dInput + own.lowerBound * inFeatures, dOutput: dOutput + own.lowerBound * outFeatures,
+                             input: input + own.lowerBound * inFeatures, rows: own.count)
         }
     }
 }
@@ -100,6 +105,9 @@ public final class LoRAAdapter: @unchecked Sendable {
     public let scale: Float
     public let dropout: Float
     public var enabled = true
+    /// The rows of the coming passes this adapter applies to; nil: every row. A batch decoder sorts its rows by
+    /// adapter and sets each adapter's range for the step, so that one pass serves requests of several adapters.
+    public var rows: Range<Int>?
     /// Training mode applies dropout; evaluation does not.
     public var training = false
     /// Set while the backward pass recomputes a checkpointed block: the forward pass then applies the dropout

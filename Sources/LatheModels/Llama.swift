@@ -445,7 +445,8 @@ public final class TrainingActivations {
 extension LlamaModel {
     /// The embedding and every block: leaves the final hidden states in the returned workspace's `hidden`.
     private func runBlocks(tokens: [Int], batchSize: Int, positions: [Int]?, valid: [Bool]?, segments: [Int]?,
-                           cache: KVCache?, saving: TrainingActivations?) throws -> (workspace: ForwardWorkspace, length: Int) {
+                           cache: KVCache?, slots: [Int]? = nil,
+                           saving: TrainingActivations?) throws -> (workspace: ForwardWorkspace, length: Int) {
         let c = config
         guard batchSize > 0, tokens.count % batchSize == 0, !tokens.isEmpty else {
             throw ModelError.invalidInput("\(tokens.count) tokens cannot form \(batchSize) equal rows")
@@ -466,11 +467,19 @@ extension LlamaModel {
             saving.cache.reset()
         }
         let cache = saving?.cache ?? cache ?? KVCache(config: c, batchSize: batchSize, capacity: length)
-        guard cache.batchSize == batchSize, cache.remaining >= length else {
-            throw ModelError.invalidInput("the KV cache holds \(cache.remaining) more positions, \(length) were given")
+        if let slots {
+            guard slots.count == batchSize, Set(slots).count == batchSize, slots.allSatisfy({ (0..<cache.batchSize).contains($0) }) else {
+                throw ModelError.invalidInput("slots \(slots) must name \(batchSize) distinct rows of the KV cache (0..<\(cache.batchSize))")
+            }
+        } else if cache.batchSize != batchSize {
+            throw ModelError.invalidInput("the KV cache has \(cache.batchSize) rows, the batch \(batchSize)")
         }
-        let start = cache.length
-        let positions = positions ?? (0..<batchSize).flatMap { _ in (0..<length).map { start + $0 } }
+        let slots = slots ?? Array(0..<batchSize)
+        let starts = slots.map { cache.lengths[$0] }
+        if let full = slots.indices.first(where: { starts[$0] + length > cache.capacity }) {
+            throw ModelError.invalidInput("the KV cache holds \(cache.capacity - starts[full]) more positions in slot \(slots[full]), \(length) were given")
+        }
+        let positions = positions ?? starts.flatMap { start in (0..<length).map { start + $0 } }
         let rows = tokens.count
         let w = workspace(rows: rows)
         let hiddenSize = c.hiddenSize
@@ -482,17 +491,17 @@ extension LlamaModel {
                 (w.hidden.pointer + r * hiddenSize).update(from: embedding.tensor.pointer + token * hiddenSize, count: hiddenSize)
             }
         }
-        cache.reserve(count: length, valid: valid)
+        cache.reserve(count: length, slots: slots, valid: valid)
         let (cosines, sines) = rope.table(positions: positions)
         let segmentIDs = segments.map { $0.map { Int32(truncatingIfNeeded: $0) } }
         saving?.cosines = cosines; saving?.sines = sines; saving?.valid = valid; saving?.segments = segmentIDs
-        let pass = BlockPass(batchSize: batchSize, length: length, start: start, cosines: cosines, sines: sines,
-                             segments: segmentIDs, cache: cache, workspace: w)
+        let pass = BlockPass(batchSize: batchSize, length: length, slots: slots, starts: starts, cosines: cosines,
+                             sines: sines, segments: segmentIDs, cache: cache, workspace: w)
         for layer in blocks.indices {
             if let saving { saving.inputs[layer].pointer.update(from: w.hidden.pointer, count: rows * hiddenSize) }
             forwardBlock(layer, activations: saving?.activations(ofBlock: layer) ?? w.shared, pass: pass)
         }
-        cache.advance(by: length)
+        cache.advance(slots: slots, by: length)
         if let saving {
             saving.finalInput.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize)
             saving.tokens = tokens
@@ -507,11 +516,14 @@ extension LlamaModel {
     ///   - valid: false for padding tokens, which no query attends to; nil when there is no padding.
     ///   - segments: for packed rows, the example each token belongs to; attention stays within an example.
     ///   - cache: past keys and values; the new ones are appended. Without a cache the batch stands alone.
+    ///   - slots: the cache row of each batch row (a batch decoder's slots): row b appends at its slot's own length
+    ///     and attends to that slot alone. nil: row b is cache row b, and the batch fills the whole cache.
     /// - Returns: logits, [batch · length, vocabulary] or [batch, vocabulary] for `.last`.
     public func forward(tokens: [Int], batchSize: Int = 1, positions: [Int]? = nil, valid: [Bool]? = nil,
-                        segments: [Int]? = nil, cache: KVCache? = nil, logits selection: LogitsSelection = .all) throws -> Tensor {
+                        segments: [Int]? = nil, cache: KVCache? = nil, slots: [Int]? = nil,
+                        logits selection: LogitsSelection = .all) throws -> Tensor {
         let (w, length) = try runBlocks(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
-                                        segments: segments, cache: cache, saving: nil)
+                                        segments: segments, cache: cache, slots: slots, saving: nil)
         let c = config, hiddenSize = c.hiddenSize, rows = tokens.count
         // Final norm and LM head, only on the rows whose logits are wanted.
         let selected = selection == .all ? Array(0..<rows) : (0..<batchSize).map { $0 * length + length - 1 }
@@ -656,7 +668,8 @@ extension LlamaModel {
                          input: s.finalInput.pointer, weight: finalNorm.tensor.pointer, rows: rows, dim: hiddenSize,
                          eps: c.rmsNormEpsilon)
 
-        let pass = BlockPass(batchSize: s.batchSize, length: length, start: 0, cosines: s.cosines, sines: s.sines,
+        let pass = BlockPass(batchSize: s.batchSize, length: length, slots: Array(0..<s.batchSize),
+                             starts: Array(repeating: 0, count: s.batchSize), cosines: s.cosines, sines: s.sines,
                              segments: s.segments, cache: s.cache, workspace: w)
         for (layer, block) in blocks.enumerated().reversed() {
             let a = s.activations(ofBlock: layer)
@@ -749,9 +762,11 @@ extension LlamaModel {
     }
 }
 
-/// What every block of one forward pass shares: the batch shape, the rotary angles, the masks and buffers.
+/// What every block of one forward pass shares: the batch shape, where each row goes in the cache (its slot and the
+/// position it starts at), the rotary angles, the masks and buffers.
 struct BlockPass {
-    let batchSize: Int, length: Int, start: Int
+    let batchSize: Int, length: Int
+    let slots: [Int], starts: [Int]
     let cosines: [Float], sines: [Float]
     let segments: [Int32]?
     let cache: KVCache
@@ -780,19 +795,22 @@ extension LlamaModel {
         }
         let cachedKeys = cache.keys[layer].pointer, cachedValues = cache.values[layer].pointer
         for b in 0..<p.batchSize {
-            let slot = (b * cache.capacity + p.start) * kvWidth
-            (cachedKeys + slot).update(from: w.keys.pointer + b * length * kvWidth, count: length * kvWidth)
-            (cachedValues + slot).update(from: w.values.pointer + b * length * kvWidth, count: length * kvWidth)
+            let position = (p.slots[b] * cache.capacity + p.starts[b]) * kvWidth
+            (cachedKeys + position).update(from: w.keys.pointer + b * length * kvWidth, count: length * kvWidth)
+            (cachedValues + position).update(from: w.values.pointer + b * length * kvWidth, count: length * kvWidth)
         }
-        let scores = w.scores.pointer(atLeast: GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: p.start))
-        cache.slotIsValid.withUnsafeBufferPointer { validity in
+        let windows = (0..<p.batchSize).map {
+            GroupedQueryAttention.KeyWindow(firstKeyRow: p.slots[$0] * cache.capacity, firstQuerySlot: p.starts[$0])
+        }
+        let scores = w.scores.pointer(atLeast: GroupedQueryAttention.scoreCount(queryCount: length,
+                                                                                 firstQuerySlot: p.starts.max() ?? 0))
+        cache.positionIsValid.withUnsafeBufferPointer { validity in
             withOptionalPointer(p.segments) { segmentPointer in
                 GroupedQueryAttention.forward(
                     out: a.attention.pointer, queries: a.queries.pointer, keys: cachedKeys, values: cachedValues,
-                    queryCount: length, firstQuerySlot: p.start,
+                    queryCount: length, windows: windows,
                     mask: .init(keyIsValid: validity.baseAddress, segments: segmentPointer),
-                    heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores,
-                    sequences: p.batchSize, keyRowsPerSequence: cache.capacity)
+                    heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores)
             }
         }
         block.output.forward(output: w.projected.pointer, input: a.attention.pointer, rows: rows)

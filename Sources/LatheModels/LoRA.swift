@@ -92,6 +92,17 @@ extension LlamaModel {
         for adapter in adapters where name == nil || adapter.adapterName == name { adapter.enabled = enabled }
     }
 
+    /// The name of the adapter switched on now (nil: none, the base): what decoding "the model as it is set" asks the
+    /// batch decoder for, which applies one adapter per row.
+    public func switchedOnAdapter() throws -> String? {
+        let names = Set(adapters.filter(\.enabled).map(\.adapterName)).sorted()
+        guard names.count <= 1 else {
+            throw ModelError.invalidInput("adapters \(names.joined(separator: ", ")) are all switched on; decoding applies one "
+                + "adapter per row, so switch all but one off (setAdapters(enabled:named:))")
+        }
+        return names.first
+    }
+
     /// Runs `body` with exactly the adapters `enabled` picks switched on (none: the base), then restores every switch.
     public func withAdapters<T>(where enabled: (LoRAAdapter) -> Bool, _ body: () throws -> T) rethrows -> T {
         let all = adapters

@@ -19,10 +19,10 @@ public enum GroupedQueryAttention {
             self.segments = segments
         }
 
-        /// The mask of sequence `sequence` of a batch: its key flags start at key row s·keyRows, its segment ids
-        /// at query row s·queryRows.
-        func ofSequence(_ sequence: Int, queryRows: Int, keyRows: Int) -> Mask {
-            Mask(keyIsValid: keyIsValid.map { $0 + sequence * keyRows }, segments: segments.map { $0 + sequence * queryRows })
+        /// The mask of sequence `sequence` of a batch: its key flags start at `firstKeyRow`, its segment ids at query
+        /// row s·queryRows.
+        func ofSequence(_ sequence: Int, queryRows: Int, firstKeyRow: Int) -> Mask {
+            Mask(keyIsValid: keyIsValid.map { $0 + firstKeyRow }, segments: segments.map { $0 + sequence * queryRows })
         }
 
         /// Sets −∞ on the hidden keys of the scores row of the query in slot `querySlot`.
@@ -56,6 +56,16 @@ public enum GroupedQueryAttention {
         }
     }
 
+    /// Where one sequence of a batch finds its keys: sequences of a KV cache with a length per slot each start at
+    /// their own slot and have their own number of cached positions.
+    public struct KeyWindow: Sendable, Equatable {
+        /// The row of `keys`, `values` and the key flags holding the sequence's first position.
+        public var firstKeyRow: Int
+        /// The key slot of the sequence's first query (the number of cached positions before it).
+        public var firstQuerySlot: Int
+        public init(firstKeyRow: Int, firstQuerySlot: Int) { self.firstKeyRow = firstKeyRow; self.firstQuerySlot = firstQuerySlot }
+    }
+
     /// - Parameters:
     ///   - out: [queryCount, heads·headDim] attention outputs (before the output projection).
     ///   - queries: [queryCount, heads·headDim], already rotated.
@@ -65,38 +75,54 @@ public enum GroupedQueryAttention {
     ///   - sequences: independent sequences laid out one after another (a batch): sequence s's queries, outputs
     ///     and segment ids start at row s·queryCount, its keys, values and key flags at row s·keyRowsPerSequence
     ///     (by default firstQuerySlot + queryCount; a KV cache's capacity).
-    ///
-    /// The (sequence, query block, head) items are shared among the compute threads, each with its own slice of
-    /// `scores`; every output is computed by the same code whichever thread takes it.
     public static func forward(out: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
                                keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                                queryCount: Int, firstQuerySlot: Int, mask: Mask = Mask(),
                                heads: Int, kvHeads: Int, headDim: Int, scores: UnsafeMutablePointer<Float>,
                                sequences: Int = 1, keyRowsPerSequence: Int? = nil) {
-        let queryStride = heads * headDim, kvStride = kvHeads * headDim
         let keyRows = keyRowsPerSequence ?? firstQuerySlot + queryCount
+        forward(out: out, queries: queries, keys: keys, values: values, queryCount: queryCount,
+                windows: (0..<sequences).map { KeyWindow(firstKeyRow: $0 * keyRows, firstQuerySlot: firstQuerySlot) },
+                mask: mask, heads: heads, kvHeads: kvHeads, headDim: headDim, scores: scores)
+    }
+
+    /// The same attention for sequences that each sit in their own window of the keys (a batch decoder's slots):
+    /// sequence s's queries, outputs and segment ids start at row s·queryCount; its keys, values and key flags at
+    /// `windows[s].firstKeyRow`, where it sees `windows[s].firstQuerySlot` cached positions before its first query.
+    /// `scores` holds at least `scoreCount(queryCount:firstQuerySlot:)` floats for the largest first query slot.
+    ///
+    /// The (sequence, query block, head) items are shared among the compute threads, each with its own slice of
+    /// `scores`; every output is computed by the same code whichever thread takes it.
+    public static func forward(out: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
+                               keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                               queryCount: Int, windows: [KeyWindow], mask: Mask = Mask(),
+                               heads: Int, kvHeads: Int, headDim: Int, scores: UnsafeMutablePointer<Float>) {
+        let queryStride = heads * headDim, kvStride = kvHeads * headDim
         let scale = 1 / Float(headDim).squareRoot()
         let blocks = (queryCount + queryBlock - 1) / queryBlock
-        let masks = (0..<sequences).map { sequence in
-            var own = mask.ofSequence(sequence, queryRows: queryCount, keyRows: keyRows)
-            if let valid = own.keyIsValid, !(0..<(firstQuerySlot + queryCount)).contains(where: { !valid[$0] }) {
+        let masks = windows.enumerated().map { sequence, window in
+            var own = mask.ofSequence(sequence, queryRows: queryCount, firstKeyRow: window.firstKeyRow)
+            if let valid = own.keyIsValid, !(0..<(window.firstQuerySlot + queryCount)).contains(where: { !valid[$0] }) {
                 own.keyIsValid = nil  // no padding: skip the per-row checks
             }
             return own
         }
-        let workspace = blockScoreCount(queryCount: queryCount, firstQuerySlot: firstQuerySlot)
-        Parallel.forEachWorker(count: sequences * blocks * heads,
-                               floatsPerItem: itemWork(queryCount: queryCount, firstQuerySlot: firstQuerySlot, headDim: headDim)) {
+        let longest = windows.map(\.firstQuerySlot).max() ?? 0
+        let meanFirstSlot = windows.isEmpty ? 0 : windows.reduce(0) { $0 + $1.firstQuerySlot } / windows.count
+        let workspace = blockScoreCount(queryCount: queryCount, firstQuerySlot: longest)
+        Parallel.forEachWorker(count: windows.count * blocks * heads,
+                               floatsPerItem: itemWork(queryCount: queryCount, firstQuerySlot: meanFirstSlot, headDim: headDim)) {
             worker, items in
             let scores = scores + worker * workspace
             for item in items {
                 let sequence = item / (blocks * heads), h = item % heads
+                let window = windows[sequence], firstQuerySlot = window.firstQuerySlot
                 let blockStart = item / heads % blocks * queryBlock
                 let blockEnd = min(blockStart + queryBlock, queryCount)
                 let rows = blockEnd - blockStart, visibleKeys = firstQuerySlot + blockEnd
                 let g = h / (heads / kvHeads)
                 let sequenceQueries = queries + sequence * queryCount * queryStride
-                let sequenceKeys = keys + sequence * keyRows * kvStride, sequenceValues = values + sequence * keyRows * kvStride
+                let sequenceKeys = keys + window.firstKeyRow * kvStride, sequenceValues = values + window.firstKeyRow * kvStride
                 probabilities(scores: scores, queries: sequenceQueries, keys: sequenceKeys, blockStart: blockStart,
                               blockEnd: blockEnd, firstQuerySlot: firstQuerySlot, head: h, kvHead: g,
                               queryStride: queryStride, kvStride: kvStride, headDim: headDim, scale: scale,
@@ -143,7 +169,7 @@ public enum GroupedQueryAttention {
                 let dQueries = dQueries + rowOffset * queryStride
                 let keys = keys + rowOffset * kvStride, values = values + rowOffset * kvStride
                 let dKeys = dKeys + rowOffset * kvStride, dValues = dValues + rowOffset * kvStride
-                let mask = mask.ofSequence(sequence, queryRows: queryCount, keyRows: queryCount)
+                let mask = mask.ofSequence(sequence, queryRows: queryCount, firstKeyRow: rowOffset)
                 var blockStart = 0
                 while blockStart < queryCount {
                     let blockEnd = min(blockStart + queryBlock, queryCount)
