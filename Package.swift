@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "LatheTrainingTests", dependencies: ["LatheTraining", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheEvalTests", dependencies: ["LatheEval", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheRemoteTests", dependencies: ["LatheRemote", "LatheTestSupport"], swiftSettings: nativeCPU),
-        .testTarget(name: "LatheServeTests", dependencies: ["LatheServe", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheServeTests", dependencies: ["LatheServe", "LatheTensors", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheTestSupport"], swiftSettings: nativeCPU),
     ],
     swiftLanguageModes: [.v5]

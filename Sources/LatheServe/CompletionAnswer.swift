@@ -11,6 +11,8 @@ struct CompletionAnswer {
     private(set) var text = ""
     private(set) var finish: FinishReason?
     private(set) var usage: Usage?
+    /// Why the decoder gave up on the request (its adapter was unloaded), if it did.
+    private(set) var failure: String?
     private var chatLogprobs: [ChatTokenLogprob] = []
     private var textLogprobs = TextLogprobs()
 
@@ -34,11 +36,18 @@ struct CompletionAnswer {
         case .finished(let reason, let prompt, let completion):
             finish = reason
             usage = Usage(prompt: prompt, completion: completion)
+        case .failed(let message):
+            failure = message
         }
+    }
+
+    private var failureError: APIError? {
+        failure.map { APIError(.serviceUnavailable, "the request was stopped: \($0)", type: "server_error") }
     }
 
     /// The whole answer's body.
     func whole() throws -> Data {
+        if let failureError { throw failureError }
         let usage = usage ?? Usage(prompt: 0, completion: 0)
         let reason = (finish ?? .length).rawValue
         switch request.endpoint {
@@ -89,6 +98,9 @@ struct CompletionAnswer {
                                                             model: request.model, choices: [], usage: usage)))
             }
             return chunks
+        case .failed:
+            // A stream that has begun cannot change its status: the error comes as a last event, as OpenAI's do.
+            return failureError.map { [encodeJSON($0.body)] } ?? []
         }
     }
 

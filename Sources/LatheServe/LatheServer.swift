@@ -178,6 +178,7 @@ struct Handlers: Sendable {
         let (id, events) = try service.events(of: try service.decodeRequest(parsed))
         if parsed.stream {
             let body = ResponseBody { writer in
+                var answer = answer
                 do {
                     for chunk in answer.openingChunks() { try await writer.write(ByteBuffer(bytes: sse(chunk))) }
                     for await event in events {

@@ -86,7 +86,8 @@ final class ModelService: @unchecked Sendable {
                            param: "lora_path")
         }
         let rootPath = root.resolvingSymlinksInPath().standardizedFileURL.path
-        let folder = URL(fileURLWithPath: path, relativeTo: root).standardizedFileURL.resolvingSymlinksInPath()
+        let given = path.hasPrefix("/") ? URL(fileURLWithPath: path) : root.appendingPathComponent(path)
+        let folder = given.standardizedFileURL.resolvingSymlinksInPath()
         guard folder.path.hasPrefix(rootPath.hasSuffix("/") ? rootPath : rootPath + "/") else {
             throw APIError(.forbidden, "lora_path must be inside the adapters directory \(rootPath)", param: "lora_path")
         }
@@ -160,6 +161,9 @@ final class ModelService: @unchecked Sendable {
                     continuation.yield(event)
                 case .finished(_, let promptTokens, let completionTokens):
                     metrics.countTokens(prompt: promptTokens, completion: completionTokens)
+                    continuation.yield(event)
+                    continuation.finish()
+                case .failed:
                     continuation.yield(event)
                     continuation.finish()
                 }

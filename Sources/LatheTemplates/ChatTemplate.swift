@@ -1,7 +1,7 @@
 import Foundation
 
 /// One chat turn for `ChatTemplate.render(messages:...)`.
-public struct ChatMessage: Equatable {
+public struct ChatMessage: Equatable, Sendable {
     public var role: String
     public var content: String
 

@@ -1,5 +1,9 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import LatheModels
+import LatheTensors
 import LatheServe
 import LatheTestSupport
 import XCTest
@@ -13,9 +17,15 @@ final class ServerFixture: @unchecked Sendable {
     private var task: Task<Void, Error>?
     let configuration: ServeConfiguration
 
-    init(apiKey: String? = nil, slots: Int = 4, context: Int = 64, maxQueue: Int = 64, maxBodyBytes: Int = 1 << 20) throws {
+    /// - Parameter hidden: the model's width; wider models decode slower (a queue test needs requests to overlap).
+    init(apiKey: String? = nil, slots: Int = 4, context: Int = 64, maxQueue: Int = 64, maxBodyBytes: Int = 1 << 20,
+         hidden: Int = 32) throws {
         folder = try TinyModelFolder()
-        adaptersDirectory = folder.file("adapters")
+        if hidden != 32 {
+            try TinyModel.write(to: URL(fileURLWithPath: folder.modelPath), hidden: hidden, layers: 4, intermediate: 4 * hidden)
+        }
+        let adaptersDirectory = folder.file("adapters")
+        self.adaptersDirectory = adaptersDirectory
         for (name, seed) in [("alpha", UInt64(7)), ("beta", 8), ("gamma", 9)] {
             try Self.writeAdapter(base: folder.modelPath, seed: seed, to: adaptersDirectory.appendingPathComponent(name))
         }
@@ -31,13 +41,13 @@ final class ServerFixture: @unchecked Sendable {
         let config = LoRAConfiguration(rank: 4, alpha: 8, targets: ["q_proj", "v_proj", "down_proj"])
         let adapters = try lm.model.attachLoRA(config, seed: seed)
         var random = SeededGenerator(seed: seed)
-        for adapter in adapters { for i in 0..<adapter.b.tensor.count { adapter.b.tensor[i] = (random.nextUnitFloat() - 0.5) * 2 } }
+        for adapter in adapters { for i in 0..<adapter.b.tensor.count { adapter.b.tensor[i] = (random.nextUnitFloat() - 0.5) * 0.3 } }
         try PEFTAdapter.save(lm.model, config: config, baseModel: "tiny", to: folder)
     }
 
     /// Starts the server and waits until `/health` says it is ready.
     func start() throws {
-        let listening = Handover()
+        let listening = Handover<Int>()
         let modelPath = folder.modelPath
         let configuration = configuration
         task = Task {
@@ -121,4 +131,15 @@ final class Handover<Value>: @unchecked Sendable {
 struct TimedOut: Error, CustomStringConvertible {
     let seconds: Double
     var description: String { "timed out after \(seconds) s" }
+}
+
+/// Runs `body(i)` for every i on threads of its own, all at once (`concurrentPerform` would run only as many at
+/// a time as there are cores), and waits for them.
+func concurrently(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let group = DispatchGroup()
+    for i in 0..<count {
+        group.enter()
+        Thread.detachNewThread { body(i); group.leave() }
+    }
+    group.wait()
 }

@@ -163,28 +163,22 @@ final class ServerTests: XCTestCase {
             }
         }
         let jobs = (0..<24).map { (models[$0 % 3], prompts[$0 % 4]) }
-        let results = Handover<Void>()
-        let lock = NSLock()
-        var answers: [Int: String] = [:]
-        DispatchQueue.global().async {
-            DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
-                let reply = try? self.chat(jobs[i].0, jobs[i].1, maxTokens: 10, extra: i % 2 == 0 ? ["stream": true] : [:])
-                let text: String?
-                if i % 2 == 0 {
-                    text = reply.map { ServerFixture.events($0.text).dropLast().compactMap { event -> String? in
-                        let chunk = try? JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any]
-                        return ((chunk?["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String
-                    }.joined() }
-                } else {
-                    text = ((reply?.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
-                }
-                lock.withLock { answers[i] = text }
+        let answers = Answers()
+        concurrently(jobs.count) { i in
+            let reply = try? self.chat(jobs[i].0, jobs[i].1, maxTokens: 10, extra: i % 2 == 0 ? ["stream": true] : [:])
+            let text: String?
+            if i % 2 == 0 {
+                text = reply.map { ServerFixture.events($0.text).dropLast().compactMap { event -> String? in
+                    let chunk = try? JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any]
+                    return ((chunk?["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String
+                }.joined() }
+            } else {
+                text = ((reply?.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String
             }
-            results.fulfil(())
+            answers.set(i, text)
         }
-        try results.wait(seconds: 300)
         for (i, job) in jobs.enumerated() {
-            XCTAssertEqual(answers[i], expected["\(job.0)|\(job.1)"], "request \(i): \(job)")
+            XCTAssertEqual(answers.get(i), expected["\(job.0)|\(job.1)"], "request \(i): \(job)")
         }
         let metrics = try server.get("/metrics").text
         XCTAssertTrue(metrics.contains("lathe_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"} 24"), metrics)
@@ -206,20 +200,28 @@ final class ServerKeyAndQueueTests: XCTestCase {
     }
 
     func testAFullQueueIs429AndTheOthersAreServed() throws {
-        let server = try ServerFixture(slots: 1, context: 64, maxQueue: 1)
+        let server = try ServerFixture(slots: 1, context: 64, maxQueue: 1, hidden: 512)
         try server.start()
         defer { server.stop() }
         // One slot and room for one waiting request: of twelve long requests sent at once, some are turned away.
-        let lock = NSLock()
-        var statuses: [Int] = []
-        DispatchQueue.concurrentPerform(iterations: 12) { _ in
+        let replies = Answers()
+        concurrently(12) { i in
             let reply = try? server.post("/v1/completions", ["model": "tiny", "prompt": "the", "max_tokens": 60,
                                                              "temperature": 0, "stream": true])
-            lock.withLock { statuses.append(reply?.status ?? -1) }
+            replies.set(i, "\(reply?.status ?? -1)")
         }
+        let statuses = (0..<12).compactMap { replies.get($0).flatMap { Int($0) } }
         XCTAssertTrue(statuses.contains(429), "\(statuses)")
         XCTAssertTrue(statuses.contains(200), "\(statuses)")
         XCTAssertEqual(statuses.filter { $0 != 200 && $0 != 429 }, [])
         XCTAssertEqual(try server.post("/v1/completions", ["model": "tiny", "prompt": "a", "max_tokens": 1]).status, 200)
     }
+}
+
+/// Answers collected from concurrent requests.
+private final class Answers: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int: String] = [:]
+    func set(_ i: Int, _ text: String?) { lock.withLock { values[i] = text } }
+    func get(_ i: Int) -> String? { lock.withLock { values[i] } }
 }
