@@ -1,0 +1,56 @@
+import Foundation
+import LatheModels
+import LatheTensors
+
+/// The memory `lathe serve` (and `lathe generate --input`) holds, term by term: the weights as loaded, the adapters,
+/// the batch decoder's KV cache (every slot's whole context, allocated once), and the forward workspaces of the largest
+/// prefill pass and of a decode step over every slot — both alive for a moment when one replaces the other — with the
+/// runtime. It grows with `slots × contextPerSlot`, never with the number of requests served.
+public struct ServingPlan: Sendable {
+    public var config: LlamaConfiguration
+    /// Bytes of the weights in the format they are loaded in (the file's own blocks, float32, bf16, NF4).
+    public var weightBytes: Int
+    public var slots: Int
+    public var contextPerSlot: Int
+    /// The adapters loaded beside the base.
+    public var adapters: [LoRAConfiguration]
+    /// Tokens of one prefill pass at most (`BatchDecoder.prefillTokenBudget`); one prompt longer than it is one pass.
+    public var prefillTokenBudget: Int
+    public var runtime: RuntimeBaseline
+
+    public init(config: LlamaConfiguration, weightBytes: Int, slots: Int, contextPerSlot: Int,
+                adapters: [LoRAConfiguration] = [], prefillTokenBudget: Int, runtime: RuntimeBaseline = .none) {
+        self.config = config; self.weightBytes = weightBytes; self.slots = slots; self.contextPerSlot = contextPerSlot
+        self.adapters = adapters; self.prefillTokenBudget = prefillTokenBudget; self.runtime = runtime
+    }
+
+    /// The training planner's formulas for the passes and caches of this model (its method and batch play no part).
+    private var shapes: MemoryPlan { MemoryPlan(config: config, method: .lora, batchSize: 1, length: 1) }
+
+    public var adapterBytes: Int { adapters.reduce(0) { $0 + shapes.adapterValues($1) } * 4 }
+
+    public var cacheBytes: Int { shapes.cacheFloats(sequences: slots, capacity: contextPerSlot) * 4 }
+
+    /// The largest prefill pass: as many whole-context prompts as the budget holds (at least one), their last logits,
+    /// and each adapter's products over those rows (an adapter keeps its last products).
+    public var prefillBytes: Int {
+        let sequences = max(1, prefillTokenBudget / contextPerSlot)
+        return passBytes(sequences: sequences, length: contextPerSlot)
+    }
+
+    /// One decode step: a token for every slot, and every slot's logits.
+    public var decodeBytes: Int { passBytes(sequences: slots, length: 1) }
+
+    private func passBytes(sequences: Int, length: Int) -> Int {
+        let products = adapters.reduce(0) { $0 + shapes.projectedFloats(rows: sequences * length, $1) }
+        return (shapes.passFloats(sequences: sequences, length: length, products: nil) + products
+                + sequences * config.vocabularySize) * 4
+    }
+
+    /// The tile a compact weight expands into for products over many rows (prefill).
+    public var compactScratchBytes: Int { CompactWeightTiles.floatsPerTile * 4 }
+
+    public var totalBytes: Int {
+        runtime.totalBytes + weightBytes + adapterBytes + cacheBytes + prefillBytes + decodeBytes + compactScratchBytes
+    }
+}
