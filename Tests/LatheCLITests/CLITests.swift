@@ -40,6 +40,21 @@ func temporaryFolder() throws -> URL {
 func write(_ text: String, to url: URL) throws { try Data(text.utf8).write(to: url) }
 
 final class CLIParsingTests: XCTestCase {
+    func testServeTakesTheIssuesFlagsAndRejectsAnAdapterWithoutAName() throws {
+        let command = try LatheCommand.parseAsRoot(["serve", "--model", "m.gguf", "--adapter", "a=/x/a", "--adapter", "b=/x/b",
+                                                    "--host", "0.0.0.0", "--port", "9000", "--api-key", "k",
+                                                    "--max-concurrency", "16", "--adapters-dir", "/x"])
+        let serve = try XCTUnwrap(command as? ServeCommand)
+        XCTAssertEqual(serve.base.model, "m.gguf")
+        XCTAssertEqual(serve.adapters, ["a=/x/a", "b=/x/b"])
+        XCTAssertEqual(serve.port, 9000)
+        XCTAssertEqual(serve.maxConcurrency, 16)
+        XCTAssertEqual(serve.adaptersDir, "/x")
+        XCTAssertThrowsError(try LatheCommand.parseAsRoot(["serve", "--adapter", "/x/a"]))
+        XCTAssertThrowsError(try LatheCommand.parseAsRoot(["serve", "--adapter", "a="]))
+        XCTAssertThrowsError(try LatheCommand.parseAsRoot(["serve", "--max-concurrency", "0"]))
+    }
+
     func testFlagsParseAndBadValuesAreRejectedBeforeRunning() throws {
         let command = try LatheCommand.parseAsRoot(["generate", "--model", "m.gguf", "--input", "f.jsonl",
                                                     "--max-tokens", "5", "--temperature", "0.7", "--top-p", "0.9", "--seed", "3"])
