@@ -34,7 +34,8 @@ let package = Package(
                 dependencies: [.target(name: "CLatheBLAS", condition: .when(platforms: [.linux])),
                                .target(name: "CLatheDNNL", condition: .when(platforms: [.linux]))],
                 swiftSettings: nativeCPU),
-        .target(name: "LatheFormats", swiftSettings: nativeCPU),
+        // Formats keep GGUF tensors in their own blocks as compact weights of the tensors module.
+        .target(name: "LatheFormats", dependencies: ["LatheTensors"], swiftSettings: nativeCPU),
         .target(name: "LatheTokenizers", swiftSettings: nativeCPU),
         .target(name: "LatheTemplates", swiftSettings: nativeCPU),
         .target(name: "LatheModels",
@@ -61,7 +62,7 @@ let package = Package(
                 path: "Tests/LatheTestSupport", swiftSettings: nativeCPU),
 
         .testTarget(name: "LatheTensorsTests", dependencies: ["LatheTensors"], swiftSettings: nativeCPU),
-        .testTarget(name: "LatheFormatsTests", dependencies: ["LatheFormats", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheFormatsTests", dependencies: ["LatheFormats", "LatheTensors", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers", "LatheFormats", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTemplatesTests", dependencies: ["LatheTemplates"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheModelsTests", dependencies: ["LatheModels", "LatheTestSupport"], swiftSettings: nativeCPU),

@@ -1,0 +1,299 @@
+// One decoder per ggml block type: the values of a block, 32 at a time, in two SIMD16 registers. The dequantizer
+// (`GGMLType.dequantize`) stores them; `GGMLBlockWeight`'s dot products multiply them with the activations where
+// they are, so both see the same values. Each decoder does ggml's and gguf-py's Float operations in their order, so
+// results match them bit for bit: e.g. Q4_1 is `d * q + m` (a multiply then an add, never fused), K-quants are
+// `(d * scale) * q - (dmin * min)`.
+
+/// A ggml block type's layout and its decoder of 32 consecutive values.
+protocol GGMLBlockDecoder {
+    /// Values per block (32, or 256 for K-quants).
+    static var valuesPerBlock: Int { get }
+    /// Bytes per block (ggml's `type_size`).
+    static var bytesPerBlock: Int { get }
+    /// Values 32·chunk ..< 32·chunk + 32 of the block at `block`; `halves` is `HalfPrecision.halfTable`.
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk
+}
+
+/// 32 decoded values: `low` holds the first 16, `high` the next 16.
+struct GGMLChunk {
+    var low: SIMD16<Float>
+    var high: SIMD16<Float>
+}
+
+@_transparent
+func half(_ halves: UnsafePointer<Float>, _ base: UnsafeRawPointer, _ offset: Int) -> Float {
+    halves[Int(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))]
+}
+
+@_transparent
+func bytes16(_ base: UnsafeRawPointer, _ offset: Int) -> SIMD16<UInt8> {
+    base.loadUnaligned(fromByteOffset: offset, as: SIMD16<UInt8>.self)
+}
+
+@_transparent
+func integers(_ bytes: SIMD16<UInt8>) -> SIMD16<Int32> { SIMD16<Int32>(truncatingIfNeeded: bytes) }
+
+@_transparent
+func floats(_ values: SIMD16<Int32>) -> SIMD16<Float> { SIMD16<Float>(values) }
+
+/// Lane i of the result is bit (first + i) of `bits`, as 0 or 16: the fifth bit of a 5-bit quant.
+@_transparent
+func fifthBits(_ bits: UInt32, first: UInt32) -> SIMD16<Int32> {
+    let lanes = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) &+ first
+    return SIMD16<Int32>(truncatingIfNeeded: ((SIMD16<UInt32>(repeating: bits) &>> lanes) & 1) &<< 4)
+}
+
+private let lowNibble = SIMD16<UInt8>(repeating: 0x0F)
+
+// Q8_0 block: d (fp16), 32 × int8.  y = q * d
+enum Q8_0Block: GGMLBlockDecoder {
+    static var valuesPerBlock: Int { 32 }
+    static var bytesPerBlock: Int { 34 }
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        let d = half(halves, block, 0)
+        let low = SIMD16<Int32>(truncatingIfNeeded: block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self))
+        let high = SIMD16<Int32>(truncatingIfNeeded: block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self))
+        return GGMLChunk(low: floats(low) * d, high: floats(high) * d)
+    }
+}
+
+// Q4_0 block: d (fp16), 16 bytes of nibbles; element j is the low nibble of byte j, element j+16 the high one.
+// y = d * (q - 8)
+enum Q4_0Block: GGMLBlockDecoder {
+    static var valuesPerBlock: Int { 32 }
+    static var bytesPerBlock: Int { 18 }
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        let d = half(halves, block, 0)
+        let packed = bytes16(block, 2)
+        return GGMLChunk(low: d * floats(integers(packed & lowNibble) &- 8), high: d * floats(integers(packed &>> 4) &- 8))
+    }
+}
+
+// Q4_1 block: d (fp16), m (fp16), 16 bytes of nibbles.  y = d * q + m
+enum Q4_1Block: GGMLBlockDecoder {
+    static var valuesPerBlock: Int { 32 }
+    static var bytesPerBlock: Int { 20 }
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        let d = half(halves, block, 0), m = half(halves, block, 2)
+        let packed = bytes16(block, 4)
+        return GGMLChunk(low: d * floats(integers(packed & lowNibble)) + m, high: d * floats(integers(packed &>> 4)) + m)
+    }
+}
+
+// Q5_0 block: d (fp16), qh (32 fifth bits, little-endian), 16 bytes of low nibbles.  y = d * (q - 16)
+enum Q5_0Block: GGMLBlockDecoder {
+    static var valuesPerBlock: Int { 32 }
+    static var bytesPerBlock: Int { 22 }
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        let d = half(halves, block, 0)
+        let fifth = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
+        let packed = bytes16(block, 6)
+        let low = integers(packed & lowNibble) | fifthBits(fifth, first: 0)
+        let high = integers(packed &>> 4) | fifthBits(fifth, first: 16)
+        return GGMLChunk(low: d * floats(low &- 16), high: d * floats(high &- 16))
+    }
+}
+
+// Q5_1 block: d (fp16), m (fp16), qh, 16 bytes of low nibbles.  y = d * q + m
+enum Q5_1Block: GGMLBlockDecoder {
+    static var valuesPerBlock: Int { 32 }
+    static var bytesPerBlock: Int { 24 }
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        let d = half(halves, block, 0), m = half(halves, block, 2)
+        let fifth = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        let packed = bytes16(block, 8)
+        let low = integers(packed & lowNibble) | fifthBits(fifth, first: 0)
+        let high = integers(packed &>> 4) | fifthBits(fifth, first: 16)
+        return GGMLChunk(low: d * floats(low) + m, high: d * floats(high) + m)
+    }
+}
+
+/// The eight 6-bit scales and mins of a Q4_K/Q5_K super-block, packed in 12 bytes:
+/// bytes 0–3 hold scales 0–3 (low 6 bits) and the top 2 bits of scales 4–7; bytes 4–7 the same for mins;
+/// bytes 8–11 the low 4 bits of scales 4–7 (low nibble) and mins 4–7 (high nibble).
+@inline(__always)
+func kQuantScaleAndMin(_ packed: UnsafeRawPointer, _ j: Int) -> (scale: UInt8, min: UInt8) {
+    if j < 4 {
+        return (packed.load(fromByteOffset: j, as: UInt8.self) & 0x3F,
+                packed.load(fromByteOffset: j + 4, as: UInt8.self) & 0x3F)
+    }
+    let mixed = packed.load(fromByteOffset: j + 4, as: UInt8.self)
+    let scaleHigh = packed.load(fromByteOffset: j - 4, as: UInt8.self)
+    let minHigh = packed.load(fromByteOffset: j, as: UInt8.self)
+    return ((mixed & 0x0F) | ((scaleHigh >> 2) & 0x30), (mixed >> 4) | ((minHigh >> 2) & 0x30))
+}
+
+/// Sub-block `sub` (32 values) of a Q4_K or Q5_K super-block: d, dmin (fp16), 12 bytes of scales, Q5_K's 32 bytes
+/// of fifth bits (bit `sub` of byte l is the fifth bit of element sub·32 + l), then 128 bytes of nibbles: sub-block
+/// 2i takes the low nibbles of bytes 32i..<32i+32, sub-block 2i+1 their high nibbles.  y = (d·scale)·q − dmin·min
+@inline(__always)
+func kQuantChunk(_ block: UnsafeRawPointer, _ sub: Int, _ halves: UnsafePointer<Float>, fifthBitsAt: Int?) -> GGMLChunk {
+    let d = half(halves, block, 0), dmin = half(halves, block, 2)
+    let (scale, minimum) = kQuantScaleAndMin(block + 4, sub)
+    let dl = d * Float(scale), ml = dmin * Float(minimum)
+    let quants = block + (fifthBitsAt == nil ? 16 : 48) + (sub >> 1) * 32
+    let shift = UInt8((sub & 1) * 4)
+    var low = integers((bytes16(quants, 0) &>> shift) & lowNibble)
+    var high = integers((bytes16(quants, 16) &>> shift) & lowNibble)
+    if let fifthBitsAt {
+        let bit = UInt8(sub), one = SIMD16<UInt8>(repeating: 1)
+        low |= integers((bytes16(block, fifthBitsAt) &>> bit) & one) &<< 4
+        high |= integers((bytes16(block, fifthBitsAt + 16) &>> bit) & one) &<< 4
+    }
+    return GGMLChunk(low: dl * floats(low) - ml, high: dl * floats(high) - ml)
+}
+
+enum Q4_KBlock: GGMLBlockDecoder {
+    static var valuesPerBlock: Int { 256 }
+    static var bytesPerBlock: Int { 144 }
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        kQuantChunk(block, chunk, halves, fifthBitsAt: nil)
+    }
+}
+
+enum Q5_KBlock: GGMLBlockDecoder {
+    static var valuesPerBlock: Int { 256 }
+    static var bytesPerBlock: Int { 176 }
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        kQuantChunk(block, chunk, halves, fifthBitsAt: 16)
+    }
+}
+
+// Q6_K super-block: 128 bytes ql, 64 bytes qh, 16 int8 scales, d (fp16). Each half of 128 elements uses 64 ql
+// bytes (low nibbles for elements 0–63, high for 64–127) and 32 qh bytes (2 bits per 32-element group); each 16
+// elements share a scale.  y = (d · scale) · (q − 32)
+enum Q6_KBlock: GGMLBlockDecoder {
+    static var valuesPerBlock: Int { 256 }
+    static var bytesPerBlock: Int { 210 }
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        let d = half(halves, block, 208)
+        let halfIndex = chunk >> 2, group = chunk & 3
+        let lowBytes = block + halfIndex * 64 + (group & 1) * 32, lowShift = UInt8((group >> 1) * 4)
+        let highBytes = block + 128 + halfIndex * 32, highShift = UInt8(group * 2)
+        let three = SIMD16<UInt8>(repeating: 3)
+        func quants(_ offset: Int) -> SIMD16<Int32> {
+            let low = (bytes16(lowBytes, offset) &>> lowShift) & lowNibble
+            let high = (bytes16(highBytes, offset) &>> highShift) & three
+            return integers(low | (high &<< 4)) &- 32
+        }
+        let scales = block + 192 + chunk * 2
+        let firstScale = Float(Int8(bitPattern: scales.load(as: UInt8.self)))
+        let secondScale = Float(Int8(bitPattern: scales.load(fromByteOffset: 1, as: UInt8.self)))
+        return GGMLChunk(low: (d * firstScale) * floats(quants(0)), high: (d * secondScale) * floats(quants(16)))
+    }
+}
+
+extension GGMLBlockDecoder {
+    static var chunksPerBlock: Int { valuesPerBlock / 32 }
+
+    /// Decodes `blocks` consecutive blocks at `source` into `destination` (blocks · valuesPerBlock floats).
+    static func decode(_ source: UnsafeRawPointer, blocks: Int, into destination: UnsafeMutablePointer<Float>,
+                       halves: UnsafePointer<Float>) {
+        for b in 0..<blocks {
+            let block = source + b * bytesPerBlock, output = destination + b * valuesPerBlock
+            for c in 0..<chunksPerBlock {
+                let values = chunk(block, c, halves)
+                UnsafeMutableRawPointer(output + 32 * c).storeBytes(of: values.low, as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(output + 32 * c + 16).storeBytes(of: values.high, as: SIMD16<Float>.self)
+            }
+        }
+    }
+
+    /// output[i · outputStride + row] (+)= Σ_k input[i · columns + k] · W[row, k] for the weight rows `rows` and up to
+    /// four input rows `i` (`count`), W's rows `rowBytes` apart at `weight`: each chunk of a weight row is decoded once
+    /// in registers and multiplied with every input row.
+    @inline(__always)
+    static func dot(_ weight: UnsafeRawPointer, rowBytes: Int, rows: Range<Int>, columns: Int,
+                    input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>, outputStride: Int,
+                    accumulate: Bool, halves: UnsafePointer<Float>) {
+        let x0 = input, x1 = input + columns, x2 = input + 2 * columns, x3 = input + 3 * columns
+        let blocks = columns / valuesPerBlock
+        for row in rows {
+            let weightRow = weight + row * rowBytes
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+            var b0 = SIMD16<Float>(), b1 = SIMD16<Float>(), b2 = SIMD16<Float>(), b3 = SIMD16<Float>()
+            for b in 0..<blocks {
+                let block = weightRow + b * bytesPerBlock
+                for c in 0..<chunksPerBlock {
+                    let w = chunk(block, c, halves)
+                    let k = b * valuesPerBlock + 32 * c
+                    a0.addProduct(w.low, loadFloats(x0 + k)); b0.addProduct(w.high, loadFloats(x0 + k + 16))
+                    if count > 1 { a1.addProduct(w.low, loadFloats(x1 + k)); b1.addProduct(w.high, loadFloats(x1 + k + 16)) }
+                    if count > 2 { a2.addProduct(w.low, loadFloats(x2 + k)); b2.addProduct(w.high, loadFloats(x2 + k + 16)) }
+                    if count > 3 { a3.addProduct(w.low, loadFloats(x3 + k)); b3.addProduct(w.high, loadFloats(x3 + k + 16)) }
+                }
+            }
+            let sums = SIMD4<Float>((a0 + b0).sum(), (a1 + b1).sum(), (a2 + b2).sum(), (a3 + b3).sum())
+            for i in 0..<count {
+                let destination = output + i * outputStride + row
+                destination.pointee = accumulate ? destination.pointee + sums[i] : sums[i]
+            }
+        }
+    }
+}
+
+@_transparent
+func loadFloats(_ pointer: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(pointer).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+extension SIMD16 where Scalar == Float {
+    /// self += a · b, one fused multiply-add per lane.
+    @_transparent
+    mutating func addProduct(_ a: Self, _ b: Self) { self = addingProduct(a, b) }
+}
+
+/// A block type's decoder and dot product, specialized for it: what `GGMLType.dequantize` and `GGMLBlockWeight`
+/// call through.
+struct GGMLBlockKernels: Sendable {
+    let valuesPerBlock: Int
+    let bytesPerBlock: Int
+    /// `GGMLBlockDecoder.decode`: source, block count, destination, half table.
+    let decode: @Sendable (UnsafeRawPointer, Int, UnsafeMutablePointer<Float>, UnsafePointer<Float>) -> Void
+    /// `GGMLBlockDecoder.dot`.
+    let dot: @Sendable (_ weight: UnsafeRawPointer, _ rowBytes: Int, _ rows: Range<Int>, _ columns: Int,
+                        _ input: UnsafePointer<Float>, _ count: Int, _ output: UnsafeMutablePointer<Float>,
+                        _ outputStride: Int, _ accumulate: Bool, _ halves: UnsafePointer<Float>) -> Void
+
+    init<D: GGMLBlockDecoder>(_ decoder: D.Type) {
+        valuesPerBlock = D.valuesPerBlock
+        bytesPerBlock = D.bytesPerBlock
+        decode = { D.decode($0, blocks: $1, into: $2, halves: $3) }
+        dot = { D.dot($0, rowBytes: $1, rows: $2, columns: $3, input: $4, count: $5, into: $6, outputStride: $7,
+                      accumulate: $8, halves: $9) }
+    }
+}
+
+extension GGMLType {
+    /// The block decoder of a quantized type; nil for the plain types (F32, F16, BF16) and those Lathe cannot decode.
+    var blockKernels: GGMLBlockKernels? {
+        switch self {
+        case .q8_0: return Self.q8_0Kernels
+        case .q4_0: return Self.q4_0Kernels
+        case .q4_1: return Self.q4_1Kernels
+        case .q5_0: return Self.q5_0Kernels
+        case .q5_1: return Self.q5_1Kernels
+        case .q4_K: return Self.q4_KKernels
+        case .q5_K: return Self.q5_KKernels
+        case .q6_K: return Self.q6_KKernels
+        default: return nil
+        }
+    }
+
+    private static let q8_0Kernels = GGMLBlockKernels(Q8_0Block.self)
+    private static let q4_0Kernels = GGMLBlockKernels(Q4_0Block.self)
+    private static let q4_1Kernels = GGMLBlockKernels(Q4_1Block.self)
+    private static let q5_0Kernels = GGMLBlockKernels(Q5_0Block.self)
+    private static let q5_1Kernels = GGMLBlockKernels(Q5_1Block.self)
+    private static let q4_KKernels = GGMLBlockKernels(Q4_KBlock.self)
+    private static let q5_KKernels = GGMLBlockKernels(Q5_KBlock.self)
+    private static let q6_KKernels = GGMLBlockKernels(Q6_KBlock.self)
+}

@@ -1,0 +1,121 @@
+import XCTest
+@testable import LatheFormats
+import LatheTensors
+
+/// GGUF blocks multiplied in place: every type's expansion equals `GGMLType.dequantize` (checked against gguf-py in
+/// QuantizationTests) bit for bit, and its few-row and tiled products equal float32 products with those values.
+final class GGMLBlockWeightTests: XCTestCase {
+    /// Blocks of `type` for a [rows, columns] weight: quantized random values where Lathe has the quantizer, otherwise
+    /// random bytes with sane fp16 super-block scales (d, dmin small positive normals), as formats.py builds them.
+    func randomBlocks(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64) throws -> [UInt8] {
+        var random = SeededGenerator(seed: seed)
+        if type.canQuantize {
+            return try type.quantize((0..<rows * columns).map { _ in random.nextUnitFloat() * 2 - 1 })
+        }
+        let blocks = rows * columns / type.blockSize
+        var bytes = (0..<blocks * type.typeSize).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        for b in 0..<blocks {
+            let start = b * type.typeSize
+            let scaleOffsets = type == .q6_K ? [start + type.typeSize - 2] : [start, start + 2]
+            for offset in scaleOffsets {
+                let bits = HalfPrecision.halfBits(from: 1e-3 + random.nextUnitFloat() * 0.1)
+                bytes[offset] = UInt8(bits & 0xFF)
+                bytes[offset + 1] = UInt8(bits >> 8)
+            }
+        }
+        return bytes
+    }
+
+    func dequantized(_ type: GGMLType, _ bytes: [UInt8], count: Int) throws -> [Float] {
+        var values = [Float](repeating: .nan, count: count)
+        try bytes.withUnsafeBytes { source in try values.withUnsafeMutableBufferPointer { try type.dequantize(source, into: $0) } }
+        return values
+    }
+
+    func randomValues(_ count: Int, seed: UInt64) -> [Float] {
+        var random = SeededGenerator(seed: seed)
+        return (0..<count).map { _ in random.nextUnitFloat() * 2 - 1 }
+    }
+
+    func testExpansionEqualsTheDequantizerBitForBit() throws {
+        let rows = 37, columns = 512
+        for type in GGMLBlockWeight.supportedTypes {
+            let bytes = try randomBlocks(type, rows: rows, columns: columns, seed: 1)
+            let expected = try dequantized(type, bytes, count: rows * columns)
+            let weight = try bytes.withUnsafeBytes { try GGMLBlockWeight(type: type, rows: rows, columns: columns, bytes: $0) }
+            XCTAssertEqual(weight.byteCount, bytes.count)
+            XCTAssertEqual(weight.formatName, type.description)
+            for range in [0..<rows, 0..<1, 5..<6, 3..<20, 36..<37] {
+                var actual = [Float](repeating: .nan, count: range.count * columns)
+                weight.decompressRows(range, into: &actual)
+                let differing = zip(actual, expected[range.lowerBound * columns..<range.upperBound * columns])
+                    .filter { $0.0.bitPattern != $0.1.bitPattern }.count
+                XCTAssertEqual(differing, 0, "\(type) rows \(range): \(differing) values differ from dequantize (tolerance 0)")
+            }
+        }
+    }
+
+    func testRowOrderMovesWholeRows() throws {
+        let rows = 6, columns = 256, order = [3, 0, 5, 1, 4, 2]
+        for type in GGMLBlockWeight.supportedTypes {
+            let bytes = try randomBlocks(type, rows: rows, columns: columns, seed: 2)
+            let values = try dequantized(type, bytes, count: rows * columns)
+            let weight = try bytes.withUnsafeBytes {
+                try GGMLBlockWeight(type: type, rows: rows, columns: columns, bytes: $0, rowOrder: order)
+            }
+            var actual = [Float](repeating: .nan, count: rows * columns)
+            weight.decompress(into: &actual)
+            let expected = order.flatMap { values[$0 * columns..<($0 + 1) * columns] }
+            XCTAssertEqual(actual.map(\.bitPattern), expected.map(\.bitPattern), "\(type)")
+        }
+        let bytes = try randomBlocks(.q8_0, rows: rows, columns: columns, seed: 2)
+        XCTAssertThrowsError(try bytes.withUnsafeBytes {
+            try GGMLBlockWeight(type: .q8_0, rows: rows, columns: columns, bytes: $0, rowOrder: [0, 0, 1, 2, 3, 4])
+        })
+        XCTAssertThrowsError(try bytes.withUnsafeBytes { try GGMLBlockWeight(type: .f16, rows: rows, columns: columns, bytes: $0) })
+        XCTAssertThrowsError(try bytes.dropLast().withUnsafeBytes {
+            try GGMLBlockWeight(type: .q8_0, rows: rows, columns: columns, bytes: $0)
+        })
+    }
+
+    /// The few-row products (m ≤ 8, in groups of four) and the tiled ones (m = 9, 33) against the reference product
+    /// with the expanded weight, overwriting and accumulating. Tolerance: 1e-5 of the largest output (the sums run in
+    /// another order), plus 1e-6.
+    func testProductsEqualFloat32ProductsWithTheDecodedValues() throws {
+        let rows = 37, columns = 768
+        for type in GGMLBlockWeight.supportedTypes {
+            let bytes = try randomBlocks(type, rows: rows, columns: columns, seed: 3)
+            let expanded = try dequantized(type, bytes, count: rows * columns)
+            let weight = try bytes.withUnsafeBytes { try GGMLBlockWeight(type: type, rows: rows, columns: columns, bytes: $0) }
+            for m in [1, 2, 3, 4, 5, 8, 9, 33] {
+                let input = randomValues(m * columns, seed: UInt64(10 + m))
+                for accumulate in [false, true] {
+                    var actual = randomValues(m * rows, seed: 4), expected = actual
+                    weight.multiplyTransposed(input, rows: m, into: &actual, accumulate: accumulate)
+                    ReferenceMatMulBackend().gemm(transposeA: false, transposeB: true, m: m, n: rows, k: columns, alpha: 1,
+                                                  a: input, lda: columns, b: expanded, ldb: columns,
+                                                  beta: accumulate ? 1 : 0, c: &expected, ldc: rows)
+                    let gap = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
+                    let largest = expected.map(abs).max() ?? 0
+                    XCTAssertLessThanOrEqual(gap, 1e-5 * largest + 1e-6,
+                                             "\(type) m=\(m) accumulate=\(accumulate): largest difference \(gap) of \(largest)")
+                }
+            }
+        }
+    }
+
+    /// The few-row product on several threads gives the same outputs as on one (each row is one thread's sum).
+    func testFewRowProductIsTheSameOnTwoThreads() throws {
+        let rows = 2048, columns = 576
+        let bytes = try randomBlocks(.q4_1, rows: rows, columns: columns, seed: 5)
+        let weight = try bytes.withUnsafeBytes { try GGMLBlockWeight(type: .q4_1, rows: rows, columns: columns, bytes: $0) }
+        let input = randomValues(columns, seed: 6)
+        var one = [Float](repeating: 0, count: rows), two = one
+        MatMul.setThreadCount(1)
+        weight.multiplyFewRows(input, rows: 1, into: &one, accumulate: false)
+        MatMul.setThreadCount(2)
+        defer { MatMul.setThreadCount(1) }
+        weight.multiplyFewRows(input, rows: 1, into: &two, accumulate: false)
+        XCTAssertEqual(one, two)
+    }
+}
