@@ -9,6 +9,10 @@ let nativeCPU: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked"], .when(platforms: [.linux], configuration: .release)),
 ]
 
+// The block decoders and their dot products (LatheFormats) are optimized in debug builds too: unoptimized, their
+// generic SIMD code runs some 100× slower, and `swift test` decodes the real model through them.
+let optimizedKernels: [SwiftSetting] = nativeCPU + [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "Lathe",
     platforms: [.macOS(.v14)],
@@ -35,7 +39,7 @@ let package = Package(
                                .target(name: "CLatheDNNL", condition: .when(platforms: [.linux]))],
                 swiftSettings: nativeCPU),
         // Formats keep GGUF tensors in their own blocks as compact weights of the tensors module.
-        .target(name: "LatheFormats", dependencies: ["LatheTensors"], swiftSettings: nativeCPU),
+        .target(name: "LatheFormats", dependencies: ["LatheTensors"], swiftSettings: optimizedKernels),
         .target(name: "LatheTokenizers", swiftSettings: nativeCPU),
         .target(name: "LatheTemplates", swiftSettings: nativeCPU),
         .target(name: "LatheModels",

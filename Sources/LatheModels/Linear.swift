@@ -34,6 +34,18 @@ public final class Linear: @unchecked Sendable {
         weight.releaseValues()
     }
 
+    /// Takes the frozen weight as the file stores it (a GGUF's quantized blocks) instead of float32 values.
+    public func useStoredWeight(_ stored: any CompactWeight) throws {
+        guard !weight.trainable else {
+            throw ModelError.invalidConfiguration(file: name, message: "a trainable weight stays in float32, not in the file's blocks")
+        }
+        guard stored.rows == outFeatures, stored.columns == inFeatures else {
+            throw ModelError.wrongShape(file: name, name: weight.name, expected: weight.shape, found: [stored.rows, stored.columns])
+        }
+        compactWeight = stored
+        if weight.hasValues { weight.releaseValues() }
+    }
+
     /// Makes (or, after an optimizer step, remakes) a compact copy of a trainable float32 weight: the forward
     /// product and the input gradient then use the copy, while the weight gradient and the update stay on the
     /// float32 master values (bf16 compute over float32 master weights in full fine-tuning).

@@ -239,7 +239,7 @@ public final class LlamaModel: @unchecked Sendable {
     public init(config c: LlamaConfiguration, weightFormat: WeightFormat = .float32) {
         config = c
         loadingFormat = weightFormat
-        let compactHead = weightFormat == .bfloat16
+        let compactHead = weightFormat == .bfloat16 || weightFormat == .stored
         embedding = Parameter(name: "model.embed_tokens.weight", shape: [c.vocabularySize, c.hiddenSize], allocated: !compactHead)
         blocks = (0..<c.layerCount).map { LlamaBlock(index: $0, config: c, allocatesLinears: weightFormat == .float32) }
         finalNorm = Parameter(name: "model.norm.weight", shape: [c.hiddenSize])
@@ -279,10 +279,16 @@ public final class LlamaModel: @unchecked Sendable {
     /// and on any key of the source that the model does not use.
     ///
     /// With a compact `loadingFormat` each weight it applies to is compressed as soon as it is read, so the whole
-    /// model never sits in float32 at once.
+    /// model never sits in float32 at once; `.stored` takes the linears, the embedding and the LM head in the file's
+    /// own blocks where it quantized them, and never expands them.
     public func load(from source: any WeightSource) throws {
         var unused = Set(source.tensorNames)
         for parameter in parameters {
+            if loadingFormat == .stored, let stored = try storedWeight(parameter, from: source) {
+                unused.remove(parameter.name)
+                try useStored(stored, for: parameter)
+                continue
+            }
             if !parameter.hasValues { parameter.restoreValues(Tensor(zeros: parameter.shape)) }
             try source.read(parameter.name, shape: parameter.shape, into: parameter.tensor.buffer)
             unused.remove(parameter.name)
@@ -311,8 +317,27 @@ extension LlamaModel {
         for linear in compressibleLinears { try linear.keepCompactCopy(format) }
     }
 
+    /// The linear layer whose weight `parameter` is, among the blocks' and an untied head.
+    private func linear(of parameter: Parameter) -> Linear? {
+        compressibleLinears.first { $0.weight === parameter }
+    }
+
+    /// The file's own blocks of `parameter` when it is a frozen linear weight, the embedding or the head and the file
+    /// quantized it; nil otherwise.
+    private func storedWeight(_ parameter: Parameter, from source: any WeightSource) throws -> (any CompactWeight)? {
+        guard !parameter.trainable, parameter === embedding || linear(of: parameter) != nil else { return nil }
+        return try source.storedWeight(parameter.name, shape: parameter.shape)
+    }
+
+    private func useStored(_ stored: any CompactWeight, for parameter: Parameter) throws {
+        if let linear = linear(of: parameter) { return try linear.useStoredWeight(stored) }
+        compactEmbedding = stored
+        if embedding.hasValues { embedding.releaseValues() }
+    }
+
     /// Compresses `parameter` if it is a weight `format` applies to (`load` calls it as each weight arrives).
     func compress(_ parameter: Parameter, to format: WeightFormat) throws {
+        guard format != .stored else { return }  // a tensor the file stores as floats stays float32
         if let linear = blocks.lazy.flatMap(\.linears).first(where: { $0.weight === parameter }) {
             try linear.compressWeight(to: format)
         } else if format == .bfloat16, let lmHead, lmHead.weight === parameter {
@@ -335,11 +360,21 @@ extension LlamaModel {
         }
     }
 
-    /// The compact format in use and the parameters and bytes it holds, for `lathe inspect` and the planner.
+    /// The compact formats in use (joined by "+", the one holding most parameters first: "Q4_1+Q8_0" for a GGUF
+    /// loaded as stored) and the parameters and bytes they hold, for `lathe inspect` and the planner.
     public var compactWeightSummary: (format: String, parameters: Int, bytes: Int)? {
-        let compact = compressibleLinears.compactMap(\.compactWeight) + (compactEmbedding.map { [$0] } ?? [])
-        guard let first = compact.first else { return nil }
-        return (first.formatName, compact.reduce(0) { $0 + $1.rows * $1.columns }, compact.reduce(0) { $0 + $1.byteCount })
+        let compact = compactWeights
+        guard !compact.isEmpty else { return nil }
+        var parametersPerFormat: [String: Int] = [:]
+        for weight in compact { parametersPerFormat[weight.formatName, default: 0] += weight.rows * weight.columns }
+        let formats = parametersPerFormat.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key)
+        return (formats.joined(separator: "+"), compact.reduce(0) { $0 + $1.rows * $1.columns },
+                compact.reduce(0) { $0 + $1.byteCount })
+    }
+
+    /// Every compact weight: the linears' and the embedding's (with a tied head, the head's).
+    public var compactWeights: [any CompactWeight] {
+        compressibleLinears.compactMap(\.compactWeight) + (compactEmbedding.map { [$0] } ?? [])
     }
 }
 

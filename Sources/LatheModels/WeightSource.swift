@@ -5,9 +5,17 @@ public protocol WeightSource: CustomStringConvertible {
     var tensorNames: [String] { get }
     /// Writes the named tensor as float32 into `destination`, after checking it has exactly `shape`.
     func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws
+    /// The named [rows, columns] weight in the file's own quantized blocks, in Hugging Face's row order; nil when the
+    /// file stores it as plain floats (F32, F16, BF16), which `read` gives.
+    func storedWeight(_ name: String, shape: [Int]) throws -> (any CompactWeight)?
+}
+
+extension WeightSource {
+    public func storedWeight(_ name: String, shape: [Int]) throws -> (any CompactWeight)? { nil }
 }
 
 import LatheFormats
+import LatheTensors
 
 /// The weights of a Hugging Face folder (single or sharded safetensors), already in Hugging Face naming.
 public struct SafetensorsWeightSource: WeightSource {
@@ -77,19 +85,38 @@ public struct GGUFWeightSource: WeightSource {
         return "model.layers.\(layer).\(hf).\(suffix)"
     }
 
-    public func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws {
+    /// The named tensor, checked to have `shape` (in PyTorch's order).
+    private func tensor(_ name: String, shape: [Int]) throws -> GGUFTensorInfo {
         guard let ggufName = ggufNameForHF[name], let tensor = file.tensor(named: ggufName) else {
             throw ModelError.missingWeight(file: file.url.path, name: name)
         }
         // ggml lists dimensions fastest first: [in, out] for a weight that PyTorch stores [out, in].
         let found = Array(tensor.dimensions.reversed())
         guard found == shape else { throw ModelError.wrongShape(file: file.url.path, name: name, expected: shape, found: found) }
-        try file.dequantize(tensor, into: destination)
-        guard permutedQK else { return }
-        if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") {
-            Self.permuteRows(destination, rows: shape[0], heads: headCount, toGGML: false)
-        } else if name.hasSuffix("self_attn.k_proj.weight") || name.hasSuffix("self_attn.k_proj.bias") {
-            Self.permuteRows(destination, rows: shape[0], heads: kvHeadCount, toGGML: false)
+        return tensor
+    }
+
+    /// The heads whose rows llama.cpp's converter permuted in the named tensor; nil for a tensor it left alone.
+    private func permutedHeads(_ name: String) -> Int? {
+        guard permutedQK else { return nil }
+        if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") { return headCount }
+        if name.hasSuffix("self_attn.k_proj.weight") || name.hasSuffix("self_attn.k_proj.bias") { return kvHeadCount }
+        return nil
+    }
+
+    public func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws {
+        try file.dequantize(try tensor(name, shape: shape), into: destination)
+        if let heads = permutedHeads(name) { Self.permuteRows(destination, rows: shape[0], heads: heads, toGGML: false) }
+    }
+
+    public func storedWeight(_ name: String, shape: [Int]) throws -> (any CompactWeight)? {
+        let tensor = try tensor(name, shape: shape)
+        guard shape.count == 2, GGMLBlockWeight.supportedTypes.contains(tensor.type) else { return nil }
+        do {
+            return try GGMLBlockWeight(type: tensor.type, rows: shape[0], columns: shape[1], bytes: file.rawBytes(of: tensor),
+                                       rowOrder: permutedHeads(name).map { Self.ggmlRows(rows: shape[0], heads: $0) })
+        } catch let error as FormatError {
+            throw FormatError(path: file.url.path, problem: "tensor \(tensor.name): \(error.problem)", fix: error.fix)
         }
     }
 
@@ -104,18 +131,25 @@ public struct GGUFWeightSource: WeightSource {
     }
 
     /// llama.cpp's converter permutes Q/K rows for ggml's RoPE: within each head of d rows, HF row j·d/2 + i is
-    /// stored as row 2i + j. `toGGML` applies that permutation; otherwise it is undone.
-    static func permuteRows(_ values: UnsafeMutableBufferPointer<Float>, rows: Int, heads: Int, toGGML: Bool) {
-        let headRows = rows / heads, half = headRows / 2, width = values.count / rows
-        let copy = Array(values)
+    /// stored as row 2i + j. Element r of the result is the GGUF row that holds HF row r.
+    static func ggmlRows(rows: Int, heads: Int) -> [Int] {
+        let headRows = rows / heads, half = headRows / 2
+        var order = Array(0..<rows)
         for h in 0..<heads {
             for i in 0..<half {
-                for j in 0..<2 {
-                    let hf = (h * headRows + j * half + i) * width, ggml = (h * headRows + 2 * i + j) * width
-                    let (from, to) = toGGML ? (hf, ggml) : (ggml, hf)
-                    for c in 0..<width { values[to + c] = copy[from + c] }
-                }
+                for j in 0..<2 { order[h * headRows + j * half + i] = h * headRows + 2 * i + j }
             }
+        }
+        return order
+    }
+
+    /// Moves whole rows of `values` into ggml's order (`toGGML`) or back to Hugging Face's (see `ggmlRows`).
+    static func permuteRows(_ values: UnsafeMutableBufferPointer<Float>, rows: Int, heads: Int, toGGML: Bool) {
+        let width = values.count / rows
+        let copy = Array(values)
+        for (hf, ggml) in ggmlRows(rows: rows, heads: heads).enumerated() {
+            let (from, to) = toGGML ? (hf * width, ggml * width) : (ggml * width, hf * width)
+            for c in 0..<width { values[to + c] = copy[from + c] }
         }
     }
 }
