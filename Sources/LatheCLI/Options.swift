@@ -12,7 +12,7 @@ public struct BaseModelOptions: ParsableArguments {
                                             valueName: "auto|N"))
     public var threads = ThreadSetting.auto
 
-    @Option(name: .long, help: "Weights: auto (float32 to score and generate; bf16 to train where bf16 products beat float32), f32 or bf16.")
+    @Option(name: .long, help: "Weights: auto (to score and generate, as the file stores them: a GGUF's quantized blocks multiplied in place; to train, bf16 where bf16 products beat float32, else float32), f32 or bf16 (expanded).")
     public var dtype = "auto"
 
     @Option(name: .long, help: "Quantize the block weights on loading: nf4.")

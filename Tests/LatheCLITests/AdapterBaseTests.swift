@@ -91,7 +91,8 @@ final class AdapterBaseTests: XCTestCase {
             let adapter = try writeAdapter(named: name, record: record)
             XCTAssertNil(try ModelOptions.parse(["--model", model, "--adapter", adapter]).adapterBase(), name)
             let lm = try ModelOptions.parse(["--model", model, "--adapter", adapter]).load()
-            XCTAssertEqual(lm.model.compactWeightSummary?.format ?? WeightFormat.float32.rawValue, auto.rawValue,
+            XCTAssertEqual(lm.model.compactWeightSummary?.format,
+                           try LanguageModel.load(model, weightFormat: auto).model.compactWeightSummary?.format,
                            "\(name): --dtype auto as without an adapter")
             assertClose(try lm.model.forward(tokens: ids).array, try logits(adapter: adapter, base: auto), absolute: 0, relative: 0, name)
         }

@@ -32,6 +32,16 @@ final class GGMLBlockWeightTests: XCTestCase {
         return values
     }
 
+    /// A block weight of random blocks and its values as `GGMLType.dequantize` gives them.
+    func randomWeight(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64,
+                      rowOrder: [Int]? = nil) throws -> (weight: GGMLBlockWeight, bytes: [UInt8], values: [Float]) {
+        let bytes = try randomBlocks(type, rows: rows, columns: columns, seed: seed)
+        let weight = try bytes.withUnsafeBytes {
+            try GGMLBlockWeight(type: type, rows: rows, columns: columns, bytes: $0, rowOrder: rowOrder)
+        }
+        return (weight, bytes, try dequantized(type, bytes, count: rows * columns))
+    }
+
     func randomValues(_ count: Int, seed: UInt64) -> [Float] {
         var random = SeededGenerator(seed: seed)
         return (0..<count).map { _ in random.nextUnitFloat() * 2 - 1 }
@@ -40,9 +50,7 @@ final class GGMLBlockWeightTests: XCTestCase {
     func testExpansionEqualsTheDequantizerBitForBit() throws {
         let rows = 37, columns = 512
         for type in GGMLBlockWeight.supportedTypes {
-            let bytes = try randomBlocks(type, rows: rows, columns: columns, seed: 1)
-            let expected = try dequantized(type, bytes, count: rows * columns)
-            let weight = try bytes.withUnsafeBytes { try GGMLBlockWeight(type: type, rows: rows, columns: columns, bytes: $0) }
+            let (weight, bytes, expected) = try randomWeight(type, rows: rows, columns: columns, seed: 1)
             XCTAssertEqual(weight.byteCount, bytes.count)
             XCTAssertEqual(weight.formatName, type.description)
             for range in [0..<rows, 0..<1, 5..<6, 3..<20, 36..<37] {
@@ -58,11 +66,7 @@ final class GGMLBlockWeightTests: XCTestCase {
     func testRowOrderMovesWholeRows() throws {
         let rows = 6, columns = 256, order = [3, 0, 5, 1, 4, 2]
         for type in GGMLBlockWeight.supportedTypes {
-            let bytes = try randomBlocks(type, rows: rows, columns: columns, seed: 2)
-            let values = try dequantized(type, bytes, count: rows * columns)
-            let weight = try bytes.withUnsafeBytes {
-                try GGMLBlockWeight(type: type, rows: rows, columns: columns, bytes: $0, rowOrder: order)
-            }
+            let (weight, _, values) = try randomWeight(type, rows: rows, columns: columns, seed: 2, rowOrder: order)
             var actual = [Float](repeating: .nan, count: rows * columns)
             weight.decompress(into: &actual)
             let expected = order.flatMap { values[$0 * columns..<($0 + 1) * columns] }
@@ -84,9 +88,7 @@ final class GGMLBlockWeightTests: XCTestCase {
     func testProductsEqualFloat32ProductsWithTheDecodedValues() throws {
         let rows = 37, columns = 768
         for type in GGMLBlockWeight.supportedTypes {
-            let bytes = try randomBlocks(type, rows: rows, columns: columns, seed: 3)
-            let expanded = try dequantized(type, bytes, count: rows * columns)
-            let weight = try bytes.withUnsafeBytes { try GGMLBlockWeight(type: type, rows: rows, columns: columns, bytes: $0) }
+            let (weight, _, expanded) = try randomWeight(type, rows: rows, columns: columns, seed: 3)
             for m in [1, 2, 3, 4, 5, 8, 9, 33] {
                 let input = randomValues(m * columns, seed: UInt64(10 + m))
                 for accumulate in [false, true] {
@@ -107,8 +109,7 @@ final class GGMLBlockWeightTests: XCTestCase {
     /// The few-row product on several threads gives the same outputs as on one (each row is one thread's sum).
     func testFewRowProductIsTheSameOnTwoThreads() throws {
         let rows = 2048, columns = 576
-        let bytes = try randomBlocks(.q4_1, rows: rows, columns: columns, seed: 5)
-        let weight = try bytes.withUnsafeBytes { try GGMLBlockWeight(type: .q4_1, rows: rows, columns: columns, bytes: $0) }
+        let weight = try randomWeight(.q4_1, rows: rows, columns: columns, seed: 5).weight
         let input = randomValues(columns, seed: 6)
         var one = [Float](repeating: 0, count: rows), two = one
         MatMul.setThreadCount(1)

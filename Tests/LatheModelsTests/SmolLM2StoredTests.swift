@@ -9,13 +9,6 @@ import LatheTestSupport
 /// transformers' log-probabilities of the same GGUF, and against the same file expanded to float32. Skipped when the
 /// model package is not installed.
 final class SmolLM2StoredTests: XCTestCase {
-    struct Case: Decodable {
-        let ids: [Int]
-        let logprobs: [Double?]
-        let greedy_ids: [Int]?
-    }
-    struct Fixture: Decodable { let cases: [Case] }
-
     static let stored: Result<LlamaModel, Error> = Result {
         try ModelFiles.open(try DefaultModelFile.url()).loadModel(weightFormat: .stored)
     }
@@ -23,8 +16,8 @@ final class SmolLM2StoredTests: XCTestCase {
         try ModelFiles.open(try DefaultModelFile.url()).loadModel(weightFormat: .float32)
     }
 
-    func cases() throws -> [Case] {
-        try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: fixtures.appendingPathComponent("models/smollm2_logprobs.json"))).cases
+    func cases() throws -> [SmolLM2Tests.Case] {
+        try JSONDecoder().decode(SmolLM2Tests.Fixture.self, from: Data(contentsOf: fixtures.appendingPathComponent("models/smollm2_logprobs.json"))).cases
     }
 
     func logProbabilities(_ logits: Tensor, ids: [Int], vocabulary: Int) -> [Double] {
