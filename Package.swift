@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "LatheTestSupport", dependencies: ["LatheFormats", "LatheTensors", "LatheTokenizers", "LatheModels"],
                 path: "Tests/LatheTestSupport", swiftSettings: nativeCPU),
 
-        .testTarget(name: "LatheTensorsTests", dependencies: ["LatheTensors"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheTensorsTests", dependencies: ["LatheTensors", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheFormatsTests", dependencies: ["LatheFormats", "LatheTensors", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers", "LatheFormats", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTemplatesTests", dependencies: ["LatheTemplates"], swiftSettings: nativeCPU),

@@ -1,6 +1,7 @@
 import XCTest
 @testable import LatheFormats
 import LatheTensors
+import LatheTestSupport
 
 /// GGUF blocks multiplied in place: every type's expansion equals `GGMLType.dequantize` (checked against gguf-py in
 /// QuantizationTests) bit for bit, and its few-row and tiled products equal float32 products with those values.
@@ -83,25 +84,13 @@ final class GGMLBlockWeightTests: XCTestCase {
     }
 
     /// The few-row products (m ≤ 8, in groups of four) and the tiled ones (m = 9, 33) against the reference product
-    /// with the expanded weight, overwriting and accumulating. Tolerance: 1e-5 of the largest output (the sums run in
-    /// another order), plus 1e-6.
+    /// with the dequantized values, overwriting and accumulating.
     func testProductsEqualFloat32ProductsWithTheDecodedValues() throws {
         let rows = 37, columns = 768
         for type in GGMLBlockWeight.supportedTypes {
             let (weight, _, expanded) = try randomWeight(type, rows: rows, columns: columns, seed: 3)
             for m in [1, 2, 3, 4, 5, 8, 9, 33] {
-                let input = randomValues(m * columns, seed: UInt64(10 + m))
-                for accumulate in [false, true] {
-                    var actual = randomValues(m * rows, seed: 4), expected = actual
-                    weight.multiplyTransposed(input, rows: m, into: &actual, accumulate: accumulate)
-                    ReferenceMatMulBackend().gemm(transposeA: false, transposeB: true, m: m, n: rows, k: columns, alpha: 1,
-                                                  a: input, lda: columns, b: expanded, ldb: columns,
-                                                  beta: accumulate ? 1 : 0, c: &expected, ldc: rows)
-                    let gap = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
-                    let largest = expected.map(abs).max() ?? 0
-                    XCTAssertLessThanOrEqual(gap, 1e-5 * largest + 1e-6,
-                                             "\(type) m=\(m) accumulate=\(accumulate): largest difference \(gap) of \(largest)")
-                }
+                assertForwardProductEqualsReference(weight, expanded: expanded, rows: m, seed: UInt64(10 + m), "\(type)")
             }
         }
     }

@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 @testable import LatheTensors
+import LatheTestSupport
 
 /// NF4Weight against bitsandbytes 0.50.2 (fixtures from scripts/reference/nf4.py) and against its own expansion.
 final class NF4WeightTests: XCTestCase {
@@ -192,26 +193,16 @@ final class NF4WeightTests: XCTestCase {
 
     /// Decoding's products straight from the packed codes (m ≤ 8, four input rows at a time) against the reference
     /// product with the expanded weight: odd columns (blocks straddle rows and start on a low nibble), both absmax
-    /// kinds, overwriting and accumulating. Tolerance 1e-5 of the largest output plus 1e-6 (another summation order).
+    /// kinds, overwriting and accumulating.
     func testFewRowProductEqualsTheProductWithTheExpandedWeight() throws {
-        let reference = ReferenceMatMulBackend()
         for (rows, columns, blockSize, doubleQuantization) in [(37, 83, 64, true), (21, 256, 32, false), (9, 1001, 128, true)] {
             let weight = try randomValues(rows * columns, seed: 31).withUnsafeBufferPointer {
                 try NF4Weight(rows: rows, columns: columns, values: $0, blockSize: blockSize, doubleQuantization: doubleQuantization)
             }
-            let expanded = decompressed(weight)
             for m in 1...NF4Weight.fewRows {
-                let input = randomValues(m * columns, seed: UInt64(40 + m))
-                for accumulate in [false, true] {
-                    var actual = randomValues(m * rows, seed: 32), expected = actual
-                    weight.multiplyFewRows(input, rows: m, into: &actual, accumulate: accumulate)
-                    reference.gemm(transposeA: false, transposeB: true, m: m, n: rows, k: columns, alpha: 1,
-                                   a: input, lda: columns, b: expanded, ldb: columns,
-                                   beta: accumulate ? 1 : 0, c: &expected, ldc: rows)
-                    let gap = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
-                    let largest = expected.map(abs).max() ?? 0
-                    XCTAssertLessThanOrEqual(gap, 1e-5 * largest + 1e-6,
-                                             "[\(rows), \(columns)] block \(blockSize) m=\(m) accumulate=\(accumulate): largest difference \(gap)")
+                assertForwardProductEqualsReference(weight, expanded: decompressed(weight), rows: m, seed: UInt64(40 + m),
+                                                    "[\(rows), \(columns)] block \(blockSize)") {
+                    weight.multiplyFewRows($0, rows: $1, into: $2, accumulate: $3)
                 }
             }
         }
