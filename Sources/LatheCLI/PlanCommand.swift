@@ -51,9 +51,22 @@ public struct PlanCommand: ParsableCommand {
     @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
     @Option(help: "adamw, adamw8bit, sgd, or sgd-momentum.") public var optimizer: MemoryPlan.OptimizerMemory = .adamw
     @Flag(help: "Print one JSON object (MiB) instead of the table.") public var json = false
+    @Flag(help: "Plan `lathe serve` (and `lathe generate --input`) instead of training: --max-concurrency slots of --context tokens, --adapters LoRA adapters of --lora-rank on --lora-targets, weights as --dtype loads them for inference.")
+    public var serve = false
+    @Option(name: .customLong("max-concurrency"), help: "--serve: decoding slots, as lathe serve's flag.") public var maxConcurrency = 8
+    @Option(help: "--serve: tokens of context per slot, as lathe serve's flag.") public var context = 2048
+    @Option(help: "--serve: LoRA adapters loaded beside the base.") public var adapters = 0
     public init() {}
 
     public func validate() throws {
+        if serve {
+            guard maxConcurrency > 0, context > 0, adapters >= 0 else {
+                throw ValidationError("--max-concurrency and --context must be positive, --adapters at least 0")
+            }
+            do { _ = try servingFormat() } catch { throw ValidationError("\(error)") }
+            if adapters > 0 { do { try loraConfiguration.validate() } catch { throw ValidationError("\(error)") } }
+            return
+        }
         do { _ = try baseFormat() } catch { throw ValidationError("\(error)") }
         guard batch > 0, seq > 0 else { throw ValidationError("--batch and --seq must be positive") }
         if quantize != nil, quantize != WeightFormat.nf4.rawValue { throw ValidationError("--quantize: only nf4") }
@@ -129,12 +142,56 @@ public struct PlanCommand: ParsableCommand {
         let rollouts_mib: Double?
     }
 
+    /// How `lathe serve` loads the weights for these --dtype and --quantize flags.
+    func servingFormat() throws -> WeightFormat { try WeightFormat.choose(dtype: dtype, quantize: quantize, use: .inference) }
+
+    struct ServingOutput: Encodable {
+        let model: String, base: String, slots: Int, context: Int, adapters: Int
+        let weights_mib: Double, adapters_mib: Double, kv_cache_mib: Double, prefill_mib: Double, decode_mib: Double
+        let workspace_mib: Double, runtime_mib: Double, loading_mib: Double, total_mib: Double
+    }
+
+    /// `--serve`: the server's memory, bounded by its slots and context whatever the requests.
+    func runServe(files: ModelFiles, config: LlamaConfiguration) throws {
+        let format = try servingFormat()
+        let plan = ServingPlan(config: config, weightBytes: ServingPlan.weightBytes(config: config, format: format),
+                               slots: maxConcurrency, contextPerSlot: context,
+                               adapters: Array(repeating: loraConfiguration, count: adapters),
+                               prefillTokenBudget: BatchDecoder.prefillTokenBudget,
+                               runtime: try RuntimeBaseline.estimate(for: files, config: config))
+        if json {
+            printLine(try jsonLine(ServingOutput(
+                model: files.url.lastPathComponent, base: format.rawValue, slots: maxConcurrency, context: context,
+                adapters: adapters, weights_mib: mib(plan.weightBytes), adapters_mib: mib(plan.adapterBytes),
+                kv_cache_mib: mib(plan.cacheBytes), prefill_mib: mib(plan.prefillBytes), decode_mib: mib(plan.decodeBytes),
+                workspace_mib: mib(plan.compactScratchBytes), runtime_mib: mib(plan.runtime.totalBytes),
+                loading_mib: mib(plan.loadingBytes), total_mib: mib(plan.totalBytes))))
+            return
+        }
+        print("\(files.url.lastPathComponent): serve (weights \(format)), \(maxConcurrency) slots × \(context) tokens, "
+              + "\(adapters) adapter\(adapters == 1 ? "" : "s")")
+        let rows: [(String, Int)] = [
+            ("weights", plan.weightBytes), ("adapters", plan.adapterBytes), ("KV cache", plan.cacheBytes),
+            ("prefill pass", plan.prefillBytes), ("decode step", plan.decodeBytes), ("workspace", plan.compactScratchBytes),
+            ("runtime", plan.runtime.totalBytes),
+        ]
+        for (name, bytes) in rows { print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(bytes)) + " MiB") }
+        if plan.loadingBytes > plan.servingBytes {
+            print("loading peak".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.loadingBytes))
+                  + " MiB  (runtime included: the model file is resident while the weights are read)")
+        }
+        print("total".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.totalBytes))
+              + " MiB  (every slot's whole context in use; the KV cache is allocated once)")
+    }
+
+    private func mib(_ bytes: Int) -> Double { (Double(bytes) / 1_048_576 * 10).rounded() / 10 }
+
     public func run() throws {
         let files = try ModelFiles.open(try ModelLocator.resolve(model))
         let config = try files.configuration()
+        if serve { return try runServe(files: files, config: config) }
         let plan = try plan(config: config, runtime: try RuntimeBaseline.estimate(for: files, config: config))
         try plan.validate()
-        func mib(_ bytes: Int) -> Double { (Double(bytes) / 1_048_576 * 10).rounded() / 10 }
         if json {
             printLine(try jsonLine(Output(
                 model: files.url.lastPathComponent, method: method.rawValue, base: try baseFormat().rawValue, batch: batch, seq: seq,

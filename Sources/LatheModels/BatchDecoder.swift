@@ -81,7 +81,7 @@ public final class BatchDecoder: @unchecked Sendable {
     let tokenizer: BPETokenizer?
     let stopTokenIDs: Set<Int>
     /// Tokens of one prefill pass at most: a larger group of equal-length prompts is split, bounding activations.
-    static let prefillTokenBudget = 2048
+    public static let prefillTokenBudget = 2048
     private let cache: KVCache
 
     // Shared with submitting threads: guarded by `lock`, which also wakes the decoder's thread.

@@ -50,16 +50,14 @@ final class ServerMetrics: @unchecked Sendable {
                 let parts = key.split(separator: "\u{0}", omittingEmptySubsequences: false)
                 lines.append("lathe_requests_total{endpoint=\"\(parts[0])\",status=\"\(parts[1])\"} \(count)")
             }
-            metric("lathe_prompt_tokens_total", "counter", "Prompt tokens of finished requests.")
-            lines.append("lathe_prompt_tokens_total \(promptTokens)")
-            metric("lathe_completion_tokens_total", "counter", "Generated tokens of finished requests.")
-            lines.append("lathe_completion_tokens_total \(completionTokens)")
-            metric("lathe_queue_length", "gauge", "Requests waiting for a decoding slot.")
-            lines.append("lathe_queue_length \(queued)")
-            metric("lathe_active_requests", "gauge", "Requests decoding in a slot.")
-            lines.append("lathe_active_requests \(active)")
-            metric("lathe_slots", "gauge", "Decoding slots (--max-concurrency).")
-            lines.append("lathe_slots \(slots)")
+            func scalar(_ name: String, _ type: String, _ help: String, _ value: Int) {
+                metric(name, type, help); lines.append("\(name) \(value)")
+            }
+            scalar("lathe_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", promptTokens)
+            scalar("lathe_completion_tokens_total", "counter", "Generated tokens of finished requests.", completionTokens)
+            scalar("lathe_queue_length", "gauge", "Requests waiting for a decoding slot.", queued)
+            scalar("lathe_active_requests", "gauge", "Requests decoding in a slot.", active)
+            scalar("lathe_slots", "gauge", "Decoding slots (--max-concurrency).", slots)
             metric("lathe_time_to_first_token_seconds", "histogram", "From a request's arrival to its first token.")
             for (i, bound) in Self.firstTokenBuckets.enumerated() {
                 lines.append("lathe_time_to_first_token_seconds_bucket{le=\"\(bound)\"} \(firstTokenCounts[i])")

@@ -31,10 +31,10 @@ public struct ServingPlan: Sendable {
 
     public var cacheBytes: Int { shapes.cacheFloats(sequences: slots, capacity: contextPerSlot) * 4 }
 
-    /// The largest prefill pass: as many whole-context prompts as the budget holds (at least one), their last logits,
+    /// The largest prefill pass: as many whole-context prompts as the budget and the slots hold (at least one), their last logits,
     /// and each adapter's products over those rows (an adapter keeps its last products).
     public var prefillBytes: Int {
-        let sequences = max(1, prefillTokenBudget / contextPerSlot)
+        let sequences = min(slots, max(1, prefillTokenBudget / contextPerSlot))
         return passBytes(sequences: sequences, length: contextPerSlot)
     }
 
@@ -50,7 +50,26 @@ public struct ServingPlan: Sendable {
     /// The tile a compact weight expands into for products over many rows (prefill).
     public var compactScratchBytes: Int { CompactWeightTiles.floatsPerTile * 4 }
 
-    public var totalBytes: Int {
+    /// Serving once loaded: the runtime, the weights, the adapters, the caches and the passes.
+    public var servingBytes: Int {
         runtime.totalBytes + weightBytes + adapterBytes + cacheBytes + prefillBytes + decodeBytes + compactScratchBytes
+    }
+
+    /// The load's peak: the mapped file's pages are resident while the weights are read from them, and the
+    /// tokenizer is built beside the weights (as `MemoryPlan.loadingBytes` counts them).
+    public var loadingBytes: Int {
+        let weightsRead = runtime.processBytes + runtime.modelFileBytes + weightBytes
+        let tokenizerBuilt = runtime.processBytes + weightBytes + runtime.tokenizerBytes + runtime.tokenizerLoadingBytes
+        return max(weightsRead, tokenizerBuilt)
+    }
+
+    public var totalBytes: Int { max(servingBytes, loadingBytes) }
+
+    /// Bytes of a model's weights loaded for inference in `format`, counted as the training planner counts a frozen
+    /// base: float32, or the block linears compact (bf16 also the embedding and an untied head).
+    public static func weightBytes(config: LlamaConfiguration, format: WeightFormat) -> Int {
+        let noAdapters = LoRAConfiguration(rank: 1, alpha: 1, targets: [])
+        return MemoryPlan(config: config, method: format == .nf4 ? .qlora : .lora, batchSize: 1, length: 1, lora: noAdapters,
+                          baseBytesPerValue: format.bitsPerValue / 8, compactBaseMultipliesNatively: false).modelWeightBytes
     }
 }

@@ -103,7 +103,11 @@ public final class Trainer {
             for p in model.parameters { p.trainable = true }
             modelTrainable = model.parameters
             let format = try config.weightFormat()
-            if format != .float32 { compactCopies = format }
+            if format != .float32 {
+                compactCopies = format
+                // Before the task: a precomputed reference must see the products the policy's first step sees.
+                try model.keepCompactCopies(format)
+            }
         }
         self.adapterConfiguration = adapterConfiguration
         task = try Self.makeTask(config: config, languageModel: languageModel, reference: reference)
@@ -114,7 +118,6 @@ public final class Trainer {
         schedule = try LearningRateSchedule(kind: config.schedule, peakRate: config.learningRate,
                                             warmupSteps: min(config.warmupSteps, totalSteps), totalSteps: totalSteps)
         optimizer = try config.optimizer.make()
-        try refreshCompactCopies()
     }
 
     /// The task the configuration names: an RLHF stage, a preference objective, or supervised fine-tuning.

@@ -133,6 +133,21 @@ final class TrainingCommandTests: XCTestCase {
         let ppo = try plan("ppo", ["--prompt-length", "16", "--response-length", "16", "--reward-lora-rank", "64"])
         XCTAssertGreaterThan(try XCTUnwrap(ppo["weights_mib"]?.double), try XCTUnwrap(lora["weights_mib"]?.double),
                              "the reward model's adapter and head, and the value head")
+        // --serve: the KV cache is slots × context, adapters come on top, and the weights are the inference format's.
+        func serve(_ flags: [String]) throws -> JSONValue {
+            let result = try LatheProcess.run(["plan", "--model", model, "--serve", "--dtype", "f32", "--json"] + flags)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            return try JSONValue.parse(Data(result.stdout.utf8))
+        }
+        let served = try serve(["--max-concurrency", "4", "--context", "256"])
+        let doubled = try serve(["--max-concurrency", "8", "--context", "256", "--adapters", "2"])
+        XCTAssertEqual(try XCTUnwrap(doubled["kv_cache_mib"]?.double), 2 * (try XCTUnwrap(served["kv_cache_mib"]?.double)), accuracy: 0.2)
+        XCTAssertEqual(served["adapters_mib"]?.double, 0)
+        XCTAssertGreaterThan(try XCTUnwrap(doubled["adapters_mib"]?.double), 0)
+        XCTAssertEqual(served["weights_mib"]?.double, full["weights_mib"]?.double, "float32 weights, as full fine-tuning holds them")
+        let badServe = try LatheProcess.run(["plan", "--model", model, "--serve", "--context", "0"])
+        XCTAssertNotEqual(badServe.status, 0)
+        XCTAssertTrue(badServe.stderr.contains("--context"), badServe.stderr)
     }
 
     func testSFTRejectsBadFlagsAndBadDataByName() throws {

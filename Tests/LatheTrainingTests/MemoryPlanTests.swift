@@ -278,6 +278,36 @@ final class MemoryPlanTests: XCTestCase {
         }
     }
 
+    /// The serving plan against a real batch decoder: two adapters attached, more requests than slots, each prompt
+    /// filling its slot's context but a few tokens, the base and both adapters mixed. The tensors' peak (weights
+    /// aside) matches the plan's adapters, KV cache and passes within 10%, and it does not grow with the requests.
+    func testServingPlanMatchesABatchDecodersPeak() throws {
+        let config = configuration(tied: true)
+        let model = LlamaModel(config: config)
+        model.initializeRandomly(seed: 5)
+        let slots = 4, context = 64
+        func decode(requests: Int) throws -> Int {
+            var generator = SeededGenerator(seed: 9)
+            let prompts = (0..<requests).map { _ in (0..<context - 4).map { _ in Int(generator.next() % 300) } }
+            let decoder = BatchDecoder(model: model, tokenizer: nil, stopTokenIDs: [], slots: slots, contextPerSlot: context)
+            try decoder.decodeAll(prompts.enumerated().map { index, prompt in
+                DecodeRequest(prompt: prompt, maxTokens: 4, adapter: [nil, "a", "b"][index % 3])
+            }) { _, _ in }
+            return TensorMemory.peakBytes
+        }
+        let liveBefore = TensorMemory.liveBytes
+        TensorMemory.resetPeak()
+        let lora = LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"])
+        _ = try model.attachLoRA(lora, name: "a", seed: 1)
+        _ = try model.attachLoRA(lora, name: "b", seed: 2)
+        let measured = try decode(requests: 9) - liveBefore
+        let plan = ServingPlan(config: config, weightBytes: 0, slots: slots, contextPerSlot: context, adapters: [lora, lora],
+                               prefillTokenBudget: BatchDecoder.prefillTokenBudget)
+        let planned = plan.servingBytes - plan.compactScratchBytes
+        XCTAssertEqual(Double(planned) / Double(measured), 1, accuracy: 0.10, "planned \(planned), measured \(measured)")
+        XCTAssertLessThanOrEqual(try decode(requests: 27) - liveBefore, measured + measured / 50, "three times the requests")
+    }
+
     func testTermsFollowTheSettings() {
         let config = configuration(tied: true)
         let full = MemoryPlan(config: config, method: .full, batchSize: 2, length: 64)
