@@ -46,7 +46,7 @@ public struct PlanCommand: ParsableCommand {
     @Option(name: .customLong("lora-targets"), help: "Comma-separated module names, or all-linear.")
     public var loraTargets = "all-linear"
     @Option(name: .customLong("lora-dropout")) public var loraDropout: Float = 0
-    @Option(help: "As for bench sft: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16 — the frozen base of --method lora, the copies full fine-tuning multiplies by. QLoRA's base is NF4.")
+    @Option(help: "As for bench sft: auto (bf16 where the CPU has AMX or AVX512-BF16), f32 or bf16 — the frozen base of --method lora, the copies full fine-tuning multiplies by. QLoRA's base is NF4. With --serve, as lathe serve loads them: auto keeps a GGUF's quantized blocks.")
     public var dtype = "auto"
     @Flag(name: .customLong("gradient-checkpointing")) public var gradientCheckpointing = false
     @Option(help: "adamw, adamw8bit, sgd, or sgd-momentum.") public var optimizer: MemoryPlan.OptimizerMemory = .adamw
@@ -154,7 +154,7 @@ public struct PlanCommand: ParsableCommand {
     /// `--serve`: the server's memory, bounded by its slots and context whatever the requests.
     func runServe(files: ModelFiles, config: LlamaConfiguration) throws {
         let format = try servingFormat()
-        let plan = ServingPlan(config: config, weightBytes: ServingPlan.weightBytes(config: config, format: format),
+        let plan = ServingPlan(config: config, weightBytes: ServingPlan.weightBytes(files: files, config: config, format: format),
                                slots: maxConcurrency, contextPerSlot: context,
                                adapters: Array(repeating: loraConfiguration, count: adapters),
                                prefillTokenBudget: BatchDecoder.prefillTokenBudget,

@@ -220,8 +220,8 @@ public final class LlamaModel: @unchecked Sendable {
     public let finalNorm: Parameter
     /// nil when the LM head is tied to the embedding.
     public let lmHead: Linear?
-    /// The embedding (and tied head) held in bf16 once `compressWeights(to: .bfloat16)` moved it there: for
-    /// decoding, the head is a third of the bytes read per token.
+    /// The embedding (and tied head) held in bf16 once `compressWeights(to: .bfloat16)` moved it there, or in the
+    /// file's own blocks (`.stored`): for decoding, the head is a third of the bytes read per token.
     public internal(set) var compactEmbedding: (any CompactWeight)?
     public let rope: RotaryEmbedding
     /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.

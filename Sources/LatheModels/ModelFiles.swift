@@ -38,6 +38,17 @@ public enum ModelFiles {
         }
     }
 
+    /// Bytes the weights take loaded as the file stores them (`WeightFormat.stored`), from the file alone: a GGUF's
+    /// quantized matrices in their blocks, every other tensor in float32 (a safetensors folder's all in float32).
+    public func storedWeightBytes(config: LlamaConfiguration) -> Int {
+        guard case .gguf(let file) = self else { return config.parameterCount * 4 }
+        // rope_freqs.weight is read into the configuration, not kept as a weight.
+        return file.tensors.filter { $0.name != "rope_freqs.weight" }.reduce(0) { total, tensor in
+            let inBlocks = tensor.dimensions.count == 2 && GGMLBlockWeight.supportedTypes.contains(tensor.type)
+            return total + (inBlocks ? tensor.byteCount : tensor.elementCount * 4)
+        }
+    }
+
     /// The model with its weights loaded, the compressible ones in `weightFormat`.
     public func loadModel(weightFormat: WeightFormat = .float32) throws -> LlamaModel {
         let config = try configuration()

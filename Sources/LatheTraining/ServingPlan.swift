@@ -65,6 +65,12 @@ public struct ServingPlan: Sendable {
 
     public var totalBytes: Int { max(servingBytes, loadingBytes) }
 
+    /// Bytes of a model's weights loaded for inference in `format`: as stored, the file's own tensors (quantized
+    /// blocks as they are, the rest float32); otherwise as the training planner counts a frozen base.
+    public static func weightBytes(files: ModelFiles, config: LlamaConfiguration, format: WeightFormat) -> Int {
+        format == .stored ? files.storedWeightBytes(config: config) : weightBytes(config: config, format: format)
+    }
+
     /// Bytes of a model's weights loaded for inference in `format`, counted as the training planner counts a frozen
     /// base: float32, or the block linears compact (bf16 also the embedding and an untied head).
     public static func weightBytes(config: LlamaConfiguration, format: WeightFormat) -> Int {

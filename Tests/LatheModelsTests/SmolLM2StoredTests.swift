@@ -114,5 +114,8 @@ final class SmolLM2StoredTests: XCTestCase {
         XCTAssertNotEqual(try WeightFormat.choose(dtype: "auto", quantize: nil, use: .masterWeights), .stored)
         let lm = try LanguageModel.load(try DefaultModelFile.url().path, weightFormat: .stored)
         XCTAssertLessThan(lm.weightBytes, 110 << 20, "the Q4_1 model holds about 100 MB of weights, not 540 MB of float32")
+        // What `lathe plan --serve` counts from the file alone is what the loaded model holds.
+        let files = try ModelFiles.open(try DefaultModelFile.url())
+        XCTAssertEqual(files.storedWeightBytes(config: try files.configuration()), lm.weightBytes)
     }
 }
