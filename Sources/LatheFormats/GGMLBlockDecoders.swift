@@ -4,12 +4,10 @@
 // results match them bit for bit: e.g. Q4_1 is `d * q + m` (a multiply then an add, never fused), K-quants are
 // `(d * scale) * q - (dmin * min)`.
 
-/// A ggml block type's layout and its decoder of 32 consecutive values.
+/// A ggml block type's decoder of 32 consecutive values.
 protocol GGMLBlockDecoder {
-    /// Values per block (32, or 256 for K-quants).
-    static var valuesPerBlock: Int { get }
-    /// Bytes per block (ggml's `type_size`).
-    static var bytesPerBlock: Int { get }
+    /// The type whose blocks it decodes (their layout: `blockSize`, `typeSize`).
+    static var type: GGMLType { get }
     /// Values 32·chunk ..< 32·chunk + 32 of the block at `block`; `halves` is `HalfPrecision.halfTable`.
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk
 }
@@ -69,8 +67,7 @@ private let lowNibble = SIMD16<UInt8>(repeating: 0x0F)
 
 // Q8_0 block: d (fp16), 32 × int8.  y = q * d
 enum Q8_0Block: GGMLBlockDecoder {
-    static var valuesPerBlock: Int { 32 }
-    static var bytesPerBlock: Int { 34 }
+    static var type: GGMLType { .q8_0 }
     @inline(__always)
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
         let d = half(halves, block, 0)
@@ -83,8 +80,7 @@ enum Q8_0Block: GGMLBlockDecoder {
 // Q4_0 block: d (fp16), 16 bytes of nibbles; element j is the low nibble of byte j, element j+16 the high one.
 // y = d * (q - 8)
 enum Q4_0Block: GGMLBlockDecoder {
-    static var valuesPerBlock: Int { 32 }
-    static var bytesPerBlock: Int { 18 }
+    static var type: GGMLType { .q4_0 }
     @inline(__always)
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
         let d = half(halves, block, 0)
@@ -95,8 +91,7 @@ enum Q4_0Block: GGMLBlockDecoder {
 
 // Q4_1 block: d (fp16), m (fp16), 16 bytes of nibbles.  y = d * q + m
 enum Q4_1Block: GGMLBlockDecoder {
-    static var valuesPerBlock: Int { 32 }
-    static var bytesPerBlock: Int { 20 }
+    static var type: GGMLType { .q4_1 }
     @inline(__always)
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
         let d = half(halves, block, 0), m = half(halves, block, 2)
@@ -107,8 +102,7 @@ enum Q4_1Block: GGMLBlockDecoder {
 
 // Q5_0 block: d (fp16), qh (32 fifth bits, little-endian), 16 bytes of low nibbles.  y = d * (q - 16)
 enum Q5_0Block: GGMLBlockDecoder {
-    static var valuesPerBlock: Int { 32 }
-    static var bytesPerBlock: Int { 22 }
+    static var type: GGMLType { .q5_0 }
     @inline(__always)
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
         let d = half(halves, block, 0)
@@ -122,8 +116,7 @@ enum Q5_0Block: GGMLBlockDecoder {
 
 // Q5_1 block: d (fp16), m (fp16), qh, 16 bytes of low nibbles.  y = d * q + m
 enum Q5_1Block: GGMLBlockDecoder {
-    static var valuesPerBlock: Int { 32 }
-    static var bytesPerBlock: Int { 24 }
+    static var type: GGMLType { .q5_1 }
     @inline(__always)
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
         let d = half(halves, block, 0), m = half(halves, block, 2)
@@ -171,8 +164,7 @@ func kQuantChunk(_ block: UnsafeRawPointer, _ sub: Int, _ halves: UnsafePointer<
 }
 
 enum Q4_KBlock: GGMLBlockDecoder {
-    static var valuesPerBlock: Int { 256 }
-    static var bytesPerBlock: Int { 144 }
+    static var type: GGMLType { .q4_K }
     @inline(__always)
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
         kQuantChunk(block, chunk, halves, fifthBitsAt: nil)
@@ -180,8 +172,7 @@ enum Q4_KBlock: GGMLBlockDecoder {
 }
 
 enum Q5_KBlock: GGMLBlockDecoder {
-    static var valuesPerBlock: Int { 256 }
-    static var bytesPerBlock: Int { 176 }
+    static var type: GGMLType { .q5_K }
     @inline(__always)
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
         kQuantChunk(block, chunk, halves, fifthBitsAt: 16)
@@ -192,8 +183,7 @@ enum Q5_KBlock: GGMLBlockDecoder {
 // bytes (low nibbles for elements 0–63, high for 64–127) and 32 qh bytes (2 bits per 32-element group); each 16
 // elements share a scale.  y = (d · scale) · (q − 32)
 enum Q6_KBlock: GGMLBlockDecoder {
-    static var valuesPerBlock: Int { 256 }
-    static var bytesPerBlock: Int { 210 }
+    static var type: GGMLType { .q6_K }
     @inline(__always)
     static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
         let d = half(halves, block, 208)
@@ -214,6 +204,10 @@ enum Q6_KBlock: GGMLBlockDecoder {
 }
 
 extension GGMLBlockDecoder {
+    /// Values per block (32, or 256 for K-quants).
+    static var valuesPerBlock: Int { type.blockSize }
+    /// Bytes per block (ggml's `type_size`).
+    static var bytesPerBlock: Int { type.typeSize }
     static var chunksPerBlock: Int { valuesPerBlock / 32 }
 
     /// Decodes `blocks` consecutive blocks at `source` into `destination` (blocks · valuesPerBlock floats).
