@@ -46,17 +46,17 @@ public struct ServeCommand: ParsableCommand {
         settings.slots = maxConcurrency; settings.contextPerSlot = context; settings.maxQueue = maxQueue
         settings.adapters = adapters.compactMap(parseAdapter)
         settings.adaptersDirectory = adaptersDir.map { URL(fileURLWithPath: $0, isDirectory: true) }
-        let base = self.base, host = self.host
+        let base = self.base, host = self.host, configuration = settings
         let format = try base.weightFormat(for: .inference)
         let finished = DispatchSemaphore(value: 0)
         let outcome = ServeOutcome()
         Task {
             do {
-                try await LatheServer.run(settings, loadModel: {
+                try await LatheServer.run(configuration, loadModel: {
                     log("loading \(base.model)…")
                     return try base.load(format)
                 }, onReady: {
-                    log("ready: \(settings.slots) slots of \(settings.contextPerSlot) tokens")
+                    log("ready: \(configuration.slots) slots of \(configuration.contextPerSlot) tokens")
                 }, onListening: { port in
                     log("listening on http://\(host):\(port)")
                 })

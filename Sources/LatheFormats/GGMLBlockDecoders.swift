@@ -4,12 +4,26 @@
 // results match them bit for bit: e.g. Q4_1 is `d * q + m` (a multiply then an add, never fused), K-quants are
 // `(d * scale) * q - (dmin * min)`.
 
-/// A ggml block type's decoder of 32 consecutive values.
+/// A ggml block type's decoder of 32 consecutive values, as integers and the scale and offset that make them
+/// values: value = scale · q (+ offset), ggml's own operations in its order.
 protocol GGMLBlockDecoder {
     /// The type whose blocks it decodes (their layout: `blockSize`, `typeSize`).
     static var type: GGMLType { get }
-    /// Values 32·chunk ..< 32·chunk + 32 of the block at `block`; `halves` is `HalfPrecision.halfTable`.
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk
+    /// Whether values have an offset (Q4_1, Q5_1, K-quants' minimums). Without one no `+ 0` is done, which would
+    /// turn ggml's −0 into +0.
+    static var hasOffset: Bool { get }
+    /// Values 32·chunk ..< 32·chunk + 32 of the block at `block` as integers; `halves` is `HalfPrecision.halfTable`.
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk
+}
+
+/// 32 values of a block as exact integers in float lanes (`low` the first 16, `high` the next 16), each half's
+/// scale and the chunk's offset.
+struct GGMLScaledChunk {
+    var low: SIMD16<Float>
+    var high: SIMD16<Float>
+    var lowScale: Float
+    var highScale: Float
+    var offset: Float = 0
 }
 
 /// 32 decoded values: `low` holds the first 16, `high` the next 16.
@@ -68,12 +82,13 @@ private let lowNibble = SIMD16<UInt8>(repeating: 0x0F)
 // Q8_0 block: d (fp16), 32 × int8.  y = q * d
 enum Q8_0Block: GGMLBlockDecoder {
     static var type: GGMLType { .q8_0 }
+    static var hasOffset: Bool { false }
     @inline(__always)
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 0)
         let low = integers(block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self))
         let high = integers(block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self))
-        return GGMLChunk(low: floats(low) * d, high: floats(high) * d)
+        return GGMLScaledChunk(low: floats(low), high: floats(high), lowScale: d, highScale: d)
     }
 }
 
@@ -81,50 +96,56 @@ enum Q8_0Block: GGMLBlockDecoder {
 // y = d * (q - 8)
 enum Q4_0Block: GGMLBlockDecoder {
     static var type: GGMLType { .q4_0 }
+    static var hasOffset: Bool { false }
     @inline(__always)
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 0)
         let packed = bytes16(block, 2)
-        return GGMLChunk(low: d * floats(integers(packed & lowNibble) &- 8), high: d * floats(integers(packed &>> 4) &- 8))
+        return GGMLScaledChunk(low: floats(integers(packed & lowNibble) &- 8), high: floats(integers(packed &>> 4) &- 8),
+                               lowScale: d, highScale: d)
     }
 }
 
 // Q4_1 block: d (fp16), m (fp16), 16 bytes of nibbles.  y = d * q + m
 enum Q4_1Block: GGMLBlockDecoder {
     static var type: GGMLType { .q4_1 }
+    static var hasOffset: Bool { true }
     @inline(__always)
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 0), m = half(halves, block, 2)
         let packed = bytes16(block, 4)
-        return GGMLChunk(low: d * floats(integers(packed & lowNibble)) + m, high: d * floats(integers(packed &>> 4)) + m)
+        return GGMLScaledChunk(low: floats(integers(packed & lowNibble)), high: floats(integers(packed &>> 4)),
+                               lowScale: d, highScale: d, offset: m)
     }
 }
 
 // Q5_0 block: d (fp16), qh (32 fifth bits, little-endian), 16 bytes of low nibbles.  y = d * (q - 16)
 enum Q5_0Block: GGMLBlockDecoder {
     static var type: GGMLType { .q5_0 }
+    static var hasOffset: Bool { false }
     @inline(__always)
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 0)
         let fifth = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
         let packed = bytes16(block, 6)
         let low = integers(packed & lowNibble) | fifthBits(fifth, first: 0)
         let high = integers(packed &>> 4) | fifthBits(fifth, first: 16)
-        return GGMLChunk(low: d * floats(low &- 16), high: d * floats(high &- 16))
+        return GGMLScaledChunk(low: floats(low &- 16), high: floats(high &- 16), lowScale: d, highScale: d)
     }
 }
 
 // Q5_1 block: d (fp16), m (fp16), qh, 16 bytes of low nibbles.  y = d * q + m
 enum Q5_1Block: GGMLBlockDecoder {
     static var type: GGMLType { .q5_1 }
+    static var hasOffset: Bool { true }
     @inline(__always)
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 0), m = half(halves, block, 2)
         let fifth = UInt32(littleEndian: block.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
         let packed = bytes16(block, 8)
         let low = integers(packed & lowNibble) | fifthBits(fifth, first: 0)
         let high = integers(packed &>> 4) | fifthBits(fifth, first: 16)
-        return GGMLChunk(low: d * floats(low) + m, high: d * floats(high) + m)
+        return GGMLScaledChunk(low: floats(low), high: floats(high), lowScale: d, highScale: d, offset: m)
     }
 }
 
@@ -147,7 +168,7 @@ func kQuantScaleAndMin(_ packed: UnsafeRawPointer, _ j: Int) -> (scale: UInt8, m
 /// of fifth bits (bit `sub` of byte l is the fifth bit of element sub·32 + l), then 128 bytes of nibbles: sub-block
 /// 2i takes the low nibbles of bytes 32i..<32i+32, sub-block 2i+1 their high nibbles.  y = (d·scale)·q − dmin·min
 @inline(__always)
-func kQuantChunk(_ block: UnsafeRawPointer, _ sub: Int, _ halves: UnsafePointer<Float>, fifthBitsAt: Int?) -> GGMLChunk {
+func kQuantChunk(_ block: UnsafeRawPointer, _ sub: Int, _ halves: UnsafePointer<Float>, fifthBitsAt: Int?) -> GGMLScaledChunk {
     let d = half(halves, block, 0), dmin = half(halves, block, 2)
     let (scale, minimum) = kQuantScaleAndMin(block + 4, sub)
     let dl = d * Float(scale), ml = dmin * Float(minimum)
@@ -160,21 +181,24 @@ func kQuantChunk(_ block: UnsafeRawPointer, _ sub: Int, _ halves: UnsafePointer<
         low |= integers((bytes16(block, fifthBitsAt) &>> bit) & one) &<< 4
         high |= integers((bytes16(block, fifthBitsAt + 16) &>> bit) & one) &<< 4
     }
-    return GGMLChunk(low: dl * floats(low) - ml, high: dl * floats(high) - ml)
+    // dl·q − ml as dl·q + (−ml): the same float.
+    return GGMLScaledChunk(low: floats(low), high: floats(high), lowScale: dl, highScale: dl, offset: -ml)
 }
 
 enum Q4_KBlock: GGMLBlockDecoder {
     static var type: GGMLType { .q4_K }
+    static var hasOffset: Bool { true }
     @inline(__always)
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         kQuantChunk(block, chunk, halves, fifthBitsAt: nil)
     }
 }
 
 enum Q5_KBlock: GGMLBlockDecoder {
     static var type: GGMLType { .q5_K }
+    static var hasOffset: Bool { true }
     @inline(__always)
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         kQuantChunk(block, chunk, halves, fifthBitsAt: 16)
     }
 }
@@ -184,8 +208,9 @@ enum Q5_KBlock: GGMLBlockDecoder {
 // elements share a scale.  y = (d · scale) · (q − 32)
 enum Q6_KBlock: GGMLBlockDecoder {
     static var type: GGMLType { .q6_K }
+    static var hasOffset: Bool { false }
     @inline(__always)
-    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+    static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 208)
         let halfIndex = chunk >> 2, group = chunk & 3
         let lowBytes = block + halfIndex * 64 + (group & 1) * 32, lowShift = UInt8((group >> 1) * 4)
@@ -199,7 +224,7 @@ enum Q6_KBlock: GGMLBlockDecoder {
         let scales = block + 192 + chunk * 2
         let firstScale = Float(Int8(bitPattern: scales.load(as: UInt8.self)))
         let secondScale = Float(Int8(bitPattern: scales.load(fromByteOffset: 1, as: UInt8.self)))
-        return GGMLChunk(low: (d * firstScale) * floats(quants(0)), high: (d * secondScale) * floats(quants(16)))
+        return GGMLScaledChunk(low: floats(quants(0)), high: floats(quants(16)), lowScale: d * firstScale, highScale: d * secondScale)
     }
 }
 
@@ -209,6 +234,14 @@ extension GGMLBlockDecoder {
     /// Bytes per block (ggml's `type_size`).
     static var bytesPerBlock: Int { type.typeSize }
     static var chunksPerBlock: Int { valuesPerBlock / 32 }
+
+    /// Values 32·chunk ..< 32·chunk + 32 of a block: scale · q (+ offset).
+    @inline(__always)
+    static func chunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLChunk {
+        let q = scaledChunk(block, chunk, halves)
+        if !hasOffset { return GGMLChunk(low: q.lowScale * q.low, high: q.highScale * q.high) }
+        return GGMLChunk(low: q.lowScale * q.low + q.offset, high: q.highScale * q.high + q.offset)
+    }
 
     /// Decodes `blocks` consecutive blocks at `source` into `destination` (blocks · valuesPerBlock floats).
     static func decode(_ source: UnsafeRawPointer, blocks: Int, into destination: UnsafeMutablePointer<Float>,
@@ -224,30 +257,44 @@ extension GGMLBlockDecoder {
     }
 
     /// output[i · outputStride + row] (+)= Σ_k input[i · columns + k] · W[row, k] for the weight rows `rows` and up to
-    /// four input rows `i` (`count`), W's rows `rowBytes` apart at `weight`: each chunk of a weight row is decoded once
-    /// in registers and multiplied with every input row.
+    /// four input rows `i` (`count`), W's rows `rowBytes` apart at `weight`. Each chunk of a weight row is decoded
+    /// once in registers to its integers, multiplied with every input row and scaled once per half:
+    /// Σ (s·q + o)·x = s·Σ q·x + o·Σ x, with Σ x over each 32 inputs given in `chunkSums` (`columns / 32` per input
+    /// row) for types with an offset.
     @inline(__always)
     static func dot(_ weight: UnsafeRawPointer, rowBytes: Int, rows: Range<Int>, columns: Int,
-                    input: UnsafePointer<Float>, count: Int, into output: UnsafeMutablePointer<Float>, outputStride: Int,
+                    input: UnsafePointer<Float>, count: Int, chunkSums: UnsafePointer<Float>,
+                    into output: UnsafeMutablePointer<Float>, outputStride: Int,
                     accumulate: Bool, halves: UnsafePointer<Float>) {
         let x0 = input, x1 = input + columns, x2 = input + 2 * columns, x3 = input + 3 * columns
+        let chunks = columns / 32
+        let s0 = chunkSums, s1 = chunkSums + chunks, s2 = chunkSums + 2 * chunks, s3 = chunkSums + 3 * chunks
         let blocks = columns / valuesPerBlock
         for row in rows {
             let weightRow = weight + row * rowBytes
             var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-            var b0 = SIMD16<Float>(), b1 = SIMD16<Float>(), b2 = SIMD16<Float>(), b3 = SIMD16<Float>()
+            var offsets = SIMD4<Float>()
             for b in 0..<blocks {
                 let block = weightRow + b * bytesPerBlock
                 for c in 0..<chunksPerBlock {
-                    let w = chunk(block, c, halves)
-                    let k = b * valuesPerBlock + 32 * c
-                    a0.addProduct(w.low, loadFloats(x0 + k)); b0.addProduct(w.high, loadFloats(x0 + k + 16))
-                    if count > 1 { a1.addProduct(w.low, loadFloats(x1 + k)); b1.addProduct(w.high, loadFloats(x1 + k + 16)) }
-                    if count > 2 { a2.addProduct(w.low, loadFloats(x2 + k)); b2.addProduct(w.high, loadFloats(x2 + k + 16)) }
-                    if count > 3 { a3.addProduct(w.low, loadFloats(x3 + k)); b3.addProduct(w.high, loadFloats(x3 + k + 16)) }
+                    let w = scaledChunk(block, c, halves)
+                    let k = b * valuesPerBlock + 32 * c, j = b * chunksPerBlock + c
+                    @inline(__always)
+                    func add(_ x: UnsafePointer<Float>, _ a: inout SIMD16<Float>) {
+                        a.addProduct(SIMD16(repeating: w.lowScale), w.low * loadFloats(x + k))
+                        a.addProduct(SIMD16(repeating: w.highScale), w.high * loadFloats(x + k + 16))
+                    }
+                    add(x0, &a0)
+                    if count > 1 { add(x1, &a1) }
+                    if count > 2 { add(x2, &a2) }
+                    if count > 3 { add(x3, &a3) }
+                    if hasOffset {
+                        offsets.addProduct(SIMD4(repeating: w.offset), SIMD4(s0[j], count > 1 ? s1[j] : 0,
+                                                                            count > 2 ? s2[j] : 0, count > 3 ? s3[j] : 0))
+                    }
                 }
             }
-            let sums = SIMD4<Float>((a0 + b0).sum(), (a1 + b1).sum(), (a2 + b2).sum(), (a3 + b3).sum())
+            let sums = SIMD4<Float>(a0.sum(), a1.sum(), a2.sum(), a3.sum()) + offsets
             for i in 0..<count {
                 let destination = output + i * outputStride + row
                 destination.pointee = accumulate ? destination.pointee + sums[i] : sums[i]
@@ -261,7 +308,7 @@ func loadFloats(_ pointer: UnsafePointer<Float>) -> SIMD16<Float> {
     UnsafeRawPointer(pointer).loadUnaligned(as: SIMD16<Float>.self)
 }
 
-extension SIMD16 where Scalar == Float {
+extension SIMD where Scalar == Float {
     /// self += a · b, one fused multiply-add per lane.
     @_transparent
     mutating func addProduct(_ a: Self, _ b: Self) { self = addingProduct(a, b) }
@@ -272,19 +319,23 @@ extension SIMD16 where Scalar == Float {
 struct GGMLBlockKernels: Sendable {
     let valuesPerBlock: Int
     let bytesPerBlock: Int
+    /// Whether `dot` reads the inputs' sums per 32 (`GGMLBlockDecoder.hasOffset`).
+    let hasOffset: Bool
     /// `GGMLBlockDecoder.decode`: source, block count, destination, half table.
     let decode: @Sendable (UnsafeRawPointer, Int, UnsafeMutablePointer<Float>, UnsafePointer<Float>) -> Void
     /// `GGMLBlockDecoder.dot`.
     let dot: @Sendable (_ weight: UnsafeRawPointer, _ rowBytes: Int, _ rows: Range<Int>, _ columns: Int,
-                        _ input: UnsafePointer<Float>, _ count: Int, _ output: UnsafeMutablePointer<Float>,
+                        _ input: UnsafePointer<Float>, _ count: Int, _ chunkSums: UnsafePointer<Float>,
+                        _ output: UnsafeMutablePointer<Float>,
                         _ outputStride: Int, _ accumulate: Bool, _ halves: UnsafePointer<Float>) -> Void
 
     init<D: GGMLBlockDecoder>(_ decoder: D.Type) {
         valuesPerBlock = D.valuesPerBlock
         bytesPerBlock = D.bytesPerBlock
+        hasOffset = D.hasOffset
         decode = { D.decode($0, blocks: $1, into: $2, halves: $3) }
-        dot = { D.dot($0, rowBytes: $1, rows: $2, columns: $3, input: $4, count: $5, into: $6, outputStride: $7,
-                      accumulate: $8, halves: $9) }
+        dot = { D.dot($0, rowBytes: $1, rows: $2, columns: $3, input: $4, count: $5, chunkSums: $6, into: $7,
+                      outputStride: $8, accumulate: $9, halves: $10) }
     }
 }
 

@@ -67,18 +67,25 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
     /// Inputs of at most this many rows (decoding, a few sequences at once) take `multiplyFewRows`: there the product
     /// is bound by reading the weight, and reading ~4.5 bits per weight instead of float32's 32 is the gain.
     public static let fewRows = 8
+    /// `multiplyFewRows`' input sums; layers run one at a time.
+    private static let chunkSums = ScratchBuffer()
 
     /// output[m, rows] (+)= input · Wᵀ by dot products straight from the blocks, each block decoded in registers
     /// once per four input rows; weight rows are shared among the threads.
     public func multiplyFewRows(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
                                 accumulate: Bool) {
         let kernels = kernels, blocks = UnsafeRawPointer(blocks), rowBytes = rowBytes, columns = columns, rows = rows
+        // Each input row's sums per 32 values, which an offset (Q4_1's minimum) multiplies: once for all weight rows.
+        let chunks = columns / 32, chunkSums = Self.chunkSums.pointer(atLeast: max(1, m * chunks))
+        if kernels.hasOffset {
+            for j in 0..<m * chunks { chunkSums[j] = loadFloats(input + 32 * j).sum() + loadFloats(input + 32 * j + 16).sum() }
+        }
         Self.withHalves { halves in
             // Decoding a value costs about as much as two multiply-adds.
             Parallel.forEach(count: rows, floatsPerItem: columns * (m + 2)) { weightRows in
                 for first in stride(from: 0, to: m, by: 4) {
                     kernels.dot(blocks, rowBytes, weightRows, columns, input + first * columns, min(4, m - first),
-                                output + first * rows, rows, accumulate, halves)
+                                chunkSums + first * chunks, output + first * rows, rows, accumulate, halves)
                 }
             }
         }
