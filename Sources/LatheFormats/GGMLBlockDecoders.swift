@@ -12,6 +12,8 @@ protocol GGMLBlockDecoder {
     /// Whether values have an offset (Q4_1, Q5_1, K-quants' minimums). Without one no `+ 0` is done, which would
     /// turn ggml's −0 into +0.
     static var hasOffset: Bool { get }
+    /// Whether both halves of a chunk have one scale (all but Q6_K, whose scales cover 16 values).
+    static var halvesShareScale: Bool { get }
     /// Values 32·chunk ..< 32·chunk + 32 of the block at `block` as integers; `halves` is `HalfPrecision.halfTable`.
     static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk
 }
@@ -209,6 +211,7 @@ enum Q5_KBlock: GGMLBlockDecoder {
 enum Q6_KBlock: GGMLBlockDecoder {
     static var type: GGMLType { .q6_K }
     static var hasOffset: Bool { false }
+    static var halvesShareScale: Bool { false }
     @inline(__always)
     static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 208)
@@ -234,6 +237,7 @@ extension GGMLBlockDecoder {
     /// Bytes per block (ggml's `type_size`).
     static var bytesPerBlock: Int { type.typeSize }
     static var chunksPerBlock: Int { valuesPerBlock / 32 }
+    static var halvesShareScale: Bool { true }
 
     /// Values 32·chunk ..< 32·chunk + 32 of a block: scale · q (+ offset).
     @inline(__always)
@@ -281,8 +285,14 @@ extension GGMLBlockDecoder {
                     let k = b * valuesPerBlock + 32 * c, j = b * chunksPerBlock + c
                     @inline(__always)
                     func add(_ x: UnsafePointer<Float>, _ a: inout SIMD16<Float>) {
-                        a.addProduct(SIMD16(repeating: w.lowScale), w.low * loadFloats(x + k))
-                        a.addProduct(SIMD16(repeating: w.highScale), w.high * loadFloats(x + k + 16))
+                        if halvesShareScale {
+                            var products = w.low * loadFloats(x + k)
+                            products.addProduct(w.high, loadFloats(x + k + 16))
+                            a.addProduct(SIMD16(repeating: w.lowScale), products)
+                        } else {
+                            a.addProduct(SIMD16(repeating: w.lowScale), w.low * loadFloats(x + k))
+                            a.addProduct(SIMD16(repeating: w.highScale), w.high * loadFloats(x + k + 16))
+                        }
                     }
                     add(x0, &a0)
                     if count > 1 { add(x1, &a1) }
