@@ -28,6 +28,14 @@ struct GGMLScaledChunk {
     var offset: Float = 0
 }
 
+extension GGMLScaledChunk {
+    /// One scale for both halves (every type but Q6_K).
+    @inline(__always)
+    init(_ low: SIMD16<Int32>, _ high: SIMD16<Int32>, scale: Float, offset: Float = 0) {
+        self.init(low: floats(low), high: floats(high), lowScale: scale, highScale: scale, offset: offset)
+    }
+}
+
 /// 32 decoded values: `low` holds the first 16, `high` the next 16.
 struct GGMLChunk {
     var low: SIMD16<Float>
@@ -88,9 +96,8 @@ enum Q8_0Block: GGMLBlockDecoder {
     @inline(__always)
     static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 0)
-        let low = integers(block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self))
-        let high = integers(block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self))
-        return GGMLScaledChunk(low: floats(low), high: floats(high), lowScale: d, highScale: d)
+        return GGMLScaledChunk(integers(block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self)),
+                               integers(block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self)), scale: d)
     }
 }
 
@@ -103,8 +110,7 @@ enum Q4_0Block: GGMLBlockDecoder {
     static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 0)
         let packed = bytes16(block, 2)
-        return GGMLScaledChunk(low: floats(integers(packed & lowNibble) &- 8), high: floats(integers(packed &>> 4) &- 8),
-                               lowScale: d, highScale: d)
+        return GGMLScaledChunk(integers(packed & lowNibble) &- 8, integers(packed &>> 4) &- 8, scale: d)
     }
 }
 
@@ -116,8 +122,7 @@ enum Q4_1Block: GGMLBlockDecoder {
     static func scaledChunk(_ block: UnsafeRawPointer, _ chunk: Int, _ halves: UnsafePointer<Float>) -> GGMLScaledChunk {
         let d = half(halves, block, 0), m = half(halves, block, 2)
         let packed = bytes16(block, 4)
-        return GGMLScaledChunk(low: floats(integers(packed & lowNibble)), high: floats(integers(packed &>> 4)),
-                               lowScale: d, highScale: d, offset: m)
+        return GGMLScaledChunk(integers(packed & lowNibble), integers(packed &>> 4), scale: d, offset: m)
     }
 }
 
@@ -132,7 +137,7 @@ enum Q5_0Block: GGMLBlockDecoder {
         let packed = bytes16(block, 6)
         let low = integers(packed & lowNibble) | fifthBits(fifth, first: 0)
         let high = integers(packed &>> 4) | fifthBits(fifth, first: 16)
-        return GGMLScaledChunk(low: floats(low &- 16), high: floats(high &- 16), lowScale: d, highScale: d)
+        return GGMLScaledChunk(low &- 16, high &- 16, scale: d)
     }
 }
 
@@ -147,7 +152,7 @@ enum Q5_1Block: GGMLBlockDecoder {
         let packed = bytes16(block, 8)
         let low = integers(packed & lowNibble) | fifthBits(fifth, first: 0)
         let high = integers(packed &>> 4) | fifthBits(fifth, first: 16)
-        return GGMLScaledChunk(low: floats(low), high: floats(high), lowScale: d, highScale: d, offset: m)
+        return GGMLScaledChunk(low, high, scale: d, offset: m)
     }
 }
 
@@ -184,7 +189,7 @@ func kQuantChunk(_ block: UnsafeRawPointer, _ sub: Int, _ halves: UnsafePointer<
         high |= integers((bytes16(block, fifthBitsAt + 16) &>> bit) & one) &<< 4
     }
     // dl·q − ml as dl·q + (−ml): the same float.
-    return GGMLScaledChunk(low: floats(low), high: floats(high), lowScale: dl, highScale: dl, offset: -ml)
+    return GGMLScaledChunk(low, high, scale: dl, offset: -ml)
 }
 
 enum Q4_KBlock: GGMLBlockDecoder {
