@@ -24,6 +24,11 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
     /// The types a block weight holds.
     public static let supportedTypes: [GGMLType] = [.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
 
+    /// Whether a GGUF tensor is kept in its blocks when loaded as stored: a matrix of a supported type.
+    public static func holds(_ tensor: GGUFTensorInfo) -> Bool {
+        tensor.dimensions.count == 2 && supportedTypes.contains(tensor.type)
+    }
+
     /// Copies the blocks of a [rows, columns] weight (`rows · columns / blockSize` blocks of `type`, row after row).
     /// With `rowOrder`, row r of the weight is row `rowOrder[r]` of `bytes` (a permutation of 0..<rows): a whole
     /// row of blocks moves, so reordering rows (llama.cpp's permuted Q/K projections) needs no decoding.
@@ -59,9 +64,8 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
 
     public func decompressRows(_ range: Range<Int>, into destination: UnsafeMutablePointer<Float>) {
         guard !range.isEmpty else { return }
-        Self.withHalves { halves in
-            kernels.decode(blocks + range.lowerBound * rowBytes, range.count * columns / type.blockSize, destination, halves)
-        }
+        kernels.decode(blocks + range.lowerBound * rowBytes, range.count * columns / type.blockSize, destination,
+                       HalfPrecision.halfTable)
     }
 
     /// Inputs of at most this many rows (decoding, a few sequences at once) take `multiplyFewRows`: there the product
@@ -80,13 +84,12 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
         if kernels.hasOffset {
             for j in 0..<m * chunks { chunkSums[j] = loadFloats(input + 32 * j).sum() + loadFloats(input + 32 * j + 16).sum() }
         }
-        Self.withHalves { halves in
-            // Decoding a value costs about as much as two multiply-adds.
-            Parallel.forEach(count: rows, floatsPerItem: columns * (m + 2)) { weightRows in
-                for first in stride(from: 0, to: m, by: 4) {
-                    kernels.dot(blocks, rowBytes, weightRows, columns, input + first * columns, min(4, m - first),
-                                chunkSums + first * chunks, output + first * rows, rows, accumulate, halves)
-                }
+        let halves = HalfPrecision.halfTable
+        // Decoding a value costs about as much as two multiply-adds.
+        Parallel.forEach(count: rows, floatsPerItem: columns * (m + 2)) { weightRows in
+            for first in stride(from: 0, to: m, by: 4) {
+                kernels.dot(blocks, rowBytes, weightRows, columns, input + first * columns, min(4, m - first),
+                            chunkSums + first * chunks, output + first * rows, rows, accumulate, halves)
             }
         }
     }
@@ -95,12 +98,5 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
                                    accumulate: Bool) {
         if m <= Self.fewRows { return multiplyFewRows(input, rows: m, into: output, accumulate: accumulate) }
         tiledMultiplyTransposed(input, rows: m, into: output, accumulate: accumulate)
-    }
-
-    private static func withHalves(_ body: (UnsafePointer<Float>) -> Void) {
-        HalfPrecision.halfTable.withUnsafeBufferPointer { halves in
-            guard let halves = halves.baseAddress else { return }
-            body(halves)
-        }
     }
 }

@@ -24,18 +24,12 @@ extension GGMLType {
         default:
             // canDequantize above leaves only the block types, each with its decoder (GGMLBlockDecoders.swift).
             guard let kernels = blockKernels else { return }
-            HalfPrecision.halfTable.withUnsafeBufferPointer { halves in
-                guard let halves = halves.baseAddress else { return }
-                kernels.decode(input, destination.count / blockSize, output, halves)
-            }
+            kernels.decode(input, destination.count / blockSize, output, HalfPrecision.halfTable)
         }
     }
 
     private static func dequantizeF16(_ input: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ count: Int) {
-        HalfPrecision.halfTable.withUnsafeBufferPointer { table in
-            guard let table = table.baseAddress else { return }
-            for i in 0..<count { output[i] = half(table, input, 2 * i) }
-        }
+        for i in 0..<count { output[i] = half(HalfPrecision.halfTable, input, 2 * i) }
     }
 
     private static func dequantizeBF16(_ input: UnsafeRawPointer, _ output: UnsafeMutablePointer<Float>, _ count: Int) {

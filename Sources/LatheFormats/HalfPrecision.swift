@@ -69,6 +69,11 @@ public enum HalfPrecision {
         return UInt16((UInt64(bits) + 0x7FFF + UInt64((bits >> 16) & 1)) >> 16)
     }
 
-    /// All 65536 halves as Floats: a table lookup is the fastest exact conversion in dequantization loops.
-    static let halfTable: [Float] = (0...0xFFFF).map { float(fromHalfBits: UInt16($0)) }
+    /// All 65536 halves as Floats: a table lookup is the fastest exact conversion in dequantization loops. Made
+    /// once and never freed or written, so every thread reads it.
+    nonisolated(unsafe) static let halfTable: UnsafePointer<Float> = {
+        let table = UnsafeMutablePointer<Float>.allocate(capacity: 0x10000)
+        for bits in 0...0xFFFF { table[bits] = float(fromHalfBits: UInt16(bits)) }
+        return UnsafePointer(table)
+    }()
 }

@@ -44,8 +44,7 @@ public enum ModelFiles {
         guard case .gguf(let file) = self else { return config.parameterCount * 4 }
         // rope_freqs.weight is read into the configuration, not kept as a weight.
         return file.tensors.filter { $0.name != "rope_freqs.weight" }.reduce(0) { total, tensor in
-            let inBlocks = tensor.dimensions.count == 2 && GGMLBlockWeight.supportedTypes.contains(tensor.type)
-            return total + (inBlocks ? tensor.byteCount : tensor.elementCount * 4)
+            total + (GGMLBlockWeight.holds(tensor) ? tensor.byteCount : tensor.elementCount * 4)
         }
     }
 

@@ -111,7 +111,7 @@ public struct GGUFWeightSource: WeightSource {
 
     public func storedWeight(_ name: String, shape: [Int]) throws -> (any CompactWeight)? {
         let tensor = try tensor(name, shape: shape)
-        guard shape.count == 2, GGMLBlockWeight.supportedTypes.contains(tensor.type) else { return nil }
+        guard GGMLBlockWeight.holds(tensor) else { return nil }
         do {
             return try GGMLBlockWeight(type: tensor.type, rows: shape[0], columns: shape[1], bytes: file.rawBytes(of: tensor),
                                        rowOrder: permutedHeads(name).map { Self.ggmlRows(rows: shape[0], heads: $0) })
