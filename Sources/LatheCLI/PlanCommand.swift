@@ -175,16 +175,19 @@ public struct PlanCommand: ParsableCommand {
             ("prefill pass", plan.prefillBytes), ("decode step", plan.decodeBytes), ("workspace", plan.compactScratchBytes),
             ("runtime", plan.runtime.totalBytes),
         ]
-        for (name, bytes) in rows { print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(bytes)) + " MiB") }
+        for (name, bytes) in rows { printRow(name, bytes) }
         if plan.loadingBytes > plan.servingBytes {
-            print("loading peak".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.loadingBytes))
-                  + " MiB  (runtime included: the model file is resident while the weights are read)")
+            printRow("loading peak", plan.loadingBytes, "  (runtime included: the model file is resident while the weights are read)")
         }
-        print("total".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.totalBytes))
-              + " MiB  (every slot's whole context in use; the KV cache is allocated once)")
+        printRow("total", plan.totalBytes, "  (every slot's whole context in use; the KV cache is allocated once)")
     }
 
     private func mib(_ bytes: Int) -> Double { (Double(bytes) / 1_048_576 * 10).rounded() / 10 }
+
+    /// One line of a plan's table: the term, its MiB right-aligned, and a note.
+    private func printRow(_ name: String, _ bytes: Int, _ note: String = "") {
+        print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(bytes)) + " MiB" + note)
+    }
 
     public func run() throws {
         let files = try ModelFiles.open(try ModelLocator.resolve(model))
@@ -211,17 +214,16 @@ public struct PlanCommand: ParsableCommand {
             ("weights", plan.weightBytes), ("gradients", plan.gradientBytes), ("optimizer state", plan.optimizerBytes),
             ("activations", plan.activationBytes), ("workspace", plan.workspaceBytes), ("runtime", plan.runtimeBytes),
         ]
-        for (name, bytes) in rows { print(name.padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(bytes)) + " MiB") }
+        for (name, bytes) in rows { printRow(name, bytes) }
         if plan.rollouts != nil {
             let peak = plan.rolloutBytes > plan.updateBytes ? "  (the step's peak: it replaces activations + workspace)" : ""
-            print("rollouts".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.rolloutBytes)) + " MiB" + peak)
+            printRow("rollouts", plan.rolloutBytes, peak)
         }
         if plan.loadingBytes > plan.runtimeBytes + plan.trainingBytes {
             // The peak is the load, not the step: the rows above do not add up to the total.
-            print("loading peak".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.loadingBytes))
-                  + " MiB  (runtime included: the model file is resident while the weights are read)")
+            printRow("loading peak", plan.loadingBytes, "  (runtime included: the model file is resident while the weights are read)")
         }
-        print("total".padding(toLength: 16, withPad: " ", startingAt: 0) + pad(mib(plan.totalBytes)) + " MiB")
+        printRow("total", plan.totalBytes)
     }
 
     private func pad(_ value: Double) -> String {
