@@ -38,8 +38,13 @@ let package = Package(
                 dependencies: [.target(name: "CLatheBLAS", condition: .when(platforms: [.linux])),
                                .target(name: "CLatheDNNL", condition: .when(platforms: [.linux]))],
                 swiftSettings: nativeCPU),
+        // The block weights' dot products with int8 activations (AVX512-VNNI), in C: Swift cannot emit vpdpbusd.
+        // Optimized in debug builds too, for the reason `optimizedKernels` gives.
+        .target(name: "CLatheBlockDots",
+                cSettings: [.unsafeFlags(["-O3"]),
+                            .unsafeFlags(["-march=native", "-fno-math-errno"], .when(platforms: [.linux]))]),
         // Formats keep GGUF tensors in their own blocks as compact weights of the tensors module.
-        .target(name: "LatheFormats", dependencies: ["LatheTensors"], swiftSettings: optimizedKernels),
+        .target(name: "LatheFormats", dependencies: ["LatheTensors", "CLatheBlockDots"], swiftSettings: optimizedKernels),
         .target(name: "LatheTokenizers", swiftSettings: nativeCPU),
         .target(name: "LatheTemplates", swiftSettings: nativeCPU),
         .target(name: "LatheModels",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LatheFormats
 import LatheModels
 import LatheTensors
 
@@ -18,6 +19,10 @@ public struct BaseModelOptions: ParsableArguments {
     @Option(name: .long, help: "Quantize the block weights on loading: nf4.")
     public var quantize: String?
 
+    @Option(name: .long, help: ArgumentHelp("What a GGUF's quantized blocks are multiplied with when decoding: f32 (the activations as they are) or int8 (rounded to int8 per 32 values, as llama.cpp does: faster, slightly less exact; needs AVX512-VNNI).",
+                                            valueName: "f32|int8"))
+    public var activations = ActivationFormat.float32
+
     public init() {}
 
     public func validate() throws {
@@ -32,7 +37,9 @@ public struct BaseModelOptions: ParsableArguments {
     /// Loads the model named by `--model` with its weights in `format`, after setting the thread count.
     public func load(_ format: WeightFormat) throws -> LanguageModel {
         MatMul.setThreads(threads)
-        return try LanguageModel.load(model, weightFormat: format)
+        let lm = try LanguageModel.load(model, weightFormat: format)
+        if activations != .float32, let note = lm.model.setActivations(activations) { log(note) }
+        return lm
     }
 }
 
@@ -82,6 +89,8 @@ public struct ModelOptions: ParsableArguments {
         return lm
     }
 }
+
+extension ActivationFormat: ExpressibleByArgument {}
 
 extension ThreadSetting: ExpressibleByArgument {
     /// What the setting resolved to, and for auto what the start-up measurement found (it measures if not yet done).

@@ -1,4 +1,16 @@
+import CLatheBlockDots
 import LatheTensors
+
+/// What the few-row products of block weights multiply the blocks with: the float32 activations as they are (the
+/// default: log-probabilities equal transformers' on the same file), or, as llama.cpp does, the activations rounded
+/// to int8 per 32 values with one scale each, whose byte dot products (AVX512-VNNI) are cheaper.
+public enum ActivationFormat: String, Sendable, CaseIterable {
+    case float32 = "f32"
+    case int8
+
+    /// Whether int8 activations run on this CPU (AVX512-VNNI with BW and VL, which the build targets).
+    public static var int8Available: Bool { lathe_block_dots_available() != 0 }
+}
 
 /// A frozen weight [rows, columns] kept in a GGUF tensor's own quantized blocks (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
 /// Q4_K, Q5_K, Q6_K), so that a 4-bit model stays ~4.5 bits per weight in memory and in what each token reads.
@@ -17,6 +29,8 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
     public let rowBytes: Int
     private let blocks: UnsafeMutableRawPointer
     private let kernels: GGMLBlockKernels
+    /// The activations the few-row products take; int8 only where `ActivationFormat.int8Available`.
+    public var activations = ActivationFormat.float32
 
     public var byteCount: Int { rows * rowBytes }
     public var formatName: String { type.description }
@@ -78,6 +92,7 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
     /// once per four input rows; weight rows are shared among the threads.
     public func multiplyFewRows(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,
                                 accumulate: Bool) {
+        if activations == .int8, multiplyInt8Activations(input, rows: m, into: output, accumulate: accumulate) { return }
         let kernels = kernels, blocks = UnsafeRawPointer(blocks), rowBytes = rowBytes, columns = columns, rows = rows
         // Each input row's sums per 32 values, which an offset (Q4_1's minimum) multiplies: once for all weight rows.
         let chunks = columns / 32, chunkSums = Self.chunkSums.pointer(atLeast: max(1, m * chunks))
@@ -92,6 +107,37 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
                             chunkSums + first * chunks, output + first * rows, rows, accumulate, halves)
             }
         }
+    }
+
+    /// The int8-activation scratch: per input row `columns` bytes, then per 32 values a scale, a sum and two half sums.
+    private static let int8Activations = ScratchBuffer()
+
+    /// `multiplyFewRows` with the input rows rounded to int8 (`ActivationFormat.int8`); false, having written nothing,
+    /// where the C kernels cannot multiply this weight (no VNNI, or an odd number of 32-value chunks per row).
+    private func multiplyInt8Activations(_ input: UnsafePointer<Float>, rows m: Int,
+                                         into output: UnsafeMutablePointer<Float>, accumulate: Bool) -> Bool {
+        let chunks = columns / 32
+        guard ActivationFormat.int8Available, chunks % 2 == 0 else { return false }
+        let scratch = Self.int8Activations.pointer(atLeast: m * (columns / 4 + 4 * chunks))
+        let scales = scratch, sums = scales + m * chunks, halfSums = sums + m * chunks
+        let quantized = UnsafeMutableRawPointer(halfSums + 2 * m * chunks).assumingMemoryBound(to: Int8.self)
+        for i in 0..<m {
+            lathe_quantize_activations(input + i * columns, Int64(columns), quantized + i * columns, scales + i * chunks,
+                                       sums + i * chunks, halfSums + 2 * i * chunks)
+        }
+        let type = Int32(type.rawValue), blocks = UnsafeRawPointer(blocks), rowBytes = Int64(rowBytes)
+        let columns = columns, rows = rows, halves = HalfPrecision.halfTable
+        // A VNNI byte product does four multiply-adds; decoding adds about one per value.
+        Parallel.forEach(count: rows, floatsPerItem: columns * (m + 4) / 4) { weightRows in
+            for first in stride(from: 0, to: m, by: 4) {
+                let done = lathe_block_dot(type, blocks, rowBytes, Int64(weightRows.lowerBound), Int64(weightRows.upperBound),
+                                           Int64(columns), quantized + first * columns, scales + first * chunks,
+                                           sums + first * chunks, halfSums + 2 * first * chunks, Int64(min(4, m - first)),
+                                           output + first * rows, Int64(rows), accumulate ? 1 : 0, halves)
+                precondition(done != 0, "the int8 kernels multiply every type a block weight holds")
+            }
+        }
+        return true
     }
 
     public func multiplyTransposed(_ input: UnsafePointer<Float>, rows m: Int, into output: UnsafeMutablePointer<Float>,

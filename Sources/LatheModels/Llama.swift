@@ -372,6 +372,17 @@ extension LlamaModel {
                 compact.reduce(0) { $0 + $1.byteCount })
     }
 
+    /// Sets what the GGUF block weights' decoding products multiply with (`ActivationFormat`); a note when the
+    /// setting cannot take effect (no block weights, or int8 without AVX512-VNNI), nil when it does.
+    public func setActivations(_ format: ActivationFormat) -> String? {
+        let blocks = compactWeights.compactMap { $0 as? GGMLBlockWeight }
+        for weight in blocks { weight.activations = format }
+        if format == .int8 && !ActivationFormat.int8Available {
+            return "--activations int8 needs AVX512-VNNI, which this CPU lacks: decoding with float32 activations"
+        }
+        return blocks.isEmpty ? "--activations \(format) applies to a GGUF's quantized blocks (--dtype auto); this model has none" : nil
+    }
+
     /// Every compact weight: the linears' and the embedding's (with a tied head, the head's).
     public var compactWeights: [any CompactWeight] {
         compressibleLinears.compactMap(\.compactWeight) + (compactEmbedding.map { [$0] } ?? [])

@@ -108,4 +108,50 @@ final class GGMLBlockWeightTests: XCTestCase {
         weight.multiplyFewRows(input, rows: 1, into: &two, accumulate: false)
         XCTAssertEqual(one, two)
     }
+
+    /// int8 activations: where rounding to int8 is exact (each 32 inputs k/128 with one |k| = 127, so the scale is
+    /// 1/128), the VNNI products equal the float32 product with the decoded values — every type's zero point, scales
+    /// and offset are right; on random inputs the difference stays within the rounding's bound Σ |w|·scale/2.
+    func testInt8ActivationProductsMatchTheirRounding() throws {
+        try XCTSkipUnless(ActivationFormat.int8Available, "no AVX512-VNNI here: int8 activations fall back to float32")
+        let rows = 13, columns = 768
+        var random = SeededGenerator(seed: 21)
+        for type in GGMLBlockWeight.supportedTypes {
+            let (weight, _, expanded) = try randomWeight(type, rows: rows, columns: columns, seed: 4)
+            weight.activations = .int8
+            for m in [1, 2, 3, 4, 5] {
+                var exact = (0..<m * columns).map { _ in Float(Int(random.next() % 255) - 127) / 128 }
+                for chunk in 0..<m * columns / 32 { exact[32 * chunk + Int(random.next() % 32)] = random.next() % 2 == 0 ? 127.0 / 128 : -127.0 / 128 }
+                let noisy = randomValues(m * columns, seed: UInt64(30 + m))
+                for (input, exactRounding) in [(exact, true), (noisy, false)] {
+                    var actual = [Float](repeating: 1, count: m * rows), expected = actual
+                    weight.multiplyFewRows(input, rows: m, into: &actual, accumulate: true)
+                    ReferenceMatMulBackend().gemm(transposeA: false, transposeB: true, m: m, n: rows, k: columns, alpha: 1,
+                                                  a: input, lda: columns, b: expanded, ldb: columns, beta: 1, c: &expected, ldc: rows)
+                    for i in 0..<m {
+                        let x = Array(input[i * columns..<(i + 1) * columns])
+                        for r in 0..<rows {
+                            let w = Array(expanded[r * columns..<(r + 1) * columns])
+                            let bound = exactRounding ? 1e-5 * (zip(w, x).map { abs($0 * $1) }.reduce(0, +) + 1)
+                                : int8RoundingBound(w, x)
+                            let gap = abs(actual[i * rows + r] - expected[i * rows + r])
+                            XCTAssertLessThanOrEqual(gap, bound, "\(type) m=\(m) row \(i), \(r) exact rounding: \(exactRounding)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// How far rounding x to int8 per 32 values can move Σ w·x: each input by at most its chunk's scale / 2, times
+    /// |w| plus the row's largest |w| (an offset's part is computed from the exact sums, but the bound need not be tight).
+    func int8RoundingBound(_ w: [Float], _ x: [Float]) -> Float {
+        let largest = w.map(abs).max() ?? 0
+        var bound: Float = 1e-5
+        for chunk in stride(from: 0, to: x.count, by: 32) {
+            let scale = x[chunk..<chunk + 32].map(abs).max()! / 127
+            bound += w[chunk..<chunk + 32].map { abs($0) + largest }.reduce(0, +) * scale / 2
+        }
+        return bound
+    }
 }
