@@ -126,14 +126,14 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
                                        sums + i * chunks, halfSums + 2 * i * chunks)
         }
         let type = Int32(type.rawValue), blocks = UnsafeRawPointer(blocks), rowBytes = Int64(rowBytes)
-        let columns = columns, rows = rows, halves = HalfPrecision.halfTable
+        let columns = columns, rows = rows
         // A VNNI byte product does four multiply-adds; decoding adds about one per value.
         Parallel.forEach(count: rows, floatsPerItem: columns * (m + 4) / 4) { weightRows in
             for first in stride(from: 0, to: m, by: 4) {
                 let done = lathe_block_dot(type, blocks, rowBytes, Int64(weightRows.lowerBound), Int64(weightRows.upperBound),
                                            Int64(columns), quantized + first * columns, scales + first * chunks,
                                            sums + first * chunks, halfSums + 2 * first * chunks, Int64(min(4, m - first)),
-                                           output + first * rows, Int64(rows), accumulate ? 1 : 0, halves)
+                                           output + first * rows, Int64(rows), accumulate ? 1 : 0)
                 precondition(done != 0, "the int8 kernels multiply every type a block weight holds")
             }
         }

@@ -16,10 +16,9 @@ void lathe_quantize_activations(const float *x, int64_t n, int8_t *q, float *sca
 
 /// out[i · out_stride + row] (+)= Σ_k a_i[k] · W[row, k] for weight rows [row_begin, row_end) and the `count` (1–4)
 /// quantized activation rows i (`columns` apart in q, `columns / 32` apart in scales and sums, twice that in
-/// half_sums). `type` is the ggml type id; `halves` maps fp16 bits to floats. Returns 0 (writing nothing) for a
+/// half_sums). `type` is the ggml type id. Returns 0 (writing nothing) for a
 /// type it does not multiply or without VNNI.
 int lathe_block_dot(int type, const void *weight, int64_t row_bytes, int64_t row_begin, int64_t row_end,
                     int64_t columns, const int8_t *q, const float *scales, const float *sums,
-                    const float *half_sums, int64_t count, float *out, int64_t out_stride, int accumulate,
-                    const float *halves);
+                    const float *half_sums, int64_t count, float *out, int64_t out_stride, int accumulate);
 #endif
