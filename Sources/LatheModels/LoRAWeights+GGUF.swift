@@ -53,7 +53,7 @@ extension LoRAWeights {
         }
         guard let rank else { throw fail("the file holds no lora_a / lora_b tensors") }
         let alpha = Float(file.metadata["adapter.lora.alpha"]?.double ?? 0)
-        let targets = LoRAConfiguration.linearNames.filter { short in pairs.keys.contains { Self.shortName(of: $0) == short } }
+        let targets = Self.targets(of: pairs)
         // llama.cpp: alpha 0 (or none) means scale 1, which PEFT writes as alpha = r.
         let config = LoRAConfiguration(rank: rank, alpha: alpha == 0 ? Float(rank) : alpha, targets: targets)
         // The base the adapter was trained on, as written below; else the base it was read against.

@@ -50,13 +50,11 @@ extension LoRAWeights {
         if let stray = file.tensors.first(where: { $0.name.hasSuffix(".lora_b") && pairs[String($0.name.dropLast(".lora_b".count))] == nil }) {
             throw ModelError.missingWeight(file: weightsURL.path, name: String(stray.name.dropLast(".lora_b".count)) + ".lora_a")
         }
-        let targets = LoRAConfiguration.linearNames.filter { short in pairs.keys.contains { Self.shortName(of: $0) == short } }
+        let targets = Self.targets(of: pairs)
         // scale multiplies as it is: alpha = scale·r gives PEFT's alpha / r.
         let config = LoRAConfiguration(rank: rank, alpha: Float(scale * Double(rank)),
                                        dropout: Float(try lora.optionalDouble("dropout") ?? 0), targets: targets)
-        var extra: [String: JSONValue] = [:]
-        if let training = object["lathe_training"] { extra["lathe_training"] = training }
-        self.init(config: config, pairs: pairs, baseModel: object["model"]?.string ?? "", extra: extra)
+        self.init(config: config, pairs: pairs, baseModel: object["model"]?.string ?? "", extra: Self.carriedKeys(of: object))
         try validate(source: weightsURL.path)
     }
 
@@ -73,7 +71,7 @@ extension LoRAWeights {
             try writer.addTensor(name: module + ".lora_b", dimensions: [pair.rank, pair.outFeatures],
                                  values: Self.transposed(pair.b, rows: pair.outFeatures, columns: pair.rank), dtype: .f32)
         }
-        let keys = LoRAConfiguration.linearNames.filter { short in pairs.keys.contains { Self.shortName(of: $0) == short } }
+        let keys = Self.targets(of: pairs)
             .map { JSONValue.string(Self.blockPath(of: $0)) }
         var object: [String: JSONValue] = [
             "fine_tune_type": .string("lora"), "model": .string(baseModel),

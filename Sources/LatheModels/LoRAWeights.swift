@@ -71,6 +71,16 @@ public struct LoRAWeights: Sendable {
 
     private static func order(of module: String) -> Int { LoRAConfiguration.linearNames.firstIndex(of: shortName(of: module)) ?? 99 }
 
+    /// The short names of the linears `pairs` adapt, in model order (PEFT's `target_modules`).
+    static func targets(of pairs: [String: LoRAPair]) -> [String] {
+        LoRAConfiguration.linearNames.filter { short in pairs.keys.contains { shortName(of: $0) == short } }
+    }
+
+    /// The keys of an adapter_config.json that Lathe carries through conversions (`lathe_training`).
+    static func carriedKeys(of object: [String: JSONValue]) -> [String: JSONValue] {
+        object["lathe_training"].map { ["lathe_training": $0] } ?? [:]
+    }
+
     /// `q_proj` → `self_attn.q_proj`: where a Llama block keeps each linear.
     static func blockPath(of shortName: String) -> String {
         ["q_proj", "k_proj", "v_proj", "o_proj"].contains(shortName) ? "self_attn." + shortName : "mlp." + shortName
@@ -149,9 +159,8 @@ extension LoRAWeights {
         if let module = b.keys.first(where: { a[$0] == nil }) {
             throw ModelError.missingWeight(file: weightsURL.path, name: PEFTAdapter.prefix + module + ".lora_A.weight")
         }
-        var extra: [String: JSONValue] = [:]
-        if let training = object["lathe_training"] { extra["lathe_training"] = training }
-        self.init(config: config, pairs: pairs, baseModel: object["base_model_name_or_path"]?.string ?? "", extra: extra)
+        self.init(config: config, pairs: pairs, baseModel: object["base_model_name_or_path"]?.string ?? "",
+                  extra: Self.carriedKeys(of: object))
         try validate(source: weightsURL.path)
     }
 
@@ -168,7 +177,7 @@ extension LoRAWeights {
             try writer.addTensor(name: name + ".lora_B.weight", dimensions: [pair.outFeatures, pair.rank], values: pair.b, dtype: .f32)
         }
         var config = self.config
-        config.targets = LoRAConfiguration.linearNames.filter { short in pairs.keys.contains { Self.shortName(of: $0) == short } }
+        config.targets = Self.targets(of: pairs)
         try PEFTAdapter.writeConfiguration(config, baseModel: baseModel, extra: extra, to: folder)
         try writer.write(to: folder.appendingPathComponent("adapter_model.safetensors"))
     }
