@@ -86,6 +86,7 @@ public enum AdapterConversion {
         let source = try AdapterFile(reading: input, base: base)
         if base == nil, format == .gguf, !source.weights.baseModel.isEmpty {
             base = try? AdapterBaseModel(model: source.weights.baseModel)
+            try base?.check(source.weights, source: input.path)
         }
         try AdapterFile.write(source.weights, as: format, to: output, base: base)
         let written = try AdapterFile(reading: output, base: base)
