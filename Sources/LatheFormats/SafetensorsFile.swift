@@ -97,7 +97,8 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
 
         var metadata: [String: String] = [:]
-        if let rawMetadata = header["__metadata__"] {
+        // MLX's save_safetensors writes `"__metadata__": null`, which the safetensors library reads as no metadata.
+        if let rawMetadata = header["__metadata__"], !(rawMetadata is NSNull) {
             guard let map = rawMetadata as? [String: Any] else {
                 throw FormatError(path: path, problem: "__metadata__ is not a JSON object of strings")
             }

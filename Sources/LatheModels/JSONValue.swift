@@ -36,6 +36,13 @@ public enum JSONValue: Sendable, Equatable, Codable {
         try JSONDecoder().decode(JSONValue.self, from: data)
     }
 
+    /// The document as a configuration file holds it: indented, keys sorted, slashes unescaped.
+    public func formatted() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+
     public subscript(key: String) -> JSONValue? {
         if case .object(let o) = self { return o[key] } else { return nil }
     }

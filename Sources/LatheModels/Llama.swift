@@ -167,9 +167,7 @@ public struct LlamaConfiguration: Sendable, Equatable, Codable {
                                               "high_freq_factor": .number(s.highFrequencyFactor),
                                               "original_max_position_embeddings": .number(Double(s.originalMaxPositions))])
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(JSONValue.object(object))
+        return try JSONValue.object(object).formatted()
     }
 
     /// Parameters of the model, counted from the shapes.

@@ -163,23 +163,26 @@ public enum PEFTAdapter {
         for head in heads {
             try writer.addTensor(name: prefix + head.name, dimensions: head.shape, values: head.tensor.array, dtype: .f32)
         }
-        let modules = heads.map { JSONValue.string(moduleName(of: $0)) }
+        try writeConfiguration(config, modulesToSave: heads.map(moduleName(of:)), baseModel: baseModel, extra: extra, to: folder)
+        try writer.write(to: folder.appendingPathComponent("adapter_model.safetensors"))
+    }
+
+    /// Writes adapter_config.json as PEFT 0.21 does for a LoRA adapter (SEQ_CLS when it saves heads), plus `extra` keys.
+    static func writeConfiguration(_ config: LoRAConfiguration, modulesToSave: [String] = [], baseModel: String,
+                                   extra: [String: JSONValue] = [:], to folder: URL) throws {
         var object: [String: JSONValue] = [
-            "peft_type": .string("LORA"), "task_type": .string(heads.isEmpty ? "CAUSAL_LM" : "SEQ_CLS"),
+            "peft_type": .string("LORA"), "task_type": .string(modulesToSave.isEmpty ? "CAUSAL_LM" : "SEQ_CLS"),
             "r": .number(Double(config.rank)), "lora_alpha": .number(Double(config.alpha)),
             "lora_dropout": .number(Double(config.dropout)),
             "target_modules": .array(config.targetModules.map { .string($0) }),
             "use_rslora": .bool(config.rsLoRA), "bias": .string("none"), "fan_in_fan_out": .bool(false),
             "inference_mode": .bool(true), "init_lora_weights": .bool(true),
-            "base_model_name_or_path": .string(baseModel), "modules_to_save": modules.isEmpty ? .null : .array(modules),
+            "base_model_name_or_path": .string(baseModel),
+            "modules_to_save": modulesToSave.isEmpty ? .null : .array(modulesToSave.map { .string($0) }),
             "rank_pattern": .object([:]), "alpha_pattern": .object([:]),
         ]
         for (key, value) in extra { object[key] = value }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let configData = try encoder.encode(JSONValue.object(object))
-        try AtomicFileWriter.write(configData, to: folder.appendingPathComponent("adapter_config.json"))
-        try writer.write(to: folder.appendingPathComponent("adapter_model.safetensors"))
+        try AtomicFileWriter.write(try JSONValue.object(object).formatted(), to: folder.appendingPathComponent("adapter_config.json"))
     }
 
     /// `score.weight` → `score`.
@@ -187,11 +190,8 @@ public enum PEFTAdapter {
         head.name.hasSuffix(".weight") ? String(head.name.dropLast(".weight".count)) : head.name
     }
 
-    /// Reads a PEFT LoRA adapter folder and attaches it to the model under `name`, and fills `heads` (a SEQ_CLS
-    /// adapter's `modules_to_save`, frozen); checks every tensor's key and shape.
-    @discardableResult
-    public static func load(_ folder: URL, into model: LlamaModel, adapterName name: String = "default",
-                            heads: [Parameter] = []) throws -> LoRAConfiguration {
+    /// Reads and checks a PEFT LoRA adapter's adapter_config.json: its LoRA settings and the whole JSON object.
+    static func configuration(in folder: URL) throws -> (config: LoRAConfiguration, object: [String: JSONValue]) {
         let configURL = folder.appendingPathComponent("adapter_config.json")
         let configPath = configURL.path
         guard let data = try? Data(contentsOf: configURL), let object = (try? JSONValue.parse(data))?.object else {
@@ -211,6 +211,15 @@ public enum PEFTAdapter {
                                        dropout: Float(try fields.optionalDouble("lora_dropout") ?? 0), targets: targets,
                                        rsLoRA: try fields.optionalBool("use_rslora") ?? false)
         do { try config.validate() } catch { throw ModelError.invalidConfiguration(file: configPath, message: "\(error)") }
+        return (config, object)
+    }
+
+    /// Reads a PEFT LoRA adapter folder and attaches it to the model under `name`, and fills `heads` (a SEQ_CLS
+    /// adapter's `modules_to_save`, frozen); checks every tensor's key and shape.
+    @discardableResult
+    public static func load(_ folder: URL, into model: LlamaModel, adapterName name: String = "default",
+                            heads: [Parameter] = []) throws -> LoRAConfiguration {
+        let config = try configuration(in: folder).config
         let weightsURL = folder.appendingPathComponent("adapter_model.safetensors")
         let weights = try SafetensorsFile(url: weightsURL)
         var unused = Set(weights.tensors.map(\.name))

@@ -85,6 +85,16 @@ final class SafetensorsTests: XCTestCase {
         var writer = SafetensorsWriter()
         assertFormatError(["I32", "cannot be written"]) { try writer.addTensor(name: "x", dimensions: [1], values: [1], dtype: .i32) }
     }
+
+    /// MLX's `save_safetensors` (mlx 0.32) writes a null `__metadata__`, which the safetensors library reads as none.
+    func testNullMetadataIsNoMetadata() throws {
+        let url = try Fixtures.temporaryFolder(for: self).appendingPathComponent("mlx.safetensors")
+        let one = withUnsafeBytes(of: Float(1).bitPattern.littleEndian) { Array($0) }
+        try SafetensorsBytes.file(header: #"{"__metadata__":null,"x":{"data_offsets":[0,4],"dtype":"F32","shape":[1]}}"#, data: one).write(to: url)
+        let file = try SafetensorsFile(url: url)
+        XCTAssertEqual(file.metadata, [:])
+        XCTAssertEqual(try file.floats(named: "x"), [1])
+    }
 }
 
 /// Hand-built safetensors bytes for tests of malformed files.

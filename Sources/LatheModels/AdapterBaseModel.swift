@@ -1,0 +1,69 @@
+import Foundation
+import LatheFormats
+
+/// What converting an adapter needs to know of its base model, read from the model's configuration alone (no
+/// weights): llama.cpp's architecture name, the head counts its converter permutes Q/K rows by, and every linear's shape.
+public struct AdapterBaseModel: Sendable {
+    /// `general.architecture` as llama.cpp names it (llama, qwen2).
+    public let architecture: String
+    public let config: LlamaConfiguration
+    /// The file or folder the configuration came from, for messages.
+    public let source: String
+
+    public init(architecture: String, config: LlamaConfiguration, source: String) {
+        self.architecture = architecture; self.config = config; self.source = source
+    }
+
+    /// Opens `reference` (a .gguf file, a Hugging Face folder or a known model's name) and reads its configuration.
+    public init(model reference: String) throws {
+        let files = try ModelFiles.open(try ModelLocator.resolve(reference))
+        let config = try files.configuration()
+        switch files {
+        case .gguf(let file): architecture = try file.requiredString("general.architecture")
+        // llama.cpp's converter writes Mistral's models as the llama architecture.
+        case .huggingFace: architecture = config.modelType == "mistral" ? "llama" : config.modelType
+        }
+        self.config = config
+        source = files.url.path
+    }
+
+    /// The heads whose rows llama.cpp's converter interleaves for ggml's RoPE in this linear's output; nil for a
+    /// linear it leaves alone (everything but Q and K, and every linear of qwen2).
+    func permutedHeads(of module: String) -> Int? {
+        guard architecture == "llama" || architecture == "mistral" else { return nil }
+        switch LoRAWeights.shortName(of: module) {
+        case "q_proj": return config.headCount
+        case "k_proj": return config.kvHeadCount
+        default: return nil
+        }
+    }
+
+    /// [out, in] of a block's linear by its short name.
+    func shape(of shortName: String) -> (outFeatures: Int, inFeatures: Int)? {
+        let c = config
+        switch shortName {
+        case "q_proj": return (c.headCount * c.headDim, c.hiddenSize)
+        case "k_proj", "v_proj": return (c.kvHeadCount * c.headDim, c.hiddenSize)
+        case "o_proj": return (c.hiddenSize, c.headCount * c.headDim)
+        case "gate_proj", "up_proj": return (c.intermediateSize, c.hiddenSize)
+        case "down_proj": return (c.hiddenSize, c.intermediateSize)
+        default: return nil
+        }
+    }
+
+    /// Checks that every pair of `adapter` (read from `source`) fits a linear of this base.
+    func check(_ adapter: LoRAWeights, source adapterSource: String) throws {
+        for module in adapter.moduleNames {
+            let pair = adapter.pairs[module]!
+            let layer = LoRAWeights.layer(of: module) ?? -1
+            guard layer < config.layerCount, let shape = shape(of: LoRAWeights.shortName(of: module)) else {
+                throw ModelError.invalidConfiguration(file: adapterSource, message:
+                    "'\(module)' is not a linear of the base \(source) (\(config.layerCount) layers); is --model the adapter's base?")
+            }
+            guard shape == (pair.outFeatures, pair.inFeatures) else {
+                throw ModelError.wrongShape(file: adapterSource, name: module + ".weight (B·A)",
+                                            expected: [shape.outFeatures, shape.inFeatures], found: [pair.outFeatures, pair.inFeatures])
+            }
+        }
+    }
+}
