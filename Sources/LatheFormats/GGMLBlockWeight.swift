@@ -109,7 +109,7 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
         }
     }
 
-    /// The int8-activation scratch: per input row `columns` bytes, then per 32 values a scale, a sum and two half sums.
+    /// The int8-activation scratch: per input row `columns` bytes, then per 32 values a scale and two half sums.
     private static let int8Activations = ScratchBuffer()
 
     /// `multiplyFewRows` with the input rows rounded to int8 (`ActivationFormat.int8`); false, having written nothing,
@@ -118,12 +118,12 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
                                          into output: UnsafeMutablePointer<Float>, accumulate: Bool) -> Bool {
         let chunks = columns / 32
         guard ActivationFormat.int8Available, chunks % 2 == 0 else { return false }
-        let scratch = Self.int8Activations.pointer(atLeast: m * (columns / 4 + 4 * chunks))
-        let scales = scratch, sums = scales + m * chunks, halfSums = sums + m * chunks
+        let scratch = Self.int8Activations.pointer(atLeast: m * (columns / 4 + 3 * chunks))
+        let scales = scratch, halfSums = scales + m * chunks
         let quantized = UnsafeMutableRawPointer(halfSums + 2 * m * chunks).assumingMemoryBound(to: Int8.self)
         for i in 0..<m {
             lathe_quantize_activations(input + i * columns, Int64(columns), quantized + i * columns, scales + i * chunks,
-                                       sums + i * chunks, halfSums + 2 * i * chunks)
+                                       halfSums + 2 * i * chunks)
         }
         let type = Int32(type.rawValue), blocks = UnsafeRawPointer(blocks), rowBytes = Int64(rowBytes)
         let columns = columns, rows = rows
@@ -132,7 +132,7 @@ public final class GGMLBlockWeight: CompactWeight, @unchecked Sendable {
             for first in stride(from: 0, to: m, by: 4) {
                 let done = lathe_block_dot(type, blocks, rowBytes, Int64(weightRows.lowerBound), Int64(weightRows.upperBound),
                                            Int64(columns), quantized + first * columns, scales + first * chunks,
-                                           sums + first * chunks, halfSums + 2 * first * chunks, Int64(min(4, m - first)),
+                                           halfSums + 2 * first * chunks, Int64(min(4, m - first)),
                                            output + first * rows, Int64(rows), accumulate ? 1 : 0)
                 precondition(done != 0, "the int8 kernels multiply every type a block weight holds")
             }

@@ -143,14 +143,13 @@ final class GGMLBlockWeightTests: XCTestCase {
         }
     }
 
-    /// How far rounding x to int8 per 32 values can move Σ w·x: each input by at most its chunk's scale / 2, times
-    /// |w| plus the row's largest |w| (an offset's part is computed from the exact sums, but the bound need not be tight).
+    /// How far rounding x to int8 per 32 values can move Σ w·x: each input by at most its chunk's scale / 2, times |w|
+    /// (the kernels multiply every part of w, its offset too, with the rounded inputs), plus float rounding.
     func int8RoundingBound(_ w: [Float], _ x: [Float]) -> Float {
-        let largest = w.map(abs).max() ?? 0
-        var bound: Float = 1e-5
+        var bound: Float = 1e-5 * (zip(w, x).map { abs($0 * $1) }.reduce(0, +) + 1)
         for chunk in stride(from: 0, to: x.count, by: 32) {
             let scale = x[chunk..<chunk + 32].map(abs).max()! / 127
-            bound += w[chunk..<chunk + 32].map { abs($0) + largest }.reduce(0, +) * scale / 2
+            bound += w[chunk..<chunk + 32].map(abs).reduce(0, +) * scale / 2
         }
         return bound
     }
