@@ -190,9 +190,10 @@ final class ExportCommandTests: XCTestCase {
 
 /// gguf-py (`pip install gguf`) reading a GGUF Lathe wrote.
 enum GGUFPy {
-    /// Every tensor dequantized by gguf-py equals Lathe's own dequantization of the same bytes, bit for bit; skips
-    /// the test when gguf-py is not installed.
-    static func assertDequantizesAsLathe(_ url: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// Every tensor (or those whose names start with one of `tensors`) dequantized by gguf-py equals Lathe's own
+    /// dequantization of the same bytes, bit for bit; skips the test when gguf-py is not installed.
+    static func assertDequantizesAsLathe(_ url: URL, tensors prefixes: [String] = [""], file: StaticString = #filePath,
+                                         line: UInt = #line) throws {
         let values = url.deletingPathExtension().appendingPathExtension("gguf-py.f32")
         let python = Process()
         python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -205,13 +206,16 @@ enum GGUFPy {
             except ImportError:
                 sys.exit(3)
             reader = GGUFReader(sys.argv[1])
+            prefixes = json.loads(sys.argv[3])
             names = []
             with open(sys.argv[2], "wb") as out:
                 for t in reader.tensors:
+                    if not any(t.name.startswith(p) for p in prefixes):
+                        continue
                     out.write(np.ascontiguousarray(dequantize(t.data, t.tensor_type), dtype=np.float32).tobytes())
                     names.append([t.name, t.tensor_type.name, int(t.n_elements)])
             print(json.dumps(names))
-            """, url.path, values.path]
+            """, url.path, values.path, String(decoding: try JSONSerialization.data(withJSONObject: prefixes), as: UTF8.self)]
         let output = Pipe()
         python.standardOutput = output
         try python.run()
@@ -221,10 +225,12 @@ enum GGUFPy {
         XCTAssertEqual(python.terminationStatus, 0, "gguf-py could not read \(url.path)", file: file, line: line)
         let tensors = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [[Any]], file: file, line: line)
         let ggufFile = try GGUFFile(url: url)
-        XCTAssertEqual(tensors.map { $0[0] as? String }, ggufFile.tensors.map(\.name), file: file, line: line)
+        let chosen = ggufFile.tensors.filter { tensor in prefixes.contains { tensor.name.hasPrefix($0) } }
+        XCTAssertFalse(chosen.isEmpty, file: file, line: line)
+        XCTAssertEqual(tensors.map { $0[0] as? String }, chosen.map(\.name), file: file, line: line)
         let pyValues = try Data(contentsOf: values)
         var offset = 0
-        for (entry, tensor) in zip(tensors, ggufFile.tensors) {
+        for (entry, tensor) in zip(tensors, chosen) {
             XCTAssertEqual(entry[1] as? String, "\(tensor.type)", tensor.name, file: file, line: line)
             let lathe = try ggufFile.floats(of: tensor)
             let theirs = pyValues.subdata(in: offset..<offset + 4 * lathe.count).withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
@@ -233,5 +239,42 @@ enum GGUFPy {
             XCTAssertEqual(differing, 0, "\(tensor.name) (\(tensor.type)): \(differing) values differ from gguf-py", file: file, line: line)
         }
         XCTAssertEqual(offset, pyValues.count, file: file, line: line)
+    }
+}
+
+/// The real model: SmolLM2-135M (hidden 576, not a multiple of 256) exported as Q4_K_M gets llama.cpp's fallback
+/// types, reads back in gguf-py, and scores the text about as its Q4_1 source does.
+final class ExportSmolLM2Tests: XCTestCase {
+    func testQ4_K_MExportFallsBackAsLlamaCppAndScores() throws {
+        let source = try DefaultModelFile.url()
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let out = folder.appendingPathComponent("smollm2-q4_k_m.gguf")
+        let export = try LatheProcess.run(["export", "--model", source.path, "--format", "gguf", "--quantize", "q4_k_m",
+                                           "--output", out.path])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        let file = try GGUFFile(url: out)
+        var counts: [GGMLType: Int] = [:]
+        for tensor in file.tensors { counts[tensor.type, default: 0] += 1 }
+        // 576-wide rows: Q4_K → Q5_0, the Q6_K of attn_v and the tied head → Q8_0; ffn_down (1536 wide) keeps
+        // Q4_K and Q6_K (use_more_bits: 14 of 30 layers).
+        XCTAssertEqual(counts, [.f32: 61, .q5_0: 166, .q8_0: 15, .q6_K: 14, .q4_K: 16])
+        XCTAssertEqual(file.tensor(named: "blk.0.ffn_down.weight")?.type, .q6_K)
+        XCTAssertEqual(file.tensor(named: "blk.4.ffn_down.weight")?.type, .q4_K)
+        XCTAssertEqual(file.metadata["tokenizer.ggml.eos_token_id"], .uint32(2))
+        // gguf-py on the tensors of one layer and one Q4_K ffn_down (every type of the file is among them): on all
+        // 135M weights it takes most of a minute.
+        try GGUFPy.assertDequantizesAsLathe(out, tensors: ["blk.0.", "blk.4.ffn_down.weight"])
+
+        let input = folder.appendingPathComponent("text.jsonl")
+        try write(#"{"text": "The capital of France is Paris. It is known for the Eiffel Tower and its museums."}"#, to: input)
+        func meanLogprob(_ model: String) throws -> Double {
+            let result = try LatheProcess.run(["logprobs", "--model", model, "--input", input.path])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let values = try XCTUnwrap(JSONValue.parse(Data(result.stdout.utf8))["logprobs"]?.array).dropFirst().compactMap(\.double)
+            return values.reduce(0, +) / Double(values.count)
+        }
+        let (before, after) = (try meanLogprob(source.path), try meanLogprob(out.path))
+        XCTAssertEqual(after, before, accuracy: 0.1, "mean log-probability \(before) (Q4_1 source) against \(after) (Q4_K_M)")
     }
 }
