@@ -51,12 +51,15 @@ def llama_kl(tool, model, base_file, text, base=False):
 
 
 def main():
+    global LATHE
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--text", default="/usr/share/common-licenses/Apache-2.0")
     parser.add_argument("--llama-perplexity")
     parser.add_argument("--llama-quantize")
+    parser.add_argument("--lathe", default=LATHE, help="the lathe binary (default: the release build)")
     args = parser.parse_args()
+    LATHE = args.lathe
     work = tempfile.mkdtemp(prefix="lathe-export-quality-")
     text = open(args.text).read()
     inputs = os.path.join(work, "text.jsonl")
