@@ -39,3 +39,26 @@ final class GGUFQuantizationMixTests: XCTestCase {
         XCTAssertEqual(f16.type(ofTensor: "blk.0.attn_v.weight", dimensions: [48, 48]), .f16)
     }
 }
+
+/// Every tensor type of llama-quantize's own files of SmolLM2-135M (fixture llama_quantize_smollm2.json from
+/// scripts/reference/llama_quantize_mix.py) is the one the mixture gives.
+final class LlamaQuantizeMixTests: XCTestCase {
+    struct Reference: Decodable {
+        struct Tensor: Decodable { let dimensions: [Int]; let type: String }
+        let source: String
+        let types: [String: [String: Tensor]]
+    }
+
+    func testSmolLM2TypesAreLlamaQuantizes() throws {
+        let reference = try Fixtures.decode(Reference.self, from: "llama_quantize_smollm2.json")
+        XCTAssertEqual(Set(reference.types.keys), ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q4_K_M", "Q5_K_M", "Q6_K", "F16", "BF16"])
+        for (name, tensors) in reference.types {
+            let fileType = try XCTUnwrap(LlamaFileType(name: name))
+            let mix = GGUFQuantizationMix(fileType: fileType, layerCount: 30, tiedEmbeddings: tensors["output.weight"] == nil)
+            XCTAssertEqual(tensors.count, 272)
+            for (tensor, info) in tensors {
+                XCTAssertEqual("\(mix.type(ofTensor: tensor, dimensions: info.dimensions))", info.type, "\(name) \(tensor)")
+            }
+        }
+    }
+}
