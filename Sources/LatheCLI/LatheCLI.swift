@@ -8,7 +8,7 @@ public struct LatheCommand: ParsableCommand {
         abstract: "Shape an open language model to your task, on your own machine.",
         subcommands: [ChatCommand.self, GenerateCommand.self, TokenizeCommand.self, LogprobsCommand.self,
                       InspectCommand.self, SFTCommand.self, DPOCommand.self, ORPOCommand.self, SimPOCommand.self, KTOCommand.self, GRPOCommand.self, RewardCommand.self, PPOCommand.self,
-                      PretrainCommand.self, MergeCommand.self, AdapterCommand.self, DataCommand.self, EvalCommand.self,
+                      PretrainCommand.self, MergeCommand.self, ExportCommand.self, AdapterCommand.self, DataCommand.self, EvalCommand.self,
                       TokenizerCommand.self, BenchCommand.self, PlanCommand.self, ServeCommand.self])
     public init() {}
 }

@@ -1,12 +1,13 @@
-// Quantizers that reproduce gguf-py's numpy quantizers (quants.py) bit for bit: every step is the same Float
+// Quantizers that reproduce gguf-py's numpy quantizers (quants.py) bit for bit (the K-quants ggml's C ones): every step is the same Float
 // operation in the same order (e.g. Q4_0 takes `trunc(x * (1/d) + 8.5)`, Q8_0 rounds half away from zero).
 
 extension GGMLType {
-    /// Encodes `values` (a whole number of blocks) in this type. Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1.
+    /// Encodes `values` (a whole number of blocks) in this type. Supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+    /// Q4_K, Q5_K, Q6_K (the K-quants as ggml's reference quantizers, GGMLType+KQuantize.swift).
     public func quantize(_ values: [Float]) throws -> [UInt8] {
         guard canQuantize else {
             throw FormatError(path: "(\(self) data)", problem: "quantization to \(self) is not supported",
-                              fix: "supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1")
+                              fix: "supported types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K")
         }
         guard let byteCount = byteCount(elementCount: values.count) else {
             throw FormatError(path: "(\(self) data)",
@@ -29,6 +30,9 @@ extension GGMLType {
                 case .q5_0: for b in 0..<blocks { Self.quantizeSymmetric(x + 32 * b, out + 22 * b, levels: 32) }
                 case .q4_1: for b in 0..<blocks { Self.quantizeWithMinimum(x + 32 * b, out + 20 * b, levels: 16) }
                 case .q5_1: for b in 0..<blocks { Self.quantizeWithMinimum(x + 32 * b, out + 24 * b, levels: 32) }
+                case .q4_K: for b in 0..<blocks { Self.quantizeQ4_KOrQ5_K(x + 256 * b, out + 144 * b, fiveBits: false) }
+                case .q5_K: for b in 0..<blocks { Self.quantizeQ4_KOrQ5_K(x + 256 * b, out + 176 * b, fiveBits: true) }
+                case .q6_K: for b in 0..<blocks { Self.quantizeQ6_K(x + 256 * b, out + 210 * b) }
                 default: break  // excluded by canQuantize above
                 }
             }

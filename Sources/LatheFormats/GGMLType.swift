@@ -101,7 +101,7 @@ public enum GGMLType: UInt32, CaseIterable, Sendable, CustomStringConvertible {
     /// Whether `quantize` handles this type.
     public var canQuantize: Bool {
         switch self {
-        case .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1: return true
+        case .f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K: return true
         default: return false
         }
     }

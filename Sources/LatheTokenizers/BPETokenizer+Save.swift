@@ -151,6 +151,35 @@ extension TrainedBPE {
     }
 }
 
+extension BPETokenizer {
+    /// The merges in rank order as token texts: what tokenizer.json's `merges` and GGUF's `tokenizer.ggml.merges` list.
+    public var rankedMerges: [(left: String, right: String)] {
+        merges.sorted { $0.value.rank < $1.value.rank }.map { key, _ in
+            (vocabulary[Int(key >> 32)], vocabulary[Int(key & 0xFFFF_FFFF)])
+        }
+    }
+
+    /// This tokenizer as the files `TrainedBPE` writes (tokenizer.json and tokenizer_config.json, which
+    /// transformers loads), e.g. to give a GGUF's tokenizer to a Hugging Face folder. Throws for what those files
+    /// would not say: added tokens that are not special, and BOS or EOS put around the text.
+    public func savableForm() throws -> TrainedBPE {
+        if let plain = addedTokens.first(where: { !$0.isSpecial }) {
+            throw TokenizerError.unsupported(file: "tokenizer.json", field: "added_tokens",
+                                             value: "the non-special added token \(plain.content.debugDescription)")
+        }
+        guard !ignoresMerges else {
+            throw TokenizerError.unsupported(file: "tokenizer.json", field: "model.ignore_merges", value: "true")
+        }
+        guard prefixIDs.isEmpty, suffixIDs.isEmpty else {
+            throw TokenizerError.unsupported(file: "tokenizer.json", field: "post_processor",
+                                             value: "BOS/EOS added around the text (add_bos_token / add_eos_token)")
+        }
+        return TrainedBPE(vocabulary: vocabulary,
+                          merges: rankedMerges.map { TrainedBPE.Merge(left: $0.left, right: $0.right, count: 0) },
+                          specialTokens: addedTokens.sorted { $0.id < $1.id }.map(\.content), preTokenizer: preTokenizer)
+    }
+}
+
 /// `text` as a JSON string literal, escaped as serde_json does: quotes, backslashes and control characters
 /// only; other characters are written as themselves in UTF-8.
 private func jsonString(_ text: String) -> String {

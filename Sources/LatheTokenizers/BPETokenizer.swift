@@ -59,7 +59,8 @@ public struct BPETokenizer: Sendable {
     private let idForToken: [String: Int]
     /// Single-scalar tokens by scalar value: the starting symbols of every word.
     private let idForScalar: [UInt32: Int32]
-    private let merges: [UInt64: Merge]
+    /// Read by `rankedMerges` (BPETokenizer+Save.swift).
+    let merges: [UInt64: Merge]
     public let addedTokens: [AddedToken]
     private let rawMatcher: AddedTokenMatcher
     /// The raw-text matcher without special tokens, for text whose special tokens must stay plain text.

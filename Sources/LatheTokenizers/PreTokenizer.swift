@@ -108,6 +108,11 @@ public struct PreTokenizer: Sendable, Equatable {
     ]
     static var knownGGUFNames: [String] { Array(ggufNames.keys) }
 
+    /// The `tokenizer.ggml.pre` name llama.cpp's converter writes for this pre-tokenizer, or nil when it has none.
+    public var ggufName: String? {
+        ["smollm", "gpt2", "llama-bpe", "qwen2", "default"].first { Self.ggufNames[$0] == self }
+    }
+
     /// The pre-tokenizer llama.cpp uses for a GGUF `tokenizer.ggml.pre` name.
     public init(ggufName: String) throws {
         guard let known = Self.ggufNames[ggufName] else { throw TokenizerError.unknownPreTokenizer(name: ggufName) }

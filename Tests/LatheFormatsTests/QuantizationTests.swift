@@ -46,6 +46,29 @@ final class QuantizationTests: XCTestCase {
         XCTAssertEqual(Set(checked), ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "BF16"])
     }
 
+    /// The K-quant quantizers against ggml's C reference quantizers (kquants.json, scripts/reference/kquants.py),
+    /// byte for byte, and gguf-py's dequantization of ggml's bytes against Lathe's, bit for bit.
+    func testKQuantizationMatchesGGMLReference() throws {
+        struct Reference: Decodable { let reference: String; let cases: [Case] }
+        let reference = try Fixtures.decode(Reference.self, from: "kquants.json")
+        XCTAssertEqual(reference.cases.map(\.type), ["Q4_K", "Q5_K", "Q6_K"])
+        for testCase in reference.cases {
+            let type = try XCTUnwrap(GGMLType(rawValue: testCase.typeID))
+            let input = Fixtures.floats(fromBits: try XCTUnwrap(testCase.input))
+            let bytes = try type.quantize(input)
+            let expected = Fixtures.bytes(fromHex: testCase.bytes)
+            XCTAssertEqual(bytes.count, expected.count, "\(type) byte count")
+            let differing = zip(bytes, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            XCTAssertTrue(differing.isEmpty, "\(type): \(differing.count) bytes differ from ggml, first in block "
+                          + "\((differing.first ?? 0) / type.typeSize) at byte \((differing.first ?? 0) % type.typeSize)")
+            var output = [Float](repeating: .nan, count: input.count)
+            try expected.withUnsafeBytes { source in
+                try output.withUnsafeMutableBufferPointer { try type.dequantize(source, into: $0) }
+            }
+            assertBitIdentical(output, Fixtures.floats(fromBits: testCase.output), "dequantize \(type)")
+        }
+    }
+
     func testHalfConversionAgreesWithFloat16() throws {
         #if arch(x86_64) && os(macOS)
         throw XCTSkip("Float16 is unavailable on Intel macOS")
@@ -78,15 +101,17 @@ final class QuantizationTests: XCTestCase {
     func testRoundTripErrorIsWithinHalfAStep() throws {
         // Quantize → dequantize of random blocks stays within half a quantization step (plus fp16 scale rounding).
         var generator = SystemRandomNumberGenerator()
-        let values = (0..<32 * 64).map { _ in Float.random(in: -2...2, using: &generator) }
-        for (type, levels) in [(GGMLType.q8_0, 254.0), (.q4_0, 15.0), (.q4_1, 15.0), (.q5_0, 31.0), (.q5_1, 31.0)] {
+        let values = (0..<256 * 8).map { _ in Float.random(in: -2...2, using: &generator) }
+        for (type, levels) in [(GGMLType.q8_0, 254.0), (.q4_0, 15.0), (.q4_1, 15.0), (.q5_0, 31.0), (.q5_1, 31.0),
+                               (.q4_K, 15.0), (.q5_K, 31.0), (.q6_K, 63.0)] {
             let bytes = try type.quantize(values)
             var decoded = [Float](repeating: 0, count: values.count)
             try bytes.withUnsafeBytes { source in
                 try decoded.withUnsafeMutableBufferPointer { try type.dequantize(source, into: $0) }
             }
             let largest = zip(values, decoded).map { abs($0 - $1) }.max() ?? 0
-            // Range per block ≤ 4, so a step is ≤ 4/levels; allow a full step for the asymmetric clipping of Q*_0.
+            // Range per block ≤ 4, so a step is ≤ 4/levels; allow a full step for the asymmetric clipping of Q*_0 (and
+            // for the K-quants' 6- or 8-bit rounding of each sub-block's scale).
             XCTAssertLessThanOrEqual(Double(largest), 4.0 / levels + 1e-3, "\(type) largest round-trip difference \(largest)")
         }
     }
