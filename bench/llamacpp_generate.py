@@ -10,23 +10,10 @@ import json
 import random
 import time
 
-import llama_cpp.llama_cpp as llama_cpp_api
 import numpy as np
 from llama_cpp import Llama, __version__
 
-# On AMX CPUs llama.cpp 0.3.36's AMX weight repacking (an "extra buffer type") dies with SIGILL at its first tileloadd
-# on this project's guests, so there the weights stay in ggml's CPU buffers (use_extra_bufts = false): llama.cpp's
-# VNNI/AVX512 dot products, as on the other CPU kinds.
-AMX = "amx_tile" in open("/proc/cpuinfo").read()
-if AMX:
-    default_params = llama_cpp_api.llama_model_default_params
-
-    def params_without_extra_buffers():
-        params = default_params()
-        params.use_extra_bufts = False
-        return params
-
-    llama_cpp_api.llama_model_default_params = params_without_extra_buffers
+from llamacpp_cpu_buffers import EXTRA_BUFFERS
 
 
 def main():
@@ -58,7 +45,7 @@ def main():
             decode.append(args.new_tokens / decode_seconds)
     median = lambda xs: sorted(xs)[len(xs) // 2]
     print(json.dumps({"llama_cpp_python": __version__, "threads": args.threads, "prompt_tokens": args.prompt_tokens,
-                      "new_tokens": args.new_tokens, "extra_buffer_types": not AMX, "prompt_tokens_per_s": median(prefill),
+                      "new_tokens": args.new_tokens, "extra_buffer_types": EXTRA_BUFFERS, "prompt_tokens_per_s": median(prefill),
                       "generate_tokens_per_s": median(decode)}))
 
 

@@ -16,16 +16,10 @@ import numpy as np
 import llama_cpp
 import llama_cpp.llama_cpp as llama_c
 
-# llama.cpp's AMX repacking (an "extra buffer type") dies of an illegal instruction on this project's AMX machines
-# (llama-cpp-python 0.3.36, built here with -march=native): keep the weights in the plain CPU buffers.
-_default_model_params = llama_c.llama_model_default_params
-def _model_params_without_extra_buffers():
-    params = _default_model_params()
-    params.use_extra_bufts = False
-    return params
-llama_c.llama_model_default_params = _model_params_without_extra_buffers
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import llamacpp_cpu_buffers  # noqa: F401  (llama.cpp's AMX repacking dies here: plain CPU buffers)
+
 TEXTS = [
     "<|im_start|>user\nExtract the order as JSON with keys item, color, quantity, city.\nSend 2 red mugs to Oslo.<|im_end|>\n"
     "<|im_start|>assistant\n{\"item\": \"mug\", \"color\": \"red\", \"quantity\": 2, \"city\": \"Oslo\"}<|im_end|>",
