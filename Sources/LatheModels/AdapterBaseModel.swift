@@ -30,12 +30,7 @@ public struct AdapterBaseModel: Sendable {
     /// The heads whose rows llama.cpp's converter interleaves for ggml's RoPE in this linear's output; nil for a
     /// linear it leaves alone (everything but Q and K, and every linear of qwen2).
     func permutedHeads(of module: String) -> Int? {
-        guard architecture == "llama" || architecture == "mistral" else { return nil }
-        switch LoRAWeights.shortName(of: module) {
-        case "q_proj": return config.headCount
-        case "k_proj": return config.kvHeadCount
-        default: return nil
-        }
+        GGUFWeightSource.permutedHeads(of: module, architecture: architecture, config: config)
     }
 
     /// [out, in] of a block's linear by its short name.

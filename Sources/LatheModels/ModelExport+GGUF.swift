@@ -12,7 +12,6 @@ extension ModelExport {
         if case .gguf(let file) = lm.files { source = file }
         var writer = try GGUFWriter(alignment: source?.alignment ?? GGUFFile.defaultAlignment)
         for (key, value) in try ggufMetadata(lm, fileType: fileType) { try writer.setValue(value, forKey: key) }
-        let permuted = model.config.modelType != "qwen2"  // llama and mistral: ggml rotates interleaved pairs
         let ggufName = Dictionary(uniqueKeysWithValues: (source?.tensors ?? []).compactMap { t in
             GGUFWeightSource.huggingFaceName(ofGGUF: t.name).map { ($0, t.name) } })
         let mix = GGUFQuantizationMix(fileType: fileType, layerCount: model.config.layerCount,
@@ -20,8 +19,7 @@ extension ModelExport {
         for p in model.parameters {
             let name = ggufName[p.name] ?? GGUFWeightSource.ggufName(ofHuggingFace: p.name)
             var values = p.tensor.array
-            if permuted, p.name.contains("self_attn.q_proj") || p.name.contains("self_attn.k_proj") {
-                let heads = p.name.contains("q_proj") ? model.config.headCount : model.config.kvHeadCount
+            if let heads = GGUFWeightSource.permutedHeads(of: p.name, architecture: model.config.modelType, config: model.config) {
                 values.withUnsafeMutableBufferPointer { GGUFWeightSource.permuteRows($0, rows: p.shape[0], heads: heads, toGGML: true) }
             }
             let dimensions = Array(p.shape.reversed())

@@ -42,17 +42,15 @@ public struct SafetensorsWeightSource: WeightSource {
 /// this source undoes so that the model computes the same function whichever file it came from.
 public struct GGUFWeightSource: WeightSource {
     public let file: GGUFFile
-    /// Whether Q/K rows are in ggml's interleaved RoPE order (llama, mistral; not qwen2).
-    let permutedQK: Bool
-    let headCount: Int
-    let kvHeadCount: Int
+    let config: LlamaConfiguration
+    /// `general.architecture`: whether Q/K rows are in ggml's interleaved RoPE order (`permutedHeads`).
+    let architecture: String
     let ggufNameForHF: [String: String]
 
     public init(file: GGUFFile, config: LlamaConfiguration, architecture: String) {
         self.file = file
-        permutedQK = architecture == "llama" || architecture == "mistral"
-        headCount = config.headCount
-        kvHeadCount = config.kvHeadCount
+        self.config = config
+        self.architecture = architecture
         var map: [String: String] = [:]
         for tensor in file.tensors {
             if let hf = Self.huggingFaceName(ofGGUF: tensor.name) { map[hf] = tensor.name }
@@ -96,11 +94,19 @@ public struct GGUFWeightSource: WeightSource {
         return tensor
     }
 
-    /// The heads whose rows llama.cpp's converter permuted in the named tensor; nil for a tensor it left alone.
     private func permutedHeads(_ name: String) -> Int? {
-        guard permutedQK else { return nil }
-        if name.hasSuffix("self_attn.q_proj.weight") || name.hasSuffix("self_attn.q_proj.bias") { return headCount }
-        if name.hasSuffix("self_attn.k_proj.weight") || name.hasSuffix("self_attn.k_proj.bias") { return kvHeadCount }
+        Self.permutedHeads(of: name, architecture: architecture, config: config)
+    }
+
+    /// The heads whose rows llama.cpp's converter interleaves for ggml's RoPE in a tensor (Hugging Face name, with or
+    /// without `.weight` / `.bias`: a linear's name serves too) of a model of `architecture` (llama.cpp's name):
+    /// Q's and K's in llama and mistral; nil for every other tensor, and for every tensor of qwen2.
+    static func permutedHeads(of name: String, architecture: String, config: LlamaConfiguration) -> Int? {
+        guard architecture == "llama" || architecture == "mistral" else { return nil }
+        var linear = Substring(name)
+        for suffix in [".weight", ".bias"] where linear.hasSuffix(suffix) { linear = linear.dropLast(suffix.count) }
+        if linear.hasSuffix("self_attn.q_proj") { return config.headCount }
+        if linear.hasSuffix("self_attn.k_proj") { return config.kvHeadCount }
         return nil
     }
 
