@@ -18,7 +18,7 @@ extension BackwardTests {
     }
 
     /// Logits, and gradients of LoRA adapters with dropout off, of `model`.
-    func logitsAndLoRAGradients(_ model: LlamaModel) throws -> (logits: [Float], gradients: [Float]) {
+    func logitsAndLoRAGradients(_ model: DecoderModel) throws -> (logits: [Float], gradients: [Float]) {
         let adapters = try model.attachLoRA(LoRAConfiguration(rank: 2, alpha: 4, targets: ["all-linear"]), seed: 4)
         for adapter in adapters { adapter.training = true; adapter.b.tensor.fill(0.05) }
         let logits = try model.forward(tokens: batch.ids.flatMap { $0 }, batchSize: batch.ids.count,
@@ -31,7 +31,7 @@ extension BackwardTests {
         let compact = try ModelFiles.open(fixtures.appendingPathComponent("models/\(name)")).loadModel(weightFormat: format)
         let summary = try XCTUnwrap(compact.compactWeightSummary)
         XCTAssertEqual(summary.format, format.rawValue)
-        XCTAssertTrue(compact.blocks[0].query.weight.tensor.count == 0, "the float32 values are freed")
+        XCTAssertTrue(compact.blocks[0].query!.weight.tensor.count == 0, "the float32 values are freed")
         let headIsCompact = compact.compactEmbedding != nil || compact.lmHead?.compactWeight != nil
         XCTAssertEqual(headIsCompact, format == .bfloat16, "bf16 takes the head; NF4 leaves it in float32 as bitsandbytes does")
 
@@ -149,7 +149,7 @@ extension BackwardTests {
         let saved = BF16Weight.productPath
         BF16Weight.productPath = .widened
         defer { BF16Weight.productPath = saved }
-        func gradients(_ model: LlamaModel) throws -> [Float] {
+        func gradients(_ model: DecoderModel) throws -> [Float] {
             for p in model.parameters { p.trainable = true }
             _ = try loss(model, backward: true)
             return model.parameters.flatMap { $0.gradient!.array }

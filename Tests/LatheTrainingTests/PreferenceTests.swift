@@ -27,7 +27,7 @@ final class PreferenceTests: TinyModelTestCase {
     }
 
     /// A LoRA adapter with B non-zero, so that the policy differs from the reference and A has a gradient.
-    func attachAdapter(to model: LlamaModel, seed: UInt64 = 9) throws -> [Parameter] {
+    func attachAdapter(to model: DecoderModel, seed: UInt64 = 9) throws -> [Parameter] {
         let adapters = try model.attachLoRA(LoRAConfiguration(rank: 2, alpha: 4, targets: ["all-linear"]), seed: seed)
         var random = SeededGenerator(seed: seed)
         for adapter in adapters {
@@ -249,6 +249,6 @@ final class PreferenceTests: TinyModelTestCase {
         XCTAssertNotEqual(trainer.trainable.map(\.tensor.array), model.adapters.flatMap { $0.parameters.map(\.tensor.array) })
         let saved = try LanguageModel.load(tiny.modelPath)
         let loaded = try PEFTAdapter.load(URL(fileURLWithPath: c.output!), into: saved.model)
-        XCTAssertEqual([loaded.rank, loaded.targetModules.count], [shape.rank, shape.targetModules.count], "the adapter keeps the SFT shape")
+        XCTAssertEqual([loaded.rank, loaded.targets.count], [shape.rank, shape.targetModules(in: saved.model.config.family).count], "the adapter keeps the SFT shape")
     }
 }
