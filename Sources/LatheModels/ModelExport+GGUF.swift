@@ -58,8 +58,9 @@ extension ModelExport {
         return entries
     }
 
-    /// What convert_hf_to_gguf.py writes for a llama or qwen2 folder: the architecture keys and a gpt2-style
-    /// tokenizer (tokens, token types, merges, pre-tokenizer name, BOS/EOS, chat template).
+    /// What convert_hf_to_gguf.py writes for a Hugging Face folder: the architecture keys (the shared ones, then the
+    /// family's) and a gpt2-style tokenizer (tokens padded to the embedding's rows, token types, merges,
+    /// pre-tokenizer name, BOS/EOS, chat template).
     static func huggingFaceMetadata(_ lm: LanguageModel, name: String) throws -> [(String, GGUFValue)] {
         let c = lm.model.config
         let source = lm.files.url.path
@@ -84,12 +85,16 @@ extension ModelExport {
             (a + "attention.layer_norm_rms_epsilon", .float32(c.rmsNormEpsilon)),
             (a + "attention.key_length", count(c.headDim)), (a + "attention.value_length", count(c.headDim)),
             (a + "vocab_size", count(c.vocabularySize)), (a + "rope.dimension_count", count(c.headDim)),
-            ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string(pre)),
-        ]
-        // llama.cpp's token types: 1 normal, 3 control (special added tokens), 4 user-defined (other added tokens).
-        var types = [Int32](repeating: 1, count: tokenizer.vocabularySize)
+        ] + c.family.ggufFields(of: c).map { (a + $0.0, $0.1) }
+        entries += [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string(pre))]
+        // llama.cpp's token types: 1 normal, 3 control (special added tokens), 4 user-defined (other added tokens),
+        // 5 unused: the embedding rows past the tokenizer's vocabulary (Qwen's 151936 rows for ~151669 tokens), which
+        // the converter names [PADi] because llama.cpp takes the vocabulary's length as token_embd's row count.
+        let padding = (tokenizer.vocabularySize..<max(c.vocabularySize, tokenizer.vocabularySize)).map { "[PAD\($0)]" }
+        var types = [Int32](repeating: 1, count: tokenizer.vocabularySize) + padding.map { _ in 5 }
         for token in tokenizer.addedTokens { types[token.id] = token.isSpecial ? 3 : 4 }
-        entries.append(("tokenizer.ggml.tokens", .array(elementType: .string, elements: tokenizer.vocabulary.map { .string($0) })))
+        entries.append(("tokenizer.ggml.tokens", .array(elementType: .string,
+                                                        elements: (tokenizer.vocabulary + padding).map { .string($0) })))
         entries.append(("tokenizer.ggml.token_type", .array(elementType: .int32, elements: types.map { .int32($0) })))
         entries.append(("tokenizer.ggml.merges", .array(elementType: .string,
                                                         elements: tokenizer.rankedMerges.map { .string($0.left + " " + $0.right) })))

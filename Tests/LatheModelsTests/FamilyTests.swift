@@ -129,6 +129,52 @@ final class FamilyTests: XCTestCase {
         }
     }
 
+    /// `lathe export` of the whole model (tokenizer included): the GGUF has the tensors (names, shapes) and the
+    /// `{arch}.*` keys of the fixture gguf-py wrote with llama.cpp's names, the family's own keys (Phi-3's original
+    /// context and sliding window, as Phi3MiniModel writes them) and the vocabulary padded to the embedding's rows
+    /// with [PADi] tokens; it and the safetensors folder load back to transformers' logits and the same token ids.
+    func testWholeModelExportReadsBack() throws {
+        let text = "Send 2 red mugs to Oslo."
+        for name in ["tiny-qwen3", "tiny-phi3"] {
+            let lm = try LanguageModel.load(fixtures.appendingPathComponent("models/\(name)").path)
+            let ids = lm.tokenizer.encode(text)
+            let folder = temporaryFolder()
+            let ggufURL = folder.appendingPathComponent("model.gguf")
+            _ = try ModelExport.export(lm, as: .gguf, fileType: .f32, to: ggufURL)
+            let exported = try GGUFFile(url: ggufURL)
+            let reference = try GGUFFile(url: fixtures.appendingPathComponent("models/\(name).gguf"))
+            let architecture = try reference.requiredString("general.architecture")
+            XCTAssertEqual(try exported.requiredString("general.architecture"), architecture, name)
+            for key in reference.metadataKeys where key.hasPrefix(architecture + ".") {
+                XCTAssertEqual(exported.metadata[key], reference.metadata[key], "\(name): \(key)")
+            }
+            XCTAssertEqual(Dictionary(uniqueKeysWithValues: exported.tensors.map { ($0.name, $0.dimensions) }),
+                           Dictionary(uniqueKeysWithValues: reference.tensors.map { ($0.name, $0.dimensions) }), name)
+            if name == "tiny-phi3" {
+                XCTAssertEqual(try exported.requiredInt("phi3.rope.scaling.original_context_length"), lm.model.config.maxPositions)
+                XCTAssertEqual(try exported.requiredInt("phi3.attention.sliding_window"), 0)
+            }
+            let tokens = try exported.requiredStringArray("tokenizer.ggml.tokens")
+            XCTAssertEqual(tokens.count, lm.model.config.vocabularySize, name)
+            XCTAssertLessThan(lm.tokenizer.vocabularySize, tokens.count, "\(name): the fixture's tokenizer should need padding")
+            XCTAssertEqual(Array(tokens[lm.tokenizer.vocabularySize...]),
+                           (lm.tokenizer.vocabularySize..<tokens.count).map { "[PAD\($0)]" }, name)
+            XCTAssertEqual(try exported.requiredIntArray("tokenizer.ggml.token_type")[lm.tokenizer.vocabularySize...].allSatisfy { $0 == 5 },
+                           true, name)
+
+            let fromGGUF = try LanguageModel.load(ggufURL.path)
+            XCTAssertEqual(fromGGUF.tokenizer.encode(text), ids, "\(name) gguf tokenizer")
+            try assertLogits(fromGGUF.model, "models/\(name)/expected.json", "\(name) exported as GGUF")
+
+            let hfFolder = folder.appendingPathComponent("hf")
+            _ = try ModelExport.export(lm, as: .safetensors, fileType: .f32, to: hfFolder)
+            let fromFolder = try LanguageModel.load(hfFolder.path)
+            XCTAssertEqual(fromFolder.tokenizer.encode(text), ids, "\(name) exported tokenizer.json")
+            XCTAssertEqual(fromFolder.model.config, lm.model.config, name)
+            try assertLogits(fromFolder.model, "models/\(name)/expected.json", "\(name) exported as safetensors")
+        }
+    }
+
     func testLoRATargetsFollowTheFamily() throws {
         let phi3 = try model("tiny-phi3")
         let defaults = try phi3.attachLoRA(LoRAConfiguration(), seed: 1)

@@ -12,9 +12,14 @@ Writes Tests/Fixtures/models/:
                          tiny-phi3.gguf with their tensors named as llama.cpp's convert_hf_to_gguf.py names them
                          (Qwen3: attn_q_norm / attn_k_norm, no Q/K permutation; Phi-3: attn_qkv, ffn_up holding
                          gate and up), F32, logits in tiny-*-gguf.json
+  tiny-qwen3/, tiny-phi3/ tokenizer.json + tokenizer_config.json: one byte-level BPE (Qwen2's pre-tokenizer,
+                         ChatML template) of 92 tokens, fewer than the models' 96 rows as in real Qwen models,
+                         trained with Hugging Face tokenizers on examples/orders and check_export.py's texts, so
+                         that `lathe export`, `lathe sft` and the reference checks run on the tiny models
 
 Run: python3 scripts/reference/models.py   (needs torch, transformers, gguf, safetensors)
      python3 scripts/reference/models.py --families   (only tiny-qwen3 and tiny-phi3; transformers 5.x, gguf-py)
+     python3 scripts/reference/models.py --family-tokenizer   (only their tokenizer; tokenizers 0.23)
 """
 import json, os, sys
 import numpy as np
@@ -220,8 +225,9 @@ def write_family_gguf(name, arch, model, cfg, batch):
 
 
 def write_families():
+    # 256 positions: room for check_export.py's texts and examples/orders in the tiny tokenizer's short tokens.
     base = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5,
                 initializer_range=0.25)
     # head_dim 16 with 4 heads: q is [64, 32], not [32, 32], as in Qwen3's real sizes (head_dim fixed at 128).
     qwen3 = Qwen3Config(**base, head_dim=16, tie_word_embeddings=True, rope_theta=1000000.0)
@@ -229,13 +235,47 @@ def write_families():
     write_family_gguf("tiny-qwen3", "qwen3", model, qwen3, batch)
     # No pad token: with one, transformers builds nn.Embedding(padding_idx=...), whose row gets no gradient.
     phi3 = Phi3Config(**base, tie_word_embeddings=False, rope_theta=10000.0, pad_token_id=None, bos_token_id=1,
-                      eos_token_id=2, original_max_position_embeddings=64)
+                      eos_token_id=2, original_max_position_embeddings=256)
     model, batch = save_tiny("tiny-phi3", phi3, torch.float32)
     write_family_gguf("tiny-phi3", "phi3", model, phi3, batch)
 
 
-if __name__ == "__main__" and "--families" in sys.argv:
+FAMILY_TOKENIZER_SIZE = 92
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def write_family_tokenizer():
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from check_export import CHAT, TEXT
+    corpus = [TEXT] + [m["content"] for m in CHAT]
+    for line in open(os.path.join(ROOT, "examples", "orders", "train.jsonl")):
+        corpus += [m["content"] for m in json.loads(line)["messages"]] + ["user\n", "assistant\n"]
+    qwen2 = json.load(open(os.path.join(ROOT, "Tests", "Fixtures", "tokenizers", "qwen2-pre.json")))["pattern"]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(qwen2), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    # No initial 256-byte alphabet: only the corpus's characters, so that the vocabulary fits the tiny model.
+    tokenizer.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=FAMILY_TOKENIZER_SIZE, special_tokens=specials,
+                                                              show_progress=False))
+    assert tokenizer.get_vocab_size() == FAMILY_TOKENIZER_SIZE, tokenizer.get_vocab_size()
+    for name in ("tiny-qwen3", "tiny-phi3"):
+        folder = os.path.join(OUT, name)
+        tokenizer.save(os.path.join(folder, "tokenizer.json"))
+        with open(os.path.join(folder, "tokenizer_config.json"), "w") as fh:
+            json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": None, "eos_token": "<|im_end|>",
+                       "pad_token": "<|endoftext|>", "model_max_length": 256, "chat_template": CHATML}, fh, indent=2)
+
+
+if __name__ == "__main__" and "--family-tokenizer" in sys.argv:
+    write_family_tokenizer()
+elif __name__ == "__main__" and "--families" in sys.argv:
     write_families()
+    write_family_tokenizer()
 elif __name__ == "__main__":
     write_tiny()
     if "--tiny-only" not in sys.argv:

@@ -22,6 +22,9 @@ public protocol ModelFamily: Sendable {
     func completeConfiguration(_ config: inout DecoderConfiguration, gguf file: GGUFFile) throws
     /// The family's own keys of the config.json Lathe writes (beside the shared ones).
     func huggingFaceFields(of config: DecoderConfiguration) -> [String: JSONValue]
+    /// The family's own `{architecture}.*` GGUF keys (without the prefix) that llama.cpp's converter writes beside
+    /// the shared ones (`ModelExport.huggingFaceMetadata`).
+    func ggufFields(of config: DecoderConfiguration) -> [(String, GGUFValue)]
 
     /// llama.cpp's names of a block's tensors (`attn_q`) → the Hugging Face module path within the block
     /// (`self_attn.q_proj`).
@@ -38,6 +41,7 @@ public protocol ModelFamily: Sendable {
 
 extension ModelFamily {
     public var name: String { modelTypes[0] }
+    public func ggufFields(of config: DecoderConfiguration) -> [(String, GGUFValue)] { [] }
 }
 
 /// The families Lathe runs: the one place that dispatches on `model_type` and `general.architecture`.

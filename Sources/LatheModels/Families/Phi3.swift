@@ -48,6 +48,12 @@ public struct Phi3Family: ModelFamily {
         ["original_max_position_embeddings": .number(Double(config.maxPositions)), "partial_rotary_factor": .number(1)]
     }
 
+    /// Phi3MiniModel.set_gguf_parameters: the context the (default) RoPE was trained for, and sliding_window 0 for
+    /// full attention (the context is already limited to a window, see above).
+    public func ggufFields(of config: DecoderConfiguration) -> [(String, GGUFValue)] {
+        [("rope.scaling.original_context_length", .uint32(UInt32(config.maxPositions))), ("attention.sliding_window", .uint32(0))]
+    }
+
     public let ggufLayerNames: [String: String] = [
         "attn_norm": "input_layernorm", "attn_qkv": "self_attn.qkv_proj", "attn_output": "self_attn.o_proj",
         "ffn_norm": "post_attention_layernorm", "ffn_up": "mlp.gate_up_proj", "ffn_down": "mlp.down_proj",
