@@ -412,9 +412,9 @@ extension DecoderModel {
                              input: s.inputs[layer].pointer, weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize,
                              eps: c.rmsNormEpsilon)
         }
-        // input = embedding rows of the tokens
+        // input = embedding rows of the tokens (not the padding row: transformers' padding_idx)
         if let dE = embedding.gradient, let tokens = s.tokens {
-            for (r, token) in tokens.enumerated() {
+            for (r, token) in tokens.enumerated() where token != c.paddingTokenID {
                 addInPlace(dE.pointer + token * hiddenSize, g.residual.pointer + r * hiddenSize, count: hiddenSize)
             }
         }

@@ -20,6 +20,10 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
     public var ropeFrequencyFactors: [Float]?
     public var tieWordEmbeddings: Bool
     public var maxPositions: Int
+    /// config.json's `pad_token_id` (GGUF: `tokenizer.ggml.padding_token_id`, as transformers reads it): transformers
+    /// builds `nn.Embedding(padding_idx:)` from it, whose row gets no gradient from the lookup, so full fine-tuning
+    /// leaves it to the (tied) head alone here too. It can be a token of the text: SmolLM2's is `<|im_end|>`.
+    public var paddingTokenID: Int?
 
     // The block's recipe: which optional stages the shared block runs, as the family decides.
     /// Biases on the q, k and v projections (qwen2).
@@ -139,6 +143,10 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
             ropeLlama3Scaling: llama3,
             tieWordEmbeddings: try fields.optionalBool("tie_word_embeddings") ?? false,
             maxPositions: try fields.optionalInt("max_position_embeddings") ?? 2048)
+        config.paddingTokenID = try fields.optionalInt("pad_token_id")
+        if let pad = config.paddingTokenID, !(0..<config.vocabularySize).contains(pad) {
+            throw fields.error("pad_token_id", "is \(pad), outside the vocabulary (vocab_size \(config.vocabularySize))")
+        }
         try family.completeConfiguration(&config, huggingFace: fields)
         try config.validate(source: source)
         return config
@@ -171,6 +179,8 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
             tieWordEmbeddings: file.tensor(named: "output.weight") == nil,
             maxPositions: try optionalInt(a + "context_length") ?? 2048)
         config.ropeFrequencyFactors = factors
+        // llama.cpp does not use it; out of the vocabulary it pads nothing.
+        config.paddingTokenID = try optionalInt("tokenizer.ggml.padding_token_id").flatMap { (0..<config.vocabularySize).contains($0) ? $0 : nil }
         try family.completeConfiguration(&config, gguf: file)
         try config.validate(source: file.url.path)
         if let factors, factors.count != config.headDim / 2 {
@@ -195,6 +205,7 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
         object.merge(family.huggingFaceFields(of: self)) { _, own in own }
         if let bosTokenID { object["bos_token_id"] = .number(Double(bosTokenID)) }
         if let eosTokenID { object["eos_token_id"] = .number(Double(eosTokenID)) }
+        if let paddingTokenID { object["pad_token_id"] = .number(Double(paddingTokenID)) }
         if let s = ropeLlama3Scaling {
             object["rope_scaling"] = .object(["rope_type": .string("llama3"), "factor": .number(s.factor),
                                               "low_freq_factor": .number(s.lowFrequencyFactor),

@@ -51,6 +51,38 @@ final class BackwardTests: XCTestCase {
         }
     }
 
+    /// With pad_token_id set to a token the batch uses, transformers' padding_idx leaves that embedding row only the
+    /// tied head's gradient (tiny-qwen3) or none (tiny-phi3); Lathe reads pad_token_id from config.json and matches.
+    func testPaddingRowGetsNoLookupGradient() throws {
+        for name in ["tiny-qwen3", "tiny-phi3"] {
+            let reference = try SafetensorsFile(url: fixtures.appendingPathComponent("training/\(name)-full-padding.safetensors"))
+            let pad = try XCTUnwrap(reference.metadata["pad"].flatMap { Int($0) })
+            let source = fixtures.appendingPathComponent("models/\(name)")
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-padding-\(UUID().uuidString)")
+            addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: source.appendingPathComponent("model.safetensors"),
+                                             to: folder.appendingPathComponent("model.safetensors"))
+            var config = try JSONValue.parse(Data(contentsOf: source.appendingPathComponent("config.json"))).object!
+            config["pad_token_id"] = .number(Double(pad))
+            try JSONValue.object(config).formatted().write(to: folder.appendingPathComponent("config.json"))
+
+            let model = try ModelFiles.open(folder).loadModel()
+            XCTAssertEqual(model.config.paddingTokenID, pad, name)
+            for p in model.parameters { p.trainable = true }
+            _ = try loss(model, backward: true)
+            for p in model.parameters {
+                compare(p.gradient!, try reference.floats(named: p.name), "\(name) \(p.name) with pad_token_id \(pad)")
+            }
+            // The fixture exercises the rule: without padding_idx the row's gradient differs.
+            let unpadded = try SafetensorsFile(url: fixtures.appendingPathComponent("training/\(name)-full.safetensors"))
+            let width = model.config.hiddenSize, rows = pad * width..<(pad + 1) * width
+            let padded = Array(try reference.floats(named: "model.embed_tokens.weight")[rows])
+            let plain = Array(try unpadded.floats(named: "model.embed_tokens.weight")[rows])
+            XCTAssertGreaterThan(largestDifference(padded, plain).0, 1e-2, name)
+        }
+    }
+
     func testLoRAGradientsMatchPEFT() throws {
         for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3"] {
             let model = try model(name)

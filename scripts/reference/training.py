@@ -10,7 +10,11 @@ For the tiny models of Tests/Fixtures/models (made by models.py), on a padded ba
   peft-tiny-qwen3/, peft-tiny-phi3/ (and -logits.json)  PEFT's own adapters on every linear of the family
                              (r=4, alpha=8, B non-zero; Phi-3's qkv_proj and gate_up_proj are one LoRA each) and
                              the adapted model's logits on the batch
+  <model>-full-padding.safetensors (tiny-qwen3, tied; tiny-phi3, untied)  the full gradient with pad_token_id set
+                             to ids[0][1], a token the batch uses: transformers' nn.Embedding(padding_idx=pad) gives
+                             that row no gradient from the lookup (a tied head still gives it one); metadata: pad
 Run: python3 scripts/reference/training.py   (needs torch, transformers, peft, safetensors)
+     python3 scripts/reference/training.py --padding   (only the *-full-padding fixtures; transformers 5.25)
      python3 scripts/reference/training.py --families   (only tiny-qwen3 and tiny-phi3: gradients and PEFT adapters;
                                                          transformers 5.25, peft as installed)
 """
@@ -53,6 +57,22 @@ def randomize_lora_b(peft_model, seed, std):
         for n, p in peft_model.named_parameters():
             if "lora_B" in n:
                 p.copy_(torch.randn_like(p) * std)
+
+
+if "--padding" in sys.argv:
+    pad = int(ids[0, 1])
+    for name in ["tiny-qwen3", "tiny-phi3"]:
+        model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, name), dtype=torch.float32, pad_token_id=pad)
+        assert model.model.embed_tokens.padding_idx == pad
+        model.config._attn_implementation = "eager"
+        loss, count = loss_of(model)
+        loss.backward()
+        grads = {n: p.grad.detach().clone().contiguous() for n, p in model.named_parameters()}
+        if model.config.tie_word_embeddings:
+            grads.pop("lm_head.weight", None)
+        save_file(grads, os.path.join(OUT, f"{name}-full-padding.safetensors"),
+                  metadata={"loss": repr(loss.item()), "count": str(count), "pad": str(pad)})
+    sys.exit(0)
 
 
 LINEARS = {"tiny-llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
