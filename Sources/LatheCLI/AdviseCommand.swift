@@ -85,7 +85,7 @@ public struct AdviseCommand: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: url.path) else {
                 throw AdviceError(field: "--model", problem: "\(url.path): no such file")
             }
-            let config = try LlamaConfiguration.decode(huggingFaceJSON: data, source: url.path)
+            let config = try DecoderConfiguration.decode(huggingFaceJSON: data, source: url.path)
             let runtime = RuntimeBaseline(processBytes: RuntimeBaseline.measuredProcessBytes, modelFileBytes: config.parameterCount * 2,
                                           tokenizerBytes: config.vocabularySize * RuntimeBaseline.measuredTokenizerBytesPerToken,
                                           tokenizerLoadingBytes: config.vocabularySize * RuntimeBaseline.measuredTokenizerLoadingBytesPerToken)

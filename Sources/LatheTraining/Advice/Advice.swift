@@ -235,7 +235,7 @@ public enum Advisor {
 
     /// Tokens per row: every row whole (rounded up to 64), unless the longest is over twice the 95th percentile —
     /// then the 95th percentile, cutting the few outliers; never past the model's positions.
-    static func maxLength(_ data: DataSummary?, config: LlamaConfiguration, warnings: inout [String]) -> Int {
+    static func maxLength(_ data: DataSummary?, config: DecoderConfiguration, warnings: inout [String]) -> Int {
         func rounded(_ tokens: Int) -> Int { (tokens + 8 + 63) / 64 * 64 }
         guard let lengths = data?.lengths else {
             warnings.append("no rows measured: settings assume 512-token rows")
@@ -290,7 +290,7 @@ public enum Advisor {
     /// LM head, plus attention's two products over half the row on average; full fine-tuning's backward is twice
     /// the forward (input and weight gradients), LoRA's once (input gradients; the adapters' own are negligible);
     /// checkpointing adds a forward, a reference model's log-probabilities another.
-    public static func flopsPerToken(_ config: LlamaConfiguration, method: MemoryPlan.Method, length: Int, checkpointing: Bool,
+    public static func flopsPerToken(_ config: DecoderConfiguration, method: MemoryPlan.Method, length: Int, checkpointing: Bool,
                                      referencePass: Bool) -> Double {
         let q = config.headCount * config.headDim, kv = config.kvHeadCount * config.headDim
         let blockWeights = config.hiddenSize * (2 * q + 2 * kv) + 3 * config.hiddenSize * config.intermediateSize

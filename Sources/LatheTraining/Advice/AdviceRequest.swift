@@ -38,7 +38,7 @@ public enum Goal: String, Sendable, CaseIterable, Codable {
 public struct ModelShape: Sendable {
     /// A path, or the table's name and source repository.
     public var name: String
-    public var config: LlamaConfiguration
+    public var config: DecoderConfiguration
     /// The process, model file and tokenizer a training run holds besides its tensors (`lathe plan`'s estimate).
     public var runtime: RuntimeBaseline
     /// The path `model:` of a written configuration takes (nil: the model is not on this machine).
@@ -47,7 +47,7 @@ public struct ModelShape: Sendable {
     /// preference tuning can start from the model itself.
     public var hasChatTemplate: Bool
 
-    public init(name: String, config: LlamaConfiguration, runtime: RuntimeBaseline, loadablePath: String?, hasChatTemplate: Bool) {
+    public init(name: String, config: DecoderConfiguration, runtime: RuntimeBaseline, loadablePath: String?, hasChatTemplate: Bool) {
         self.name = name; self.config = config; self.runtime = runtime; self.loadablePath = loadablePath; self.hasChatTemplate = hasChatTemplate
     }
 

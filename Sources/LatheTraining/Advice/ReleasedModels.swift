@@ -14,7 +14,7 @@ public struct ReleasedModel: Sendable, Equatable {
     public let size: String
     /// The parameters the model card states, in billions (the tests' yardstick for the shape).
     public let statedBillions: Double
-    public let config: LlamaConfiguration
+    public let config: DecoderConfiguration
 
     /// Models of the plain llama block (and Qwen2's with q/k/v biases). Gemma 3's also has q/k norms and two more
     /// norms per block (4·hidden + 2·head_dim values a layer, under 0.1% of any size here): its memory is planned
@@ -35,20 +35,20 @@ public struct ReleasedModel: Sendable, Equatable {
         llama3("llama-3.1-70b", "meta-llama/Llama-3.1-70B", size: "70B", stated: 70.6, hidden: 8192, intermediate: 28672, layers: 80,
                heads: 64, kvHeads: 8, tied: false, factor: 8),
         ReleasedModel(name: "codellama-34b", source: "codellama/CodeLlama-34b-hf", architecture: "llama", size: "34B", statedBillions: 33.7,
-                      config: LlamaConfiguration(modelType: "llama", vocabularySize: 32000, hiddenSize: 8192, intermediateSize: 22016,
+                      config: DecoderConfiguration(modelType: "llama", vocabularySize: 32000, hiddenSize: 8192, intermediateSize: 22016,
                                                  layerCount: 48, headCount: 64, kvHeadCount: 8, ropeTheta: 1_000_000, maxPositions: 16384)),
         // The QLoRA paper's largest model (65B on one 48 GB GPU).
         llama2("llama-65b", "huggyllama/llama-65b", size: "65B", stated: 65.2, hidden: 8192, intermediate: 22016, layers: 80, heads: 64,
                kvHeads: 64, positions: 2048),
         ReleasedModel(name: "mistral-7b", source: "mistralai/Mistral-7B-v0.1", architecture: "mistral", size: "7B", statedBillions: 7.24,
-                      config: LlamaConfiguration(modelType: "mistral", vocabularySize: 32000, hiddenSize: 4096, intermediateSize: 14336,
+                      config: DecoderConfiguration(modelType: "mistral", vocabularySize: 32000, hiddenSize: 4096, intermediateSize: 14336,
                                                  layerCount: 32, headCount: 32, kvHeadCount: 8, ropeTheta: 10000, maxPositions: 32768)),
         // SmolLM2 (llama architecture, 49,152 tokens, tied embeddings).
         ReleasedModel(name: "smollm2-135m", source: "HuggingFaceTB/SmolLM2-135M-Instruct", architecture: "llama", size: "135M", statedBillions: 0.135,
-                      config: LlamaConfiguration(modelType: "llama", vocabularySize: 49152, hiddenSize: 576, intermediateSize: 1536, layerCount: 30,
+                      config: DecoderConfiguration(modelType: "llama", vocabularySize: 49152, hiddenSize: 576, intermediateSize: 1536, layerCount: 30,
                                                  headCount: 9, kvHeadCount: 3, ropeTheta: 100_000, tieWordEmbeddings: true, maxPositions: 8192)),
         ReleasedModel(name: "smollm2-1.7b", source: "HuggingFaceTB/SmolLM2-1.7B-Instruct", architecture: "llama", size: "1.7B", statedBillions: 1.71,
-                      config: LlamaConfiguration(modelType: "llama", vocabularySize: 49152, hiddenSize: 2048, intermediateSize: 8192, layerCount: 24,
+                      config: DecoderConfiguration(modelType: "llama", vocabularySize: 49152, hiddenSize: 2048, intermediateSize: 8192, layerCount: 24,
                                                  headCount: 32, kvHeadCount: 32, ropeTheta: 130_000, tieWordEmbeddings: true, maxPositions: 8192)),
         // Qwen2.5 (q/k/v biases; embeddings tied up to 3B).
         qwen2("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B", size: "0.5B", stated: 0.49, vocabulary: 151936, hidden: 896, intermediate: 4864, layers: 24,
@@ -102,14 +102,14 @@ public struct ReleasedModel: Sendable, Equatable {
     private static func llama2(_ name: String, _ source: String, size: String, stated: Double, hidden: Int, intermediate: Int, layers: Int,
                                heads: Int, kvHeads: Int, positions: Int = 4096) -> ReleasedModel {
         ReleasedModel(name: name, source: source, architecture: "llama", size: size, statedBillions: stated,
-                      config: LlamaConfiguration(modelType: "llama", vocabularySize: 32000, hiddenSize: hidden, intermediateSize: intermediate,
+                      config: DecoderConfiguration(modelType: "llama", vocabularySize: 32000, hiddenSize: hidden, intermediateSize: intermediate,
                                                  layerCount: layers, headCount: heads, kvHeadCount: kvHeads, maxPositions: positions))
     }
 
     private static func llama3(_ name: String, _ source: String, size: String, stated: Double, hidden: Int, intermediate: Int, layers: Int,
                                heads: Int, kvHeads: Int, tied: Bool, factor: Double) -> ReleasedModel {
         ReleasedModel(name: name, source: source, architecture: "llama", size: size, statedBillions: stated,
-                      config: LlamaConfiguration(modelType: "llama", vocabularySize: 128256, hiddenSize: hidden, intermediateSize: intermediate,
+                      config: DecoderConfiguration(modelType: "llama", vocabularySize: 128256, hiddenSize: hidden, intermediateSize: intermediate,
                                                  layerCount: layers, headCount: heads, kvHeadCount: kvHeads, ropeTheta: 500_000,
                                                  ropeLlama3Scaling: .init(factor: factor, lowFrequencyFactor: 1, highFrequencyFactor: 4,
                                                                           originalMaxPositions: 8192),
@@ -119,7 +119,7 @@ public struct ReleasedModel: Sendable, Equatable {
     private static func qwen2(_ name: String, _ source: String, size: String, stated: Double, vocabulary: Int, hidden: Int, intermediate: Int,
                               layers: Int, heads: Int, kvHeads: Int, tied: Bool) -> ReleasedModel {
         ReleasedModel(name: name, source: source, architecture: "qwen2", size: size, statedBillions: stated,
-                      config: LlamaConfiguration(modelType: "qwen2", vocabularySize: vocabulary, hiddenSize: hidden, intermediateSize: intermediate,
+                      config: DecoderConfiguration(modelType: "qwen2", vocabularySize: vocabulary, hiddenSize: hidden, intermediateSize: intermediate,
                                                  layerCount: layers, headCount: heads, kvHeadCount: kvHeads, ropeTheta: 1_000_000,
                                                  tieWordEmbeddings: tied, attentionBias: true, maxPositions: 32768))
     }
@@ -127,7 +127,7 @@ public struct ReleasedModel: Sendable, Equatable {
     private static func gemma3(_ name: String, _ source: String, size: String, stated: Double, vocabulary: Int, hidden: Int, intermediate: Int,
                                layers: Int, heads: Int, kvHeads: Int, headDim: Int) -> ReleasedModel {
         ReleasedModel(name: name, source: source, architecture: "gemma3", size: size, statedBillions: stated,
-                      config: LlamaConfiguration(modelType: "gemma3", vocabularySize: vocabulary, hiddenSize: hidden, intermediateSize: intermediate,
+                      config: DecoderConfiguration(modelType: "gemma3", vocabularySize: vocabulary, hiddenSize: hidden, intermediateSize: intermediate,
                                                  layerCount: layers, headCount: heads, kvHeadCount: kvHeads, headDim: headDim, rmsNormEpsilon: 1e-6,
                                                  ropeTheta: 1_000_000, tieWordEmbeddings: true, maxPositions: 32768))
     }
