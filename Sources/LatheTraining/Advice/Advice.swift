@@ -127,7 +127,7 @@ public enum Advisor {
             } else if let fit = sizer.fit(.lora, targetBatch: targetBatch) {
                 method = .lora; fitted = fit
                 reasons.append(wantsFull ? "LoRA: full fine-tuning would suit this much data but does not fit (\(mib(sizer.smallest(.full).bytes)) MiB at batch 1)"
-                               : String(format: "LoRA: the cheapest method that fits; full fine-tuning pays for its memory only with ≥ %.1f tokens per parameter on a domain or skill (here %.3f)", fullFineTuningTokensPerParameter, perParameter))
+                               : String(format: "LoRA: the cheapest method that fits; full fine-tuning pays for its memory only with ≥ %.1f tokens per parameter on a domain or skill (here %.2g)", fullFineTuningTokensPerParameter, perParameter))
             } else if let fit = sizer.fit(.qlora, targetBatch: targetBatch) {
                 method = .qlora; fitted = fit
                 reasons.append("QLoRA: LoRA on a \(sizer.loraBaseName) base does not fit (\(mib(sizer.smallest(.lora).bytes)) MiB at batch 1 with checkpointing, budget \(mib(budget)) MiB); an NF4 base does")
