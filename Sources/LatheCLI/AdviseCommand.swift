@@ -86,11 +86,8 @@ public struct AdviseCommand: ParsableCommand {
                 throw AdviceError(field: "--model", problem: "\(url.path): no such file")
             }
             let config = try DecoderConfiguration.decode(huggingFaceJSON: data, source: url.path)
-            let runtime = RuntimeBaseline(processBytes: RuntimeBaseline.measuredProcessBytes, modelFileBytes: config.parameterCount * 2,
-                                          tokenizerBytes: config.vocabularySize * RuntimeBaseline.measuredTokenizerBytesPerToken,
-                                          tokenizerLoadingBytes: config.vocabularySize * RuntimeBaseline.measuredTokenizerLoadingBytesPerToken)
             return (ModelShape(name: url.path + " (a config alone: the file is assumed to be bf16 safetensors)", config: config,
-                               runtime: runtime, loadablePath: nil, hasChatTemplate: false), nil)
+                               runtime: ModelShape.runtimeWithoutFile(config), loadablePath: nil, hasChatTemplate: false), nil)
         }
         let files = try ModelFiles.open(try ModelLocator.resolve(reference))
         let config = try files.configuration()

@@ -51,14 +51,18 @@ public struct ModelShape: Sendable {
         self.name = name; self.config = config; self.runtime = runtime; self.loadablePath = loadablePath; self.hasChatTemplate = hasChatTemplate
     }
 
-    /// A model from the table: no file, so the runtime assumes the bf16 safetensors a download would bring.
+    /// A model from the table: no file, so the runtime is `runtimeWithoutFile`'s.
     public init(released model: ReleasedModel) {
-        let c = model.config
-        self.init(name: "\(model.name) (\(model.source), shape from its config.json)", config: c,
-                  runtime: RuntimeBaseline(processBytes: RuntimeBaseline.measuredProcessBytes, modelFileBytes: c.parameterCount * 2,
-                                           tokenizerBytes: c.vocabularySize * RuntimeBaseline.measuredTokenizerBytesPerToken,
-                                           tokenizerLoadingBytes: c.vocabularySize * RuntimeBaseline.measuredTokenizerLoadingBytesPerToken),
-                  loadablePath: nil, hasChatTemplate: false)
+        self.init(name: "\(model.name) (\(model.source), shape from its config.json)", config: model.config,
+                  runtime: Self.runtimeWithoutFile(model.config), loadablePath: nil, hasChatTemplate: false)
+    }
+
+    /// The runtime of a model known by its shape alone: the measured process, the bf16 safetensors a download
+    /// would bring, and the tokenizer scaled by the vocabulary (as `RuntimeBaseline.estimate` scales it).
+    public static func runtimeWithoutFile(_ c: DecoderConfiguration) -> RuntimeBaseline {
+        RuntimeBaseline(processBytes: RuntimeBaseline.measuredProcessBytes, modelFileBytes: c.parameterCount * 2,
+                        tokenizerBytes: c.vocabularySize * RuntimeBaseline.measuredTokenizerBytesPerToken,
+                        tokenizerLoadingBytes: c.vocabularySize * RuntimeBaseline.measuredTokenizerLoadingBytesPerToken)
     }
 }
 
