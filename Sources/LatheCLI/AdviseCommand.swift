@@ -142,7 +142,7 @@ public struct AdviseCommand: ParsableCommand {
         print("")
         print("pipeline: \(advice.pipeline.joined(separator: " → "))   method: \(advice.method.rawValue)")
         let s = advice.settings
-        print("settings: batch \(s.batchSize) × grad-accum \(s.gradientAccumulation), max length \(s.maxLength), \(s.epochs) epochs, lr \(s.learningRate), "
+        print("settings: batch \(s.batchSize) × grad-accum \(s.gradientAccumulation), max length \(s.maxLength) (longest row \(s.peakLength)), \(s.epochs) epochs, lr \(s.learningRate), "
               + "\(s.optimizer.rawValue)" + (s.gradientCheckpointing ? ", gradient checkpointing" : "")
               + (s.lora.map { ", LoRA rank \($0.rank) alpha \(Int($0.alpha)) on \($0.targets.joined(separator: ","))" } ?? ""))
         print("memory (\(advice.memoryModel == "lathe" ? "lathe plan on this CPU" : "on paper"), at these settings):")

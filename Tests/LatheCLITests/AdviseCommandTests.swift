@@ -60,9 +60,11 @@ final class AdviseCommandTests: XCTestCase {
         XCTAssertEqual(resolved.batchSize, settings["batch_size"] as? Int)
         XCTAssertEqual(resolved.sft.maxLength, settings["max_length"] as? Int)
         XCTAssertEqual(resolved.method, .lora)
-        // The memory is lathe plan's at the same settings.
+        // The memory is lathe plan's at the same batch and the longest row (batches are padded to their longest).
+        let peak = try XCTUnwrap(settings["peak_length"] as? Int)
+        XCTAssertLessThanOrEqual(peak, resolved.sft.maxLength)
         let plan = try LatheProcess.run(["plan", "--json", "--model", model.path, "--method", "lora", "--batch", "\(resolved.batchSize)",
-                                         "--seq", "\(resolved.sft.maxLength)", "--lora-rank", "\(resolved.lora.rank)"])
+                                         "--seq", "\(peak)", "--lora-rank", "\(resolved.lora.rank)"])
         let planned = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8)) as? [String: Any])
         XCTAssertEqual(memory["lora"], planned["total_mib"] as? Double)
     }

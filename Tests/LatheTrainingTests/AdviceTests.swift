@@ -70,6 +70,7 @@ final class AdviceTests: XCTestCase {
         XCTAssertEqual(advice.settings.lora?.rank, 8)
         XCTAssertEqual(advice.settings.lora?.targets, ["all-linear"])
         XCTAssertEqual(advice.settings.maxLength, 320, "the longest row (300) + 8, rounded up to 64")
+        XCTAssertEqual(advice.settings.peakLength, 300, "batches are padded to their longest row, not to max_length")
         XCTAssertEqual(advice.settings.batchSize * advice.settings.gradientAccumulation, 16)
         XCTAssertFalse(advice.warnings.contains { $0.contains("examples for") }, "500 rows are enough for a format: \(advice.warnings)")
     }
@@ -98,7 +99,7 @@ final class AdviceTests: XCTestCase {
         XCTAssertEqual(base.pipeline, ["orpo"])
         // Pairs are two rows each: the plan holds twice the batch's rows.
         let sizer = MethodSizer(request: AdviceRequest(model: try model("smollm2-135m"), data: pairs, goal: .style, hardware: cpu(16 * Self.gib)),
-                                lora: base.settings.lora!, length: base.settings.maxLength, sequencesPerItem: 2)
+                                lora: base.settings.lora!, length: base.settings.peakLength, sequencesPerItem: 2)
         XCTAssertEqual(base.memoryMiB["lora"], Advisor.mib(sizer.bytes(.lora, batchSize: base.settings.batchSize, checkpointing: false, optimizer: .adamw)))
     }
 
@@ -159,7 +160,7 @@ final class AdviceTests: XCTestCase {
         let long = data(.sft, rows: 2000, median: 3000, max: 4000)
         let request = AdviceRequest(model: shape, data: long, goal: .skill, hardware: gpu(80))
         let lora = LoRAConfiguration(rank: 16, alpha: 32, targets: ["all-linear"])
-        let sizer = MethodSizer(request: request, lora: lora, length: 4032, sequencesPerItem: 1)
+        let sizer = MethodSizer(request: request, lora: lora, length: 4000, sequencesPerItem: 1)
         let plain = sizer.bytes(.qlora, batchSize: 1, checkpointing: false, optimizer: .adamw)
         let checkpointed = sizer.bytes(.qlora, batchSize: 1, checkpointing: true, optimizer: .adamw)
         XCTAssertLessThan(checkpointed, plain)
@@ -170,6 +171,7 @@ final class AdviceTests: XCTestCase {
         let advice = try advise(shape, long, .skill, hardware)
         XCTAssertEqual(advice.method, .qlora)
         XCTAssertEqual(advice.settings.maxLength, 4032)
+        XCTAssertEqual(advice.settings.peakLength, 4000)
         XCTAssertTrue(advice.settings.gradientCheckpointing)
         XCTAssertEqual(advice.settings.batchSize, 1)
         XCTAssertEqual(advice.settings.gradientAccumulation, 16)
@@ -192,7 +194,7 @@ final class AdviceTests: XCTestCase {
         let advice = try advise(shape, data(.sft, rows: 500), .skill, cpu(16 * Self.gib, bf16: bf16))
         let s = advice.settings
         for (method, base) in [(MemoryPlan.Method.full, 2.0), (.lora, 2.0), (.qlora, MemoryPlan.nf4BytesPerValue)] {
-            let plan = MemoryPlan(config: shape.config, method: method, batchSize: s.batchSize, length: s.maxLength,
+            let plan = MemoryPlan(config: shape.config, method: method, batchSize: s.batchSize, length: s.peakLength,
                                   lora: s.lora!, gradientCheckpointing: s.gradientCheckpointing, optimizer: .adamw,
                                   baseBytesPerValue: base, compactBaseMultipliesNatively: base == 2, runtime: shape.runtime)
             XCTAssertEqual(advice.memoryMiB[method.rawValue], Advisor.mib(plan.totalBytes), method.rawValue)
@@ -241,7 +243,7 @@ final class AdviceTests: XCTestCase {
         let time = try XCTUnwrap(advice.time)
         XCTAssertEqual(time.tokensPerEpoch, d.totalTokens)
         // LoRA: forward + input gradients, 4 FLOPs per weight of the products (SmolLM2: 106M in the blocks, 28M in the head).
-        let perToken = Advisor.flopsPerToken(shape.config, method: .lora, length: advice.settings.maxLength, checkpointing: false, referencePass: false)
+        let perToken = Advisor.flopsPerToken(shape.config, method: .lora, length: advice.settings.peakLength, checkpointing: false, referencePass: false)
         XCTAssertEqual(time.flopsPerToken, perToken)
         XCTAssertGreaterThan(perToken, 4 * 134e6)
         XCTAssertLessThan(perToken, 4 * 134e6 * 1.1)
@@ -272,6 +274,7 @@ final class AdviceTests: XCTestCase {
         let d = data(.sft, rows: 1000, median: 200, max: 5000)
         let advice = try advise(try model("smollm2-135m"), d, .skill, cpu(16 * Self.gib))
         XCTAssertEqual(advice.settings.maxLength, (d.lengths!.p95 + 8 + 63) / 64 * 64)
+        XCTAssertEqual(advice.settings.peakLength, advice.settings.maxLength, "the longest rows are cut to max_length")
         XCTAssertTrue(advice.warnings.contains { $0.contains("longest 5000") }, "\(advice.warnings)")
     }
 

@@ -9,7 +9,7 @@ public struct Advice: Sendable, Encodable {
     public var method: MemoryPlan.Method
     /// The stages in order: "rag" (no training: retrieval first), then trainers as their commands are named.
     public var pipeline: [String]
-    /// Peak MiB of each method at the advised batch, length and checkpointing.
+    /// Peak MiB of each method at the advised batch, its longest row (`Settings.peakLength`) and checkpointing.
     public var memoryMiB: [String: Double]
     /// Which methods fit the budget at those settings.
     public var fits: [String: Bool]
@@ -40,6 +40,9 @@ public struct Advice: Sendable, Encodable {
         public var batchSize: Int
         public var gradientAccumulation: Int
         public var maxLength: Int
+        /// The longest row the trainer will see (at most `maxLength`): the memory is planned at it, as batches are
+        /// padded to their longest row.
+        public var peakLength: Int
         public var gradientCheckpointing: Bool
         /// nil for full fine-tuning.
         public var lora: LoRAConfiguration?
@@ -51,7 +54,7 @@ public struct Advice: Sendable, Encodable {
 
         enum CodingKeys: String, CodingKey {
             case lora, optimizer, epochs
-            case batchSize = "batch_size", gradientAccumulation = "gradient_accumulation", maxLength = "max_length"
+            case batchSize = "batch_size", gradientAccumulation = "gradient_accumulation", maxLength = "max_length", peakLength = "peak_length"
             case gradientCheckpointing = "gradient_checkpointing", learningRate = "learning_rate", warmupSteps = "warmup_steps"
             case stepsPerEpoch = "steps_per_epoch"
         }
@@ -98,11 +101,14 @@ public enum Advisor {
         let trainer = pipeline.first { $0 != Advice.retrieval } ?? "sft"
         let objective = PreferenceMethod(rawValue: trainer)
         let length = maxLength(request.data, config: config, warnings: &warnings)
+        // The trainers pad each batch to its longest row: the peak step holds the longest row, cut at the limit.
+        var peakLength = length
+        if let data = request.data, let lengths = data.lengths { peakLength = min(length, lengths.max + data.specialTokenAllowance) }
         let rows = request.data?.rows
         let targetBatch = rows.map { $0 >= 320 ? 16 : $0 >= 64 ? 8 : 4 } ?? 16
         let rank = [.format, .style].contains(request.goal) ? 8 : 16
         let lora = LoRAConfiguration(rank: rank, alpha: Float(2 * rank), targets: ["all-linear"])
-        let sizer = MethodSizer(request: request, lora: lora, length: length, sequencesPerItem: objective?.sequencesPerItem ?? 1)
+        let sizer = MethodSizer(request: request, lora: lora, length: peakLength, sequencesPerItem: objective?.sequencesPerItem ?? 1)
         let budget = request.hardware.budgetBytes
 
         // The cheapest method that fits: LoRA; full fine-tuning where the data is large enough to use it; QLoRA
@@ -114,7 +120,7 @@ public enum Advisor {
                 fitted = fit
             } else {
                 fitted = sizer.smallest(forced)
-                warnings.append("\(forced.rawValue) does not fit: \(mib(fitted.bytes)) MiB at batch 1 × \(length) tokens with gradient checkpointing, budget \(mib(budget)) MiB")
+                warnings.append("\(forced.rawValue) does not fit: \(mib(fitted.bytes)) MiB at batch 1 × \(peakLength) tokens with gradient checkpointing, budget \(mib(budget)) MiB")
             }
             reasons.append("method \(forced.rawValue): as asked (--method)")
         } else {
@@ -134,7 +140,7 @@ public enum Advisor {
             } else {
                 method = .qlora; fitted = sizer.smallest(.qlora)
                 reasons.append("QLoRA: the smallest method, though nothing fits")
-                warnings.append("nothing fits: QLoRA needs \(mib(fitted.bytes)) MiB at batch 1 × \(length) tokens with gradient checkpointing, budget \(mib(budget)) MiB: shorten the rows, take a smaller model or more memory")
+                warnings.append("nothing fits: QLoRA needs \(mib(fitted.bytes)) MiB at batch 1 × \(peakLength) tokens with gradient checkpointing, budget \(mib(budget)) MiB: shorten the rows, take a smaller model or more memory")
             }
         }
         if fitted.gradientCheckpointing {
@@ -149,7 +155,7 @@ public enum Advisor {
         let epochs = rows.map { $0 < 1000 ? 3 : $0 < 10000 ? 2 : 1 } ?? 1
         let learningRate = method == .full ? 2e-5 : config.parameterCount > 20_000_000_000 ? 1e-4 : 2e-4
         let settings = Advice.Settings(
-            batchSize: fitted.batchSize, gradientAccumulation: accumulation, maxLength: length,
+            batchSize: fitted.batchSize, gradientAccumulation: accumulation, maxLength: length, peakLength: peakLength,
             gradientCheckpointing: fitted.gradientCheckpointing, lora: method == .full ? nil : lora, optimizer: fitted.optimizer,
             epochs: epochs, learningRate: learningRate, warmupSteps: steps.map { max(1, $0 * epochs * 3 / 100) } ?? 0, stepsPerEpoch: steps)
         reasons.append("batch \(fitted.batchSize) × \(accumulation) accumulated = \(fitted.batchSize * accumulation) rows per step, \(length) tokens per row, \(epochs) epoch\(epochs == 1 ? "" : "s")"
@@ -168,7 +174,7 @@ public enum Advisor {
             guard let data = request.data else { return nil }
             let sequences = objective?.sequencesPerItem ?? 1
             let tokens = data.totalTokens * sequences
-            let perToken = flopsPerToken(config, method: method, length: length, checkpointing: fitted.gradientCheckpointing,
+            let perToken = flopsPerToken(config, method: method, length: peakLength, checkpointing: fitted.gradientCheckpointing,
                                          referencePass: objective?.needsReference ?? false)
             return Advice.TimeEstimate(tokensPerEpoch: tokens, flopsPerToken: perToken, flopsPerSecond: rate,
                                        seconds: Double(tokens * epochs) * perToken / rate)

@@ -110,6 +110,12 @@ public struct DataSummary: Sendable, Codable, Equatable {
     public var rowsWithoutStopToken: Int?
     public var eosCheckedRows: Int
 
+    /// Tokens the renderer adds to a measured row: a conversation's are in its rendered length, text and
+    /// prompt/completion rows get BOS and EOS.
+    public var specialTokenAllowance: Int {
+        [DatasetFormat.messages, .alpaca, .sharegpt].map(\.rawValue).contains(format) ? 0 : 2
+    }
+
     /// The ratio a length without a tokenizer is estimated with (English text in a 32k–150k-token BPE: 3.5–4.5).
     public static let charactersPerToken = 4.0
 
