@@ -28,9 +28,18 @@ public struct AddedToken: Sendable, Hashable {
     }
 }
 
+/// A token's text compared scalar by scalar. Swift's `String` equality is canonical equivalence, under which
+/// "য়" (U+09DF) and "য" + U+09BC, two different SentencePiece tokens, would be one dictionary key.
+struct ExactText: Hashable {
+    let scalars: [Unicode.Scalar]
+
+    init(_ text: String) { scalars = Array(text.unicodeScalars) }
+    init(_ scalars: [Unicode.Scalar]) { self.scalars = scalars }
+}
+
 /// Byte-level (GPT-2 style) or SentencePiece-style BPE, as Hugging Face `tokenizers` and llama.cpp run it:
 /// added tokens first, then normalizer, pre-tokenizer, ranked merges per word, and a decoder chain.
-public struct BPETokenizer: Sendable {
+public struct Tokenizer: Sendable {
     /// One normalizer step (Hugging Face `normalizer`).
     enum NormalizerStep: Sendable {
         case prepend(String)
@@ -56,10 +65,10 @@ public struct BPETokenizer: Sendable {
 
     /// Every token's text as `decode` spells it; a token's id is its index.
     public let vocabulary: [String]
-    private let idForToken: [String: Int]
+    private let idForToken: [ExactText: Int]
     /// Single-scalar tokens by scalar value: the starting symbols of every word.
     private let idForScalar: [UInt32: Int32]
-    /// Read by `rankedMerges` (BPETokenizer+Save.swift).
+    /// Read by `rankedMerges` (Tokenizer+Save.swift).
     let merges: [UInt64: Merge]
     public let addedTokens: [AddedToken]
     private let rawMatcher: AddedTokenMatcher
@@ -94,11 +103,11 @@ public struct BPETokenizer: Sendable {
             decodedVocabulary[id] = text
         }
         self.vocabulary = decodedVocabulary
-        var idForToken: [String: Int] = [:]
+        var idForToken: [ExactText: Int] = [:]
         idForToken.reserveCapacity(vocabulary.count)
         var idForScalar: [UInt32: Int32] = [:]
         for (id, token) in vocabulary.enumerated() {
-            idForToken[token] = id
+            idForToken[ExactText(token)] = id
             let scalars = token.unicodeScalars
             if scalars.count == 1, let scalar = scalars.first { idForScalar[scalar.value] = Int32(id) }
         }
@@ -106,13 +115,13 @@ public struct BPETokenizer: Sendable {
         merges.reserveCapacity(mergeLines.count)
         for (rank, (left, right)) in mergeLines.enumerated() {
             let merge = "\(left) \(right)"
-            guard let leftID = idForToken[left] else {
+            guard let leftID = idForToken[ExactText(left)] else {
                 throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge, token: left)
             }
-            guard let rightID = idForToken[right] else {
+            guard let rightID = idForToken[ExactText(right)] else {
                 throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge, token: right)
             }
-            guard let resultID = idForToken[left + right] else {
+            guard let resultID = idForToken[ExactText(left + right)] else {
                 throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge,
                                                          token: left + right)
             }
@@ -134,7 +143,7 @@ public struct BPETokenizer: Sendable {
             var ids: [Int] = []
             for byte in 0..<256 {
                 let name = String(format: "<0x%02X>", byte)
-                guard let id = idForToken[name] else {
+                guard let id = idForToken[ExactText(name)] else {
                     throw TokenizerError.unknownToken(field: "\(source): byte_fallback", token: name)
                 }
                 ids.append(id)
@@ -164,53 +173,6 @@ public struct BPETokenizer: Sendable {
         self.eosTokenID = eosTokenID
     }
 
-    /// Builds the tokenizer a GGUF file describes with its `tokenizer.ggml.*` metadata (`model` = "gpt2").
-    ///
-    /// - Parameters:
-    ///   - vocabulary: `tokenizer.ggml.tokens`; the id of a token is its index.
-    ///   - merges: `tokenizer.ggml.merges`, each "left right".
-    ///   - tokenTypes: `tokenizer.ggml.token_type`; 3 (control) tokens are special, 3 and 4 (user-defined)
-    ///     are matched whole in raw text.
-    ///   - preTokenizer: `PreTokenizer(ggufName:)` of `tokenizer.ggml.pre`.
-    ///   - addBOS, addEOS: `tokenizer.ggml.add_bos_token` / `add_eos_token`.
-    public init(vocabulary: [String], merges: [String], tokenTypes: [Int32]?, preTokenizer: PreTokenizer,
-                bosTokenID: Int?, eosTokenID: Int?, addBOS: Bool, addEOS: Bool = false,
-                unknownTokenID: Int? = nil) throws {
-        var pairs: [(String, String)] = []
-        pairs.reserveCapacity(merges.count)
-        for (index, line) in merges.enumerated() {
-            // As llama.cpp: the first space after the first character separates the two tokens.
-            guard let space = line.unicodeScalars.dropFirst().firstIndex(of: " ") else {
-                throw TokenizerError.malformedMerge(source: "tokenizer.ggml.merges", index: index, merge: line)
-            }
-            let left = String(line.unicodeScalars[..<space])
-            let right = String(line.unicodeScalars[line.unicodeScalars.index(after: space)...])
-            guard !right.isEmpty else {
-                throw TokenizerError.malformedMerge(source: "tokenizer.ggml.merges", index: index, merge: line)
-            }
-            pairs.append((left, right))
-        }
-        var added: [AddedToken] = []
-        if let tokenTypes {
-            guard tokenTypes.count == vocabulary.count else {
-                throw TokenizerError.lengthMismatch(field: "tokenizer.ggml.token_type", expected: vocabulary.count,
-                                                    actual: tokenTypes.count)
-            }
-            for (id, type) in tokenTypes.enumerated() where type == 3 || type == 4 {
-                added.append(AddedToken(content: vocabulary[id], id: id, isSpecial: type == 3))
-            }
-        }
-        var prefix: [Int] = []
-        var suffix: [Int] = []
-        if addBOS, let bosTokenID { prefix.append(bosTokenID) }
-        if addEOS, let eosTokenID { suffix.append(eosTokenID) }
-        try self.init(vocabulary: vocabulary, merges: pairs, mergesSource: "tokenizer.ggml.merges", addedTokens: added,
-                      preTokenizer: preTokenizer, normalizer: [], decoder: [.byteLevel], byteFallback: false,
-                      unknownTokenID: unknownTokenID, fusesUnknown: false,
-                      ignoresMerges: preTokenizer.ggufIgnoresMerges, prefixIDs: prefix, suffixIDs: suffix,
-                      bosTokenID: bosTokenID, eosTokenID: eosTokenID, source: "GGUF tokenizer.ggml")
-    }
-
     static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
         UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
     }
@@ -221,7 +183,7 @@ public struct BPETokenizer: Sendable {
     }
 
     /// The id of a token spelled as in the vocabulary.
-    public func id(of token: String) -> Int? { idForToken[token] }
+    public func id(of token: String) -> Int? { idForToken[ExactText(token)] }
 
     // MARK: Encoding
 
@@ -272,7 +234,7 @@ public struct BPETokenizer: Sendable {
 
     /// BPE on one pre-tokenized word.
     func encodeWord(_ word: [Unicode.Scalar]) -> [Int] {
-        if ignoresMerges, let id = idForToken[String(String.UnicodeScalarView(word))] { return [id] }
+        if ignoresMerges, let id = idForToken[ExactText(word)] { return [id] }
         var symbols: [Int32] = []
         symbols.reserveCapacity(word.count)
         var lastWasUnknown = false
@@ -347,7 +309,7 @@ public struct BPETokenizer: Sendable {
     }
 }
 
-extension BPETokenizer.NormalizerStep {
+extension Tokenizer.NormalizerStep {
     func apply(_ text: String) -> String {
         switch self {
         case .prepend(let prefix): return text.isEmpty ? text : prefix + text
@@ -360,7 +322,7 @@ extension BPETokenizer.NormalizerStep {
     }
 }
 
-extension BPETokenizer.DecoderStep {
+extension Tokenizer.DecoderStep {
     func apply(_ tokens: [String]) -> [String] {
         switch self {
         case .byteLevel:

@@ -1,6 +1,6 @@
 import Foundation
 
-extension BPETokenizer {
+extension Tokenizer {
     private static let jsonFile = "tokenizer.json"
     private static let configFile = "tokenizer_config.json"
 
