@@ -103,7 +103,7 @@ public struct BPETrainer {
         var wordsWithPair: [UInt64: Set<Int32>] = [:]
         for (index, word) in symbols.enumerated() where word.count >= 2 {
             for position in 0..<(word.count - 1) {
-                let pair = Tokenizer.pairKey(word[position], word[position + 1])
+                let pair = BPEMerges.pairKey(word[position], word[position + 1])
                 pairCounts[pair, default: 0] += wordCounts[index]
                 wordsWithPair[pair, default: []].insert(Int32(index))
             }
@@ -154,14 +154,14 @@ public struct BPETrainer {
         while index < word.count {
             if word[index] == left && index + 1 < word.count && word[index + 1] == right {
                 if index > 0 {
-                    report(Tokenizer.pairKey(word[index - 1], left), -1)
-                    report(Tokenizer.pairKey(word[index - 1], merged), 1)
+                    report(BPEMerges.pairKey(word[index - 1], left), -1)
+                    report(BPEMerges.pairKey(word[index - 1], merged), 1)
                 }
                 word[index] = merged
                 word.remove(at: index + 1)
                 if index + 1 < word.count {
-                    report(Tokenizer.pairKey(right, word[index + 1]), -1)
-                    report(Tokenizer.pairKey(merged, word[index + 1]), 1)
+                    report(BPEMerges.pairKey(right, word[index + 1]), -1)
+                    report(BPEMerges.pairKey(merged, word[index + 1]), 1)
                 }
             }
             index += 1

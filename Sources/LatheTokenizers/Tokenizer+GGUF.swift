@@ -138,10 +138,12 @@ extension Tokenizer {
         // transformers (like llama.cpp) adds BOS to a SentencePiece vocabulary that does not say otherwise.
         if metadata.addBOS ?? true, let bos = metadata.bosTokenID { prefix.append(bos) }
         if metadata.addEOS ?? false, let eos = metadata.eosTokenID { suffix.append(eos) }
-        try self.init(vocabulary: vocabulary, merges: mergePairs, mergesSource: "\(source).tokens (derived merges)",
+        let mergesSource = metadata.merges == nil ? "\(source).tokens (derived merges)" : "\(source).merges"
+        try self.init(vocabulary: vocabulary,
+                      model: .bpe(merges: mergePairs, source: mergesSource, ignoresMerges: false),
                       addedTokens: added, preTokenizer: preTokenizer, normalizer: normalizer, decoder: decoder,
                       byteFallback: true, unknownTokenID: metadata.unknownTokenID, fusesUnknown: true,
-                      ignoresMerges: false, prefixIDs: prefix, suffixIDs: suffix, bosTokenID: metadata.bosTokenID,
+                      prefixIDs: prefix, suffixIDs: suffix, bosTokenID: metadata.bosTokenID,
                       eosTokenID: metadata.eosTokenID, source: source)
     }
 
@@ -235,11 +237,12 @@ extension Tokenizer {
         var suffix: [Int] = []
         if addBOS, let bosTokenID { prefix.append(bosTokenID) }
         if addEOS, let eosTokenID { suffix.append(eosTokenID) }
-        try self.init(vocabulary: vocabulary, merges: pairs, mergesSource: "tokenizer.ggml.merges", addedTokens: added,
-                      preTokenizer: preTokenizer, normalizer: [], decoder: [.byteLevel], byteFallback: false,
-                      unknownTokenID: unknownTokenID, fusesUnknown: false,
-                      ignoresMerges: preTokenizer.ggufIgnoresMerges, prefixIDs: prefix, suffixIDs: suffix,
-                      bosTokenID: bosTokenID, eosTokenID: eosTokenID, source: "GGUF tokenizer.ggml")
+        try self.init(vocabulary: vocabulary,
+                      model: .bpe(merges: pairs, source: "tokenizer.ggml.merges",
+                                  ignoresMerges: preTokenizer.ggufIgnoresMerges),
+                      addedTokens: added, preTokenizer: preTokenizer, normalizer: [], decoder: [.byteLevel],
+                      byteFallback: false, unknownTokenID: unknownTokenID, fusesUnknown: false, prefixIDs: prefix,
+                      suffixIDs: suffix, bosTokenID: bosTokenID, eosTokenID: eosTokenID, source: "GGUF tokenizer.ggml")
     }
 
 }

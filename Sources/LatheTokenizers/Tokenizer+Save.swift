@@ -154,9 +154,8 @@ extension TrainedBPE {
 extension Tokenizer {
     /// The merges in rank order as token texts: what tokenizer.json's `merges` and GGUF's `tokenizer.ggml.merges` list.
     public var rankedMerges: [(left: String, right: String)] {
-        merges.sorted { $0.value.rank < $1.value.rank }.map { key, _ in
-            (vocabulary[Int(key >> 32)], vocabulary[Int(key & 0xFFFF_FFFF)])
-        }
+        guard case .bpe(let merges) = model else { return [] }
+        return merges.ranked.map { (vocabulary[$0.left], vocabulary[$0.right]) }
     }
 
     /// This tokenizer as the files `TrainedBPE` writes (tokenizer.json and tokenizer_config.json, which

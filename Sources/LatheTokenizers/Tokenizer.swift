@@ -57,19 +57,13 @@ public struct Tokenizer: Sendable {
         case metaspace(replacement: String, dropsFromFirstToken: Bool)
     }
 
-    /// Merge rank and the id of the merged token, keyed by the pair of ids merged.
-    struct Merge: Sendable {
-        var rank: Int32
-        var result: Int32
-    }
-
     /// Every token's text as `decode` spells it; a token's id is its index.
     public let vocabulary: [String]
     private let idForToken: [ExactText: Int]
     /// Single-scalar tokens by scalar value: the starting symbols of every word.
     private let idForScalar: [UInt32: Int32]
-    /// Read by `rankedMerges` (Tokenizer+Save.swift).
-    let merges: [UInt64: Merge]
+    /// How a pre-tokenized word becomes ids.
+    let model: Model
     public let addedTokens: [AddedToken]
     private let rawMatcher: AddedTokenMatcher
     /// The raw-text matcher without special tokens, for text whose special tokens must stay plain text.
@@ -83,8 +77,6 @@ public struct Tokenizer: Sendable {
     private let byteFallbackIDs: [Int]?
     public let unknownTokenID: Int?
     private let fusesUnknown: Bool
-    /// A word that is itself in the vocabulary becomes that token without merging (`ignore_merges`).
-    public let ignoresMerges: Bool
     /// Ids put before and after the text when `addSpecialTokens` is true (BOS, EOS...).
     public let prefixIDs: [Int]
     public let suffixIDs: [Int]
@@ -93,10 +85,18 @@ public struct Tokenizer: Sendable {
 
     public var vocabularySize: Int { vocabulary.count }
 
-    init(vocabulary: [String], merges mergeLines: [(String, String)], mergesSource: String,
+    /// A word model as the files describe it, before its tokens are resolved to ids.
+    enum ModelDescription {
+        /// Merges in rank order as token texts; `source` names where they came from, for errors.
+        case bpe(merges: [(String, String)], source: String, ignoresMerges: Bool)
+        /// One score (log probability) per token of the model's vocabulary, which added tokens may follow.
+        case unigram(scores: [Double])
+    }
+
+    init(vocabulary: [String], model description: ModelDescription,
          addedTokens: [AddedToken], preTokenizer: PreTokenizer, normalizer: [NormalizerStep],
          decoder: [DecoderStep]?, byteFallback: Bool, unknownTokenID: Int?, fusesUnknown: Bool,
-         ignoresMerges: Bool, prefixIDs: [Int], suffixIDs: [Int], bosTokenID: Int?, eosTokenID: Int?,
+         prefixIDs: [Int], suffixIDs: [Int], bosTokenID: Int?, eosTokenID: Int?,
          source: String, decodedTextOverrides: [Int: String] = [:]) throws {
         var decodedVocabulary = vocabulary
         for (id, text) in decodedTextOverrides where decodedVocabulary.indices.contains(id) {
@@ -111,23 +111,17 @@ public struct Tokenizer: Sendable {
             let scalars = token.unicodeScalars
             if scalars.count == 1, let scalar = scalars.first { idForScalar[scalar.value] = Int32(id) }
         }
-        var merges: [UInt64: Merge] = [:]
-        merges.reserveCapacity(mergeLines.count)
-        for (rank, (left, right)) in mergeLines.enumerated() {
-            let merge = "\(left) \(right)"
-            guard let leftID = idForToken[ExactText(left)] else {
-                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge, token: left)
+        let wordModel: Model
+        switch description {
+        case let .bpe(mergeLines, mergesSource, ignoresMerges):
+            wordModel = .bpe(try BPEMerges(mergeLines, source: mergesSource, idForToken: idForToken,
+                                           ignoresMerges: ignoresMerges))
+        case .unigram(let scores):
+            guard scores.count <= vocabulary.count else {
+                throw TokenizerError.lengthMismatch(field: "\(source): scores", expected: vocabulary.count,
+                                                    actual: scores.count)
             }
-            guard let rightID = idForToken[ExactText(right)] else {
-                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge, token: right)
-            }
-            guard let resultID = idForToken[ExactText(left + right)] else {
-                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge,
-                                                         token: left + right)
-            }
-            let key = Self.pairKey(Int32(leftID), Int32(rightID))
-            // A repeated pair keeps its first (best) rank.
-            if merges[key] == nil { merges[key] = Merge(rank: Int32(rank), result: Int32(resultID)) }
+            wordModel = .unigram(UnigramModel(pieces: Array(vocabulary.prefix(scores.count)), scores: scores))
         }
         for token in addedTokens where token.id < 0 || token.id >= vocabulary.count {
             throw TokenizerError.invalidTokenID(field: "\(source): added token \(token.content.debugDescription)",
@@ -154,7 +148,7 @@ public struct Tokenizer: Sendable {
         }
         self.idForToken = idForToken
         self.idForScalar = idForScalar
-        self.merges = merges
+        model = wordModel
         self.addedTokens = addedTokens
         rawMatcher = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized }, normalizer: [])
         rawMatcherWithoutSpecial = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized && !$0.isSpecial },
@@ -166,15 +160,10 @@ public struct Tokenizer: Sendable {
         self.decoder = decoder
         self.unknownTokenID = unknownTokenID
         self.fusesUnknown = fusesUnknown
-        self.ignoresMerges = ignoresMerges
         self.prefixIDs = prefixIDs
         self.suffixIDs = suffixIDs
         self.bosTokenID = bosTokenID
         self.eosTokenID = eosTokenID
-    }
-
-    static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
-        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
     }
 
     /// The text of a token as the vocabulary spells it, or nil for an id outside the vocabulary.
@@ -232,64 +221,46 @@ public struct Tokenizer: Sendable {
         return Array(string.unicodeScalars)
     }
 
-    /// BPE on one pre-tokenized word.
+    /// The ids of one pre-tokenized word: merges (BPE) or the best-scoring split (Unigram); characters the
+    /// vocabulary lacks become their UTF-8 bytes (`byte_fallback`) or the unknown token.
     func encodeWord(_ word: [Unicode.Scalar]) -> [Int] {
-        if ignoresMerges, let id = idForToken[ExactText(word)] { return [id] }
-        var symbols: [Int32] = []
-        symbols.reserveCapacity(word.count)
-        var lastWasUnknown = false
-        for scalar in word {
-            if let id = idForScalar[scalar.value] {
-                symbols.append(id)
-                lastWasUnknown = false
-            } else if let byteFallbackIDs {
-                for byte in String(scalar).utf8 { symbols.append(Int32(byteFallbackIDs[Int(byte)])) }
-                lastWasUnknown = false
-            } else if let unknownTokenID {
-                if !(fusesUnknown && lastWasUnknown) { symbols.append(Int32(unknownTokenID)) }
-                lastWasUnknown = true
+        switch model {
+        case .bpe(let merges):
+            if merges.ignoresMerges, let id = idForToken[ExactText(word)] { return [id] }
+            var symbols: [Int32] = []
+            symbols.reserveCapacity(word.count)
+            var lastWasUnknown = false
+            for scalar in word {
+                if let id = idForScalar[scalar.value] {
+                    symbols.append(id)
+                    lastWasUnknown = false
+                } else if let byteFallbackIDs {
+                    for byte in String(scalar).utf8 { symbols.append(Int32(byteFallbackIDs[Int(byte)])) }
+                    lastWasUnknown = false
+                } else if let unknownTokenID {
+                    if !(fusesUnknown && lastWasUnknown) { symbols.append(Int32(unknownTokenID)) }
+                    lastWasUnknown = true
+                }
+                // With neither byte fallback nor an unknown token, Hugging Face drops the scalar.
             }
-            // With neither byte fallback nor an unknown token, Hugging Face drops the scalar.
+            merges.apply(&symbols)
+            return symbols.map(Int.init)
+        case .unigram(let unigram):
+            var ids: [Int] = []
+            // Hugging Face always fuses a run of unknown characters, then spells it in bytes when it can.
+            for piece in unigram.segment(word, unknownTokenID: unknownTokenID) {
+                if let id = piece.id ?? idForToken[ExactText(Array(word[piece.range]))] {
+                    ids.append(id)
+                } else if let byteFallbackIDs {
+                    for byte in String(String.UnicodeScalarView(word[piece.range])).utf8 {
+                        ids.append(byteFallbackIDs[Int(byte)])
+                    }
+                } else if let unknownTokenID {
+                    ids.append(unknownTokenID)
+                }
+            }
+            return ids
         }
-        applyMerges(&symbols)
-        return symbols.map(Int.init)
-    }
-
-    /// Merges the best-ranked adjacent pair, leftmost first on ties, until no pair has a merge. A heap of
-    /// candidate pairs over a linked list of symbols keeps long words (runs of spaces) near n log n.
-    func applyMerges(_ symbols: inout [Int32]) {
-        let count = symbols.count
-        guard count >= 2 else { return }
-        var next = Array(1...count)          // `count` means none
-        var previous = Array(-1..<(count - 1))
-        var heap = MergeHeap()
-        for index in 0..<(count - 1) {
-            if let merge = merges[Self.pairKey(symbols[index], symbols[index + 1])] {
-                heap.push(rank: merge.rank, position: Int32(index))
-            }
-        }
-        while let (rank, position32) = heap.pop() {
-            let position = Int(position32)
-            let right = next[position]
-            // Entries go stale when a neighbour merged first: check the pair is still there with this rank.
-            guard symbols[position] >= 0, right < count,
-                  let merge = merges[Self.pairKey(symbols[position], symbols[right])], merge.rank == rank else {
-                continue
-            }
-            symbols[position] = merge.result
-            symbols[right] = -1
-            next[position] = next[right]
-            if next[right] < count { previous[next[right]] = position }
-            let before = previous[position]
-            if before >= 0, let merge = merges[Self.pairKey(symbols[before], symbols[position])] {
-                heap.push(rank: merge.rank, position: Int32(before))
-            }
-            let after = next[position]
-            if after < count, let merge = merges[Self.pairKey(symbols[position], symbols[after])] {
-                heap.push(rank: merge.rank, position: Int32(position))
-            }
-        }
-        symbols.removeAll { $0 < 0 }
     }
 
     // MARK: Decoding
@@ -379,20 +350,6 @@ extension Tokenizer.DecoderStep {
         let utf8 = Array(token.utf8)
         guard utf8.count == 6, token.hasPrefix("<0x"), token.hasSuffix(">") else { return nil }
         return UInt8(String(decoding: utf8[3..<5], as: UTF8.self), radix: 16)
-    }
-}
-
-/// A binary min-heap of (rank, position): the next merge is the best rank, leftmost on ties.
-struct MergeHeap {
-    private var heap = BinaryHeap<UInt64>()
-
-    mutating func push(rank: Int32, position: Int32) {
-        heap.push(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: position)))
-    }
-
-    mutating func pop() -> (Int32, Int32)? {
-        guard let top = heap.pop() else { return nil }
-        return (Int32(bitPattern: UInt32(top >> 32)), Int32(bitPattern: UInt32(truncatingIfNeeded: top)))
     }
 }
 

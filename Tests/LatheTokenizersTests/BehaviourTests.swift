@@ -53,9 +53,9 @@ final class BehaviourTests: XCTestCase {
     func testWrongFieldsAreNamed() throws {
         var json = try tinyJSON()
         var model = try XCTUnwrap(json["model"] as? [String: Any])
-        model["type"] = "Unigram"
+        model["type"] = "WordPiece"
         json["model"] = model
-        assertError(.unsupported(file: "tokenizer.json", field: "model.type", value: "Unigram")) { try self.build(json) }
+        assertError(.unsupported(file: "tokenizer.json", field: "model.type", value: "WordPiece")) { try self.build(json) }
 
         json = try tinyJSON()
         json["pre_tokenizer"] = ["type": "Split", "pattern": ["Regex": "\\w+"], "behavior": "Isolated", "invert": false]
