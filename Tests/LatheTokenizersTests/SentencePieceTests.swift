@@ -135,11 +135,13 @@ final class SentencePieceTests: XCTestCase {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         for (name, tokenizer) in tokenizers {
-            let metadata = try tokenizer.ggufMetadata(architecture: "llama")
+            // Gemma keeps its architecture: transformers' GGUF loader ignores add_space_prefix = false for "llama".
+            let architecture = name.hasPrefix("gemma3") ? "gemma3" : "llama"
+            let metadata = try tokenizer.ggufMetadata(architecture: architecture)
             XCTAssertEqual(metadata.model, "llama", name)
             XCTAssertEqual(metadata.tokenTypes?.filter { $0 == GGUFTokenType.byte.rawValue }.count, 256, name)
             var writer = try GGUFWriter()
-            try writer.setValue(.string("llama"), forKey: "general.architecture")
+            try writer.setValue(.string(architecture), forKey: "general.architecture")
             for (key, value) in metadata.ggufEntries { try writer.setValue(value, forKey: key) }
             let url = (keep ?? folder).appendingPathComponent("\(name).gguf")
             try writer.write(to: url)
