@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import LatheFormats
-import LatheModels
+@testable import LatheModels
 @testable import LatheTokenizers
 
 /// SentencePiece tokenizers against transformers / tokenizers (scripts/reference/spm_tokenizer_ids.py).
@@ -27,6 +27,15 @@ final class SentencePieceTests: XCTestCase {
         XCTAssertTrue(reference.cases.contains { $0.ids.contains(try! XCTUnwrap(tokenizer.id(of: "<0xF0>"))) },
                       "the corpus exercises byte fallback")
         assertMatchesReference(tokenizer, reference, label: "gemma3 (GGUF)")
+    }
+
+    /// LanguageModel's tokenizer loading accepts the SentencePiece GGUF (the model itself is another matter).
+    func testLanguageModelLoadsTheGemma3Tokenizer() throws {
+        _ = try Self.gemma.get()
+        let (tokenizer, _, stops) = try LanguageModel.loadTokenizer(.gguf(GGUFFile(url: URL(fileURLWithPath: Self.gemmaPath))))
+        XCTAssertEqual(tokenizer.kind, .sentencePieceBPE)
+        XCTAssertEqual(tokenizer.encode("Hello"), try Fixtures.reference("gemma3-gguf.json").cases.first { $0.text == "Hello" }?.ids)
+        XCTAssertEqual(stops, [1], "EOS")
     }
 
     func testGemma3SpecialTokensAsPlainTextMatchTransformers() throws {
