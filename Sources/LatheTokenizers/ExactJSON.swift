@@ -44,23 +44,39 @@ enum ExactJSON {
             offset += 1
         }
 
-        /// Calls `body` with each key of the object at `offset`, which must read (or skip) the value.
-        mutating func forEachKey(_ body: (inout Scanner, String) throws -> Void) throws {
-            try expect(UInt8(ascii: "{"))
+        /// Calls `body` with the index of each member of the object or array at `offset` (between `open` and
+        /// `close`), which must read the member.
+        mutating func forEachMember(open: Character, close: Character, _ body: (inout Scanner, Int) throws -> Void) throws {
+            let (open, close) = (open.asciiValue ?? 0, close.asciiValue ?? 0)
+            try expect(open)
             skipWhitespace()
-            if offset < bytes.count, bytes[offset] == UInt8(ascii: "}") { offset += 1; return }
+            if offset < bytes.count, bytes[offset] == close { offset += 1; return }
+            var index = 0
             while true {
+                try body(&self, index)
+                index += 1
                 skipWhitespace()
-                let key = try string()
-                try expect(UInt8(ascii: ":"))
-                try body(&self, key)
-                skipWhitespace()
-                guard offset < bytes.count else { throw failure("unfinished object") }
+                guard offset < bytes.count else { throw failure("unfinished object or array") }
                 let separator = bytes[offset]
                 offset += 1
-                if separator == UInt8(ascii: "}") { return }
-                guard separator == UInt8(ascii: ",") else { throw failure("expected ',' or '}'") }
+                if separator == close { return }
+                guard separator == UInt8(ascii: ",") else { throw failure("expected ',' or '\(Character(Unicode.Scalar(close)))'") }
             }
+        }
+
+        /// Calls `body` with each key of the object at `offset`, which must read (or skip) the value.
+        mutating func forEachKey(_ body: (inout Scanner, String) throws -> Void) throws {
+            try forEachMember(open: "{", close: "}") { scanner, _ in
+                scanner.skipWhitespace()
+                let key = try scanner.string()
+                try scanner.expect(UInt8(ascii: ":"))
+                try body(&scanner, key)
+            }
+        }
+
+        /// Calls `body` with the index of each element of the array at `offset`, which must read the element.
+        mutating func forEachElement(_ body: (inout Scanner, Int) throws -> Void) throws {
+            try forEachMember(open: "[", close: "]", body)
         }
 
         mutating func bpeModel() throws -> BPEModel {
@@ -97,24 +113,6 @@ enum ExactJSON {
                 }
             }
             return model
-        }
-
-        /// Calls `body` with the index of each element of the array at `offset`, which must read the element.
-        mutating func forEachElement(_ body: (inout Scanner, Int) throws -> Void) throws {
-            try expect(UInt8(ascii: "["))
-            skipWhitespace()
-            if offset < bytes.count, bytes[offset] == UInt8(ascii: "]") { offset += 1; return }
-            var index = 0
-            while true {
-                try body(&self, index)
-                index += 1
-                skipWhitespace()
-                guard offset < bytes.count else { throw failure("unfinished array") }
-                let separator = bytes[offset]
-                offset += 1
-                if separator == UInt8(ascii: "]") { return }
-                guard separator == UInt8(ascii: ",") else { throw failure("expected ',' or ']'") }
-            }
         }
 
         mutating func integer() throws -> Int {
