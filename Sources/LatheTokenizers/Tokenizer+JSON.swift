@@ -1,6 +1,6 @@
 import Foundation
 
-extension BPETokenizer {
+extension Tokenizer {
     private static let jsonFile = "tokenizer.json"
     private static let configFile = "tokenizer_config.json"
 
@@ -27,8 +27,9 @@ extension BPETokenizer {
         let config = try tokenizerConfigJSON.map { try JSONObject(data: $0, file: Self.configFile) }
 
         let model = try root.object("model")
-        if let type = try model.optionalString("type"), type != "BPE" {
-            throw TokenizerError.unsupported(file: Self.jsonFile, field: "model.type", value: type)
+        let modelType = try model.optionalString("type") ?? "BPE"
+        guard modelType == "BPE" || modelType == "Unigram" else {
+            throw TokenizerError.unsupported(file: Self.jsonFile, field: "model.type", value: modelType)
         }
         for field in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let value = try model.optionalString(field), !value.isEmpty {
@@ -39,15 +40,37 @@ extension BPETokenizer {
             throw TokenizerError.unsupported(file: Self.jsonFile, field: "model.dropout", value: "\(dropout)")
         }
 
-        // Vocabulary: token -> id, with added tokens possibly beyond it.
-        let vocabObject = try model.object("vocab")
+        // Vocabulary: token -> id (BPE) or [token, score] in id order (Unigram), with added tokens possibly beyond.
         var tokenForID: [Int: String] = [:]
-        for (token, value) in vocabObject.values {
-            guard let id = value as? Int, id >= 0 else {
-                throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.vocab[\(token.debugDescription)]",
-                                                    expected: "a non-negative integer id")
+        var unigramScores: [Double] = []
+        var exactBPE = ExactJSON.BPEModel()
+        if modelType == "Unigram" {
+            for (id, entry) in try model.array("vocab").enumerated() {
+                guard let pair = entry as? [Any], pair.count == 2, let token = pair[0] as? String,
+                      let score = (pair[1] as? NSNumber)?.doubleValue else {
+                    throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.vocab[\(id)]",
+                                                        expected: "[token, score]")
+                }
+                tokenForID[id] = token
+                unigramScores.append(score)
             }
-            tokenForID[id] = token
+        } else {
+            // Foundation's values name wrong types; the tokens themselves come from `ExactJSON` (see there).
+            for (token, value) in try model.object("vocab").values {
+                guard let id = value as? Int, id >= 0 else {
+                    throw TokenizerError.wrongFieldType(file: Self.jsonFile,
+                                                        field: "model.vocab[\(token.debugDescription)]",
+                                                        expected: "a non-negative integer id")
+                }
+            }
+            for (index, entry) in try model.optionalArray("merges").enumerated() {
+                let isPair = (entry as? [Any]).map { $0.count == 2 && $0.allSatisfy { $0 is String } } ?? false
+                guard entry is String || isPair else { throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.merges[\(index)]",
+                                                    expected: "\"left right\" or [\"left\", \"right\"]")
+                }
+            }
+            exactBPE = try ExactJSON.bpeModel(in: tokenizerJSON, file: Self.jsonFile)
+            for (token, id) in exactBPE.vocabulary { tokenForID[id] = token }
         }
         var added: [AddedToken] = []
         for (index, entry) in try root.optionalArray("added_tokens").enumerated() {
@@ -87,27 +110,12 @@ extension BPETokenizer {
         var vocabulary = [String](repeating: "", count: size)
         for (id, token) in tokenForID { vocabulary[id] = token }
 
-        // Merges: "a b" strings or ["a", "b"] pairs.
-        var merges: [(String, String)] = []
-        for (index, entry) in try model.optionalArray("merges").enumerated() {
-            if let line = entry as? String {
-                let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2 else {
-                    throw TokenizerError.malformedMerge(source: "\(Self.jsonFile): model.merges", index: index, merge: line)
-                }
-                merges.append((String(parts[0]), String(parts[1])))
-            } else if let pair = entry as? [Any], pair.count == 2, let left = pair[0] as? String,
-                      let right = pair[1] as? String {
-                merges.append((left, right))
-            } else {
-                throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.merges[\(index)]",
-                                                    expected: "\"left right\" or [\"left\", \"right\"]")
-            }
-        }
         var idForToken = Dictionary(vocabulary.enumerated().map { ($1, $0) }, uniquingKeysWith: { _, last in last })
         for token in added where idForToken[token.content] == nil { idForToken[token.content] = token.id }
         var unknownID: Int?
-        if let unknown = try model.optionalString("unk_token") {
+        if modelType == "Unigram", model.values["unk_id"] != nil, !(model.values["unk_id"] is NSNull) {
+            unknownID = try model.int("unk_id")
+        } else if let unknown = try model.optionalString("unk_token") {
             guard let id = idForToken[unknown] else {
                 throw TokenizerError.unknownToken(field: "\(Self.jsonFile): model.unk_token", token: unknown)
             }
@@ -149,11 +157,14 @@ extension BPETokenizer {
             }
         }
 
-        try self.init(vocabulary: vocabulary, merges: merges, mergesSource: "\(Self.jsonFile): model.merges",
+        let description: ModelDescription = modelType == "Unigram"
+            ? .unigram(scores: unigramScores)
+            : .bpe(merges: exactBPE.merges, source: "\(Self.jsonFile): model.merges",
+                   ignoresMerges: try model.bool("ignore_merges", default: false))
+        try self.init(vocabulary: vocabulary, model: description,
                       addedTokens: added, preTokenizer: preTokenizer, normalizer: normalizer, decoder: decoder,
                       byteFallback: try model.bool("byte_fallback", default: false), unknownTokenID: unknownID,
-                      fusesUnknown: try model.bool("fuse_unk", default: false),
-                      ignoresMerges: try model.bool("ignore_merges", default: false), prefixIDs: prefix,
+                      fusesUnknown: try model.bool("fuse_unk", default: false), prefixIDs: prefix,
                       suffixIDs: suffix, bosTokenID: bos, eosTokenID: eos, source: Self.jsonFile,
                       decodedTextOverrides: decodedTextOverrides)
     }
