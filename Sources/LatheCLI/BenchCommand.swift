@@ -78,7 +78,7 @@ struct ForwardFLOPs {
     let linear: Double, head: Double, attention: Double
     var total: Double { linear + head + attention }
 
-    init(_ c: LlamaConfiguration, rows: Int, headRows: Int, attendedPairs: Int) {
+    init(_ c: DecoderConfiguration, rows: Int, headRows: Int, attendedPairs: Int) {
         let blockLinearWeights = c.parameterCount - c.vocabularySize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2)
             - c.layerCount * 2 * c.hiddenSize - c.hiddenSize
         linear = 2 * Double(rows) * Double(blockLinearWeights)

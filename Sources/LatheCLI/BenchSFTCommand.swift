@@ -39,7 +39,7 @@ public struct BenchSFTCommand: ParsableCommand {
 
     /// Multiply-adds ×2 of one step's matrix products: the forward pass, the input gradients, and (full
     /// fine-tuning) the weight gradients; attention counted causally (half the square).
-    static func stepFLOPs(_ c: LlamaConfiguration, batchSize: Int, length: Int, full: Bool, loraRank: Int) -> Double {
+    static func stepFLOPs(_ c: DecoderConfiguration, batchSize: Int, length: Int, full: Bool, loraRank: Int) -> Double {
         let tokens = Double(batchSize * length)
         let forward = ForwardFLOPs(c, rows: batchSize * length, headRows: batchSize * length,
                                    attendedPairs: batchSize * length * length / 2)
@@ -51,7 +51,7 @@ public struct BenchSFTCommand: ParsableCommand {
 
     /// GFLOP/s of the products on the MLP up-projection shape of this batch: float32 through the backend, or a
     /// bf16 weight's own product (oneDNN's bf16 matmul where that is the path) when the base is bf16.
-    static func matmulRate(rows: Int, _ c: LlamaConfiguration, format: WeightFormat = .float32) throws -> Double {
+    static func matmulRate(rows: Int, _ c: DecoderConfiguration, format: WeightFormat = .float32) throws -> Double {
         let a = Tensor(zeros: [rows, c.hiddenSize]), b = Tensor(zeros: [c.intermediateSize, c.hiddenSize])
         let out = Tensor(zeros: [rows, c.intermediateSize])
         let bf16 = format == .bfloat16

@@ -126,7 +126,7 @@ public struct PlanCommand: ParsableCommand {
     }
 
     /// The plan these flags describe for a model of `config`.
-    func plan(config: LlamaConfiguration, runtime: RuntimeBaseline) throws -> MemoryPlan {
+    func plan(config: DecoderConfiguration, runtime: RuntimeBaseline) throws -> MemoryPlan {
         let rollouts = self.rollouts
         return MemoryPlan(config: config, method: memoryMethod, batchSize: rollouts?.rows ?? sequences, length: rollouts?.length ?? seq,
                           lora: loraConfiguration, gradientCheckpointing: gradientCheckpointing, optimizer: optimizer,
@@ -152,7 +152,7 @@ public struct PlanCommand: ParsableCommand {
     }
 
     /// `--serve`: the server's memory, bounded by its slots and context whatever the requests.
-    func runServe(files: ModelFiles, config: LlamaConfiguration) throws {
+    func runServe(files: ModelFiles, config: DecoderConfiguration) throws {
         let format = try servingFormat()
         let plan = ServingPlan(config: config, weightBytes: ServingPlan.weightBytes(files: files, config: config, format: format),
                                slots: maxConcurrency, contextPerSlot: context,

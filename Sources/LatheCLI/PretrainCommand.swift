@@ -47,7 +47,7 @@ public struct PretrainCommand: ParsableCommand {
         if !training.resume {
             let tokenizerFolder = URL(fileURLWithPath: c.tokenizer!)
             let tokenizer = try BPETokenizer(huggingFaceFolder: tokenizerFolder)
-            let model = LlamaModel(config: try c.architecture!.configuration(vocabularySize: tokenizer.vocabularySize))
+            let model = DecoderModel(config: try c.architecture!.configuration(vocabularySize: tokenizer.vocabularySize))
             model.initializeRandomly(seed: c.seed)
             try ModelExport.writeNewModel(model, tokenizerFolder: tokenizerFolder, bosTokenID: tokenizer.bosTokenID,
                                           eosTokenID: tokenizer.eosTokenID, to: output)

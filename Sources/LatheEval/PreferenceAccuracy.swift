@@ -21,7 +21,7 @@ public struct PreferenceAccuracy: Codable, Sendable {
 
     /// Scores `pairs` with the policy (the adapters `policy` picks switched on) and the reference (those `reference`
     /// picks; none: the base).
-    public static func evaluate(_ pairs: [PreferenceExample], model: LlamaModel, beta: Double, batchSize: Int = 4,
+    public static func evaluate(_ pairs: [PreferenceExample], model: DecoderModel, beta: Double, batchSize: Int = 4,
                                 policy: (LoRAAdapter) -> Bool, reference: (LoRAAdapter) -> Bool,
                                 bootstrap: Bootstrap) throws -> PreferenceAccuracy {
         guard !pairs.isEmpty else { throw EvalError.invalidInput("there are no preference pairs to evaluate") }

@@ -6,11 +6,11 @@ import LatheFormats
 public struct AdapterBaseModel: Sendable {
     /// `general.architecture` as llama.cpp names it (llama, qwen2).
     public let architecture: String
-    public let config: LlamaConfiguration
+    public let config: DecoderConfiguration
     /// The file or folder the configuration came from, for messages.
     public let source: String
 
-    public init(architecture: String, config: LlamaConfiguration, source: String) {
+    public init(architecture: String, config: DecoderConfiguration, source: String) {
         self.architecture = architecture; self.config = config; self.source = source
     }
 
@@ -20,8 +20,7 @@ public struct AdapterBaseModel: Sendable {
         let config = try files.configuration()
         switch files {
         case .gguf(let file): architecture = try file.requiredString("general.architecture")
-        // llama.cpp's converter writes Mistral's models as the llama architecture.
-        case .huggingFace: architecture = config.modelType == "mistral" ? "llama" : config.modelType
+        case .huggingFace: architecture = config.family.ggufArchitecture(of: config)
         }
         self.config = config
         source = files.url.path
@@ -29,9 +28,7 @@ public struct AdapterBaseModel: Sendable {
 
     /// The heads whose rows llama.cpp's converter interleaves for ggml's RoPE in this linear's output; nil for a
     /// linear it leaves alone (everything but Q and K, and every linear of qwen2).
-    func permutedHeads(of module: String) -> Int? {
-        GGUFWeightSource.permutedHeads(of: module, architecture: architecture, config: config)
-    }
+    func permutedHeads(of module: String) -> Int? { config.family.permutedHeads(of: module, config: config) }
 
     /// [out, in] of a block's linear by its short name.
     func shape(of shortName: String) -> (outFeatures: Int, inFeatures: Int)? {

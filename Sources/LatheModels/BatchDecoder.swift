@@ -76,7 +76,7 @@ public enum DecodeEvent: Sendable {
 public final class BatchDecoder: @unchecked Sendable {
     public let slotCount: Int
     public let contextPerSlot: Int
-    let model: LlamaModel
+    let model: DecoderModel
     let languageModel: LanguageModel?
     let tokenizer: BPETokenizer?
     let stopTokenIDs: Set<Int>
@@ -124,7 +124,7 @@ public final class BatchDecoder: @unchecked Sendable {
     }
 
     /// A decoder of token ids alone (no tokenizer: no text, no stop strings), with its own stop tokens: RL rollouts.
-    init(model: LlamaModel, languageModel: LanguageModel? = nil, tokenizer: BPETokenizer?, stopTokenIDs: Set<Int>,
+    init(model: DecoderModel, languageModel: LanguageModel? = nil, tokenizer: BPETokenizer?, stopTokenIDs: Set<Int>,
          slots: Int, contextPerSlot: Int) {
         self.model = model
         self.languageModel = languageModel

@@ -21,10 +21,10 @@ public struct Rollout: Sendable, Equatable {
 /// Decodes continuations of a batch of prompts on a `BatchDecoder` with one slot per prompt, the model's adapters as
 /// they are switched now (at most one). Deterministic for a given seed.
 public struct TokenGenerator {
-    public let model: LlamaModel
+    public let model: DecoderModel
     public var stopTokenIDs: Set<Int>
 
-    public init(model: LlamaModel, stopTokenIDs: Set<Int>) {
+    public init(model: DecoderModel, stopTokenIDs: Set<Int>) {
         self.model = model
         self.stopTokenIDs = stopTokenIDs
     }

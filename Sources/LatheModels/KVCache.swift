@@ -18,7 +18,7 @@ public final class KVCache: @unchecked Sendable {
     /// The positions filled in each row.
     public private(set) var lengths: [Int]
 
-    public init(config: LlamaConfiguration, batchSize: Int, capacity: Int) {
+    public init(config: DecoderConfiguration, batchSize: Int, capacity: Int) {
         self.batchSize = batchSize
         self.capacity = capacity
         keys = (0..<config.layerCount).map { _ in Tensor(zeros: [batchSize, capacity, config.kvHeadCount * config.headDim]) }

@@ -8,7 +8,7 @@ import LatheTokenizers
 public final class LanguageModel: @unchecked Sendable {
     public let name: String
     public let files: ModelFiles
-    public let model: LlamaModel
+    public let model: DecoderModel
     public let tokenizer: BPETokenizer
     public let chatTemplate: ChatTemplate?
     public let bosToken: String
@@ -16,7 +16,7 @@ public final class LanguageModel: @unchecked Sendable {
     /// Tokens that end an answer (EOS, and the end-of-turn tokens a generation config lists).
     public let stopTokenIDs: Set<Int>
 
-    init(name: String, files: ModelFiles, model: LlamaModel, tokenizer: BPETokenizer, chatTemplate: ChatTemplate?,
+    init(name: String, files: ModelFiles, model: DecoderModel, tokenizer: BPETokenizer, chatTemplate: ChatTemplate?,
          stopTokenIDs: Set<Int>) {
         self.name = name; self.files = files; self.model = model; self.tokenizer = tokenizer
         self.chatTemplate = chatTemplate; self.stopTokenIDs = stopTokenIDs

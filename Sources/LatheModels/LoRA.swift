@@ -31,10 +31,8 @@ public struct LoRAConfiguration: Codable, Sendable, Equatable {
         rsLoRA = try c.decodeIfPresent(Bool.self, forKey: .rsLoRA) ?? defaults.rsLoRA
     }
 
-    public static let linearNames = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
     /// The module names the targets stand for.
-    public var targetModules: [String] { targets.contains("all-linear") ? Self.linearNames : targets }
+    public var targetModules: [String] { targets.contains("all-linear") ? ModelFamilies.linearNames : targets }
 
     public var scale: Float { rsLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
 
@@ -42,13 +40,13 @@ public struct LoRAConfiguration: Codable, Sendable, Equatable {
         guard rank > 0 else { throw ModelError.invalidInput("lora rank must be positive, got \(rank)") }
         guard alpha > 0 else { throw ModelError.invalidInput("lora alpha must be positive, got \(alpha)") }
         guard dropout >= 0 && dropout < 1 else { throw ModelError.invalidInput("lora dropout must be in [0, 1), got \(dropout)") }
-        if let unknown = targets.first(where: { $0 != "all-linear" && !Self.linearNames.contains($0) }) {
-            throw ModelError.invalidInput("lora target '\(unknown)' is not a linear of this model (use \(Self.linearNames.joined(separator: ", ")) or all-linear)")
+        if let unknown = targets.first(where: { $0 != "all-linear" && !ModelFamilies.linearNames.contains($0) }) {
+            throw ModelError.invalidInput("lora target '\(unknown)' is not a linear of this model (use \(ModelFamilies.linearNames.joined(separator: ", ")) or all-linear)")
         }
     }
 }
 
-extension LlamaBlock {
+extension DecoderBlock {
     /// The block's linears by their module name (the last part of the checkpoint name).
     func linear(named module: String) -> Linear? {
         switch module {
@@ -64,7 +62,7 @@ extension LlamaBlock {
     }
 }
 
-extension LlamaModel {
+extension DecoderModel {
     /// Freezes the base and attaches a new adapter to every targeted linear; returns the adapters in model order.
     @discardableResult
     public func attachLoRA(_ config: LoRAConfiguration, name: String = "default", seed: UInt64) throws -> [LoRAAdapter] {
@@ -151,7 +149,7 @@ public enum PEFTAdapter {
     static let prefix = "base_model.model."
 
     /// Writes the adapters named `name` (atomically, the weights file last renamed into place).
-    public static func save(_ model: LlamaModel, adapterName name: String = "default", config: LoRAConfiguration,
+    public static func save(_ model: DecoderModel, adapterName name: String = "default", config: LoRAConfiguration,
                             heads: [Parameter] = [], baseModel: String, to folder: URL, extra: [String: JSONValue] = [:]) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         var writer = SafetensorsWriter(metadata: ["format": "pt"])
@@ -217,7 +215,7 @@ public enum PEFTAdapter {
     /// Reads a PEFT LoRA adapter folder and attaches it to the model under `name`, and fills `heads` (a SEQ_CLS
     /// adapter's `modules_to_save`, frozen); checks every tensor's key and shape.
     @discardableResult
-    public static func load(_ folder: URL, into model: LlamaModel, adapterName name: String = "default",
+    public static func load(_ folder: URL, into model: DecoderModel, adapterName name: String = "default",
                             heads: [Parameter] = []) throws -> LoRAConfiguration {
         let config = try configuration(in: folder).config
         let weightsURL = folder.appendingPathComponent("adapter_model.safetensors")

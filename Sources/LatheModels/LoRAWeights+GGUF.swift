@@ -22,7 +22,7 @@ extension LoRAWeights {
         var rank: Int?
         for tensor in file.tensors where tensor.name.hasSuffix(".lora_a") {
             let weightName = String(tensor.name.dropLast(".lora_a".count))
-            guard let hfName = GGUFWeightSource.huggingFaceName(ofGGUF: weightName), hfName.hasSuffix(".weight"),
+            guard let hfName = GGUFWeightSource.huggingFaceName(ofGGUF: weightName, family: base.config.family), hfName.hasSuffix(".weight"),
                   LoRAWeights.layer(of: hfName) != nil else {
                 throw fail("tensor '\(tensor.name)' is not the LoRA of a block's linear")
             }
@@ -82,7 +82,7 @@ extension LoRAWeights {
             if let heads = base.permutedHeads(of: module) {
                 b.withUnsafeMutableBufferPointer { GGUFWeightSource.permuteRows($0, rows: pair.outFeatures, heads: heads, toGGML: true) }
             }
-            let name = GGUFWeightSource.ggufName(ofHuggingFace: module + ".weight")
+            let name = GGUFWeightSource.ggufName(ofHuggingFace: module + ".weight", family: base.config.family)
             try writer.addTensor(name: name + ".lora_a", dimensions: [pair.inFeatures, pair.rank], values: pair.a, type: .f32)
             try writer.addTensor(name: name + ".lora_b", dimensions: [pair.rank, pair.outFeatures], values: b, type: .f32)
         }

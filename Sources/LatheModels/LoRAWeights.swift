@@ -69,11 +69,11 @@ public struct LoRAWeights: Sendable {
     /// `model.layers.3.self_attn.q_proj` → `q_proj`.
     static func shortName(of module: String) -> String { String(module.split(separator: ".").last ?? "") }
 
-    private static func order(of module: String) -> Int { LoRAConfiguration.linearNames.firstIndex(of: shortName(of: module)) ?? 99 }
+    private static func order(of module: String) -> Int { ModelFamilies.linearNames.firstIndex(of: shortName(of: module)) ?? 99 }
 
     /// The short names of the linears `pairs` adapt, in model order (PEFT's `target_modules`).
     static func targets(of pairs: [String: LoRAPair]) -> [String] {
-        LoRAConfiguration.linearNames.filter { short in pairs.keys.contains { shortName(of: $0) == short } }
+        ModelFamilies.linearNames.filter { short in pairs.keys.contains { shortName(of: $0) == short } }
     }
 
     /// The keys of an adapter_config.json that Lathe carries through conversions (`lathe_training`).
@@ -89,9 +89,9 @@ public struct LoRAWeights: Sendable {
     /// Checks that every pair has the configuration's rank and the name of a linear in a layer.
     func validate(source: String) throws {
         for (module, pair) in pairs {
-            guard Self.layer(of: module) != nil, LoRAConfiguration.linearNames.contains(Self.shortName(of: module)) else {
+            guard Self.layer(of: module) != nil, ModelFamilies.linearNames.contains(Self.shortName(of: module)) else {
                 throw ModelError.invalidConfiguration(file: source, message:
-                    "'\(module)' is not a linear of a Llama block (\(LoRAConfiguration.linearNames.joined(separator: ", ")))")
+                    "'\(module)' is not a linear of a decoder block (\(ModelFamilies.linearNames.joined(separator: ", ")))")
             }
             guard pair.rank == config.rank else {
                 throw ModelError.invalidConfiguration(file: source, message:

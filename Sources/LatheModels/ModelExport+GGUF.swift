@@ -13,13 +13,13 @@ extension ModelExport {
         var writer = try GGUFWriter(alignment: source?.alignment ?? GGUFFile.defaultAlignment)
         for (key, value) in try ggufMetadata(lm, fileType: fileType) { try writer.setValue(value, forKey: key) }
         let ggufName = Dictionary(uniqueKeysWithValues: (source?.tensors ?? []).compactMap { t in
-            GGUFWeightSource.huggingFaceName(ofGGUF: t.name).map { ($0, t.name) } })
+            GGUFWeightSource.huggingFaceName(ofGGUF: t.name, family: model.config.family).map { ($0, t.name) } })
         let mix = GGUFQuantizationMix(fileType: fileType, layerCount: model.config.layerCount,
                                       tiedEmbeddings: model.config.tieWordEmbeddings)
         for p in model.parameters {
-            let name = ggufName[p.name] ?? GGUFWeightSource.ggufName(ofHuggingFace: p.name)
+            let name = ggufName[p.name] ?? GGUFWeightSource.ggufName(ofHuggingFace: p.name, family: model.config.family)
             var values = p.tensor.array
-            if let heads = GGUFWeightSource.permutedHeads(of: p.name, architecture: model.config.modelType, config: model.config) {
+            if let heads = model.config.family.permutedHeads(of: p.name, config: model.config) {
                 values.withUnsafeMutableBufferPointer { GGUFWeightSource.permuteRows($0, rows: p.shape[0], heads: heads, toGGML: true) }
             }
             let dimensions = Array(p.shape.reversed())
@@ -72,7 +72,7 @@ extension ModelExport {
             throw ModelError.invalidConfiguration(file: source, message: "tokenizer.json's pre_tokenizer has no llama.cpp "
                                                   + "name (tokenizer.ggml.pre); export this model with --format safetensors")
         }
-        let a = c.modelType == "qwen2" ? "qwen2." : "llama."
+        let a = c.family.ggufArchitecture(of: c) + "."
         func count(_ value: Int) -> GGUFValue { .uint32(UInt32(value)) }
         var entries: [(String, GGUFValue)] = [
             ("general.architecture", .string(String(a.dropLast()))), ("general.type", .string("model")),

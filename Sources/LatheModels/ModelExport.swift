@@ -14,7 +14,7 @@ public enum ExportFormat: String, CaseIterable, Sendable {
 public enum ModelExport {
     /// Writes a new model as a Hugging Face folder: config.json, model.safetensors and the tokenizer files of
     /// `tokenizerFolder` (tokenizer.json, tokenizer_config.json), so that Lathe and transformers can load it.
-    public static func writeNewModel(_ model: LlamaModel, tokenizerFolder: URL, bosTokenID: Int?, eosTokenID: Int?,
+    public static func writeNewModel(_ model: DecoderModel, tokenizerFolder: URL, bosTokenID: Int?, eosTokenID: Int?,
                                      to folder: URL) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try AtomicFileWriter.write(try model.config.huggingFaceJSON(bosTokenID: bosTokenID, eosTokenID: eosTokenID),
@@ -80,7 +80,7 @@ public enum ModelExport {
     /// model.safetensors (Hugging Face names) plus copies of `files` (configuration, tokenizer), skipping a file
     /// that is already the destination (writing over the folder the model came from).
     @discardableResult
-    static func writeSafetensorsFolder(_ model: LlamaModel, to folder: URL, dtype: SafetensorsDType,
+    static func writeSafetensorsFolder(_ model: DecoderModel, to folder: URL, dtype: SafetensorsDType,
                                        copying files: [URL]) throws -> URL {
         model.expandWeights()
         var writer = SafetensorsWriter(metadata: ["format": "pt"])

@@ -22,25 +22,25 @@ public enum ModelFiles {
         }
     }
 
-    public func configuration() throws -> LlamaConfiguration {
+    public func configuration() throws -> DecoderConfiguration {
         switch self {
-        case .gguf(let file): return try LlamaConfiguration.decode(gguf: file)
+        case .gguf(let file): return try DecoderConfiguration.decode(gguf: file)
         case .huggingFace(let folder):
-            return try LlamaConfiguration.decode(huggingFaceJSON: try Data(contentsOf: folder.configURL), source: folder.configURL.path)
+            return try DecoderConfiguration.decode(huggingFaceJSON: try Data(contentsOf: folder.configURL), source: folder.configURL.path)
         }
     }
 
-    public func weightSource(for config: LlamaConfiguration) throws -> any WeightSource {
+    public func weightSource(for config: DecoderConfiguration) throws -> any WeightSource {
         switch self {
         case .gguf(let file):
-            return GGUFWeightSource(file: file, config: config, architecture: try file.requiredString("general.architecture"))
+            return GGUFWeightSource(file: file, config: config)
         case .huggingFace(let folder): return SafetensorsWeightSource(folder: folder)
         }
     }
 
     /// Bytes the weights take loaded as the file stores them (`WeightFormat.stored`), from the file alone: a GGUF's
     /// quantized matrices in their blocks, every other tensor in float32 (a safetensors folder's all in float32).
-    public func storedWeightBytes(config: LlamaConfiguration) -> Int {
+    public func storedWeightBytes(config: DecoderConfiguration) -> Int {
         guard case .gguf(let file) = self else { return config.parameterCount * 4 }
         // rope_freqs.weight is read into the configuration, not kept as a weight.
         return file.tensors.filter { $0.name != "rope_freqs.weight" }.reduce(0) { total, tensor in
@@ -49,9 +49,9 @@ public enum ModelFiles {
     }
 
     /// The model with its weights loaded, the compressible ones in `weightFormat`.
-    public func loadModel(weightFormat: WeightFormat = .float32) throws -> LlamaModel {
+    public func loadModel(weightFormat: WeightFormat = .float32) throws -> DecoderModel {
         let config = try configuration()
-        let model = LlamaModel(config: config, weightFormat: weightFormat)
+        let model = DecoderModel(config: config, weightFormat: weightFormat)
         try model.load(from: try weightSource(for: config))
         // The weights now live in the model: the mapped file need not stay resident.
         switch self {

@@ -5,12 +5,12 @@ import LatheTensors
 /// PEFT write it) attached to an existing model under its own adapter name, frozen, and switched on only while it
 /// scores, so that the policy (and the reference: every adapter off) keep using the same base weights.
 public final class RewardModel {
-    public let model: LlamaModel
+    public let model: DecoderModel
     public let adapterName: String
     public let head: ScoreHead
 
     /// Attaches the RM adapter folder (PEFT SEQ_CLS LoRA + modules_to_save score) to `model` under `adapterName`, frozen, off by default.
-    public init(adapter folder: URL, on model: LlamaModel, adapterName: String = "reward") throws {
+    public init(adapter folder: URL, on model: DecoderModel, adapterName: String = "reward") throws {
         guard !model.adapters.contains(where: { $0.adapterName == adapterName }) else {
             throw ModelError.invalidInput("the model already has an adapter named '\(adapterName)'")
         }

@@ -38,22 +38,20 @@ public struct SafetensorsWeightSource: WeightSource {
 }
 
 /// The weights of a GGUF file, seen in Hugging Face naming and layout: llama.cpp's converter renames every
-/// tensor and, for llama-family models, permutes the rows of the Q and K projections for ggml's RoPE, which
-/// this source undoes so that the model computes the same function whichever file it came from.
+/// tensor (the family's `ggufLayerNames`) and, for llama and mistral, permutes the rows of the Q and K projections
+/// for ggml's RoPE (the family's `permutedHeads`), which this source undoes so that the model computes the same
+/// function whichever file it came from.
 public struct GGUFWeightSource: WeightSource {
     public let file: GGUFFile
-    let config: LlamaConfiguration
-    /// `general.architecture`: whether Q/K rows are in ggml's interleaved RoPE order (`permutedHeads`).
-    let architecture: String
+    let config: DecoderConfiguration
     let ggufNameForHF: [String: String]
 
-    public init(file: GGUFFile, config: LlamaConfiguration, architecture: String) {
+    public init(file: GGUFFile, config: DecoderConfiguration) {
         self.file = file
         self.config = config
-        self.architecture = architecture
         var map: [String: String] = [:]
         for tensor in file.tensors {
-            if let hf = Self.huggingFaceName(ofGGUF: tensor.name) { map[hf] = tensor.name }
+            if let hf = Self.huggingFaceName(ofGGUF: tensor.name, family: config.family) { map[hf] = tensor.name }
         }
         ggufNameForHF = map
     }
@@ -61,26 +59,32 @@ public struct GGUFWeightSource: WeightSource {
     public var description: String { file.url.path }
     public var tensorNames: [String] {
         // rope_freqs.weight is read into the configuration, not the weights.
-        file.tensors.filter { $0.name != "rope_freqs.weight" }.map { Self.huggingFaceName(ofGGUF: $0.name) ?? "gguf:" + $0.name }
+        file.tensors.filter { $0.name != "rope_freqs.weight" }.map {
+            Self.huggingFaceName(ofGGUF: $0.name, family: config.family) ?? "gguf:" + $0.name
+        }
     }
 
-    static let layerNames: [String: String] = [
-        "attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
-        "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_norm": "post_attention_layernorm",
-        "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
-    ]
     static let globalNames = ["token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
                               "output.weight": "lm_head.weight"]
 
     /// `blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`; nil for tensors with no HF counterpart.
-    static func huggingFaceName(ofGGUF name: String) -> String? {
+    static func huggingFaceName(ofGGUF name: String, family: any ModelFamily) -> String? {
         if let global = globalNames[name] { return global }
         let parts = name.split(separator: ".")
         guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]),
-              let hf = layerNames[String(parts[2])] else { return nil }
-        let suffix = hf.hasSuffix("layernorm") ? "weight" : String(parts[3])
+              let hf = family.ggufLayerNames[String(parts[2])] else { return nil }
         guard parts[3] == "weight" || parts[3] == "bias" else { return nil }
-        return "model.layers.\(layer).\(hf).\(suffix)"
+        return "model.layers.\(layer).\(hf).\(parts[3])"
+    }
+
+    /// `model.layers.3.self_attn.q_proj.weight` → `blk.3.attn_q.weight`: the inverse of `huggingFaceName(ofGGUF:)`.
+    static func ggufName(ofHuggingFace name: String, family: any ModelFamily) -> String {
+        if let global = globalNames.first(where: { $0.value == name })?.key { return global }
+        let parts = name.split(separator: ".")
+        guard parts.count >= 4, parts[0] == "model", parts[1] == "layers" else { return name }
+        let module = parts[3..<(parts.count - 1)].joined(separator: ".")
+        let gguf = family.ggufLayerNames.first { $0.value == module }?.key ?? module
+        return "blk.\(parts[2]).\(gguf).\(parts.last!)"
     }
 
     /// The named tensor, checked to have `shape` (in PyTorch's order).
@@ -94,21 +98,7 @@ public struct GGUFWeightSource: WeightSource {
         return tensor
     }
 
-    private func permutedHeads(_ name: String) -> Int? {
-        Self.permutedHeads(of: name, architecture: architecture, config: config)
-    }
-
-    /// The heads whose rows llama.cpp's converter interleaves for ggml's RoPE in a tensor (Hugging Face name, with or
-    /// without `.weight` / `.bias`: a linear's name serves too) of a model of `architecture` (llama.cpp's name):
-    /// Q's and K's in llama and mistral; nil for every other tensor, and for every tensor of qwen2.
-    static func permutedHeads(of name: String, architecture: String, config: LlamaConfiguration) -> Int? {
-        guard architecture == "llama" || architecture == "mistral" else { return nil }
-        var linear = Substring(name)
-        for suffix in [".weight", ".bias"] where linear.hasSuffix(suffix) { linear = linear.dropLast(suffix.count) }
-        if linear.hasSuffix("self_attn.q_proj") { return config.headCount }
-        if linear.hasSuffix("self_attn.k_proj") { return config.kvHeadCount }
-        return nil
-    }
+    private func permutedHeads(_ name: String) -> Int? { config.family.permutedHeads(of: name, config: config) }
 
     public func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws {
         try file.dequantize(try tensor(name, shape: shape), into: destination)
@@ -124,16 +114,6 @@ public struct GGUFWeightSource: WeightSource {
         } catch let error as FormatError {
             throw FormatError(path: file.url.path, problem: "tensor \(tensor.name): \(error.problem)", fix: error.fix)
         }
-    }
-
-    /// `model.layers.3.self_attn.q_proj.weight` → `blk.3.attn_q.weight`: the inverse of `huggingFaceName(ofGGUF:)`.
-    static func ggufName(ofHuggingFace name: String) -> String {
-        if let global = globalNames.first(where: { $0.value == name })?.key { return global }
-        let parts = name.split(separator: ".")
-        guard parts.count >= 4, parts[0] == "model", parts[1] == "layers" else { return name }
-        let module = parts[3..<(parts.count - 1)].joined(separator: ".")
-        let gguf = layerNames.first { $0.value == module }?.key ?? module
-        return "blk.\(parts[2]).\(gguf).\(parts.last!)"
     }
 
     /// llama.cpp's converter permutes Q/K rows for ggml's RoPE: within each head of d rows, HF row j·d/2 + i is

@@ -20,7 +20,7 @@ final class GRPOTask: TrainingTask {
     let seed: UInt64
     let summary: String
 
-    var model: LlamaModel { languageModel.model }
+    var model: DecoderModel { languageModel.model }
 
     init(config: TrainingConfiguration, languageModel: LanguageModel, reference: ReferenceSource) throws {
         self.languageModel = languageModel

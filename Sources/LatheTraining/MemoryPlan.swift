@@ -7,7 +7,7 @@ import LatheTensors
 /// anything is loaded: the float32 and compact weights, the gradients of what trains, the optimizer's state, the
 /// activations the backward pass reads, the reusable workspaces, and the process's own baseline.
 ///
-/// Every term counts the buffers the training step allocates (`LlamaModel.loss(saving:)` and `backward`,
+/// Every term counts the buffers the training step allocates (`DecoderModel.loss(saving:)` and `backward`,
 /// `LoRAAdapter`, `ChunkedLMHeadLoss`, the optimizers), so a change there should change the matching line here;
 /// `MemoryPlanTests` holds the two together on a tiny model.
 public struct MemoryPlan: Sendable, Equatable {
@@ -33,7 +33,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// NF4 with double-quantised scales (`WeightFormat.nf4.bitsPerValue`, ≈ 4.127 bits).
     public static let nf4BytesPerValue = WeightFormat.nf4.bitsPerValue / 8
 
-    public var config: LlamaConfiguration
+    public var config: DecoderConfiguration
     public var method: Method
     /// Bytes per value of the frozen block linear weights: 4 (float32) for full and LoRA, 2 for a bf16 base,
     /// `nf4BytesPerValue` for QLoRA. A bf16 base holds the embedding and an untied LM head in bf16 too; NF4 leaves
@@ -106,7 +106,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// - Parameters:
     ///   - baseBytesPerValue: nil takes the method's own: 4 for full and LoRA, NF4's for QLoRA.
     ///   - compactBaseMultipliesNatively: nil asks the CPU (bf16 bases only).
-    public init(config: LlamaConfiguration, method: Method, batchSize: Int, length: Int,
+    public init(config: DecoderConfiguration, method: Method, batchSize: Int, length: Int,
                 lora: LoRAConfiguration = LoRAConfiguration(rank: 8, alpha: 16, targets: ["all-linear"]),
                 gradientCheckpointing: Bool = false, optimizer: OptimizerMemory = .adamw,
                 baseBytesPerValue: Double? = nil, compactBaseMultipliesNatively: Bool? = nil,
@@ -486,7 +486,7 @@ public struct RuntimeBaseline: Sendable, Equatable, Codable {
 
     /// The baseline of a run that loads `files`: the measured process, the whole model file (or its safetensors
     /// shards) mapped and read, and the tokenizer scaled by the vocabulary.
-    public static func estimate(for files: ModelFiles, config: LlamaConfiguration) throws -> RuntimeBaseline {
+    public static func estimate(for files: ModelFiles, config: DecoderConfiguration) throws -> RuntimeBaseline {
         let fileBytes: Int
         switch files {
         case .gguf(let file): fileBytes = try Self.size(of: file.url)

@@ -24,7 +24,7 @@ final class PPOTask: TrainingTask {
         var updates: [PPOUpdateStatistics] = []
     }
 
-    let model: LlamaModel
+    let model: DecoderModel
     let objective: PPOObjective
     let reference: ReferenceSource
     let valueHead: ScoreHead

@@ -11,7 +11,7 @@ public enum ReferenceSource: Equatable, Sendable {
 
     /// Runs `body` on `model` with the reference's adapters on (none: the base; or the frozen adapter), then restores
     /// every switch.
-    func run<T>(on model: LlamaModel, _ body: () throws -> T) throws -> T {
+    func run<T>(on model: DecoderModel, _ body: () throws -> T) throws -> T {
         switch self {
         case .adaptersOff: return try model.withAdapters(where: { _ in false }, body)
         case .adapter(let name): return try model.withAdapters(where: { $0.adapterName == name }, body)
@@ -23,7 +23,7 @@ public enum ReferenceSource: Equatable, Sendable {
 /// activations kept; the objective turns the log-probabilities into a loss and per-token weights, which the backward
 /// pass takes from there. The reference runs first, without gradient, on the same weights (adapters switched).
 final class PreferenceTask: TrainingTask {
-    let model: LlamaModel
+    let model: DecoderModel
     let objective: PreferenceObjective
     let reference: ReferenceSource?
     var iterator: BatchIterator<PreferenceBatchBuilder>
@@ -106,10 +106,10 @@ final class PreferenceTask: TrainingTask {
 /// Summed completion log-probabilities of batches, by the policy or the reference, and an objective's loss and
 /// gradient on a batch.
 public struct PreferenceScorer {
-    public let model: LlamaModel
+    public let model: DecoderModel
     public let reference: ReferenceSource?
 
-    public init(model: LlamaModel, reference: ReferenceSource?) {
+    public init(model: DecoderModel, reference: ReferenceSource?) {
         self.model = model
         self.reference = reference
     }

@@ -14,7 +14,7 @@ import LatheTensors
 /// beside the policy on the same base. Freezing the SFT adapter under a new one would make the reward model two
 /// adapters deep, which PEFT cannot load as one.
 final class RewardTask: TrainingTask {
-    let model: LlamaModel
+    let model: DecoderModel
     let head: ScoreHead
     let objective: RewardObjective
     var iterator: BatchIterator<RewardBatchBuilder>

@@ -36,7 +36,7 @@ struct RolloutSequences {
     }
 
     /// [rows × width] log-probabilities of the response tokens at the temperature (0 where there is none).
-    func logProbabilities(_ model: LlamaModel, temperature: Float, saving: TrainingActivations?) throws -> [Double] {
+    func logProbabilities(_ model: DecoderModel, temperature: Float, saving: TrainingActivations?) throws -> [Double] {
         let all = try model.targetLogProbabilities(tokens: tokens, batchSize: batchSize, positions: positions, valid: valid,
                                                    targets: targets, temperature: temperature, saving: saving)
         return readAt.map { position in position.map { targets[$0] >= 0 ? Double(all[$0]) : 0 } ?? 0 }

@@ -7,7 +7,7 @@ import LatheTensors
 /// prefill pass and of a decode step over every slot — both alive for a moment when one replaces the other — with the
 /// runtime. It grows with `slots × contextPerSlot`, never with the number of requests served.
 public struct ServingPlan: Sendable {
-    public var config: LlamaConfiguration
+    public var config: DecoderConfiguration
     /// Bytes of the weights in the format they are loaded in (the file's own blocks, float32, bf16, NF4).
     public var weightBytes: Int
     public var slots: Int
@@ -18,7 +18,7 @@ public struct ServingPlan: Sendable {
     public var prefillTokenBudget: Int
     public var runtime: RuntimeBaseline
 
-    public init(config: LlamaConfiguration, weightBytes: Int, slots: Int, contextPerSlot: Int,
+    public init(config: DecoderConfiguration, weightBytes: Int, slots: Int, contextPerSlot: Int,
                 adapters: [LoRAConfiguration] = [], prefillTokenBudget: Int, runtime: RuntimeBaseline = .none) {
         self.config = config; self.weightBytes = weightBytes; self.slots = slots; self.contextPerSlot = contextPerSlot
         self.adapters = adapters; self.prefillTokenBudget = prefillTokenBudget; self.runtime = runtime
@@ -67,13 +67,13 @@ public struct ServingPlan: Sendable {
 
     /// Bytes of a model's weights loaded for inference in `format`: as stored, the file's own tensors (quantized
     /// blocks as they are, the rest float32); otherwise as the training planner counts a frozen base.
-    public static func weightBytes(files: ModelFiles, config: LlamaConfiguration, format: WeightFormat) -> Int {
+    public static func weightBytes(files: ModelFiles, config: DecoderConfiguration, format: WeightFormat) -> Int {
         format == .stored ? files.storedWeightBytes(config: config) : weightBytes(config: config, format: format)
     }
 
     /// Bytes of a model's weights loaded for inference in `format`, counted as the training planner counts a frozen
     /// base: float32, or the block linears compact (bf16 also the embedding and an untied head).
-    public static func weightBytes(config: LlamaConfiguration, format: WeightFormat) -> Int {
+    public static func weightBytes(config: DecoderConfiguration, format: WeightFormat) -> Int {
         let noAdapters = LoRAConfiguration(rank: 1, alpha: 1, targets: [])
         return MemoryPlan(config: config, method: format == .nf4 ? .qlora : .lora, batchSize: 1, length: 1, lora: noAdapters,
                           baseBytesPerValue: format.bitsPerValue / 8, compactBaseMultipliesNatively: false).modelWeightBytes

@@ -224,11 +224,11 @@ public struct ModelArchitecture: Codable, Equatable, Sendable {
     }
 
     /// The full configuration for a vocabulary of `vocabularySize` tokens, validated.
-    public func configuration(vocabularySize: Int) throws -> LlamaConfiguration {
+    public func configuration(vocabularySize: Int) throws -> DecoderConfiguration {
         guard heads > 0, hiddenSize % heads == 0 else {
             throw TrainingError("architecture.hidden_size (\(hiddenSize)) must be a multiple of architecture.heads (\(heads))")
         }
-        let config = LlamaConfiguration(vocabularySize: vocabularySize, hiddenSize: hiddenSize, intermediateSize: intermediateSize,
+        let config = DecoderConfiguration(vocabularySize: vocabularySize, hiddenSize: hiddenSize, intermediateSize: intermediateSize,
                                         layerCount: layers, headCount: heads, kvHeadCount: kvHeads, rmsNormEpsilon: 1e-5,
                                         ropeTheta: ropeTheta, tieWordEmbeddings: tieEmbeddings, maxPositions: maxPositions)
         do { try config.validate(source: "architecture") } catch { throw TrainingError("\(error)") }

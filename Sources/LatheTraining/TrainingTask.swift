@@ -69,7 +69,7 @@ func itemWeighted<Batch>(_ batches: [Batch], items: (Batch) -> Int, tokens: (Bat
 
 /// Supervised fine-tuning and pretraining: token-weighted cross-entropy on the supervised tokens.
 final class SFTTask: TrainingTask {
-    let model: LlamaModel
+    let model: DecoderModel
     var iterator: BatchIterator<BatchBuilder>
     let validationBatches: [Batch]
     let report: SFTReport

@@ -6,7 +6,7 @@ import LatheTestSupport
 
 /// PEFT adapters in and out, switching adapters off and on, and merging.
 final class AdapterTests: XCTestCase {
-    func tinyLlama() throws -> LlamaModel {
+    func tinyLlama() throws -> DecoderModel {
         try ModelFiles.open(fixtures.appendingPathComponent("models/tiny-llama")).loadModel()
     }
 

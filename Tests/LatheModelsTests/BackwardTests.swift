@@ -11,12 +11,12 @@ final class BackwardTests: XCTestCase {
 
     let batch = try! JSONDecoder().decode(Batch.self, from: Data(contentsOf: fixtures.appendingPathComponent("training/batch.json")))
 
-    func model(_ name: String) throws -> LlamaModel {
+    func model(_ name: String) throws -> DecoderModel {
         try ModelFiles.open(fixtures.appendingPathComponent("models/\(name)")).loadModel()
     }
 
     /// Mean cross-entropy over the supervised targets; with `backward`, adds its gradient into the trainable parameters.
-    func loss(_ model: LlamaModel, backward: Bool) throws -> Double {
+    func loss(_ model: DecoderModel, backward: Bool) throws -> Double {
         let rows = batch.ids.count, length = batch.ids[0].count
         let targets = batch.targets.flatMap { $0 }
         let count = targets.filter { $0 >= 0 }.count

@@ -18,7 +18,7 @@ extension BackwardTests {
     }
 
     /// Logits, and gradients of LoRA adapters with dropout off, of `model`.
-    func logitsAndLoRAGradients(_ model: LlamaModel) throws -> (logits: [Float], gradients: [Float]) {
+    func logitsAndLoRAGradients(_ model: DecoderModel) throws -> (logits: [Float], gradients: [Float]) {
         let adapters = try model.attachLoRA(LoRAConfiguration(rank: 2, alpha: 4, targets: ["all-linear"]), seed: 4)
         for adapter in adapters { adapter.training = true; adapter.b.tensor.fill(0.05) }
         let logits = try model.forward(tokens: batch.ids.flatMap { $0 }, batchSize: batch.ids.count,
@@ -149,7 +149,7 @@ extension BackwardTests {
         let saved = BF16Weight.productPath
         BF16Weight.productPath = .widened
         defer { BF16Weight.productPath = saved }
-        func gradients(_ model: LlamaModel) throws -> [Float] {
+        func gradients(_ model: DecoderModel) throws -> [Float] {
             for p in model.parameters { p.trainable = true }
             _ = try loss(model, backward: true)
             return model.parameters.flatMap { $0.gradient!.array }

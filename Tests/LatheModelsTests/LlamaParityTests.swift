@@ -22,7 +22,7 @@ func largestDifference(_ a: [Float], _ b: [Float]) -> (Float, Int) {
 final class LlamaParityTests: XCTestCase {
     let tolerance: Float = 2e-4  // absolute, on logits of magnitude ~1; float32 sums in another order
 
-    func check(model: LlamaModel, expectedFile: URL, _ what: String) throws {
+    func check(model: DecoderModel, expectedFile: URL, _ what: String) throws {
         let expected = try JSONDecoder().decode(ExpectedLogits.self, from: Data(contentsOf: expectedFile))
         let logits = try model.forward(tokens: expected.ids.flatMap { $0 }, batchSize: expected.ids.count)
         let want = expected.logits.flatMap { $0.flatMap { $0 } }
@@ -81,22 +81,22 @@ final class LlamaParityTests: XCTestCase {
         let files = try ModelFiles.open(fixtures.appendingPathComponent("models/tiny-llama"))
         var config = try files.configuration()
         config.layerCount = 1  // the file has two layers: layer 1's weights are left over
-        XCTAssertThrowsError(try LlamaModel(config: config).load(from: files.weightSource(for: config))) { error in
+        XCTAssertThrowsError(try DecoderModel(config: config).load(from: files.weightSource(for: config))) { error in
             XCTAssertTrue("\(error)".contains("model.layers.1."), "\(error)")
         }
         config.layerCount = 3  // now layer 2 is missing
-        XCTAssertThrowsError(try LlamaModel(config: config).load(from: files.weightSource(for: config))) { error in
+        XCTAssertThrowsError(try DecoderModel(config: config).load(from: files.weightSource(for: config))) { error in
             XCTAssertTrue("\(error)".contains("model.layers.2."), "\(error)")
         }
     }
 
     func testConfigErrorsNameTheField() {
         let bad = Data(#"{"model_type": "llama", "hidden_size": "wide", "num_attention_heads": 4}"#.utf8)
-        XCTAssertThrowsError(try LlamaConfiguration.decode(huggingFaceJSON: bad, source: "config.json")) { error in
+        XCTAssertThrowsError(try DecoderConfiguration.decode(huggingFaceJSON: bad, source: "config.json")) { error in
             XCTAssertEqual("\(error)", "config.json: field 'hidden_size' must be an integer, got \"wide\"")
         }
         let unknown = Data(#"{"model_type": "gpt2"}"#.utf8)
-        XCTAssertThrowsError(try LlamaConfiguration.decode(huggingFaceJSON: unknown, source: "c.json")) { error in
+        XCTAssertThrowsError(try DecoderConfiguration.decode(huggingFaceJSON: unknown, source: "c.json")) { error in
             XCTAssertTrue("\(error)".contains("hidden_size") || "\(error)".contains("gpt2"), "\(error)")
         }
     }

@@ -11,7 +11,7 @@ final class ScoreHeadTests: XCTestCase {
 
     /// J = Σ c·log p_T(target) + Σ d·score(row) on a tiny model with every weight and the head trainable; with
     /// `backward`, adds dJ into the gradients.
-    func objective(_ model: LlamaModel, head: ScoreHead, temperature: Float, logProbabilities: Bool,
+    func objective(_ model: DecoderModel, head: ScoreHead, temperature: Float, logProbabilities: Bool,
                    backward: Bool) throws -> Double {
         let rows = batch.ids.count, length = batch.ids[0].count
         let tokens = batch.ids.flatMap { $0 }, targets = batch.targets.flatMap { $0 }, valid = batch.valid.flatMap { $0 }

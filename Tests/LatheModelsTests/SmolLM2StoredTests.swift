@@ -9,10 +9,10 @@ import LatheTestSupport
 /// transformers' log-probabilities of the same GGUF, and against the same file expanded to float32. Skipped when the
 /// model package is not installed.
 final class SmolLM2StoredTests: XCTestCase {
-    static let stored: Result<LlamaModel, Error> = Result {
+    static let stored: Result<DecoderModel, Error> = Result {
         try ModelFiles.open(try DefaultModelFile.url()).loadModel(weightFormat: .stored)
     }
-    static let expanded: Result<LlamaModel, Error> = Result {
+    static let expanded: Result<DecoderModel, Error> = Result {
         try ModelFiles.open(try DefaultModelFile.url()).loadModel(weightFormat: .float32)
     }
 

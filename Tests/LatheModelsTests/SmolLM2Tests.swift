@@ -15,11 +15,11 @@ final class SmolLM2Tests: XCTestCase {
     }
     struct Fixture: Decodable { let cases: [Case] }
 
-    static let model: Result<LlamaModel, Error> = Result {
+    static let model: Result<DecoderModel, Error> = Result {
         try ModelFiles.open(try DefaultModelFile.url()).loadModel()
     }
 
-    func loadedModel() throws -> LlamaModel { try Self.model.get() }
+    func loadedModel() throws -> DecoderModel { try Self.model.get() }
 
     func testLogProbabilitiesMatchTransformers() throws {
         let model = try loadedModel()

@@ -5,7 +5,7 @@ import XCTest
 /// A whole training step (loss, every gradient; LoRA over an NF4 base) and decoding with the KV cache give the same
 /// bits with the kernels' loops on two threads as on one: every split is over independent rows, heads or blocks.
 final class ThreadedModelTests: XCTestCase {
-    let config = LlamaConfiguration(vocabularySize: 4096, hiddenSize: 256, intermediateSize: 1024, layerCount: 1,
+    let config = DecoderConfiguration(vocabularySize: 4096, hiddenSize: 256, intermediateSize: 1024, layerCount: 1,
                                     headCount: 4, kvHeadCount: 2, tieWordEmbeddings: true, maxPositions: 256)
     let batchSize = 4, length = 128
 
@@ -22,7 +22,7 @@ final class ThreadedModelTests: XCTestCase {
         // The last row ends in padding; every seventh target is ignored.
         let valid = (0..<(batchSize * length)).map { $0 < (batchSize - 1) * length + 100 }
         let targets = (0..<(batchSize * length)).map { $0 % 7 == 3 || !valid[$0] ? -1 : ids[($0 + 1) % ids.count] }
-        let model = LlamaModel(config: config)
+        let model = DecoderModel(config: config)
         model.initializeRandomly(seed: 1)
         let trainable: [Parameter]
         if nf4 {

@@ -41,7 +41,7 @@ extension TrainerTests {
     /// Full fine-tuning in bf16 (bf16 copies of float32 masters, re-rounded after every step: copies left stale
     /// would not learn) ends within 2% of float32's loss; a quantized base cannot be fully fine-tuned.
     func testFullFineTuningOnBF16CopiesLearnsLikeFloat32AndRefusesNF4() throws {
-        func finalLoss(_ dtype: String) throws -> (losses: [Double], model: LlamaModel) {
+        func finalLoss(_ dtype: String) throws -> (losses: [Double], model: DecoderModel) {
             let c = configuration { $0.method = .full; $0.epochs = 4; $0.batchSize = 4; $0.learningRate = 1e-3; $0.dtype = dtype }
             let lm = try LanguageModel.load(modelPath, weightFormat: try c.loadingFormat())
             try Trainer(config: c, languageModel: lm).run()

@@ -12,8 +12,8 @@ import LatheTestSupport
 /// `Tensor`) held at once must match the plan's training bytes within 10%.
 final class MemoryPlanTests: XCTestCase {
     /// Small, but with every term of a real model present and none dwarfing the others.
-    func configuration(tied: Bool) -> LlamaConfiguration {
-        LlamaConfiguration(vocabularySize: 300, hiddenSize: 64, intermediateSize: 160, layerCount: 3, headCount: 4,
+    func configuration(tied: Bool) -> DecoderConfiguration {
+        DecoderConfiguration(vocabularySize: 300, hiddenSize: 64, intermediateSize: 160, layerCount: 3, headCount: 4,
                            kvHeadCount: 2, tieWordEmbeddings: tied, maxPositions: 128)
     }
 
@@ -30,7 +30,7 @@ final class MemoryPlanTests: XCTestCase {
         try allocateTileScratch()
         let liveBefore = TensorMemory.liveBytes
         TensorMemory.resetPeak()
-        let model = LlamaModel(config: plan.config)
+        let model = DecoderModel(config: plan.config)
         model.initializeRandomly(seed: 5)
         var trainable: [Parameter]
         switch plan.method {
@@ -244,9 +244,9 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertLessThan(plan.weightBytes, plan.config.parameterCount * 3, "a bf16 base must weigh about half of float32")
     }
 
-    /// The weights of a model, served to `LlamaModel.load` as a file would.
+    /// The weights of a model, served to `DecoderModel.load` as a file would.
     struct ModelWeights: WeightSource {
-        let model: LlamaModel
+        let model: DecoderModel
         var tensorNames: [String] { model.parameters.map(\.name) }
         var description: String { "in-memory weights" }
         func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws {
@@ -263,12 +263,12 @@ final class MemoryPlanTests: XCTestCase {
         for (format, method) in [(WeightFormat.nf4, MemoryPlan.Method.qlora), (.bfloat16, .lora)] {
             let plan = MemoryPlan(config: configuration(tied: false), method: method, batchSize: 1, length: 8,
                                   baseBytesPerValue: format == .bfloat16 ? 2 : nil)
-            let source = LlamaModel(config: plan.config)
+            let source = DecoderModel(config: plan.config)
             source.initializeRandomly(seed: 3)
             try allocateTileScratch()
             let liveBefore = TensorMemory.liveBytes
             TensorMemory.resetPeak()
-            let model = LlamaModel(config: plan.config, weightFormat: format)
+            let model = DecoderModel(config: plan.config, weightFormat: format)
             try model.load(from: ModelWeights(model: source))
             let compact = try XCTUnwrap(model.compactWeightSummary)
             let measured = TensorMemory.peakBytes - liveBefore + compact.bytes
@@ -283,7 +283,7 @@ final class MemoryPlanTests: XCTestCase {
     /// aside) matches the plan's adapters, KV cache and passes within 10%, and it does not grow with the requests.
     func testServingPlanMatchesABatchDecodersPeak() throws {
         let config = configuration(tied: true)
-        let model = LlamaModel(config: config)
+        let model = DecoderModel(config: config)
         model.initializeRandomly(seed: 5)
         let slots = 4, context = 64
         func decode(requests: Int) throws -> Int {

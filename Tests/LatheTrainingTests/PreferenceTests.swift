@@ -27,7 +27,7 @@ final class PreferenceTests: TinyModelTestCase {
     }
 
     /// A LoRA adapter with B non-zero, so that the policy differs from the reference and A has a gradient.
-    func attachAdapter(to model: LlamaModel, seed: UInt64 = 9) throws -> [Parameter] {
+    func attachAdapter(to model: DecoderModel, seed: UInt64 = 9) throws -> [Parameter] {
         let adapters = try model.attachLoRA(LoRAConfiguration(rank: 2, alpha: 4, targets: ["all-linear"]), seed: seed)
         var random = SeededGenerator(seed: seed)
         for adapter in adapters {

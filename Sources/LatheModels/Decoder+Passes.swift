@@ -2,391 +2,6 @@ import Foundation
 import LatheFormats
 import LatheTensors
 
-// The llama family (model_type "llama", "mistral", "qwen2"): configuration, layers, model and weight names.
-// Qwen2 is llama with biases on q/k/v; Mistral without sliding windows is llama.
-
-/// Architecture hyper-parameters of a llama-family model, decoded from Hugging Face's config.json or GGUF metadata.
-public struct LlamaConfiguration: Sendable, Equatable, Codable {
-    public var modelType: String
-    public var vocabularySize: Int
-    public var hiddenSize: Int
-    public var intermediateSize: Int
-    public var layerCount: Int
-    public var headCount: Int
-    public var kvHeadCount: Int
-    public var headDim: Int
-    public var rmsNormEpsilon: Float
-    public var ropeTheta: Double
-    public var ropeLlama3Scaling: RotaryEmbedding.Llama3Scaling?
-    /// Per-frequency divisors as GGUF files store Llama 3's scaling (`rope_freqs.weight`).
-    public var ropeFrequencyFactors: [Float]?
-    public var tieWordEmbeddings: Bool
-    public var attentionBias: Bool
-    public var maxPositions: Int
-
-    public init(modelType: String = "llama", vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
-                headCount: Int, kvHeadCount: Int, headDim: Int? = nil, rmsNormEpsilon: Float = 1e-5,
-                ropeTheta: Double = 10000, ropeLlama3Scaling: RotaryEmbedding.Llama3Scaling? = nil,
-                tieWordEmbeddings: Bool = false, attentionBias: Bool = false, maxPositions: Int = 2048) {
-        self.modelType = modelType; self.vocabularySize = vocabularySize; self.hiddenSize = hiddenSize
-        self.intermediateSize = intermediateSize; self.layerCount = layerCount; self.headCount = headCount
-        self.kvHeadCount = kvHeadCount; self.headDim = headDim ?? hiddenSize / headCount
-        self.rmsNormEpsilon = rmsNormEpsilon; self.ropeTheta = ropeTheta; self.ropeLlama3Scaling = ropeLlama3Scaling
-        self.tieWordEmbeddings = tieWordEmbeddings; self.attentionBias = attentionBias; self.maxPositions = maxPositions
-    }
-
-    public static let supportedModelTypes = ["llama", "mistral", "qwen2"]
-
-    /// Checks the relations the layers rely on; the message names the field.
-    public func validate(source: String) throws {
-        func fail(_ message: String) -> ModelError { .invalidConfiguration(file: source, message: message) }
-        guard Self.supportedModelTypes.contains(modelType) else {
-            throw fail("model_type '\(modelType)' is not supported (supported: \(Self.supportedModelTypes.joined(separator: ", ")))")
-        }
-        for (name, value) in [("vocab_size", vocabularySize), ("hidden_size", hiddenSize),
-                              ("intermediate_size", intermediateSize), ("num_hidden_layers", layerCount),
-                              ("num_attention_heads", headCount), ("num_key_value_heads", kvHeadCount),
-                              ("head_dim", headDim)] where value <= 0 {
-            throw fail("\(name) must be positive, got \(value)")
-        }
-        guard headCount % kvHeadCount == 0 else {
-            throw fail("num_attention_heads (\(headCount)) must be a multiple of num_key_value_heads (\(kvHeadCount))")
-        }
-        guard headDim % 2 == 0 else { throw fail("head_dim must be even for rotary embeddings, got \(headDim)") }
-    }
-
-    /// Reads a Hugging Face config.json (both `rope_theta`/`rope_scaling` and transformers 5's `rope_parameters`).
-    public static func decode(huggingFaceJSON data: Data, source: String) throws -> LlamaConfiguration {
-        let parsed: JSONValue
-        do { parsed = try JSONValue.parse(data) } catch {
-            throw ModelError.invalidConfiguration(file: source, message: "not valid JSON (\(error))")
-        }
-        guard let object = parsed.object else {
-            throw ModelError.invalidConfiguration(file: source, message: "the top level is not a JSON object")
-        }
-        let fields = JSONFields(object: object, source: source)
-        let modelType = try fields.string("model_type")
-        let hidden = try fields.int("hidden_size")
-        let heads = try fields.int("num_attention_heads")
-        let rope = object["rope_parameters"]?.object ?? object["rope_scaling"]?.object
-        let ropeFields = JSONFields(object: rope ?? [:], source: source, prefix: object["rope_parameters"] != nil ? "rope_parameters." : "rope_scaling.")
-        var llama3: RotaryEmbedding.Llama3Scaling?
-        let ropeType = try ropeFields.optionalString("rope_type") ?? ropeFields.optionalString("type") ?? "default"
-        switch ropeType {
-        case "default": break
-        case "llama3":
-            llama3 = .init(factor: try ropeFields.double("factor"),
-                           lowFrequencyFactor: try ropeFields.double("low_freq_factor"),
-                           highFrequencyFactor: try ropeFields.double("high_freq_factor"),
-                           originalMaxPositions: try ropeFields.int("original_max_position_embeddings"))
-        default:
-            throw ModelError.invalidConfiguration(file: source, message: "rope type '\(ropeType)' is not supported (supported: default, llama3)")
-        }
-        let theta = try fields.optionalDouble("rope_theta") ?? ropeFields.optionalDouble("rope_theta") ?? 10000
-        let config = LlamaConfiguration(
-            modelType: modelType,
-            vocabularySize: try fields.int("vocab_size"),
-            hiddenSize: hidden,
-            intermediateSize: try fields.int("intermediate_size"),
-            layerCount: try fields.int("num_hidden_layers"),
-            headCount: heads,
-            kvHeadCount: try fields.optionalInt("num_key_value_heads") ?? heads,
-            headDim: try fields.optionalInt("head_dim") ?? hidden / max(heads, 1),
-            rmsNormEpsilon: Float(try fields.optionalDouble("rms_norm_eps") ?? 1e-6),
-            ropeTheta: theta,
-            ropeLlama3Scaling: llama3,
-            tieWordEmbeddings: try fields.optionalBool("tie_word_embeddings") ?? false,
-            attentionBias: try fields.optionalBool("attention_bias") ?? (modelType == "qwen2"),
-            maxPositions: try fields.optionalInt("max_position_embeddings") ?? 2048)
-        try config.validate(source: source)
-        return config
-    }
-
-    /// Reads the `{architecture}.*` metadata of a GGUF file (llama.cpp's names for the same hyper-parameters).
-    public static func decode(gguf file: GGUFFile) throws -> LlamaConfiguration {
-        let architecture = try file.requiredString("general.architecture")
-        let modelType: String
-        switch architecture {
-        case "llama", "mistral": modelType = "llama"
-        case "qwen2": modelType = "qwen2"
-        default:
-            throw ModelError.invalidConfiguration(file: file.url.path, message:
-                "general.architecture '\(architecture)' is not supported (supported: llama, mistral, qwen2)")
-        }
-        let a = architecture + "."
-        func optionalInt(_ key: String) throws -> Int? { file.metadata[key] == nil ? nil : try file.requiredInt(key) }
-        let hidden = try file.requiredInt(a + "embedding_length")
-        let heads = try file.requiredInt(a + "attention.head_count")
-        guard let embedding = file.tensor(named: "token_embd.weight"), embedding.dimensions.count == 2 else {
-            throw ModelError.missingWeight(file: file.url.path, name: "token_embd.weight")
-        }
-        var factors: [Float]?
-        if let tensor = file.tensor(named: "rope_freqs.weight") { factors = try file.floats(of: tensor) }
-        let config = LlamaConfiguration(
-            modelType: modelType,
-            vocabularySize: try optionalInt(a + "vocab_size") ?? embedding.dimensions[1],
-            hiddenSize: hidden,
-            intermediateSize: try file.requiredInt(a + "feed_forward_length"),
-            layerCount: try file.requiredInt(a + "block_count"),
-            headCount: heads,
-            kvHeadCount: try optionalInt(a + "attention.head_count_kv") ?? heads,
-            headDim: try optionalInt(a + "attention.key_length") ?? hidden / max(heads, 1),
-            rmsNormEpsilon: Float(try file.requiredDouble(a + "attention.layer_norm_rms_epsilon")),
-            ropeTheta: file.metadata[a + "rope.freq_base"] == nil ? 10000 : try file.requiredDouble(a + "rope.freq_base"),
-            tieWordEmbeddings: file.tensor(named: "output.weight") == nil,
-            attentionBias: file.tensor(named: "blk.0.attn_q.bias") != nil,
-            maxPositions: try optionalInt(a + "context_length") ?? 2048)
-        var result = config
-        result.ropeFrequencyFactors = factors
-        try result.validate(source: file.url.path)
-        if let factors, factors.count != result.headDim / 2 {
-            throw ModelError.invalidConfiguration(file: file.url.path, message:
-                "rope_freqs.weight has \(factors.count) factors, head dimension \(result.headDim) needs \(result.headDim / 2)")
-        }
-        return result
-    }
-
-    /// The Hugging Face config.json of this architecture, which transformers and Lathe both load.
-    public func huggingFaceJSON(bosTokenID: Int?, eosTokenID: Int?) throws -> Data {
-        var object: [String: JSONValue] = [
-            "architectures": .array([.string(modelType == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM")]),
-            "model_type": .string(modelType), "vocab_size": .number(Double(vocabularySize)),
-            "hidden_size": .number(Double(hiddenSize)), "intermediate_size": .number(Double(intermediateSize)),
-            "num_hidden_layers": .number(Double(layerCount)), "num_attention_heads": .number(Double(headCount)),
-            "num_key_value_heads": .number(Double(kvHeadCount)), "head_dim": .number(Double(headDim)),
-            "rms_norm_eps": .number(Double(rmsNormEpsilon)), "rope_theta": .number(ropeTheta),
-            "tie_word_embeddings": .bool(tieWordEmbeddings), "max_position_embeddings": .number(Double(maxPositions)),
-            "hidden_act": .string("silu"), "torch_dtype": .string("float32"), "initializer_range": .number(0.02),
-        ]
-        if modelType == "llama" { object["attention_bias"] = .bool(attentionBias); object["mlp_bias"] = .bool(false) }
-        if let bosTokenID { object["bos_token_id"] = .number(Double(bosTokenID)) }
-        if let eosTokenID { object["eos_token_id"] = .number(Double(eosTokenID)) }
-        if let s = ropeLlama3Scaling {
-            object["rope_scaling"] = .object(["rope_type": .string("llama3"), "factor": .number(s.factor),
-                                              "low_freq_factor": .number(s.lowFrequencyFactor),
-                                              "high_freq_factor": .number(s.highFrequencyFactor),
-                                              "original_max_position_embeddings": .number(Double(s.originalMaxPositions))])
-        }
-        return try JSONValue.object(object).formatted()
-    }
-
-    /// Parameters of the model, counted from the shapes.
-    public var parameterCount: Int {
-        let q = headCount * headDim, kv = kvHeadCount * headDim
-        var perLayer = hiddenSize * (q + 2 * kv) + q * hiddenSize + 3 * hiddenSize * intermediateSize + 2 * hiddenSize
-        if attentionBias { perLayer += q + 2 * kv }
-        return vocabularySize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + layerCount * perLayer + hiddenSize
-    }
-}
-
-/// One transformer block: pre-norm grouped-query attention and a pre-norm SwiGLU MLP, each with a residual.
-public final class LlamaBlock: @unchecked Sendable {
-    public let attentionNorm: Parameter
-    public let query, key, value, output: Linear
-    public let mlpNorm: Parameter
-    public let gate, up, down: Linear
-
-    init(index i: Int, config c: LlamaConfiguration, allocatesLinears: Bool) {
-        let p = "model.layers.\(i).", a = allocatesLinears
-        attentionNorm = Parameter(name: p + "input_layernorm.weight", shape: [c.hiddenSize])
-        query = Linear(name: p + "self_attn.q_proj", inFeatures: c.hiddenSize, outFeatures: c.headCount * c.headDim,
-                       bias: c.attentionBias, allocatesWeight: a)
-        key = Linear(name: p + "self_attn.k_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim,
-                     bias: c.attentionBias, allocatesWeight: a)
-        value = Linear(name: p + "self_attn.v_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim,
-                       bias: c.attentionBias, allocatesWeight: a)
-        output = Linear(name: p + "self_attn.o_proj", inFeatures: c.headCount * c.headDim, outFeatures: c.hiddenSize,
-                        bias: false, allocatesWeight: a)
-        mlpNorm = Parameter(name: p + "post_attention_layernorm.weight", shape: [c.hiddenSize])
-        gate = Linear(name: p + "mlp.gate_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false, allocatesWeight: a)
-        up = Linear(name: p + "mlp.up_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false, allocatesWeight: a)
-        down = Linear(name: p + "mlp.down_proj", inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false, allocatesWeight: a)
-    }
-
-    public var linears: [Linear] { [query, key, value, output, gate, up, down] }
-    public var parameters: [Parameter] {
-        [attentionNorm] + query.parameters + key.parameters + value.parameters + output.parameters
-            + [mlpNorm] + gate.parameters + up.parameters + down.parameters
-    }
-}
-
-/// A llama-family causal language model with float32 weights.
-public final class LlamaModel: @unchecked Sendable {
-    public let config: LlamaConfiguration
-    public let embedding: Parameter
-    public let blocks: [LlamaBlock]
-    public let finalNorm: Parameter
-    /// nil when the LM head is tied to the embedding.
-    public let lmHead: Linear?
-    /// The embedding (and tied head) held in bf16 once `compressWeights(to: .bfloat16)` moved it there, or in the
-    /// file's own blocks (`.stored`): for decoding, the head is a third of the bytes read per token.
-    public internal(set) var compactEmbedding: (any CompactWeight)?
-    public let rope: RotaryEmbedding
-    /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.
-    var cachedWorkspace: ForwardWorkspace?
-    var cachedGradientWorkspace: GradientWorkspace?
-    /// The chunked LM head's logits buffer, one for every loss and log-probability pass (training, reference and
-    /// evaluation passes run one after another, so that they share it).
-    public let headWorkspace = ChunkedLMHeadLoss.Workspace()
-    /// The format `load(from:)` puts the weights in, as they are read.
-    public let loadingFormat: WeightFormat
-
-    /// A model with zero weights of the configured shapes; `load(from:)` fills them. The weights that loading will
-    /// move to a compact `weightFormat` get no float32 values here: `load` gives each its values only while it
-    /// reads and compresses it, so a QLoRA model never exists whole in float32.
-    public init(config c: LlamaConfiguration, weightFormat: WeightFormat = .float32) {
-        config = c
-        loadingFormat = weightFormat
-        let compactHead = weightFormat == .bfloat16 || weightFormat == .stored
-        embedding = Parameter(name: "model.embed_tokens.weight", shape: [c.vocabularySize, c.hiddenSize], allocated: !compactHead)
-        blocks = (0..<c.layerCount).map { LlamaBlock(index: $0, config: c, allocatesLinears: weightFormat == .float32) }
-        finalNorm = Parameter(name: "model.norm.weight", shape: [c.hiddenSize])
-        lmHead = c.tieWordEmbeddings ? nil : Linear(name: "lm_head", inFeatures: c.hiddenSize, outFeatures: c.vocabularySize,
-                                                    bias: false, allocatesWeight: !compactHead)
-        rope = RotaryEmbedding(headDim: c.headDim, base: c.ropeTheta, llama3: c.ropeLlama3Scaling,
-                               frequencyFactors: c.ropeFrequencyFactors)
-    }
-
-    /// Seeded random weights as transformers initialises a new llama: linears and the embedding from
-    /// N(0, std²), norms at one, biases at zero.
-    public func initializeRandomly(seed: UInt64, standardDeviation: Float = 0.02) {
-        var random = SeededGenerator(seed: seed)
-        for p in parameters {
-            if p.shape.count == 1 {
-                p.tensor.fill(p.name.hasSuffix("norm.weight") ? 1 : 0)
-                continue
-            }
-            var i = 0
-            while i < p.tensor.count {
-                // Box–Muller: two normal draws from two uniform ones.
-                let u1 = max(Double(random.nextUnitFloat()), 1e-12), u2 = Double(random.nextUnitFloat())
-                let radius = (-2 * Foundation.log(u1)).squareRoot()
-                p.tensor[i] = Float(radius * Foundation.cos(2 * .pi * u2)) * standardDeviation
-                if i + 1 < p.tensor.count { p.tensor[i + 1] = Float(radius * Foundation.sin(2 * .pi * u2)) * standardDeviation }
-                i += 2
-            }
-        }
-    }
-
-    /// Every parameter, in checkpoint order: the model's registry of named weights.
-    public var parameters: [Parameter] {
-        [embedding] + blocks.flatMap(\.parameters) + [finalNorm] + (lmHead?.parameters ?? [])
-    }
-
-    /// Fills every parameter from `source` (Hugging Face names), failing on a missing key or a wrong shape,
-    /// and on any key of the source that the model does not use.
-    ///
-    /// With a compact `loadingFormat` each weight it applies to is compressed as soon as it is read, so the whole
-    /// model never sits in float32 at once; `.stored` takes the linears, the embedding and the LM head in the file's
-    /// own blocks where it quantized them, and never expands them.
-    public func load(from source: any WeightSource) throws {
-        var unused = Set(source.tensorNames)
-        for parameter in parameters {
-            if loadingFormat == .stored, let stored = try storedWeight(parameter, from: source) {
-                unused.remove(parameter.name)
-                try useStored(stored, for: parameter)
-                continue
-            }
-            if !parameter.hasValues { parameter.restoreValues(Tensor(zeros: parameter.shape)) }
-            try source.read(parameter.name, shape: parameter.shape, into: parameter.tensor.buffer)
-            unused.remove(parameter.name)
-            if loadingFormat != .float32 { try compress(parameter, to: loadingFormat) }
-        }
-        // Rotary tables and tied heads that some exporters write are derived, not learned: they may be left over.
-        unused = unused.filter { !$0.hasSuffix("rotary_emb.inv_freq") && !(config.tieWordEmbeddings && $0 == "lm_head.weight") }
-        if let extra = unused.sorted().first {
-            throw ModelError.unusedWeight(file: source.description, name: extra, count: unused.count)
-        }
-    }
-}
-
-extension LlamaModel {
-    /// Moves the frozen weights of the blocks' linear layers to `format`; bf16 also takes the embedding and the
-    /// LM head (frozen in LoRA training, half the bytes decoding reads). NF4 leaves the embedding, the norms and an
-    /// untied head in float32, as bitsandbytes does: they are a small share of the multiplications.
-    public func compressWeights(to format: WeightFormat) throws {
-        for parameter in parameters { try compress(parameter, to: format) }
-    }
-
-    /// Full fine-tuning in `format` (bf16): every linear layer multiplies by a compact copy of its float32 master
-    /// weight; call again after each optimizer step to re-round the copies. The embedding and a tied head stay
-    /// float32.
-    public func keepCompactCopies(_ format: WeightFormat) throws {
-        for linear in compressibleLinears { try linear.keepCompactCopy(format) }
-    }
-
-    /// The linear layer whose weight `parameter` is, among the blocks' and an untied head.
-    private func linear(of parameter: Parameter) -> Linear? {
-        compressibleLinears.first { $0.weight === parameter }
-    }
-
-    /// The file's own blocks of `parameter` when it is a frozen linear weight, the embedding or the head and the file
-    /// quantized it; nil otherwise.
-    private func storedWeight(_ parameter: Parameter, from source: any WeightSource) throws -> (any CompactWeight)? {
-        guard !parameter.trainable, parameter === embedding || linear(of: parameter) != nil else { return nil }
-        return try source.storedWeight(parameter.name, shape: parameter.shape)
-    }
-
-    private func useStored(_ stored: any CompactWeight, for parameter: Parameter) throws {
-        if let linear = linear(of: parameter) { return try linear.useStoredWeight(stored) }
-        compactEmbedding = stored
-        if embedding.hasValues { embedding.releaseValues() }
-    }
-
-    /// Compresses `parameter` if it is a weight `format` applies to (`load` calls it as each weight arrives).
-    func compress(_ parameter: Parameter, to format: WeightFormat) throws {
-        guard format != .stored else { return }  // a tensor the file stores as floats stays float32
-        if let linear = blocks.lazy.flatMap(\.linears).first(where: { $0.weight === parameter }) {
-            try linear.compressWeight(to: format)
-        } else if format == .bfloat16, let lmHead, lmHead.weight === parameter {
-            try lmHead.compressWeight(to: format)
-        } else if format == .bfloat16, parameter === embedding, compactEmbedding == nil, !embedding.trainable {
-            compactEmbedding = try format.compress(embedding.tensor, rows: config.vocabularySize, columns: config.hiddenSize)
-            embedding.releaseValues()
-        }
-    }
-
-    /// Every linear layer whose weight may be compact: the blocks' and an untied head.
-    var compressibleLinears: [Linear] { blocks.flatMap(\.linears) + (lmHead.map { [$0] } ?? []) }
-
-    /// Brings every compact weight back to float32 (merging adapters and export need plain values).
-    public func expandWeights() {
-        for linear in compressibleLinears { linear.expandWeight() }
-        if let compactEmbedding {
-            embedding.restoreValues(expanding: compactEmbedding)
-            self.compactEmbedding = nil
-        }
-    }
-
-    /// The compact formats in use (joined by "+", the one holding most parameters first: "Q4_1+Q8_0" for a GGUF
-    /// loaded as stored) and the parameters and bytes they hold, for `lathe inspect` and the planner.
-    public var compactWeightSummary: (format: String, parameters: Int, bytes: Int)? {
-        let compact = compactWeights
-        guard !compact.isEmpty else { return nil }
-        var parametersPerFormat: [String: Int] = [:]
-        for weight in compact { parametersPerFormat[weight.formatName, default: 0] += weight.rows * weight.columns }
-        let formats = parametersPerFormat.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key)
-        return (formats.joined(separator: "+"), compact.reduce(0) { $0 + $1.rows * $1.columns },
-                compact.reduce(0) { $0 + $1.byteCount })
-    }
-
-    /// Sets what the GGUF block weights' decoding products multiply with (`ActivationFormat`); a note when the
-    /// setting cannot take effect (no block weights, or int8 without AVX512-VNNI), nil when it does.
-    public func setActivations(_ format: ActivationFormat) -> String? {
-        let blocks = compactWeights.compactMap { $0 as? GGMLBlockWeight }
-        for weight in blocks { weight.activations = format }
-        if format == .int8 && !ActivationFormat.int8Available {
-            return "--activations int8 needs AVX512-VNNI, which this CPU lacks: decoding with float32 activations"
-        }
-        return blocks.isEmpty ? "--activations \(format) applies to a GGUF's quantized blocks (--dtype auto); this model has none" : nil
-    }
-
-    /// Every compact weight: the linears' and the embedding's (with a tied head, the head's).
-    public var compactWeights: [any CompactWeight] {
-        compressibleLinears.compactMap(\.compactWeight) + (compactEmbedding.map { [$0] } ?? [])
-    }
-}
-
 /// Which positions of a forward pass produce logits.
 public enum LogitsSelection: Sendable {
     /// Every position: [batch · length, vocabulary] (scoring; training uses `loss`, which never builds them).
@@ -411,7 +26,7 @@ final class BlockActivations {
     /// and one SwiGLU per block).
     let attentionNormed, mlpNormed, activated: Tensor
 
-    init(config c: LlamaConfiguration, rows: Int, sharingRecomputedWith other: BlockActivations? = nil) {
+    init(config c: DecoderConfiguration, rows: Int, sharingRecomputedWith other: BlockActivations? = nil) {
         self.rows = rows
         middle = Tensor(zeros: [rows, c.hiddenSize])
         queries = Tensor(zeros: [rows, c.headCount * c.headDim])
@@ -433,9 +48,9 @@ final class ForwardWorkspace {
     /// makes this one.
     lazy var shared = BlockActivations(config: config, rows: rows)
     let scores = ScratchBuffer()
-    private let config: LlamaConfiguration
+    private let config: DecoderConfiguration
 
-    init(config c: LlamaConfiguration, rows: Int) {
+    init(config c: DecoderConfiguration, rows: Int) {
         self.rows = rows
         config = c
         hidden = Tensor(zeros: [rows, c.hiddenSize])
@@ -471,7 +86,7 @@ public final class TrainingActivations {
 
     /// - Parameter checkpointing: keep only each block's input and recompute the rest during the backward pass:
     ///   about a third more compute for a fraction of the activation memory (long sequences).
-    public init(config: LlamaConfiguration, batchSize: Int, length: Int, checkpointing: Bool = false) {
+    public init(config: DecoderConfiguration, batchSize: Int, length: Int, checkpointing: Bool = false) {
         self.batchSize = batchSize
         self.length = length
         self.checkpointing = checkpointing
@@ -486,7 +101,7 @@ public final class TrainingActivations {
     }
 }
 
-extension LlamaModel {
+extension DecoderModel {
     /// The embedding and every block: leaves the final hidden states in the returned workspace's `hidden`.
     private func runBlocks(tokens: [Int], batchSize: Int, positions: [Int]?, valid: [Bool]?, segments: [Int]?,
                            cache: KVCache?, slots: [Int]? = nil,
@@ -817,7 +432,7 @@ struct BlockPass {
     let workspace: ForwardWorkspace
 }
 
-extension LlamaModel {
+extension DecoderModel {
     /// One block over `pass.workspace.hidden`, in place: x += attention(x); x += mlp(x), keeping what the backward
     /// pass reads in `a`, and the block's keys and values in the cache.
     func forwardBlock(_ layer: Int, activations a: BlockActivations, pass p: BlockPass) {
@@ -878,7 +493,7 @@ final class GradientWorkspace {
     let residual, normed, attention, queries, keys, values, gate, up, activated: Tensor
     let scores = ScratchBuffer()
 
-    init(config c: LlamaConfiguration, rows: Int) {
+    init(config c: DecoderConfiguration, rows: Int) {
         self.rows = rows
         residual = Tensor(zeros: [rows, c.hiddenSize])
         normed = Tensor(zeros: [rows, c.hiddenSize])
