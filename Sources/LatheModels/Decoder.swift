@@ -8,6 +8,10 @@ public final class DecoderBlock: @unchecked Sendable {
     public let query, key, value, output: Linear
     public let mlpNorm: Parameter
     public let gate, up, down: Linear
+    /// With `queryKeyNorms`: the per-head norms of the queries and keys, [headDim] each.
+    public let queryNorm, keyNorm: Parameter?
+    /// With `sandwichNorms`: the norms of the attention output and of the MLP output, before their residual adds.
+    public let postAttentionNorm, postFeedforwardNorm: Parameter?
 
     init(index i: Int, config c: DecoderConfiguration, allocatesLinears: Bool) {
         let p = "model.layers.\(i).", a = allocatesLinears
@@ -18,9 +22,16 @@ public final class DecoderBlock: @unchecked Sendable {
                      bias: c.attentionBias, allocatesWeight: a)
         value = Linear(name: p + "self_attn.v_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim,
                        bias: c.attentionBias, allocatesWeight: a)
+        queryNorm = c.queryKeyNorms ? Parameter(name: p + "self_attn.q_norm.weight", shape: [c.headDim]) : nil
+        keyNorm = c.queryKeyNorms ? Parameter(name: p + "self_attn.k_norm.weight", shape: [c.headDim]) : nil
         output = Linear(name: p + "self_attn.o_proj", inFeatures: c.headCount * c.headDim, outFeatures: c.hiddenSize,
                         bias: false, allocatesWeight: a)
-        mlpNorm = Parameter(name: p + "post_attention_layernorm.weight", shape: [c.hiddenSize])
+        // Gemma's names: post_attention_layernorm is the attention output's norm, the MLP's input norm is
+        // pre_feedforward_layernorm; llama's MLP input norm is post_attention_layernorm.
+        mlpNorm = Parameter(name: p + (c.sandwichNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm") + ".weight",
+                            shape: [c.hiddenSize])
+        postAttentionNorm = c.sandwichNorms ? Parameter(name: p + "post_attention_layernorm.weight", shape: [c.hiddenSize]) : nil
+        postFeedforwardNorm = c.sandwichNorms ? Parameter(name: p + "post_feedforward_layernorm.weight", shape: [c.hiddenSize]) : nil
         gate = Linear(name: p + "mlp.gate_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false, allocatesWeight: a)
         up = Linear(name: p + "mlp.up_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false, allocatesWeight: a)
         down = Linear(name: p + "mlp.down_proj", inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false, allocatesWeight: a)
@@ -28,8 +39,10 @@ public final class DecoderBlock: @unchecked Sendable {
 
     public var linears: [Linear] { [query, key, value, output, gate, up, down] }
     public var parameters: [Parameter] {
-        [attentionNorm] + query.parameters + key.parameters + value.parameters + output.parameters
-            + [mlpNorm] + gate.parameters + up.parameters + down.parameters
+        [attentionNorm] + query.parameters + key.parameters + value.parameters + (queryNorm.map { [$0] } ?? [])
+            + (keyNorm.map { [$0] } ?? []) + output.parameters
+            + (postAttentionNorm.map { [$0] } ?? []) + [mlpNorm] + gate.parameters + up.parameters + down.parameters
+            + (postFeedforwardNorm.map { [$0] } ?? [])
     }
 }
 
@@ -45,7 +58,10 @@ public final class DecoderModel: @unchecked Sendable {
     /// The embedding (and tied head) held in bf16 once `compressWeights(to: .bfloat16)` moved it there, or in the
     /// file's own blocks (`.stored`): for decoding, the head is a third of the bytes read per token.
     public internal(set) var compactEmbedding: (any CompactWeight)?
+    /// The rotary embedding of the full-attention layers, and of the sliding ones unless they have their own base.
     public let rope: RotaryEmbedding
+    /// The sliding layers' rotary embedding when their base differs (`localRopeTheta`).
+    public let localRope: RotaryEmbedding?
     /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.
     var cachedWorkspace: ForwardWorkspace?
     var cachedGradientWorkspace: GradientWorkspace?
@@ -67,8 +83,11 @@ public final class DecoderModel: @unchecked Sendable {
         finalNorm = Parameter(name: "model.norm.weight", shape: [c.hiddenSize])
         lmHead = c.tieWordEmbeddings ? nil : Linear(name: "lm_head", inFeatures: c.hiddenSize, outFeatures: c.vocabularySize,
                                                     bias: false, allocatesWeight: !compactHead)
+        // Linear scaling divides every frequency by the factor, as transformers' "linear" rope type does.
+        let linearFactors = c.ropeLinearFactor.map { factor in [Float](repeating: Float(factor), count: c.headDim / 2) }
         rope = RotaryEmbedding(headDim: c.headDim, base: c.ropeTheta, llama3: c.ropeLlama3Scaling,
-                               frequencyFactors: c.ropeFrequencyFactors)
+                               frequencyFactors: c.ropeFrequencyFactors ?? linearFactors)
+        localRope = c.localRopeTheta.map { RotaryEmbedding(headDim: c.headDim, base: $0) }
     }
 
     /// Seeded random weights as transformers initialises a new llama: linears and the embedding from
@@ -77,7 +96,7 @@ public final class DecoderModel: @unchecked Sendable {
         var random = SeededGenerator(seed: seed)
         for p in parameters {
             if p.shape.count == 1 {
-                p.tensor.fill(p.name.hasSuffix("norm.weight") ? 1 : 0)
+                p.tensor.fill(p.name.hasSuffix("norm.weight") ? 1 - config.normWeightOffset : 0)
                 continue
             }
             var i = 0

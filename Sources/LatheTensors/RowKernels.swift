@@ -293,3 +293,33 @@ public func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Floa
         for i in range { y[i] += x[i] }
     }
 }
+
+/// y *= scale, element by element.
+public func scaleInPlace(_ y: UnsafeMutablePointer<Float>, by scale: Float, count: Int) {
+    Parallel.forEach(count: count, floatsPerItem: 2, alignment: 16) { range in
+        for i in range { y[i] *= scale }
+    }
+}
+
+/// The gate activation of a model's MLP, chosen by its configuration: each case runs its own specialised kernels.
+public enum GatedActivation: String, Sendable, Codable {
+    /// SwiGLU (`hidden_act` "silu").
+    case silu
+    /// GeGLU with GELU's tanh approximation (`hidden_activation` "gelu_pytorch_tanh").
+    case geluTanh
+
+    public func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        switch self {
+        case .silu: SwiGLU.forward(out: out, gate: gate, up: up, count: count)
+        case .geluTanh: GeGLU.forward(out: out, gate: gate, up: up, count: count)
+        }
+    }
+
+    public func backward(dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                         gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        switch self {
+        case .silu: SwiGLU.backward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)
+        case .geluTanh: GeGLU.backward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)
+        }
+    }
+}

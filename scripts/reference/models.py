@@ -184,7 +184,9 @@ def write_tiny_gemma3():
         sliding_window=4, query_pre_attn_scalar=24,
         layer_types=["sliding_attention", "full_attention", "sliding_attention"],
         rope_theta=1000000.0, rope_local_base_freq=100.0, tie_word_embeddings=True,
-        hidden_activation="gelu_pytorch_tanh", pad_token_id=0, bos_token_id=2, eos_token_id=1)
+        # No pad id: transformers' embedding would start that row at zero and keep its lookups out of the gradient
+        # (nn.Embedding's padding_idx), which Lathe does not model.
+        hidden_activation="gelu_pytorch_tanh", pad_token_id=None, bos_token_id=2, eos_token_id=1)
     save_tiny("tiny-gemma3", config, torch.float32)
     # The gradient of every parameter of the mean cross-entropy on the training batch (as training.py computes it).
     with open(os.path.join(ROOT, "Tests", "Fixtures", "training", "batch.json")) as fh:

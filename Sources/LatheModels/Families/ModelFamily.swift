@@ -32,15 +32,26 @@ public protocol ModelFamily: Sendable {
 
     /// The block's linears as PEFT names them (`q_proj`), in block order: the LoRA targets and `all-linear`.
     var linearNames: [String] { get }
+
+    func textConfiguration(_ object: [String: JSONValue]) -> [String: JSONValue]
+    func ggufStoredOffset(of name: String) -> Float
 }
 
 extension ModelFamily {
     public var name: String { modelTypes[0] }
+
+    /// The object of a config.json that holds the text model's fields: the file's own top level, or (Gemma 3's
+    /// multimodal config) its `text_config`.
+    public func textConfiguration(_ object: [String: JSONValue]) -> [String: JSONValue] { object }
+
+    /// What llama.cpp's converter adds to this tensor's values (Hugging Face name) before storing it: Gemma's
+    /// norms are stored as 1 + w. Reading subtracts it, writing adds it.
+    public func ggufStoredOffset(of name: String) -> Float { 0 }
 }
 
 /// The families Lathe runs: the one place that dispatches on `model_type` and `general.architecture`.
 public enum ModelFamilies {
-    public static let all: [any ModelFamily] = [LlamaFamily()]
+    public static let all: [any ModelFamily] = [LlamaFamily(), Gemma3Family()]
 
     /// Every `model_type` Lathe reads.
     public static var modelTypes: [String] { all.flatMap(\.modelTypes) }
