@@ -32,15 +32,7 @@ public struct AdapterBaseModel: Sendable {
 
     /// [out, in] of a block's linear by its short name.
     func shape(of shortName: String) -> (outFeatures: Int, inFeatures: Int)? {
-        let c = config
-        switch shortName {
-        case "q_proj": return (c.headCount * c.headDim, c.hiddenSize)
-        case "k_proj", "v_proj": return (c.kvHeadCount * c.headDim, c.hiddenSize)
-        case "o_proj": return (c.hiddenSize, c.headCount * c.headDim)
-        case "gate_proj", "up_proj": return (c.intermediateSize, c.hiddenSize)
-        case "down_proj": return (c.hiddenSize, c.intermediateSize)
-        default: return nil
-        }
+        config.blockLinears.first { $0.name == shortName }.map { ($0.outFeatures, $0.inFeatures) }
     }
 
     /// Checks that every pair of `adapter` (read from `source`) fits a linear of this base.

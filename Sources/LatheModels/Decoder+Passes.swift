@@ -21,26 +21,26 @@ final class BlockActivations {
     let queries, attention: Tensor
     /// MLP gate and up projections.
     let gate, up: Tensor
+    /// q and k as projected, before the per-head norms (with `qkNorm`; the norms' backward reads them).
+    let projectedQueries, projectedKeys: Tensor?
     /// The two normalised inputs and silu(gate)·up: shared between training's blocks and recomputed by the
     /// backward pass from `inputs`, `middle`, `gate` and `up` (a third of a block's activations, for two RMSNorms
     /// and one SwiGLU per block).
     let attentionNormed, mlpNormed, activated: Tensor
     /// With sandwich norms: the attention's and the MLP's outputs before their norms.
     let attentionOutput, mlpOutput: Tensor?
-    /// With q/k norms: the projected queries and keys before their norms.
-    let projectedQueries, projectedKeys: Tensor?
 
     init(config c: DecoderConfiguration, rows: Int, sharingRecomputedWith other: BlockActivations? = nil) {
         self.rows = rows
         attentionOutput = c.sandwichNorms ? Tensor(zeros: [rows, c.hiddenSize]) : nil
         mlpOutput = c.sandwichNorms ? Tensor(zeros: [rows, c.hiddenSize]) : nil
-        projectedQueries = c.queryKeyNorms ? Tensor(zeros: [rows, c.headCount * c.headDim]) : nil
-        projectedKeys = c.queryKeyNorms ? Tensor(zeros: [rows, c.kvHeadCount * c.headDim]) : nil
         middle = Tensor(zeros: [rows, c.hiddenSize])
         queries = Tensor(zeros: [rows, c.headCount * c.headDim])
         attention = Tensor(zeros: [rows, c.headCount * c.headDim])
         gate = Tensor(zeros: [rows, c.intermediateSize])
         up = Tensor(zeros: [rows, c.intermediateSize])
+        projectedQueries = c.qkNorm ? Tensor(zeros: [rows, c.headCount * c.headDim]) : nil
+        projectedKeys = c.qkNorm ? Tensor(zeros: [rows, c.kvHeadCount * c.headDim]) : nil
         attentionNormed = other?.attentionNormed ?? Tensor(zeros: [rows, c.hiddenSize])
         mlpNormed = other?.mlpNormed ?? Tensor(zeros: [rows, c.hiddenSize])
         activated = other?.activated ?? Tensor(zeros: [rows, c.intermediateSize])
@@ -52,6 +52,8 @@ final class BlockActivations {
 final class ForwardWorkspace {
     let rows: Int
     let hidden, projected, keys, values, finalNormed: Tensor
+    /// The output of a fused linear (qkv_proj, gate_up_proj) before the block splits it; nil without one.
+    let fused: Tensor?
     /// The one set of block activations inference reuses for every block; training keeps its own and never
     /// makes this one.
     lazy var shared = BlockActivations(config: config, rows: rows)
@@ -66,6 +68,7 @@ final class ForwardWorkspace {
         keys = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
         values = Tensor(zeros: [rows, c.kvHeadCount * c.headDim])
         finalNormed = Tensor(zeros: [rows, c.hiddenSize])
+        fused = c.fusedWidth.map { Tensor(zeros: [rows, $0]) }
     }
 }
 
@@ -362,10 +365,9 @@ extension DecoderModel {
             // activated = act(gate) · up
             c.gatedActivation.backward(dGate: g.gate.pointer, dUp: g.up.pointer, dOut: g.activated.pointer,
                                        gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
-            // gate = gate(mlpNormed), up = up(mlpNormed)
-            block.gate.backward(dInput: g.normed.pointer, dOutput: g.gate.pointer, input: a.mlpNormed.pointer, rows: rows)
-            block.up.backward(dInput: g.normed.pointer, dOutput: g.up.pointer, input: a.mlpNormed.pointer, rows: rows,
-                              accumulate: true)
+            // gate, up = projections of mlpNormed
+            block.projectGateUpBackward(dInput: g.normed.pointer, dGate: g.gate.pointer, dUp: g.up.pointer,
+                                        input: a.mlpNormed.pointer, rows: rows, fused: g.fused)
             // mlpNormed = norm(middle); the residual carries dMiddle on
             RMSNorm.backward(dInput: g.residual.pointer, dWeight: block.mlpNorm.gradient?.pointer, dOut: g.normed.pointer,
                              input: a.middle.pointer, weight: block.mlpNorm.tensor.pointer, rows: rows, dim: hiddenSize,
@@ -391,30 +393,27 @@ extension DecoderModel {
             }
             // q, k = rope(·): rotate the gradients back
             rotate(queries: g.queries.pointer, keys: g.keys.pointer, rows: rows, layer: layer, pass: pass, inverse: true)
-            // q, k = norm(q), norm(k), head by head: their gradients before the norms
-            var dQueries = g.queries, dKeys = g.keys
-            if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let queries = a.projectedQueries,
-               let keys = a.projectedKeys, let dProjectedQueries = g.projectedQueries, let dProjectedKeys = g.projectedKeys {
-                dProjectedQueries.fill(0); dProjectedKeys.fill(0)
-                RMSNorm.backward(dInput: dProjectedQueries.pointer, dWeight: queryNorm.gradient?.pointer, dOut: g.queries.pointer,
-                                 input: queries.pointer, weight: queryNorm.tensor.pointer, rows: rows * c.headCount,
-                                 dim: c.headDim, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
-                RMSNorm.backward(dInput: dProjectedKeys.pointer, dWeight: keyNorm.gradient?.pointer, dOut: g.keys.pointer,
-                                 input: keys.pointer, weight: keyNorm.tensor.pointer, rows: rows * c.kvHeadCount,
-                                 dim: c.headDim, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
-                dQueries = dProjectedQueries; dKeys = dProjectedKeys
-            }
             if !s.checkpointing {
                 RMSNorm.forward(out: a.attentionNormed.pointer, input: s.inputs[layer].pointer,
                                 weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon,
                                 weightOffset: c.normWeightOffset)
             }
+            var dQueries = g.queries.pointer, dKeys = g.keys.pointer
+            if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let q = a.projectedQueries, let k = a.projectedKeys,
+               let dq = g.projectedQueries, let dk = g.projectedKeys {
+                // q, k = norm(each head of q), norm(each head of k)
+                dq.fill(0); dk.fill(0)
+                RMSNorm.backward(dInput: dq.pointer, dWeight: queryNorm.gradient?.pointer, dOut: g.queries.pointer, input: q.pointer,
+                                 weight: queryNorm.tensor.pointer, rows: rows * c.headCount, dim: c.headDim, eps: c.rmsNormEpsilon,
+                                 weightOffset: c.normWeightOffset)
+                RMSNorm.backward(dInput: dk.pointer, dWeight: keyNorm.gradient?.pointer, dOut: g.keys.pointer, input: k.pointer,
+                                 weight: keyNorm.tensor.pointer, rows: rows * c.kvHeadCount, dim: c.headDim, eps: c.rmsNormEpsilon,
+                                 weightOffset: c.normWeightOffset)
+                dQueries = dq.pointer; dKeys = dk.pointer
+            }
             // q, k, v = projections of attentionNormed
-            block.query.backward(dInput: g.normed.pointer, dOutput: dQueries.pointer, input: a.attentionNormed.pointer, rows: rows)
-            block.key.backward(dInput: g.normed.pointer, dOutput: dKeys.pointer, input: a.attentionNormed.pointer, rows: rows,
-                               accumulate: true)
-            block.value.backward(dInput: g.normed.pointer, dOutput: g.values.pointer, input: a.attentionNormed.pointer,
-                                 rows: rows, accumulate: true)
+            block.projectQKVBackward(dInput: g.normed.pointer, dQueries: dQueries, dKeys: dKeys, dValues: g.values.pointer,
+                                     input: a.attentionNormed.pointer, rows: rows, fused: g.fused)
             // attentionNormed = norm(input); the residual carries dInput on
             RMSNorm.backward(dInput: g.residual.pointer, dWeight: block.attentionNorm.gradient?.pointer, dOut: g.normed.pointer,
                              input: s.inputs[layer].pointer, weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize,
@@ -498,15 +497,14 @@ extension DecoderModel {
         // Attention: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
         RMSNorm.forward(out: a.attentionNormed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
                         rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
-        block.query.forward(output: (a.projectedQueries ?? a.queries).pointer, input: a.attentionNormed.pointer, rows: rows)
-        block.key.forward(output: (a.projectedKeys ?? w.keys).pointer, input: a.attentionNormed.pointer, rows: rows)
-        block.value.forward(output: w.values.pointer, input: a.attentionNormed.pointer, rows: rows)
-        if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let queries = a.projectedQueries, let keys = a.projectedKeys {
-            // q, k = norm(q), norm(k), head by head
-            RMSNorm.forward(out: a.queries.pointer, input: queries.pointer, weight: queryNorm.tensor.pointer,
-                            rows: rows * c.headCount, dim: c.headDim, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
-            RMSNorm.forward(out: w.keys.pointer, input: keys.pointer, weight: keyNorm.tensor.pointer,
-                            rows: rows * c.kvHeadCount, dim: c.headDim, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
+        block.projectQKV(queries: (a.projectedQueries ?? a.queries).pointer, keys: (a.projectedKeys ?? w.keys).pointer,
+                         values: w.values.pointer, input: a.attentionNormed.pointer, rows: rows, fused: w.fused)
+        if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let q = a.projectedQueries, let k = a.projectedKeys {
+            // q, k = norm(each head of q), norm(each head of k)
+            RMSNorm.forward(out: a.queries.pointer, input: q.pointer, weight: queryNorm.tensor.pointer, rows: rows * c.headCount,
+                            dim: c.headDim, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
+            RMSNorm.forward(out: w.keys.pointer, input: k.pointer, weight: keyNorm.tensor.pointer, rows: rows * c.kvHeadCount,
+                            dim: c.headDim, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
         }
         rotate(queries: a.queries.pointer, keys: w.keys.pointer, rows: rows, layer: layer, pass: p, inverse: false)
         let cachedKeys = cache.keys[layer].pointer, cachedValues = cache.values[layer].pointer
@@ -538,8 +536,7 @@ extension DecoderModel {
         // MLP: x += down(act(gate(norm(x))) · up(norm(x))), the sum normalised first with sandwich norms
         RMSNorm.forward(out: a.mlpNormed.pointer, input: w.hidden.pointer, weight: block.mlpNorm.tensor.pointer,
                         rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
-        block.gate.forward(output: a.gate.pointer, input: a.mlpNormed.pointer, rows: rows)
-        block.up.forward(output: a.up.pointer, input: a.mlpNormed.pointer, rows: rows)
+        block.projectGateUp(gate: a.gate.pointer, up: a.up.pointer, input: a.mlpNormed.pointer, rows: rows, fused: w.fused)
         c.gatedActivation.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
         let mlpOutput = a.mlpOutput ?? w.projected
         block.down.forward(output: mlpOutput.pointer, input: a.activated.pointer, rows: rows)
@@ -562,8 +559,10 @@ final class GradientWorkspace {
     let residual, normed, attention, queries, keys, values, gate, up, activated: Tensor
     /// With sandwich norms: the gradient of a block output before its post-norm.
     let projected: Tensor?
-    /// With q/k norms: the gradients of the queries and keys before their norms.
+    /// Gradients of q and k before the per-head norms (with `qkNorm`).
     let projectedQueries, projectedKeys: Tensor?
+    /// The gradient of a fused linear's output, gathered from its parts' (with a fused linear).
+    let fused: Tensor?
     let scores = ScratchBuffer()
 
     init(config c: DecoderConfiguration, rows: Int) {
@@ -578,8 +577,9 @@ final class GradientWorkspace {
         up = Tensor(zeros: [rows, c.intermediateSize])
         activated = Tensor(zeros: [rows, c.intermediateSize])
         projected = c.sandwichNorms ? Tensor(zeros: [rows, c.hiddenSize]) : nil
-        projectedQueries = c.queryKeyNorms ? Tensor(zeros: [rows, c.headCount * c.headDim]) : nil
-        projectedKeys = c.queryKeyNorms ? Tensor(zeros: [rows, c.kvHeadCount * c.headDim]) : nil
+        projectedQueries = c.qkNorm ? Tensor(zeros: [rows, c.headCount * c.headDim]) : nil
+        projectedKeys = c.qkNorm ? Tensor(zeros: [rows, c.kvHeadCount * c.headDim]) : nil
+        fused = c.fusedWidth.map { Tensor(zeros: [rows, $0]) }
     }
 }
 
@@ -596,4 +596,82 @@ struct RotaryAngles {
 func withOptionalPointer<T, R>(_ array: [T]?, _ body: (UnsafePointer<T>?) throws -> R) rethrows -> R {
     guard let array else { return try body(nil) }
     return try array.withUnsafeBufferPointer { try body($0.baseAddress) }
+}
+
+extension DecoderBlock {
+    /// q, k, v = projections of `input`: three products, or one fused product (qkv_proj) split by columns.
+    func projectQKV(queries: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>,
+                    input: UnsafePointer<Float>, rows: Int, fused: Tensor?) {
+        if let queryKeyValue, let fused {
+            queryKeyValue.forward(output: fused.pointer, input: input, rows: rows)
+            splitColumns(fused.pointer, width: queryKeyValue.outFeatures, rows: rows,
+                         into: [(queries, queryKeyValue.outFeatures - 2 * kvWidth), (keys, kvWidth), (values, kvWidth)])
+        } else if let query, let key, let value {
+            query.forward(output: queries, input: input, rows: rows)
+            key.forward(output: keys, input: input, rows: rows)
+            value.forward(output: values, input: input, rows: rows)
+        }
+    }
+
+    /// The backward of `projectQKV`: sets dInput, adds the weights' gradients.
+    func projectQKVBackward(dInput: UnsafeMutablePointer<Float>, dQueries: UnsafePointer<Float>, dKeys: UnsafePointer<Float>,
+                            dValues: UnsafePointer<Float>, input: UnsafePointer<Float>, rows: Int, fused: Tensor?) {
+        if let queryKeyValue, let fused {
+            gatherColumns([(dQueries, queryKeyValue.outFeatures - 2 * kvWidth), (dKeys, kvWidth), (dValues, kvWidth)], rows: rows,
+                          into: fused.pointer, width: queryKeyValue.outFeatures)
+            queryKeyValue.backward(dInput: dInput, dOutput: fused.pointer, input: input, rows: rows)
+        } else if let query, let key, let value {
+            query.backward(dInput: dInput, dOutput: dQueries, input: input, rows: rows)
+            key.backward(dInput: dInput, dOutput: dKeys, input: input, rows: rows, accumulate: true)
+            value.backward(dInput: dInput, dOutput: dValues, input: input, rows: rows, accumulate: true)
+        }
+    }
+
+    /// gate, up = projections of `input`: two products, or one fused product (gate_up_proj, gate first) split in halves.
+    func projectGateUp(gate gateOut: UnsafeMutablePointer<Float>, up upOut: UnsafeMutablePointer<Float>,
+                       input: UnsafePointer<Float>, rows: Int, fused: Tensor?) {
+        if let gateUp, let fused {
+            gateUp.forward(output: fused.pointer, input: input, rows: rows)
+            splitColumns(fused.pointer, width: gateUp.outFeatures, rows: rows,
+                         into: [(gateOut, gateUp.outFeatures / 2), (upOut, gateUp.outFeatures / 2)])
+        } else if let gate, let up {
+            gate.forward(output: gateOut, input: input, rows: rows)
+            up.forward(output: upOut, input: input, rows: rows)
+        }
+    }
+
+    /// The backward of `projectGateUp`: sets dInput, adds the weights' gradients.
+    func projectGateUpBackward(dInput: UnsafeMutablePointer<Float>, dGate: UnsafePointer<Float>, dUp: UnsafePointer<Float>,
+                               input: UnsafePointer<Float>, rows: Int, fused: Tensor?) {
+        if let gateUp, let fused {
+            gatherColumns([(dGate, gateUp.outFeatures / 2), (dUp, gateUp.outFeatures / 2)], rows: rows,
+                          into: fused.pointer, width: gateUp.outFeatures)
+            gateUp.backward(dInput: dInput, dOutput: fused.pointer, input: input, rows: rows)
+        } else if let gate, let up {
+            gate.backward(dInput: dInput, dOutput: dGate, input: input, rows: rows)
+            up.backward(dInput: dInput, dOutput: dUp, input: input, rows: rows, accumulate: true)
+        }
+    }
+}
+
+/// Copies consecutive column ranges of a [rows, width] matrix into separate [rows, part] matrices.
+func splitColumns(_ source: UnsafePointer<Float>, width: Int, rows: Int, into parts: [(UnsafeMutablePointer<Float>, Int)]) {
+    for r in 0..<rows {
+        var column = 0
+        for (destination, part) in parts {
+            (destination + r * part).update(from: source + r * width + column, count: part)
+            column += part
+        }
+    }
+}
+
+/// The inverse of `splitColumns`: [rows, part] matrices side by side in one [rows, width] matrix.
+func gatherColumns(_ parts: [(UnsafePointer<Float>, Int)], rows: Int, into destination: UnsafeMutablePointer<Float>, width: Int) {
+    for r in 0..<rows {
+        var column = 0
+        for (source, part) in parts {
+            (destination + r * width + column).update(from: source + r * part, count: part)
+            column += part
+        }
+    }
 }

@@ -2,47 +2,65 @@ import Foundation
 import LatheFormats
 import LatheTensors
 
-/// One transformer block: pre-norm grouped-query attention and a pre-norm SwiGLU MLP, each with a residual.
+/// One transformer block: pre-norm grouped-query attention and a pre-norm SwiGLU MLP, each with a residual. The
+/// configuration's recipe picks the optional stages: q/k/v as three linears or one fused (`queryKeyValue`), per-head
+/// q/k norms, gate/up as two linears or one fused (`gateUp`).
 public final class DecoderBlock: @unchecked Sendable {
     public let attentionNorm: Parameter
-    public let query, key, value, output: Linear
-    public let mlpNorm: Parameter
-    public let gate, up, down: Linear
-    /// With `queryKeyNorms`: the per-head norms of the queries and keys, [headDim] each.
+    /// Separate q, k, v projections (nil with `fusedQKV`).
+    public let query, key, value: Linear?
+    /// q, k and v as one linear, [q + 2·kv, hidden] (with `fusedQKV`).
+    public let queryKeyValue: Linear?
+    /// RMSNorm weights over each head of q and of k, [head_dim] (with `qkNorm`).
     public let queryNorm, keyNorm: Parameter?
+    public let output: Linear
+    public let mlpNorm: Parameter
+    /// Separate gate and up projections (nil with `fusedGateUp`).
+    public let gate, up: Linear?
+    /// gate and up as one linear, [2·intermediate, hidden], gate rows first (with `fusedGateUp`).
+    public let gateUp: Linear?
+    public let down: Linear
+    /// The width of k and of v (kv heads · head_dim): where a fused qkv_proj's output splits.
+    let kvWidth: Int
+    /// Every linear in block order, with its PEFT name.
+    private let named: [(name: String, linear: Linear)]
     /// With `sandwichNorms`: the norms of the attention output and of the MLP output, before their residual adds.
     public let postAttentionNorm, postFeedforwardNorm: Parameter?
 
     init(index i: Int, config c: DecoderConfiguration, allocatesLinears: Bool) {
-        let p = "model.layers.\(i).", a = allocatesLinears
+        let p = "model.layers.\(i)."
+        named = c.blockLinears.map { l in
+            (l.name, Linear(name: p + l.path, inFeatures: l.inFeatures, outFeatures: l.outFeatures, bias: l.bias,
+                            allocatesWeight: allocatesLinears))
+        }
+        let byName = Dictionary(uniqueKeysWithValues: named)
         attentionNorm = Parameter(name: p + "input_layernorm.weight", shape: [c.hiddenSize])
-        query = Linear(name: p + "self_attn.q_proj", inFeatures: c.hiddenSize, outFeatures: c.headCount * c.headDim,
-                       bias: c.attentionBias, allocatesWeight: a)
-        key = Linear(name: p + "self_attn.k_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim,
-                     bias: c.attentionBias, allocatesWeight: a)
-        value = Linear(name: p + "self_attn.v_proj", inFeatures: c.hiddenSize, outFeatures: c.kvHeadCount * c.headDim,
-                       bias: c.attentionBias, allocatesWeight: a)
-        queryNorm = c.queryKeyNorms ? Parameter(name: p + "self_attn.q_norm.weight", shape: [c.headDim]) : nil
-        keyNorm = c.queryKeyNorms ? Parameter(name: p + "self_attn.k_norm.weight", shape: [c.headDim]) : nil
-        output = Linear(name: p + "self_attn.o_proj", inFeatures: c.headCount * c.headDim, outFeatures: c.hiddenSize,
-                        bias: false, allocatesWeight: a)
+        query = byName["q_proj"]; key = byName["k_proj"]; value = byName["v_proj"]; queryKeyValue = byName["qkv_proj"]
+        queryNorm = c.qkNorm ? Parameter(name: p + "self_attn.q_norm.weight", shape: [c.headDim]) : nil
+        keyNorm = c.qkNorm ? Parameter(name: p + "self_attn.k_norm.weight", shape: [c.headDim]) : nil
+        output = byName["o_proj"]!
         // Gemma's names: post_attention_layernorm is the attention output's norm, the MLP's input norm is
         // pre_feedforward_layernorm; llama's MLP input norm is post_attention_layernorm.
         mlpNorm = Parameter(name: p + (c.sandwichNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm") + ".weight",
                             shape: [c.hiddenSize])
         postAttentionNorm = c.sandwichNorms ? Parameter(name: p + "post_attention_layernorm.weight", shape: [c.hiddenSize]) : nil
         postFeedforwardNorm = c.sandwichNorms ? Parameter(name: p + "post_feedforward_layernorm.weight", shape: [c.hiddenSize]) : nil
-        gate = Linear(name: p + "mlp.gate_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false, allocatesWeight: a)
-        up = Linear(name: p + "mlp.up_proj", inFeatures: c.hiddenSize, outFeatures: c.intermediateSize, bias: false, allocatesWeight: a)
-        down = Linear(name: p + "mlp.down_proj", inFeatures: c.intermediateSize, outFeatures: c.hiddenSize, bias: false, allocatesWeight: a)
+        gate = byName["gate_proj"]; up = byName["up_proj"]; gateUp = byName["gate_up_proj"]
+        down = byName["down_proj"]!
+        kvWidth = c.kvHeadCount * c.headDim
     }
 
-    public var linears: [Linear] { [query, key, value, output, gate, up, down] }
+    public var linears: [Linear] { named.map(\.linear) }
+
+    /// The block's linear by its PEFT module name (`q_proj`, `qkv_proj`); nil for a name this block lacks.
+    func linear(named module: String) -> Linear? { named.first { $0.name == module }?.linear }
+
+    /// In checkpoint order: the attention's norm, q/k norms and linears, then the MLP's norm and linears.
     public var parameters: [Parameter] {
-        [attentionNorm] + query.parameters + key.parameters + value.parameters + (queryNorm.map { [$0] } ?? [])
-            + (keyNorm.map { [$0] } ?? []) + output.parameters
-            + (postAttentionNorm.map { [$0] } ?? []) + [mlpNorm] + gate.parameters + up.parameters + down.parameters
-            + (postFeedforwardNorm.map { [$0] } ?? [])
+        let attention = named.prefix { $0.name != "o_proj" }.map(\.linear) + [output]
+        let mlp = named.drop { $0.name != "o_proj" }.dropFirst().map(\.linear)
+        return [attentionNorm] + [queryNorm, keyNorm].compactMap { $0 } + attention.flatMap(\.parameters)
+            + [postAttentionNorm].compactMap { $0 } + [mlpNorm] + mlp.flatMap(\.parameters) + [postFeedforwardNorm].compactMap { $0 }
     }
 }
 

@@ -19,14 +19,20 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
     /// Per-frequency divisors as GGUF files store Llama 3's scaling (`rope_freqs.weight`).
     public var ropeFrequencyFactors: [Float]?
     public var tieWordEmbeddings: Bool
-    public var attentionBias: Bool
     public var maxPositions: Int
 
-    // The block's recipe beyond llama's, set by the family; the defaults are the plain llama block.
+    // The block's recipe: which optional stages the shared block runs, as the family decides.
+    /// Biases on the q, k and v projections (qwen2).
+    public var attentionBias: Bool
+    /// RMSNorm over each head of q and k after the projection, before RoPE (qwen3: `q_norm`, `k_norm`, [head_dim]).
+    public var qkNorm: Bool
+    /// q, k and v as one linear (`qkv_proj`, [q + 2·kv, hidden]) whose output the block splits (phi3).
+    public var fusedQKV: Bool
+    /// gate and up as one linear (`gate_up_proj`, [2·intermediate, hidden], gate rows first) (phi3).
+    public var fusedGateUp: Bool
+
     /// Added to every RMSNorm weight before it scales (Gemma stores w for a scale of 1 + w).
     public var normWeightOffset: Float = 0
-    /// A per-head RMSNorm on the queries and keys before RoPE (`self_attn.q_norm`, `self_attn.k_norm`).
-    public var queryKeyNorms = false
     /// The MLP's gate activation.
     public var gatedActivation: GatedActivation = .silu
     /// Norms after attention and after the MLP too, before each residual add (Gemma's four norms per block).
@@ -50,12 +56,35 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
     public init(modelType: String = "llama", vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
                 headCount: Int, kvHeadCount: Int, headDim: Int? = nil, rmsNormEpsilon: Float = 1e-5,
                 ropeTheta: Double = 10000, ropeLlama3Scaling: RotaryEmbedding.Llama3Scaling? = nil,
-                tieWordEmbeddings: Bool = false, attentionBias: Bool = false, maxPositions: Int = 2048) {
+                tieWordEmbeddings: Bool = false, attentionBias: Bool = false, qkNorm: Bool = false, fusedQKV: Bool = false,
+                fusedGateUp: Bool = false, maxPositions: Int = 2048) {
         self.modelType = modelType; self.vocabularySize = vocabularySize; self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize; self.layerCount = layerCount; self.headCount = headCount
         self.kvHeadCount = kvHeadCount; self.headDim = headDim ?? hiddenSize / headCount
         self.rmsNormEpsilon = rmsNormEpsilon; self.ropeTheta = ropeTheta; self.ropeLlama3Scaling = ropeLlama3Scaling
-        self.tieWordEmbeddings = tieWordEmbeddings; self.attentionBias = attentionBias; self.maxPositions = maxPositions
+        self.tieWordEmbeddings = tieWordEmbeddings; self.attentionBias = attentionBias; self.qkNorm = qkNorm
+        self.fusedQKV = fusedQKV; self.fusedGateUp = fusedGateUp; self.maxPositions = maxPositions
+    }
+
+    /// One linear of a block: its PEFT name (`q_proj`), its path in the block (`self_attn.q_proj`), its shape and bias.
+    public struct BlockLinear: Sendable, Equatable {
+        public let name: String, path: String
+        public let inFeatures: Int, outFeatures: Int
+        public let bias: Bool
+    }
+
+    /// The block's linears in block order, as the recipe makes them.
+    public var blockLinears: [BlockLinear] {
+        let q = headCount * headDim, kv = kvHeadCount * headDim, h = hiddenSize, ffn = intermediateSize
+        func linear(_ name: String, _ module: String, _ i: Int, _ o: Int, bias: Bool = false) -> BlockLinear {
+            BlockLinear(name: name, path: module + "." + name, inFeatures: i, outFeatures: o, bias: bias)
+        }
+        let attention = fusedQKV ? [linear("qkv_proj", "self_attn", h, q + 2 * kv, bias: attentionBias)]
+            : [linear("q_proj", "self_attn", h, q, bias: attentionBias), linear("k_proj", "self_attn", h, kv, bias: attentionBias),
+               linear("v_proj", "self_attn", h, kv, bias: attentionBias)]
+        let mlp = fusedGateUp ? [linear("gate_up_proj", "mlp", h, 2 * ffn)]
+            : [linear("gate_proj", "mlp", h, ffn), linear("up_proj", "mlp", h, ffn)]
+        return attention + [linear("o_proj", "self_attn", q, h)] + mlp + [linear("down_proj", "mlp", ffn, h)]
     }
 
     /// The family `modelType` belongs to (`validate` refuses a model type no family reads; until then, llama's).
@@ -123,7 +152,8 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
                            highFrequencyFactor: try ropeFields.double("high_freq_factor"),
                            originalMaxPositions: try ropeFields.int("original_max_position_embeddings"))
         default:
-            throw ModelError.invalidConfiguration(file: source, message: "rope type '\(ropeType)' is not supported (supported: default, linear, llama3)")
+            let field = (object["rope_parameters"] != nil ? "rope_parameters." : "rope_scaling.") + "rope_type"
+            throw ModelError.invalidConfiguration(file: source, message: "field '\(field)' is '\(ropeType)', which is not supported (supported: default, linear, llama3)")
         }
         let theta = try fields.optionalDouble("rope_theta") ?? ropeFields.optionalDouble("rope_theta") ?? 10000
         var config = DecoderConfiguration(
@@ -206,11 +236,16 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
         return try JSONValue.object(object).formatted()
     }
 
+    /// The widest fused linear's output (the block's buffer for splitting it); nil without a fused linear.
+    var fusedWidth: Int? {
+        let widths = [fusedQKV ? (headCount + 2 * kvHeadCount) * headDim : 0, fusedGateUp ? 2 * intermediateSize : 0]
+        return widths.max().flatMap { $0 > 0 ? $0 : nil }
+    }
+
     /// Parameters of the model, counted from the shapes.
     public var parameterCount: Int {
-        let q = headCount * headDim, kv = kvHeadCount * headDim
-        var perLayer = hiddenSize * (q + 2 * kv) + q * hiddenSize + 3 * hiddenSize * intermediateSize + 2 * hiddenSize
-        if attentionBias { perLayer += q + 2 * kv }
+        var perLayer = blockLinears.reduce(0) { $0 + $1.outFeatures * ($1.inFeatures + ($1.bias ? 1 : 0)) } + 2 * hiddenSize
+        if qkNorm { perLayer += 2 * headDim }
         return vocabularySize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + layerCount * perLayer + hiddenSize
     }
 }

@@ -116,12 +116,12 @@ public struct JSONFields {
         guard let s = value.string else { throw wrongType(key, "a string") }
         return s
     }
-    /// The fields of the object at `key` (empty when absent), whose errors name it as `key.field`.
-    public func nested(_ key: String) -> JSONFields {
+    /// The error for field `key` whose value is refused: "field 'key' <problem>".
+    public func error(_ key: String, _ problem: String) -> Error { failure(prefix + key, "field '\(prefix)\(key)' \(problem)") }
+    /// The fields of the object at `key` (none when absent), their errors named `key.field`.
+    public func fields(of key: String) -> JSONFields {
         JSONFields(object: present(key)?.object ?? [:], prefix: prefix + key + ".", failure: failure)
     }
-    /// An error about `key` that names it (with this object's prefix).
-    public func error(_ key: String, _ message: String) -> Error { failure(prefix + key, "field '\(prefix)\(key)' \(message)") }
     public func int(_ key: String) throws -> Int { guard let v = try optionalInt(key) else { throw missing(key) }; return v }
     public func double(_ key: String) throws -> Double { guard let v = try optionalDouble(key) else { throw missing(key) }; return v }
     public func string(_ key: String) throws -> String { guard let v = try optionalString(key) else { throw missing(key) }; return v }

@@ -7,12 +7,13 @@ public struct LoRAConfiguration: Codable, Sendable, Equatable {
     public var rank: Int = 8
     public var alpha: Float = 16
     public var dropout: Float = 0
-    /// Module names (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`) or `all-linear`.
-    public var targets: [String] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    /// Module names (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`; Phi-3's `qkv_proj`,
+    /// `gate_up_proj`) or `all-linear`. The default stands for the family's own attention targets.
+    public var targets: [String] = LoRAConfiguration.defaultTargets
     /// rsLoRA: scale alpha/√rank instead of alpha/rank.
     public var rsLoRA = false
 
-    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, targets: [String] = ["q_proj", "k_proj", "v_proj", "o_proj"],
+    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, targets: [String] = LoRAConfiguration.defaultTargets,
                 rsLoRA: Bool = false) {
         self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.rsLoRA = rsLoRA
     }
@@ -32,7 +33,23 @@ public struct LoRAConfiguration: Codable, Sendable, Equatable {
     }
 
     /// The module names the targets stand for.
-    public var targetModules: [String] { targets.contains("all-linear") ? ModelFamilies.linearNames : targets }
+    /// The targets when none are given: the attention's linears (each family's `defaultLoRATargets`).
+    public static let defaultTargets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+    /// The module names the targets stand for in a model of `family`: its linears for `all-linear`, its attention's for
+    /// the default targets (Phi-3's `qkv_proj`, `o_proj`), otherwise the targets as given.
+    public func targetModules(in family: any ModelFamily) -> [String] {
+        if targets.contains("all-linear") { return family.linearNames }
+        return targets == Self.defaultTargets ? family.defaultLoRATargets : targets
+    }
+
+    /// Checks that every target is a linear of `family` (the message names the file or option `source`).
+    func check(in family: any ModelFamily) throws {
+        if let unknown = targetModules(in: family).first(where: { !family.linearNames.contains($0) }) {
+            throw ModelError.invalidInput("lora target '\(unknown)' is not a linear of \(family.name) models (use "
+                + "\(family.linearNames.joined(separator: ", ")) or all-linear)")
+        }
+    }
 
     public var scale: Float { rsLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
 
@@ -46,31 +63,16 @@ public struct LoRAConfiguration: Codable, Sendable, Equatable {
     }
 }
 
-extension DecoderBlock {
-    /// The block's linears by their module name (the last part of the checkpoint name).
-    func linear(named module: String) -> Linear? {
-        switch module {
-        case "q_proj": return query
-        case "k_proj": return key
-        case "v_proj": return value
-        case "o_proj": return output
-        case "gate_proj": return gate
-        case "up_proj": return up
-        case "down_proj": return down
-        default: return nil
-        }
-    }
-}
-
 extension DecoderModel {
     /// Freezes the base and attaches a new adapter to every targeted linear; returns the adapters in model order.
     @discardableResult
     public func attachLoRA(_ config: LoRAConfiguration, name: String = "default", seed: UInt64) throws -> [LoRAAdapter] {
         try config.validate()
+        try config.check(in: self.config.family)
         for p in parameters { p.trainable = false }
         var adapters: [LoRAAdapter] = []
         for (i, block) in blocks.enumerated() {
-            for module in config.targetModules {
+            for module in config.targetModules(in: self.config.family) {
                 guard let linear = block.linear(named: module) else { continue }
                 // Each adapter draws its initial A from its own stream, so the result does not depend on order.
                 let adapter = LoRAAdapter(linear: linear, adapterName: name, rank: config.rank, scale: config.scale,
@@ -161,18 +163,21 @@ public enum PEFTAdapter {
         for head in heads {
             try writer.addTensor(name: prefix + head.name, dimensions: head.shape, values: head.tensor.array, dtype: .f32)
         }
-        try writeConfiguration(config, modulesToSave: heads.map(moduleName(of:)), baseModel: baseModel, extra: extra, to: folder)
+        var written = config
+        written.targets = config.targetModules(in: model.config.family)
+        try writeConfiguration(written, modulesToSave: heads.map(moduleName(of:)), baseModel: baseModel, extra: extra, to: folder)
         try writer.write(to: folder.appendingPathComponent("adapter_model.safetensors"))
     }
 
-    /// Writes adapter_config.json as PEFT 0.21 does for a LoRA adapter (SEQ_CLS when it saves heads), plus `extra` keys.
+    /// Writes adapter_config.json as PEFT 0.21 does for a LoRA adapter (SEQ_CLS when it saves heads), plus `extra` keys;
+    /// `config.targets` are module names (resolved for the model: no `all-linear`).
     static func writeConfiguration(_ config: LoRAConfiguration, modulesToSave: [String] = [], baseModel: String,
                                    extra: [String: JSONValue] = [:], to folder: URL) throws {
         var object: [String: JSONValue] = [
             "peft_type": .string("LORA"), "task_type": .string(modulesToSave.isEmpty ? "CAUSAL_LM" : "SEQ_CLS"),
             "r": .number(Double(config.rank)), "lora_alpha": .number(Double(config.alpha)),
             "lora_dropout": .number(Double(config.dropout)),
-            "target_modules": .array(config.targetModules.map { .string($0) }),
+            "target_modules": .array(config.targets.map { .string($0) }),
             "use_rslora": .bool(config.rsLoRA), "bias": .string("none"), "fan_in_fan_out": .bool(false),
             "inference_mode": .bool(true), "init_lora_weights": .bool(true),
             "base_model_name_or_path": .string(baseModel),
@@ -218,6 +223,9 @@ public enum PEFTAdapter {
     public static func load(_ folder: URL, into model: DecoderModel, adapterName name: String = "default",
                             heads: [Parameter] = []) throws -> LoRAConfiguration {
         let config = try configuration(in: folder).config
+        do { try config.check(in: model.config.family) } catch {
+            throw ModelError.invalidConfiguration(file: folder.appendingPathComponent("adapter_config.json").path, message: "\(error)")
+        }
         let weightsURL = folder.appendingPathComponent("adapter_model.safetensors")
         let weights = try SafetensorsFile(url: weightsURL)
         var unused = Set(weights.tensors.map(\.name))
@@ -235,7 +243,7 @@ public enum PEFTAdapter {
             unused.remove(key)
         }
         for block in model.blocks {
-            for module in config.targetModules {
+            for module in config.targetModules(in: model.config.family) {
                 guard let linear = block.linear(named: module) else { continue }
                 let adapter = LoRAAdapter(linear: linear, adapterName: name, rank: config.rank, scale: config.scale,
                                           dropout: config.dropout, seed: 0)

@@ -81,9 +81,9 @@ public struct LoRAWeights: Sendable {
         object["lathe_training"].map { ["lathe_training": $0] } ?? [:]
     }
 
-    /// `q_proj` → `self_attn.q_proj`: where a Llama block keeps each linear.
+    /// `q_proj` → `self_attn.q_proj`, `gate_up_proj` → `mlp.gate_up_proj`: where a decoder block keeps each linear.
     static func blockPath(of shortName: String) -> String {
-        ["q_proj", "k_proj", "v_proj", "o_proj"].contains(shortName) ? "self_attn." + shortName : "mlp." + shortName
+        ["q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj"].contains(shortName) ? "self_attn." + shortName : "mlp." + shortName
     }
 
     /// Checks that every pair has the configuration's rank and the name of a linear in a layer.

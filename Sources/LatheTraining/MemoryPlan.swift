@@ -384,12 +384,9 @@ public struct MemoryPlan: Sendable, Equatable {
     /// A compact base (LoRA, QLoRA), or compact copies of full fine-tuning's master weights.
     var isCompact: Bool { method == .qlora || baseBytesPerValue != 4 }
 
-    /// (in, out) of the seven linears of one block, in `LoRAConfiguration.linearNames` order.
+    /// (in, out) of the linears of one block, in block order.
     var blockLinearShapes: [(name: String, in: Int, out: Int)] {
-        let c = config, q = c.headCount * c.headDim, kv = c.kvHeadCount * c.headDim
-        return [("q_proj", c.hiddenSize, q), ("k_proj", c.hiddenSize, kv), ("v_proj", c.hiddenSize, kv),
-                ("o_proj", q, c.hiddenSize), ("gate_proj", c.hiddenSize, c.intermediateSize),
-                ("up_proj", c.hiddenSize, c.intermediateSize), ("down_proj", c.intermediateSize, c.hiddenSize)]
+        config.blockLinears.map { ($0.name, $0.inFeatures, $0.outFeatures) }
     }
 
     /// The block linears that get an adapter.
@@ -397,7 +394,7 @@ public struct MemoryPlan: Sendable, Equatable {
 
     /// The block linears a configuration's adapters go on.
     func shapes(of adapters: LoRAConfiguration) -> [(name: String, in: Int, out: Int)] {
-        let targets = Set(adapters.targetModules)
+        let targets = Set(adapters.targetModules(in: config.family))
         return blockLinearShapes.filter { targets.contains($0.name) }
     }
 

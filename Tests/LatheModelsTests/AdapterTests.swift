@@ -15,7 +15,7 @@ final class AdapterTests: XCTestCase {
     func testAdapterSavedByPEFTGivesPEFTsLogits() throws {
         let model = try tinyLlama()
         let config = try PEFTAdapter.load(fixtures.appendingPathComponent("training/peft-tiny-llama"), into: model)
-        XCTAssertEqual(Set(config.targetModules), ["q_proj", "v_proj", "down_proj"])
+        XCTAssertEqual(Set(config.targets), ["q_proj", "v_proj", "down_proj"])
         XCTAssertEqual(model.adapters.count, 3 * model.config.layerCount)
         let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: fixtures.appendingPathComponent("training/peft-tiny-llama-logits.json")))
         let logits = try model.forward(tokens: expected.ids.flatMap { $0 }, batchSize: expected.ids.count)
@@ -50,7 +50,7 @@ final class AdapterTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         try PEFTAdapter.save(model, config: config, baseModel: "tiny-llama", to: folder)
         let reloaded = try tinyLlama()
-        XCTAssertEqual(try PEFTAdapter.load(folder, into: reloaded).targetModules, config.targetModules)
+        XCTAssertEqual(try PEFTAdapter.load(folder, into: reloaded).targets, config.targets)
         XCTAssertLessThanOrEqual(largestDifference(try reloaded.forward(tokens: ids).array, adapted).0, 1e-6)
 
         // Merged into the base weights, the model computes the same function with no adapter left.

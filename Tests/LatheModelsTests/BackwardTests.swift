@@ -38,7 +38,7 @@ final class BackwardTests: XCTestCase {
     }
 
     func testFullFineTuningGradientsMatchPyTorch() throws {
-        for name in ["tiny-llama", "tiny-qwen2"] {
+        for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3"] {
             let model = try model(name)
             for p in model.parameters { p.trainable = true }
             let reference = try SafetensorsFile(url: fixtures.appendingPathComponent("training/\(name)-full.safetensors"))
@@ -52,7 +52,7 @@ final class BackwardTests: XCTestCase {
     }
 
     func testLoRAGradientsMatchPEFT() throws {
-        for name in ["tiny-llama", "tiny-qwen2"] {
+        for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3"] {
             let model = try model(name)
             let reference = try SafetensorsFile(url: fixtures.appendingPathComponent("training/\(name)-lora.safetensors"))
             var adapters: [LoRAAdapter] = []

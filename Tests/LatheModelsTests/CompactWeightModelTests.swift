@@ -31,7 +31,7 @@ extension BackwardTests {
         let compact = try ModelFiles.open(fixtures.appendingPathComponent("models/\(name)")).loadModel(weightFormat: format)
         let summary = try XCTUnwrap(compact.compactWeightSummary)
         XCTAssertEqual(summary.format, format.rawValue)
-        XCTAssertTrue(compact.blocks[0].query.weight.tensor.count == 0, "the float32 values are freed")
+        XCTAssertTrue(compact.blocks[0].query!.weight.tensor.count == 0, "the float32 values are freed")
         let headIsCompact = compact.compactEmbedding != nil || compact.lmHead?.compactWeight != nil
         XCTAssertEqual(headIsCompact, format == .bfloat16, "bf16 takes the head; NF4 leaves it in float32 as bitsandbytes does")
 

@@ -21,7 +21,7 @@ final class Gemma3Tests: XCTestCase {
         XCTAssertEqual(c.localRopeTheta, 100)
         XCTAssertEqual(c.attentionScale, Float(1 / 24.0.squareRoot()))
         XCTAssertEqual(c.embeddingScale, Float(32).squareRoot())
-        XCTAssertTrue(c.tieWordEmbeddings && c.sandwichNorms && c.queryKeyNorms)
+        XCTAssertTrue(c.tieWordEmbeddings && c.sandwichNorms && c.qkNorm)
         XCTAssertEqual(c.gatedActivation, .geluTanh)
         XCTAssertEqual(c.normWeightOffset, 1)
     }

@@ -53,7 +53,7 @@ extension TrainerTests {
         XCTAssertLessThanOrEqual(abs(copiesEnd - floatEnd) / floatEnd, 0.02, "bf16 copies \(copiesEnd) vs float32 \(floatEnd)")
         // Exporting the model drops the copies and keeps the trained float32 masters.
         XCTAssertNil(copies.model.compactWeightSummary)
-        XCTAssertTrue(copies.model.blocks[0].query.weight.hasValues)
+        XCTAssertTrue(copies.model.blocks[0].query!.weight.hasValues)
 
         var c = configuration { $0.method = .full; $0.quantize = "nf4" }
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".hasPrefix("quantize:"), "\($0)") }

@@ -7,6 +7,11 @@ Writes Tests/Fixtures/models/:
                          logits transformers computes for fixed token ids (tiny-*/expected.json)
   tiny-llama.gguf        the tiny Llama as GGUF (Q/K permuted as llama.cpp's converter does, F32 and Q8_0
                          tensors) with its expected logits in tiny-llama-gguf.json
+  tiny-qwen3, tiny-phi3  tiny Qwen3 (q/k RMSNorm per head, head_dim 16 != hidden/heads, tied head) and Phi-3
+                         (fused qkv_proj and gate_up_proj, untied head) folders, and tiny-qwen3.gguf /
+                         tiny-phi3.gguf with their tensors named as llama.cpp's convert_hf_to_gguf.py names them
+                         (Qwen3: attn_q_norm / attn_k_norm, no Q/K permutation; Phi-3: attn_qkv, ffn_up holding
+                         gate and up), F32, logits in tiny-*-gguf.json
   tiny-gemma3/           a tiny random Gemma 3 (sliding and full layers, a window shorter than the test
                          sequences, its own local RoPE base, q/k norms, tied head) with expected.json and
                          gradients.safetensors: the gradient of every parameter of the mean cross-entropy on
@@ -15,11 +20,12 @@ Writes Tests/Fixtures/models/:
                          at /work/models, dequantized by transformers)
 
 Run: python3 scripts/reference/models.py   (needs torch, transformers, gguf, safetensors)
+     python3 scripts/reference/models.py --families   (only tiny-qwen3 and tiny-phi3; transformers 5.x, gguf-py)
 """
 import json, os, sys
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3TextConfig, LlamaConfig, Qwen2Config
+from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3TextConfig, LlamaConfig, Phi3Config, Qwen2Config, Qwen3Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "Tests", "Fixtures", "models")
@@ -174,6 +180,66 @@ def write_tiny():
     save_tiny("tiny-llama3", llama3, torch.float16)
 
 
+# llama.cpp's names (gguf-py's TENSOR_NAMES for MODEL_ARCH.QWEN3 / PHI3) of each family's block tensors.
+FAMILY_GGUF_NAMES = {
+    "qwen3": {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+              "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+              "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"},
+    "phi3": {"self_attn.qkv_proj": "attn_qkv", "self_attn.o_proj": "attn_output", "mlp.gate_up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"},
+}
+
+
+def write_family_gguf(name, arch, model, cfg, batch):
+    import gguf
+    path = os.path.join(OUT, f"{name}.gguf")
+    w = gguf.GGUFWriter(path, arch)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
+    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    for hf_name, t in model.state_dict().items():
+        if hf_name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue
+        if hf_name in names:
+            g = names[hf_name]
+        else:
+            parts = hf_name.split(".")
+            g = f"blk.{parts[2]}.{FAMILY_GGUF_NAMES[arch]['.'.join(parts[3:-1])]}.{parts[-1]}"
+        w.add_tensor(g, t.float().numpy().astype(np.float32))
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+    logits = model(torch.tensor(batch)).logits
+    with open(os.path.join(OUT, f"{name}-gguf.json"), "w") as fh:
+        json.dump({"ids": batch, "logits": logits.tolist()}, fh)
+
+
+def write_families():
+    base = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5,
+                initializer_range=0.25)
+    # head_dim 16 with 4 heads: q is [64, 32], not [32, 32], as in Qwen3's real sizes (head_dim fixed at 128).
+    qwen3 = Qwen3Config(**base, head_dim=16, tie_word_embeddings=True, rope_theta=1000000.0)
+    model, batch = save_tiny("tiny-qwen3", qwen3, torch.float32)
+    write_family_gguf("tiny-qwen3", "qwen3", model, qwen3, batch)
+    # No pad token: with one, transformers builds nn.Embedding(padding_idx=...), whose row gets no gradient.
+    phi3 = Phi3Config(**base, tie_word_embeddings=False, rope_theta=10000.0, pad_token_id=None, bos_token_id=1,
+                      eos_token_id=2, original_max_position_embeddings=64)
+    model, batch = save_tiny("tiny-phi3", phi3, torch.float32)
+    write_family_gguf("tiny-phi3", "phi3", model, phi3, batch)
+
+
 def write_tiny_gemma3():
     import transformers
     from safetensors.torch import save_file
@@ -236,12 +302,19 @@ def write_gemma3_270m():
 
 
 if __name__ == "__main__":
+    # Named parts only (tiny, tiny-gemma3, smollm2, gemma3, or --families), or everything.
     only = [a for a in sys.argv[1:] if not a.startswith("--")]
-    if not only or "tiny" in only:
-        write_tiny()
-    if not only or "tiny-gemma3" in only:
-        write_tiny_gemma3()
-    if "--tiny-only" not in sys.argv and (not only or "smollm2" in only):
+    if "--families" in sys.argv:
+        write_families()
+    else:
+        if not only or "tiny" in only:
+            write_tiny()
+        if not only or "tiny-gemma3" in only:
+            write_tiny_gemma3()
+        if "--tiny-only" not in sys.argv and (not only or "smollm2" in only):
+            write_smollm2()
+        if "--tiny-only" not in sys.argv and (not only or "gemma3" in only):
+            write_gemma3_270m()
         write_smollm2()
     if "--tiny-only" not in sys.argv and (not only or "gemma3" in only):
         write_gemma3_270m()

@@ -7,9 +7,14 @@ For the tiny models of Tests/Fixtures/models (made by models.py), on a padded ba
                              ("grad:<key>"); metadata: loss
   batch.json                 the ids, targets (-1 = ignored, already shifted: target[t] predicts from ids[..t]),
                              and the validity mask
+  peft-tiny-qwen3/, peft-tiny-phi3/ (and -logits.json)  PEFT's own adapters on every linear of the family
+                             (r=4, alpha=8, B non-zero; Phi-3's qkv_proj and gate_up_proj are one LoRA each) and
+                             the adapted model's logits on the batch
 Run: python3 scripts/reference/training.py   (needs torch, transformers, peft, safetensors)
+     python3 scripts/reference/training.py --families   (only tiny-qwen3 and tiny-phi3: gradients and PEFT adapters;
+                                                         transformers 5.25, peft as installed)
 """
-import json, os
+import json, os, sys
 import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
@@ -41,7 +46,12 @@ def loss_of(model):
     return loss / keep.sum(), int(keep.sum())
 
 
-for name in ["tiny-llama", "tiny-qwen2"]:
+LINEARS = {"tiny-llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+           "tiny-qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+           "tiny-qwen3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+           "tiny-phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]}
+FAMILIES = "--families" in sys.argv
+for name in (["tiny-qwen3", "tiny-phi3"] if FAMILIES else ["tiny-llama", "tiny-qwen2"]):
     model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, name), dtype=torch.float32)
     model.config._attn_implementation = "eager"
     model.train()  # no dropout configured; train() only for PEFT's dropout switch
@@ -55,8 +65,7 @@ for name in ["tiny-llama", "tiny-qwen2"]:
     from peft import LoraConfig, get_peft_model
     model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, name), dtype=torch.float32)
     model.config._attn_implementation = "eager"
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=[
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=LINEARS[name]))
     torch.manual_seed(11)
     with torch.no_grad():
         for n, p in peft_model.named_parameters():
@@ -72,6 +81,29 @@ for name in ["tiny-llama", "tiny-qwen2"]:
             tensors["grad:" + key] = p.grad.detach().clone().contiguous()
     save_file(tensors, os.path.join(OUT, f"{name}-lora.safetensors"), metadata={"loss": repr(loss.item())})
 print("wrote", OUT)
+
+if FAMILIES:
+    # PEFT's own adapter folders on the family models (every linear), with the adapted model's logits.
+    from peft import LoraConfig, get_peft_model
+    for name in ["tiny-qwen3", "tiny-phi3"]:
+        model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, name), dtype=torch.float32)
+        peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LINEARS[name]))
+        torch.manual_seed(12)
+        with torch.no_grad():
+            for n, p in peft_model.named_parameters():
+                if "lora_B" in n:
+                    p.copy_(torch.randn_like(p) * 0.2)
+        peft_model.eval()
+        folder = os.path.join(OUT, f"peft-{name}")
+        peft_model.save_pretrained(folder)
+        with torch.no_grad():
+            logits = peft_model(input_ids=ids).logits
+        with open(os.path.join(OUT, f"peft-{name}-logits.json"), "w") as fh:
+            json.dump({"ids": ids.tolist(), "logits": logits.tolist()}, fh)
+        readme = os.path.join(folder, "README.md")
+        if os.path.exists(readme):
+            os.remove(readme)
+    sys.exit(0)
 
 # A PEFT adapter saved by PEFT itself (tiny-llama, r=4, alpha=8 on q/v/down, rsLoRA off, B non-zero), with the
 # logits of the adapted model on the batch: Lathe must load it and compute the same function.

@@ -24,7 +24,7 @@ public struct Gemma3Family: ModelFamily {
     static func setRecipe(_ config: inout DecoderConfiguration) {
         config.normWeightOffset = 1
         config.sandwichNorms = true
-        config.queryKeyNorms = true
+        config.qkNorm = true
         config.gatedActivation = .geluTanh
         // transformers multiplies by torch.tensor(hidden_size ** 0.5) in the weights' dtype: √hidden in float32.
         config.embeddingScale = Float(config.hiddenSize).squareRoot()
@@ -70,8 +70,8 @@ public struct Gemma3Family: ModelFamily {
         // RoPE: transformers 5's rope_parameters per layer type, or the older rope_theta, rope_local_base_freq and
         // rope_scaling (which applies to the full-attention layers only).
         if fields.object["rope_parameters"]?.object?["full_attention"] != nil {
-            let global = fields.nested("rope_parameters").nested("full_attention")
-            let local = fields.nested("rope_parameters").nested("sliding_attention")
+            let global = fields.fields(of: "rope_parameters").fields(of: "full_attention")
+            let local = fields.fields(of: "rope_parameters").fields(of: "sliding_attention")
             config.ropeTheta = try global.optionalDouble("rope_theta") ?? 1_000_000
             config.ropeLinearFactor = try Self.linearFactor(global)
             config.localRopeTheta = try local.optionalDouble("rope_theta") ?? Self.defaultLocalRopeTheta
@@ -154,4 +154,6 @@ public struct Gemma3Family: ModelFamily {
     public func ggufStoredOffset(of name: String) -> Float { name.hasSuffix("norm.weight") ? 1 : 0 }
 
     public let linearNames = DecoderConfiguration.plainLinearNames
+    /// The attention's linears, as for every family.
+    public let defaultLoRATargets = LoRAConfiguration.defaultTargets
 }

@@ -42,4 +42,5 @@ public struct LlamaFamily: ModelFamily {
     }
 
     public let linearNames = DecoderConfiguration.plainLinearNames
+    public let defaultLoRATargets = LoRAConfiguration.defaultTargets
 }

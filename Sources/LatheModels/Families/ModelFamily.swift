@@ -32,6 +32,8 @@ public protocol ModelFamily: Sendable {
 
     /// The block's linears as PEFT names them (`q_proj`), in block order: the LoRA targets and `all-linear`.
     var linearNames: [String] { get }
+    /// The LoRA targets when none are given (`LoRAConfiguration.defaultTargets`): the attention's linears.
+    var defaultLoRATargets: [String] { get }
 
     func textConfiguration(_ object: [String: JSONValue]) -> [String: JSONValue]
     func ggufStoredOffset(of name: String) -> Float
@@ -51,7 +53,7 @@ extension ModelFamily {
 
 /// The families Lathe runs: the one place that dispatches on `model_type` and `general.architecture`.
 public enum ModelFamilies {
-    public static let all: [any ModelFamily] = [LlamaFamily(), Gemma3Family()]
+    public static let all: [any ModelFamily] = [LlamaFamily(), Qwen3Family(), Phi3Family(), Gemma3Family()]
 
     /// Every `model_type` Lathe reads.
     public static var modelTypes: [String] { all.flatMap(\.modelTypes) }
