@@ -72,7 +72,7 @@ let package = Package(
 
         .testTarget(name: "LatheTensorsTests", dependencies: ["LatheTensors", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheFormatsTests", dependencies: ["LatheFormats", "LatheTensors", "LatheTestSupport"], swiftSettings: nativeCPU),
-        .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers", "LatheFormats", "LatheTestSupport"], swiftSettings: nativeCPU),
+        .testTarget(name: "LatheTokenizersTests", dependencies: ["LatheTokenizers", "LatheFormats", "LatheModels", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheTemplatesTests", dependencies: ["LatheTemplates"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheModelsTests", dependencies: ["LatheModels", "LatheTestSupport"], swiftSettings: nativeCPU),
         .testTarget(name: "LatheDataTests", dependencies: ["LatheData", "LatheTestSupport"], swiftSettings: nativeCPU),

@@ -46,7 +46,7 @@ public struct PretrainCommand: ParsableCommand {
         let output = URL(fileURLWithPath: c.output!)
         if !training.resume {
             let tokenizerFolder = URL(fileURLWithPath: c.tokenizer!)
-            let tokenizer = try BPETokenizer(huggingFaceFolder: tokenizerFolder)
+            let tokenizer = try Tokenizer(huggingFaceFolder: tokenizerFolder)
             let model = DecoderModel(config: try c.architecture!.configuration(vocabularySize: tokenizer.vocabularySize))
             model.initializeRandomly(seed: c.seed)
             try ModelExport.writeNewModel(model, tokenizerFolder: tokenizerFolder, bosTokenID: tokenizer.bosTokenID,

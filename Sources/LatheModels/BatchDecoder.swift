@@ -78,7 +78,7 @@ public final class BatchDecoder: @unchecked Sendable {
     public let contextPerSlot: Int
     let model: DecoderModel
     let languageModel: LanguageModel?
-    let tokenizer: BPETokenizer?
+    let tokenizer: Tokenizer?
     let stopTokenIDs: Set<Int>
     /// Tokens of one prefill pass at most: a larger group of equal-length prompts is split, bounding activations.
     public static let prefillTokenBudget = 2048
@@ -124,7 +124,7 @@ public final class BatchDecoder: @unchecked Sendable {
     }
 
     /// A decoder of token ids alone (no tokenizer: no text, no stop strings), with its own stop tokens: RL rollouts.
-    init(model: DecoderModel, languageModel: LanguageModel? = nil, tokenizer: BPETokenizer?, stopTokenIDs: Set<Int>,
+    init(model: DecoderModel, languageModel: LanguageModel? = nil, tokenizer: Tokenizer?, stopTokenIDs: Set<Int>,
          slots: Int, contextPerSlot: Int) {
         self.model = model
         self.languageModel = languageModel
@@ -447,7 +447,7 @@ struct AnswerText {
     private let stopStrings: [String]
     private var held = ""
 
-    init(tokenizer: BPETokenizer, stopStrings: [String]) {
+    init(tokenizer: Tokenizer, stopStrings: [String]) {
         decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: true)
         self.stopStrings = stopStrings
     }

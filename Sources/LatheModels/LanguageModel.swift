@@ -9,14 +9,14 @@ public final class LanguageModel: @unchecked Sendable {
     public let name: String
     public let files: ModelFiles
     public let model: DecoderModel
-    public let tokenizer: BPETokenizer
+    public let tokenizer: Tokenizer
     public let chatTemplate: ChatTemplate?
     public let bosToken: String
     public let eosToken: String
     /// Tokens that end an answer (EOS, and the end-of-turn tokens a generation config lists).
     public let stopTokenIDs: Set<Int>
 
-    init(name: String, files: ModelFiles, model: DecoderModel, tokenizer: BPETokenizer, chatTemplate: ChatTemplate?,
+    init(name: String, files: ModelFiles, model: DecoderModel, tokenizer: Tokenizer, chatTemplate: ChatTemplate?,
          stopTokenIDs: Set<Int>) {
         self.name = name; self.files = files; self.model = model; self.tokenizer = tokenizer
         self.chatTemplate = chatTemplate; self.stopTokenIDs = stopTokenIDs
@@ -38,25 +38,11 @@ public final class LanguageModel: @unchecked Sendable {
                              chatTemplate: template, stopTokenIDs: stops)
     }
 
-    static func loadTokenizer(_ files: ModelFiles) throws -> (BPETokenizer, ChatTemplate?, Set<Int>) {
+    static func loadTokenizer(_ files: ModelFiles) throws -> (Tokenizer, ChatTemplate?, Set<Int>) {
         switch files {
         case .gguf(let file):
-            let kind = try file.requiredString("tokenizer.ggml.model")
-            guard kind == "gpt2" else {
-                throw ModelError.invalidConfiguration(file: file.url.path, message:
-                    "tokenizer.ggml.model '\(kind)' is not supported yet (supported: gpt2, byte-level BPE)")
-            }
+            let tokenizer = try Tokenizer(gguf: file.tokenizerMetadata())
             func optionalInt(_ key: String) throws -> Int? { file.metadata[key] == nil ? nil : try file.requiredInt(key) }
-            let tokenizer = try BPETokenizer(
-                vocabulary: try file.requiredStringArray("tokenizer.ggml.tokens"),
-                merges: try file.requiredStringArray("tokenizer.ggml.merges"),
-                tokenTypes: file.metadata["tokenizer.ggml.token_type"] == nil ? nil
-                    : try file.requiredIntArray("tokenizer.ggml.token_type").map { Int32(truncatingIfNeeded: $0) },
-                preTokenizer: try PreTokenizer(ggufName: file.metadata["tokenizer.ggml.pre"]?.string ?? "default"),
-                bosTokenID: try optionalInt("tokenizer.ggml.bos_token_id"),
-                eosTokenID: try optionalInt("tokenizer.ggml.eos_token_id"),
-                addBOS: file.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? false,
-                addEOS: file.metadata["tokenizer.ggml.add_eos_token"]?.bool ?? false)
             let template = try file.metadata["tokenizer.chat_template"]?.string.map { try ChatTemplate(source: $0) }
             var stops = Set<Int>()
             for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
@@ -69,7 +55,7 @@ public final class LanguageModel: @unchecked Sendable {
                     "there is no tokenizer.json in the folder; copy it from the model's repository")
             }
             let configData = try folder.tokenizerConfigURL.map { try Data(contentsOf: $0) }
-            let tokenizer = try BPETokenizer(tokenizerJSON: try Data(contentsOf: tokenizerURL), tokenizerConfigJSON: configData)
+            let tokenizer = try Tokenizer(tokenizerJSON: try Data(contentsOf: tokenizerURL), tokenizerConfigJSON: configData)
             var templateSource: String?
             let jinja = folder.url.appendingPathComponent("chat_template.jinja")
             if FileManager.default.fileExists(atPath: jinja.path) {

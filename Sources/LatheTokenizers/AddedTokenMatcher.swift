@@ -14,7 +14,7 @@ struct AddedTokenMatcher: Sendable {
     private let candidates: [Unicode.Scalar: [Candidate]]
 
     /// `normalizer` is applied to the contents of normalized tokens, as they are matched in normalized text.
-    init(tokens: [AddedToken], normalizer: [BPETokenizer.NormalizerStep]) {
+    init(tokens: [AddedToken], normalizer: [Tokenizer.NormalizerStep]) {
         var candidates: [Unicode.Scalar: [Candidate]] = [:]
         for token in tokens {
             var content = token.content

@@ -44,7 +44,7 @@ public struct BPETrainer {
             guard !token.isEmpty else { throw BPETrainerError.emptySpecialToken }
             guard seen.insert(token).inserted else { throw BPETrainerError.duplicateSpecialToken(token) }
         }
-        let minimum = BPETokenizer.byteLevelAlphabet.count + options.specialTokens.count
+        let minimum = Tokenizer.byteLevelAlphabet.count + options.specialTokens.count
         guard options.vocabularySize >= minimum else {
             throw BPETrainerError.vocabularyTooSmall(requested: options.vocabularySize, minimum: minimum,
                                                      specialTokens: options.specialTokens.count)
@@ -103,7 +103,7 @@ public struct BPETrainer {
         var wordsWithPair: [UInt64: Set<Int32>] = [:]
         for (index, word) in symbols.enumerated() where word.count >= 2 {
             for position in 0..<(word.count - 1) {
-                let pair = BPETokenizer.pairKey(word[position], word[position + 1])
+                let pair = BPEMerges.pairKey(word[position], word[position + 1])
                 pairCounts[pair, default: 0] += wordCounts[index]
                 wordsWithPair[pair, default: []].insert(Int32(index))
             }
@@ -154,14 +154,14 @@ public struct BPETrainer {
         while index < word.count {
             if word[index] == left && index + 1 < word.count && word[index + 1] == right {
                 if index > 0 {
-                    report(BPETokenizer.pairKey(word[index - 1], left), -1)
-                    report(BPETokenizer.pairKey(word[index - 1], merged), 1)
+                    report(BPEMerges.pairKey(word[index - 1], left), -1)
+                    report(BPEMerges.pairKey(word[index - 1], merged), 1)
                 }
                 word[index] = merged
                 word.remove(at: index + 1)
                 if index + 1 < word.count {
-                    report(BPETokenizer.pairKey(right, word[index + 1]), -1)
-                    report(BPETokenizer.pairKey(merged, word[index + 1]), 1)
+                    report(BPEMerges.pairKey(right, word[index + 1]), -1)
+                    report(BPEMerges.pairKey(merged, word[index + 1]), 1)
                 }
             }
             index += 1
@@ -177,7 +177,7 @@ public struct BPETrainer {
 }
 
 /// The result of training: a vocabulary (id = index; special tokens first) and ranked merges, ready to save
-/// as Hugging Face files or to load as a `BPETokenizer`.
+/// as Hugging Face files or to load as a `Tokenizer`.
 public struct TrainedBPE: Sendable, Equatable {
     /// One learned merge and how often its pair occurred when it was chosen.
     public struct Merge: Sendable, Equatable {

@@ -1,7 +1,7 @@
 /// Turns generated ids into text one id at a time, emitting only complete characters: a multi-byte UTF-8
 /// character split over several byte tokens is held back until its last byte arrives.
 public struct StreamingDecoder: Sendable {
-    private let tokenizer: BPETokenizer
+    private let tokenizer: Tokenizer
     private let skipsSpecialTokens: Bool
     private var ids: [Int] = []
     /// Ids before `emittedStart` are done with; ids from `emittedStart` to `pendingStart` were emitted and are
@@ -9,7 +9,7 @@ public struct StreamingDecoder: Sendable {
     private var emittedStart = 0
     private var pendingStart = 0
 
-    public init(tokenizer: BPETokenizer, skipSpecialTokens: Bool = false) {
+    public init(tokenizer: Tokenizer, skipSpecialTokens: Bool = false) {
         self.tokenizer = tokenizer
         skipsSpecialTokens = skipSpecialTokens
     }

@@ -70,7 +70,7 @@ final class TokenizerCommandTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertTrue(result.stdout.contains("vocabulary 280 tokens"), result.stdout)
         XCTAssertTrue(result.stderr.contains("read 40 documents"), result.stderr)
-        let tokenizer = try BPETokenizer(huggingFaceFolder: output)
+        let tokenizer = try Tokenizer(huggingFaceFolder: output)
         XCTAssertEqual(tokenizer.vocabularySize, 280)
         XCTAssertEqual(tokenizer.eosTokenID, 2)
         let text = "the theory of 17 things"

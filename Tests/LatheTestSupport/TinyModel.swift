@@ -16,7 +16,7 @@ public enum TinyModel {
 
     /// The vocabulary: byte tokens, then one token per merge, then the special tokens.
     public static var vocabulary: [String] {
-        BPETokenizer.byteLevelAlphabet + merges.map { $0.replacingOccurrences(of: " ", with: "") } + specialTokens
+        Tokenizer.byteLevelAlphabet + merges.map { $0.replacingOccurrences(of: " ", with: "") } + specialTokens
     }
 
     /// Writes the model to `url` and returns its vocabulary size.

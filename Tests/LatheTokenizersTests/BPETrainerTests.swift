@@ -68,7 +68,7 @@ final class BPETrainerReferenceTests: XCTestCase {
     func testHuggingFaceEncodesHeldOutTextWithOurFileAsWeDo() throws {
         let heldOut = try JSONDecoder().decode(TrainerFixtures.HeldOut.self,
                                                from: try TrainerFixtures.data("heldout_ids.json"))
-        let tokenizer = try BPETokenizer(huggingFaceFolder: TrainerFixtures.directory.appendingPathComponent("lathe"))
+        let tokenizer = try Tokenizer(huggingFaceFolder: TrainerFixtures.directory.appendingPathComponent("lathe"))
         let ids = tokenizer.encode(heldOut.text)
         let first = zip(ids, heldOut.ids).enumerated().first { $1.0 != $1.1 }?.offset
         XCTAssertEqual(ids.count, heldOut.ids.count)
@@ -186,7 +186,7 @@ final class BPETrainerBehaviourTests: XCTestCase {
         for document in corpus { trainer.add(document: document) }
         let trained = try trainer.train()
         try trained.save(to: folder, config: TokenizerConfigOptions(bosToken: "<s>", eosToken: "</s>"))
-        let loaded = try BPETokenizer(huggingFaceFolder: folder)
+        let loaded = try Tokenizer(huggingFaceFolder: folder)
         XCTAssertEqual(loaded.vocabulary, trained.vocabulary)
         XCTAssertEqual(loaded.preTokenizer, .gpt2)
         XCTAssertEqual(loaded.bosTokenID, 0)

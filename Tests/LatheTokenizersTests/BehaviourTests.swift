@@ -9,8 +9,8 @@ final class BehaviourTests: XCTestCase {
         return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
-    private func build(_ json: [String: Any], config: [String: Any]? = nil) throws -> BPETokenizer {
-        try BPETokenizer(tokenizerJSON: JSONSerialization.data(withJSONObject: json),
+    private func build(_ json: [String: Any], config: [String: Any]? = nil) throws -> Tokenizer {
+        try Tokenizer(tokenizerJSON: JSONSerialization.data(withJSONObject: json),
                          tokenizerConfigJSON: config.map { try JSONSerialization.data(withJSONObject: $0) })
     }
 
@@ -22,12 +22,12 @@ final class BehaviourTests: XCTestCase {
     }
 
     func testMalformedTokenizerJSONIsReportedWithTheFileName() {
-        XCTAssertThrowsError(try BPETokenizer(tokenizerJSON: Data("{\"model\": [".utf8), tokenizerConfigJSON: nil)) {
+        XCTAssertThrowsError(try Tokenizer(tokenizerJSON: Data("{\"model\": [".utf8), tokenizerConfigJSON: nil)) {
             guard case .malformedJSON(let file, _)? = $0 as? TokenizerError else { return XCTFail("\($0)") }
             XCTAssertEqual(file, "tokenizer.json")
         }
         assertError(.malformedJSON(file: "tokenizer.json", detail: "the top level is not an object")) {
-            try BPETokenizer(tokenizerJSON: Data("[1, 2]".utf8), tokenizerConfigJSON: nil)
+            try Tokenizer(tokenizerJSON: Data("[1, 2]".utf8), tokenizerConfigJSON: nil)
         }
         assertError(.missingField(file: "tokenizer.json", field: "model")) { try self.build(["version": "1.0"]) }
     }
@@ -36,16 +36,16 @@ final class BehaviourTests: XCTestCase {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-tokenizer-\(UUID())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        XCTAssertThrowsError(try BPETokenizer(huggingFaceFolder: folder)) {
+        XCTAssertThrowsError(try Tokenizer(huggingFaceFolder: folder)) {
             guard case .unreadableFile(let path, _)? = $0 as? TokenizerError else { return XCTFail("\($0)") }
             XCTAssertTrue(path.hasSuffix("tokenizer.json"), path)
         }
         try FileManager.default.copyItem(at: Fixtures.directory.appendingPathComponent("tiny/tokenizer.json"),
                                          to: folder.appendingPathComponent("tokenizer.json"))
-        XCTAssertEqual(try BPETokenizer(huggingFaceFolder: folder).encode("the cat").first, 1, "<s> from the template")
+        XCTAssertEqual(try Tokenizer(huggingFaceFolder: folder).encode("the cat").first, 1, "<s> from the template")
         let config = ["add_bos_token": false, "bos_token": "<s>", "eos_token": ["content": "</s>"]] as [String: Any]
         try JSONSerialization.data(withJSONObject: config).write(to: folder.appendingPathComponent("tokenizer_config.json"))
-        let tokenizer = try BPETokenizer(huggingFaceFolder: folder)
+        let tokenizer = try Tokenizer(huggingFaceFolder: folder)
         XCTAssertEqual(tokenizer.eosTokenID, 2)
         XCTAssertNotEqual(tokenizer.encode("the cat").first, 1, "add_bos_token false removes <s>")
     }
@@ -53,9 +53,9 @@ final class BehaviourTests: XCTestCase {
     func testWrongFieldsAreNamed() throws {
         var json = try tinyJSON()
         var model = try XCTUnwrap(json["model"] as? [String: Any])
-        model["type"] = "Unigram"
+        model["type"] = "WordPiece"
         json["model"] = model
-        assertError(.unsupported(file: "tokenizer.json", field: "model.type", value: "Unigram")) { try self.build(json) }
+        assertError(.unsupported(file: "tokenizer.json", field: "model.type", value: "WordPiece")) { try self.build(json) }
 
         json = try tinyJSON()
         json["pre_tokenizer"] = ["type": "Split", "pattern": ["Regex": "\\w+"], "behavior": "Isolated", "invert": false]
@@ -95,19 +95,19 @@ final class BehaviourTests: XCTestCase {
                                          token: "▁zz")) { try self.build(json) }
 
         assertError(.unknownTokenInMerge(source: "tokenizer.ggml.merges", index: 1, merge: "b x", token: "x")) {
-            try BPETokenizer(vocabulary: ["a", "b", "ab"], merges: ["a b", "b x"], tokenTypes: nil,
+            try Tokenizer(vocabulary: ["a", "b", "ab"], merges: ["a b", "b x"], tokenTypes: nil,
                              preTokenizer: .gpt2, bosTokenID: nil, eosTokenID: nil, addBOS: false)
         }
         assertError(.malformedMerge(source: "tokenizer.ggml.merges", index: 0, merge: "ab")) {
-            try BPETokenizer(vocabulary: ["a", "b", "ab"], merges: ["ab"], tokenTypes: nil,
+            try Tokenizer(vocabulary: ["a", "b", "ab"], merges: ["ab"], tokenTypes: nil,
                              preTokenizer: .gpt2, bosTokenID: nil, eosTokenID: nil, addBOS: false)
         }
         assertError(.invalidTokenID(field: "GGUF tokenizer.ggml: bos token", id: 7, vocabularySize: 3)) {
-            try BPETokenizer(vocabulary: ["a", "b", "ab"], merges: ["a b"], tokenTypes: nil,
+            try Tokenizer(vocabulary: ["a", "b", "ab"], merges: ["a b"], tokenTypes: nil,
                              preTokenizer: .gpt2, bosTokenID: 7, eosTokenID: nil, addBOS: true)
         }
         assertError(.lengthMismatch(field: "tokenizer.ggml.token_type", expected: 3, actual: 1)) {
-            try BPETokenizer(vocabulary: ["a", "b", "ab"], merges: ["a b"], tokenTypes: [1],
+            try Tokenizer(vocabulary: ["a", "b", "ab"], merges: ["a b"], tokenTypes: [1],
                              preTokenizer: .gpt2, bosTokenID: nil, eosTokenID: nil, addBOS: false)
         }
     }
@@ -138,7 +138,7 @@ final class BehaviourTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("<|im_start|>", addSpecialTokens: false), [1])
         XCTAssertEqual(tokenizer.decode([1, 9468, 2], skipSpecialTokens: true), tokenizer.decode([9468]))
         XCTAssertEqual(tokenizer.decode([-1, 1_000_000]), "", "ids outside the vocabulary are skipped")
-        let withBOS = try BPETokenizer(vocabulary: tokenizer.vocabulary, merges: Fixtures.smolLM2Vocabulary().merges,
+        let withBOS = try Tokenizer(vocabulary: tokenizer.vocabulary, merges: Fixtures.smolLM2Vocabulary().merges,
                                        tokenTypes: nil, preTokenizer: .smolLM, bosTokenID: 1, eosTokenID: 2,
                                        addBOS: true, addEOS: true)
         XCTAssertEqual(withBOS.encode("hi"), [1] + tokenizer.encode("hi") + [2])
@@ -148,7 +148,7 @@ final class BehaviourTests: XCTestCase {
     /// Feeding ids one at a time must give exactly the whole decode, and never emit half a character.
     func testStreamingDecoderEmitsCompleteCharactersOnly() throws {
         for (tokenizer, fixture) in [(try Fixtures.smolLM2Tokenizer(), "smollm2.json"),
-                                     (try BPETokenizer(tokenizerJSON: Data(contentsOf: Fixtures.directory
+                                     (try Tokenizer(tokenizerJSON: Data(contentsOf: Fixtures.directory
                                         .appendingPathComponent("tiny/tokenizer.json")), tokenizerConfigJSON: nil),
                                       "tiny.json")] {
             var mismatches: [String] = []

@@ -64,9 +64,9 @@ enum Fixtures {
     /// The SmolLM2 vocabulary; skips the test when the default model is not installed.
     static func smolLM2Vocabulary() throws -> GGUFVocabulary { try cachedVocabulary.get() }
 
-    static func smolLM2Tokenizer(preTokenizer: PreTokenizer? = nil) throws -> BPETokenizer {
+    static func smolLM2Tokenizer(preTokenizer: PreTokenizer? = nil) throws -> Tokenizer {
         let vocabulary = try smolLM2Vocabulary()
-        return try BPETokenizer(vocabulary: vocabulary.tokens, merges: vocabulary.merges,
+        return try Tokenizer(vocabulary: vocabulary.tokens, merges: vocabulary.merges,
                                 tokenTypes: vocabulary.tokenTypes,
                                 preTokenizer: preTokenizer ?? PreTokenizer(ggufName: vocabulary.pre),
                                 bosTokenID: vocabulary.bos, eosTokenID: vocabulary.eos, addBOS: false)
@@ -74,7 +74,7 @@ enum Fixtures {
 }
 
 /// Compares a tokenizer with Hugging Face on every case; reports the first few mismatches with their text.
-func assertMatchesReference(_ tokenizer: BPETokenizer, _ reference: Fixtures.Reference, label: String,
+func assertMatchesReference(_ tokenizer: Tokenizer, _ reference: Fixtures.Reference, label: String,
                             file: StaticString = #filePath, line: UInt = #line) {
     var failures: [String] = []
     for item in reference.cases {

@@ -90,7 +90,7 @@ final class ReferenceTests: XCTestCase {
                           "merges": vocabulary.merges.map { $0.split(separator: " ").map(String.init) }],
             ]
             let config: [String: Any] = ["bos_token": "<|im_start|>", "eos_token": "<|im_end|>"]
-            let tokenizer = try BPETokenizer(tokenizerJSON: JSONSerialization.data(withJSONObject: json),
+            let tokenizer = try Tokenizer(tokenizerJSON: JSONSerialization.data(withJSONObject: json),
                                              tokenizerConfigJSON: JSONSerialization.data(withJSONObject: config))
             XCTAssertEqual(tokenizer.bosTokenID, 1)
             XCTAssertEqual(tokenizer.eosTokenID, 2)
@@ -100,7 +100,7 @@ final class ReferenceTests: XCTestCase {
 
     func testTinyByteFallbackTokenizerMatchesHuggingFace() throws {
         let data = try Data(contentsOf: Fixtures.directory.appendingPathComponent("tiny/tokenizer.json"))
-        let tokenizer = try BPETokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
+        let tokenizer = try Tokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
         XCTAssertEqual(tokenizer.prefixIDs, [1], "TemplateProcessing puts <s> first")
         XCTAssertEqual(tokenizer.bosTokenID, 1)
         XCTAssertEqual(tokenizer.unknownTokenID, 0)
@@ -113,7 +113,7 @@ final class ReferenceTests: XCTestCase {
     func testTinyMetaspaceVariantsMatchHuggingFace() throws {
         for name in ["tiny-metaspace-first", "tiny-metaspace-always-split"] {
             let data = try Data(contentsOf: Fixtures.directory.appendingPathComponent("\(name)/tokenizer.json"))
-            let tokenizer = try BPETokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
+            let tokenizer = try Tokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
             assertMatchesReference(tokenizer, try Fixtures.reference("\(name).json"), label: name)
         }
     }
@@ -121,7 +121,7 @@ final class ReferenceTests: XCTestCase {
     /// NFC normalization and `ignore_merges` (a vocabulary word that no merge reaches).
     func testTinyNFCIgnoreMergesVariantMatchesHuggingFace() throws {
         let data = try Data(contentsOf: Fixtures.directory.appendingPathComponent("tiny-nfc-ignore-merges/tokenizer.json"))
-        let tokenizer = try BPETokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
+        let tokenizer = try Tokenizer(tokenizerJSON: data, tokenizerConfigJSON: nil)
         XCTAssertTrue(tokenizer.ignoresMerges)
         XCTAssertEqual(tokenizer.encode("sat on"), [1, try XCTUnwrap(tokenizer.id(of: "▁sat▁on"))])
         assertMatchesReference(tokenizer, try Fixtures.reference("tiny-nfc-ignore-merges.json"), label: "tiny variant")

@@ -1,6 +1,6 @@
 import Foundation
 
-extension BPETokenizer {
+extension Tokenizer {
     private static let jsonFile = "tokenizer.json"
     private static let configFile = "tokenizer_config.json"
 
@@ -27,8 +27,9 @@ extension BPETokenizer {
         let config = try tokenizerConfigJSON.map { try JSONObject(data: $0, file: Self.configFile) }
 
         let model = try root.object("model")
-        if let type = try model.optionalString("type"), type != "BPE" {
-            throw TokenizerError.unsupported(file: Self.jsonFile, field: "model.type", value: type)
+        let modelType = try model.optionalString("type") ?? "BPE"
+        guard modelType == "BPE" || modelType == "Unigram" else {
+            throw TokenizerError.unsupported(file: Self.jsonFile, field: "model.type", value: modelType)
         }
         for field in ["continuing_subword_prefix", "end_of_word_suffix"] {
             if let value = try model.optionalString(field), !value.isEmpty {
@@ -39,15 +40,28 @@ extension BPETokenizer {
             throw TokenizerError.unsupported(file: Self.jsonFile, field: "model.dropout", value: "\(dropout)")
         }
 
-        // Vocabulary: token -> id, with added tokens possibly beyond it.
-        let vocabObject = try model.object("vocab")
+        // Vocabulary: token -> id (BPE) or [token, score] in id order (Unigram), with added tokens possibly beyond.
         var tokenForID: [Int: String] = [:]
-        for (token, value) in vocabObject.values {
-            guard let id = value as? Int, id >= 0 else {
-                throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.vocab[\(token.debugDescription)]",
-                                                    expected: "a non-negative integer id")
+        var unigramScores: [Double] = []
+        if modelType == "Unigram" {
+            for (id, entry) in try model.array("vocab").enumerated() {
+                guard let pair = entry as? [Any], pair.count == 2, let token = pair[0] as? String,
+                      let score = (pair[1] as? NSNumber)?.doubleValue else {
+                    throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.vocab[\(id)]",
+                                                        expected: "[token, score]")
+                }
+                tokenForID[id] = token
+                unigramScores.append(score)
             }
-            tokenForID[id] = token
+        } else {
+            for (token, value) in try model.object("vocab").values {
+                guard let id = value as? Int, id >= 0 else {
+                    throw TokenizerError.wrongFieldType(file: Self.jsonFile,
+                                                        field: "model.vocab[\(token.debugDescription)]",
+                                                        expected: "a non-negative integer id")
+                }
+                tokenForID[id] = token
+            }
         }
         var added: [AddedToken] = []
         for (index, entry) in try root.optionalArray("added_tokens").enumerated() {
@@ -107,7 +121,9 @@ extension BPETokenizer {
         var idForToken = Dictionary(vocabulary.enumerated().map { ($1, $0) }, uniquingKeysWith: { _, last in last })
         for token in added where idForToken[token.content] == nil { idForToken[token.content] = token.id }
         var unknownID: Int?
-        if let unknown = try model.optionalString("unk_token") {
+        if modelType == "Unigram", model.values["unk_id"] != nil, !(model.values["unk_id"] is NSNull) {
+            unknownID = try model.int("unk_id")
+        } else if let unknown = try model.optionalString("unk_token") {
             guard let id = idForToken[unknown] else {
                 throw TokenizerError.unknownToken(field: "\(Self.jsonFile): model.unk_token", token: unknown)
             }
@@ -149,11 +165,14 @@ extension BPETokenizer {
             }
         }
 
-        try self.init(vocabulary: vocabulary, merges: merges, mergesSource: "\(Self.jsonFile): model.merges",
+        let description: ModelDescription = modelType == "Unigram"
+            ? .unigram(scores: unigramScores)
+            : .bpe(merges: merges, source: "\(Self.jsonFile): model.merges",
+                   ignoresMerges: try model.bool("ignore_merges", default: false))
+        try self.init(vocabulary: vocabulary, model: description,
                       addedTokens: added, preTokenizer: preTokenizer, normalizer: normalizer, decoder: decoder,
                       byteFallback: try model.bool("byte_fallback", default: false), unknownTokenID: unknownID,
-                      fusesUnknown: try model.bool("fuse_unk", default: false),
-                      ignoresMerges: try model.bool("ignore_merges", default: false), prefixIDs: prefix,
+                      fusesUnknown: try model.bool("fuse_unk", default: false), prefixIDs: prefix,
                       suffixIDs: suffix, bosTokenID: bos, eosTokenID: eos, source: Self.jsonFile,
                       decodedTextOverrides: decodedTextOverrides)
     }

@@ -113,9 +113,9 @@ extension TrainedBPE {
         }
     }
 
-    /// The tokenizer these files describe, loaded back through `BPETokenizer(tokenizerJSON:tokenizerConfigJSON:)`.
-    public func tokenizer(config: TokenizerConfigOptions = TokenizerConfigOptions()) throws -> BPETokenizer {
-        try BPETokenizer(tokenizerJSON: try tokenizerJSON(), tokenizerConfigJSON: try tokenizerConfigJSON(config))
+    /// The tokenizer these files describe, loaded back through `Tokenizer(tokenizerJSON:tokenizerConfigJSON:)`.
+    public func tokenizer(config: TokenizerConfigOptions = TokenizerConfigOptions()) throws -> Tokenizer {
+        try Tokenizer(tokenizerJSON: try tokenizerJSON(), tokenizerConfigJSON: try tokenizerConfigJSON(config))
     }
 
     private func preTokenizerJSON() throws -> String {
@@ -151,12 +151,11 @@ extension TrainedBPE {
     }
 }
 
-extension BPETokenizer {
+extension Tokenizer {
     /// The merges in rank order as token texts: what tokenizer.json's `merges` and GGUF's `tokenizer.ggml.merges` list.
     public var rankedMerges: [(left: String, right: String)] {
-        merges.sorted { $0.value.rank < $1.value.rank }.map { key, _ in
-            (vocabulary[Int(key >> 32)], vocabulary[Int(key & 0xFFFF_FFFF)])
-        }
+        guard case .bpe(let merges) = model else { return [] }
+        return merges.ranked.map { (vocabulary[$0.left], vocabulary[$0.right]) }
     }
 
     /// This tokenizer as the files `TrainedBPE` writes (tokenizer.json and tokenizer_config.json, which

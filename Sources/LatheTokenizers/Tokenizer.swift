@@ -28,9 +28,18 @@ public struct AddedToken: Sendable, Hashable {
     }
 }
 
+/// A token's text compared scalar by scalar. Swift's `String` equality is canonical equivalence, under which
+/// "য়" (U+09DF) and "য" + U+09BC, two different SentencePiece tokens, would be one dictionary key.
+struct ExactText: Hashable {
+    let scalars: [Unicode.Scalar]
+
+    init(_ text: String) { scalars = Array(text.unicodeScalars) }
+    init(_ scalars: [Unicode.Scalar]) { self.scalars = scalars }
+}
+
 /// Byte-level (GPT-2 style) or SentencePiece-style BPE, as Hugging Face `tokenizers` and llama.cpp run it:
 /// added tokens first, then normalizer, pre-tokenizer, ranked merges per word, and a decoder chain.
-public struct BPETokenizer: Sendable {
+public struct Tokenizer: Sendable {
     /// One normalizer step (Hugging Face `normalizer`).
     enum NormalizerStep: Sendable {
         case prepend(String)
@@ -48,19 +57,13 @@ public struct BPETokenizer: Sendable {
         case metaspace(replacement: String, dropsFromFirstToken: Bool)
     }
 
-    /// Merge rank and the id of the merged token, keyed by the pair of ids merged.
-    struct Merge: Sendable {
-        var rank: Int32
-        var result: Int32
-    }
-
     /// Every token's text as `decode` spells it; a token's id is its index.
     public let vocabulary: [String]
-    private let idForToken: [String: Int]
+    private let idForToken: [ExactText: Int]
     /// Single-scalar tokens by scalar value: the starting symbols of every word.
     private let idForScalar: [UInt32: Int32]
-    /// Read by `rankedMerges` (BPETokenizer+Save.swift).
-    let merges: [UInt64: Merge]
+    /// How a pre-tokenized word becomes ids.
+    let model: Model
     public let addedTokens: [AddedToken]
     private let rawMatcher: AddedTokenMatcher
     /// The raw-text matcher without special tokens, for text whose special tokens must stay plain text.
@@ -74,8 +77,6 @@ public struct BPETokenizer: Sendable {
     private let byteFallbackIDs: [Int]?
     public let unknownTokenID: Int?
     private let fusesUnknown: Bool
-    /// A word that is itself in the vocabulary becomes that token without merging (`ignore_merges`).
-    public let ignoresMerges: Bool
     /// Ids put before and after the text when `addSpecialTokens` is true (BOS, EOS...).
     public let prefixIDs: [Int]
     public let suffixIDs: [Int]
@@ -84,41 +85,43 @@ public struct BPETokenizer: Sendable {
 
     public var vocabularySize: Int { vocabulary.count }
 
-    init(vocabulary: [String], merges mergeLines: [(String, String)], mergesSource: String,
+    /// A word model as the files describe it, before its tokens are resolved to ids.
+    enum ModelDescription {
+        /// Merges in rank order as token texts; `source` names where they came from, for errors.
+        case bpe(merges: [(String, String)], source: String, ignoresMerges: Bool)
+        /// One score (log probability) per token of the model's vocabulary, which added tokens may follow.
+        case unigram(scores: [Double])
+    }
+
+    init(vocabulary: [String], model description: ModelDescription,
          addedTokens: [AddedToken], preTokenizer: PreTokenizer, normalizer: [NormalizerStep],
          decoder: [DecoderStep]?, byteFallback: Bool, unknownTokenID: Int?, fusesUnknown: Bool,
-         ignoresMerges: Bool, prefixIDs: [Int], suffixIDs: [Int], bosTokenID: Int?, eosTokenID: Int?,
+         prefixIDs: [Int], suffixIDs: [Int], bosTokenID: Int?, eosTokenID: Int?,
          source: String, decodedTextOverrides: [Int: String] = [:]) throws {
         var decodedVocabulary = vocabulary
         for (id, text) in decodedTextOverrides where decodedVocabulary.indices.contains(id) {
             decodedVocabulary[id] = text
         }
         self.vocabulary = decodedVocabulary
-        var idForToken: [String: Int] = [:]
+        var idForToken: [ExactText: Int] = [:]
         idForToken.reserveCapacity(vocabulary.count)
         var idForScalar: [UInt32: Int32] = [:]
         for (id, token) in vocabulary.enumerated() {
-            idForToken[token] = id
+            idForToken[ExactText(token)] = id
             let scalars = token.unicodeScalars
             if scalars.count == 1, let scalar = scalars.first { idForScalar[scalar.value] = Int32(id) }
         }
-        var merges: [UInt64: Merge] = [:]
-        merges.reserveCapacity(mergeLines.count)
-        for (rank, (left, right)) in mergeLines.enumerated() {
-            let merge = "\(left) \(right)"
-            guard let leftID = idForToken[left] else {
-                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge, token: left)
+        let wordModel: Model
+        switch description {
+        case let .bpe(mergeLines, mergesSource, ignoresMerges):
+            wordModel = .bpe(try BPEMerges(mergeLines, source: mergesSource, idForToken: idForToken,
+                                           ignoresMerges: ignoresMerges))
+        case .unigram(let scores):
+            guard scores.count <= vocabulary.count else {
+                throw TokenizerError.lengthMismatch(field: "\(source): scores", expected: vocabulary.count,
+                                                    actual: scores.count)
             }
-            guard let rightID = idForToken[right] else {
-                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge, token: right)
-            }
-            guard let resultID = idForToken[left + right] else {
-                throw TokenizerError.unknownTokenInMerge(source: mergesSource, index: rank, merge: merge,
-                                                         token: left + right)
-            }
-            let key = Self.pairKey(Int32(leftID), Int32(rightID))
-            // A repeated pair keeps its first (best) rank.
-            if merges[key] == nil { merges[key] = Merge(rank: Int32(rank), result: Int32(resultID)) }
+            wordModel = .unigram(UnigramModel(pieces: Array(vocabulary.prefix(scores.count)), scores: scores))
         }
         for token in addedTokens where token.id < 0 || token.id >= vocabulary.count {
             throw TokenizerError.invalidTokenID(field: "\(source): added token \(token.content.debugDescription)",
@@ -134,7 +137,7 @@ public struct BPETokenizer: Sendable {
             var ids: [Int] = []
             for byte in 0..<256 {
                 let name = String(format: "<0x%02X>", byte)
-                guard let id = idForToken[name] else {
+                guard let id = idForToken[ExactText(name)] else {
                     throw TokenizerError.unknownToken(field: "\(source): byte_fallback", token: name)
                 }
                 ids.append(id)
@@ -145,7 +148,7 @@ public struct BPETokenizer: Sendable {
         }
         self.idForToken = idForToken
         self.idForScalar = idForScalar
-        self.merges = merges
+        model = wordModel
         self.addedTokens = addedTokens
         rawMatcher = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized }, normalizer: [])
         rawMatcherWithoutSpecial = AddedTokenMatcher(tokens: addedTokens.filter { !$0.isNormalized && !$0.isSpecial },
@@ -157,62 +160,10 @@ public struct BPETokenizer: Sendable {
         self.decoder = decoder
         self.unknownTokenID = unknownTokenID
         self.fusesUnknown = fusesUnknown
-        self.ignoresMerges = ignoresMerges
         self.prefixIDs = prefixIDs
         self.suffixIDs = suffixIDs
         self.bosTokenID = bosTokenID
         self.eosTokenID = eosTokenID
-    }
-
-    /// Builds the tokenizer a GGUF file describes with its `tokenizer.ggml.*` metadata (`model` = "gpt2").
-    ///
-    /// - Parameters:
-    ///   - vocabulary: `tokenizer.ggml.tokens`; the id of a token is its index.
-    ///   - merges: `tokenizer.ggml.merges`, each "left right".
-    ///   - tokenTypes: `tokenizer.ggml.token_type`; 3 (control) tokens are special, 3 and 4 (user-defined)
-    ///     are matched whole in raw text.
-    ///   - preTokenizer: `PreTokenizer(ggufName:)` of `tokenizer.ggml.pre`.
-    ///   - addBOS, addEOS: `tokenizer.ggml.add_bos_token` / `add_eos_token`.
-    public init(vocabulary: [String], merges: [String], tokenTypes: [Int32]?, preTokenizer: PreTokenizer,
-                bosTokenID: Int?, eosTokenID: Int?, addBOS: Bool, addEOS: Bool = false,
-                unknownTokenID: Int? = nil) throws {
-        var pairs: [(String, String)] = []
-        pairs.reserveCapacity(merges.count)
-        for (index, line) in merges.enumerated() {
-            // As llama.cpp: the first space after the first character separates the two tokens.
-            guard let space = line.unicodeScalars.dropFirst().firstIndex(of: " ") else {
-                throw TokenizerError.malformedMerge(source: "tokenizer.ggml.merges", index: index, merge: line)
-            }
-            let left = String(line.unicodeScalars[..<space])
-            let right = String(line.unicodeScalars[line.unicodeScalars.index(after: space)...])
-            guard !right.isEmpty else {
-                throw TokenizerError.malformedMerge(source: "tokenizer.ggml.merges", index: index, merge: line)
-            }
-            pairs.append((left, right))
-        }
-        var added: [AddedToken] = []
-        if let tokenTypes {
-            guard tokenTypes.count == vocabulary.count else {
-                throw TokenizerError.lengthMismatch(field: "tokenizer.ggml.token_type", expected: vocabulary.count,
-                                                    actual: tokenTypes.count)
-            }
-            for (id, type) in tokenTypes.enumerated() where type == 3 || type == 4 {
-                added.append(AddedToken(content: vocabulary[id], id: id, isSpecial: type == 3))
-            }
-        }
-        var prefix: [Int] = []
-        var suffix: [Int] = []
-        if addBOS, let bosTokenID { prefix.append(bosTokenID) }
-        if addEOS, let eosTokenID { suffix.append(eosTokenID) }
-        try self.init(vocabulary: vocabulary, merges: pairs, mergesSource: "tokenizer.ggml.merges", addedTokens: added,
-                      preTokenizer: preTokenizer, normalizer: [], decoder: [.byteLevel], byteFallback: false,
-                      unknownTokenID: unknownTokenID, fusesUnknown: false,
-                      ignoresMerges: preTokenizer.ggufIgnoresMerges, prefixIDs: prefix, suffixIDs: suffix,
-                      bosTokenID: bosTokenID, eosTokenID: eosTokenID, source: "GGUF tokenizer.ggml")
-    }
-
-    static func pairKey(_ left: Int32, _ right: Int32) -> UInt64 {
-        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
     }
 
     /// The text of a token as the vocabulary spells it, or nil for an id outside the vocabulary.
@@ -221,7 +172,7 @@ public struct BPETokenizer: Sendable {
     }
 
     /// The id of a token spelled as in the vocabulary.
-    public func id(of token: String) -> Int? { idForToken[token] }
+    public func id(of token: String) -> Int? { idForToken[ExactText(token)] }
 
     // MARK: Encoding
 
@@ -270,64 +221,46 @@ public struct BPETokenizer: Sendable {
         return Array(string.unicodeScalars)
     }
 
-    /// BPE on one pre-tokenized word.
+    /// The ids of one pre-tokenized word: merges (BPE) or the best-scoring split (Unigram); characters the
+    /// vocabulary lacks become their UTF-8 bytes (`byte_fallback`) or the unknown token.
     func encodeWord(_ word: [Unicode.Scalar]) -> [Int] {
-        if ignoresMerges, let id = idForToken[String(String.UnicodeScalarView(word))] { return [id] }
-        var symbols: [Int32] = []
-        symbols.reserveCapacity(word.count)
-        var lastWasUnknown = false
-        for scalar in word {
-            if let id = idForScalar[scalar.value] {
-                symbols.append(id)
-                lastWasUnknown = false
-            } else if let byteFallbackIDs {
-                for byte in String(scalar).utf8 { symbols.append(Int32(byteFallbackIDs[Int(byte)])) }
-                lastWasUnknown = false
-            } else if let unknownTokenID {
-                if !(fusesUnknown && lastWasUnknown) { symbols.append(Int32(unknownTokenID)) }
-                lastWasUnknown = true
+        switch model {
+        case .bpe(let merges):
+            if merges.ignoresMerges, let id = idForToken[ExactText(word)] { return [id] }
+            var symbols: [Int32] = []
+            symbols.reserveCapacity(word.count)
+            var lastWasUnknown = false
+            for scalar in word {
+                if let id = idForScalar[scalar.value] {
+                    symbols.append(id)
+                    lastWasUnknown = false
+                } else if let byteFallbackIDs {
+                    for byte in String(scalar).utf8 { symbols.append(Int32(byteFallbackIDs[Int(byte)])) }
+                    lastWasUnknown = false
+                } else if let unknownTokenID {
+                    if !(fusesUnknown && lastWasUnknown) { symbols.append(Int32(unknownTokenID)) }
+                    lastWasUnknown = true
+                }
+                // With neither byte fallback nor an unknown token, Hugging Face drops the scalar.
             }
-            // With neither byte fallback nor an unknown token, Hugging Face drops the scalar.
+            merges.apply(&symbols)
+            return symbols.map(Int.init)
+        case .unigram(let unigram):
+            var ids: [Int] = []
+            // Hugging Face always fuses a run of unknown characters, then spells it in bytes when it can.
+            for piece in unigram.segment(word, unknownTokenID: unknownTokenID) {
+                if let id = piece.id ?? idForToken[ExactText(Array(word[piece.range]))] {
+                    ids.append(id)
+                } else if let byteFallbackIDs {
+                    for byte in String(String.UnicodeScalarView(word[piece.range])).utf8 {
+                        ids.append(byteFallbackIDs[Int(byte)])
+                    }
+                } else if let unknownTokenID {
+                    ids.append(unknownTokenID)
+                }
+            }
+            return ids
         }
-        applyMerges(&symbols)
-        return symbols.map(Int.init)
-    }
-
-    /// Merges the best-ranked adjacent pair, leftmost first on ties, until no pair has a merge. A heap of
-    /// candidate pairs over a linked list of symbols keeps long words (runs of spaces) near n log n.
-    func applyMerges(_ symbols: inout [Int32]) {
-        let count = symbols.count
-        guard count >= 2 else { return }
-        var next = Array(1...count)          // `count` means none
-        var previous = Array(-1..<(count - 1))
-        var heap = MergeHeap()
-        for index in 0..<(count - 1) {
-            if let merge = merges[Self.pairKey(symbols[index], symbols[index + 1])] {
-                heap.push(rank: merge.rank, position: Int32(index))
-            }
-        }
-        while let (rank, position32) = heap.pop() {
-            let position = Int(position32)
-            let right = next[position]
-            // Entries go stale when a neighbour merged first: check the pair is still there with this rank.
-            guard symbols[position] >= 0, right < count,
-                  let merge = merges[Self.pairKey(symbols[position], symbols[right])], merge.rank == rank else {
-                continue
-            }
-            symbols[position] = merge.result
-            symbols[right] = -1
-            next[position] = next[right]
-            if next[right] < count { previous[next[right]] = position }
-            let before = previous[position]
-            if before >= 0, let merge = merges[Self.pairKey(symbols[before], symbols[position])] {
-                heap.push(rank: merge.rank, position: Int32(before))
-            }
-            let after = next[position]
-            if after < count, let merge = merges[Self.pairKey(symbols[position], symbols[after])] {
-                heap.push(rank: merge.rank, position: Int32(position))
-            }
-        }
-        symbols.removeAll { $0 < 0 }
     }
 
     // MARK: Decoding
@@ -347,7 +280,7 @@ public struct BPETokenizer: Sendable {
     }
 }
 
-extension BPETokenizer.NormalizerStep {
+extension Tokenizer.NormalizerStep {
     func apply(_ text: String) -> String {
         switch self {
         case .prepend(let prefix): return text.isEmpty ? text : prefix + text
@@ -360,7 +293,7 @@ extension BPETokenizer.NormalizerStep {
     }
 }
 
-extension BPETokenizer.DecoderStep {
+extension Tokenizer.DecoderStep {
     func apply(_ tokens: [String]) -> [String] {
         switch self {
         case .byteLevel:
@@ -417,20 +350,6 @@ extension BPETokenizer.DecoderStep {
         let utf8 = Array(token.utf8)
         guard utf8.count == 6, token.hasPrefix("<0x"), token.hasSuffix(">") else { return nil }
         return UInt8(String(decoding: utf8[3..<5], as: UTF8.self), radix: 16)
-    }
-}
-
-/// A binary min-heap of (rank, position): the next merge is the best rank, leftmost on ties.
-struct MergeHeap {
-    private var heap = BinaryHeap<UInt64>()
-
-    mutating func push(rank: Int32, position: Int32) {
-        heap.push(UInt64(UInt32(bitPattern: rank)) << 32 | UInt64(UInt32(bitPattern: position)))
-    }
-
-    mutating func pop() -> (Int32, Int32)? {
-        guard let top = heap.pop() else { return nil }
-        return (Int32(bitPattern: UInt32(top >> 32)), Int32(bitPattern: UInt32(truncatingIfNeeded: top)))
     }
 }
 
