@@ -72,6 +72,15 @@ final class Gemma3Tests: XCTestCase {
         XCTAssertLessThanOrEqual(worst, 1e-5, "cached vs full: \(worst) at \(index)")
     }
 
+    /// The family's default chat template is the official one, whose renders the template fixture holds against
+    /// transformers (Tests/Fixtures/templates/templates.json, checked by ReferenceTemplateTests).
+    func testDefaultChatTemplateIsGemma3sOwn() throws {
+        let root = try JSONValue.parse(Data(contentsOf: fixtures.appendingPathComponent("templates/templates.json")))
+        XCTAssertEqual(Gemma3Family().defaultChatTemplate, root["templates"]?["gemma3"]?.string)
+        XCTAssertEqual(Gemma3Family().endOfTurnTokens, ["<end_of_turn>"])
+        XCTAssertNil(LlamaFamily().defaultChatTemplate)
+    }
+
     /// The config.json of the real google/gemma-3 checkpoints (before transformers 5): rope_theta,
     /// rope_local_base_freq, rope_scaling for the global layers, sliding_window_pattern instead of layer_types; and the
     /// multimodal `gemma3` config with a `text_config`.

@@ -153,6 +153,54 @@ public struct Gemma3Family: ModelFamily {
     /// llama.cpp's converter stores every norm weight plus one (its graph multiplies by the stored weight).
     public func ggufStoredOffset(of name: String) -> Float { name.hasSuffix("norm.weight") ? 1 : 0 }
 
+    /// Gemma 3's chat template (google/gemma-3-*-it tokenizer_config.json; the base GGUFs carry none): the system
+    /// message prefixes the first user turn, roles alternate, the assistant is "model"; turns end with
+    /// <end_of_turn>.
+    public static let chatTemplate = #"""
+    {{ bos_token }}
+    {%- if messages[0]['role'] == 'system' -%}
+        {%- if messages[0]['content'] is string -%}
+            {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+        {%- else -%}
+            {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+        {%- endif -%}
+        {%- set loop_messages = messages[1:] -%}
+    {%- else -%}
+        {%- set first_user_prefix = "" -%}
+        {%- set loop_messages = messages -%}
+    {%- endif -%}
+    {%- for message in loop_messages -%}
+        {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+            {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+        {%- endif -%}
+        {%- if (message['role'] == 'assistant') -%}
+            {%- set role = "model" -%}
+        {%- else -%}
+            {%- set role = message['role'] -%}
+        {%- endif -%}
+        {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+        {%- if message['content'] is string -%}
+            {{ message['content'] | trim }}
+        {%- elif message['content'] is iterable -%}
+            {%- for item in message['content'] -%}
+                {%- if item['type'] == 'image' -%}
+                    {{ '<start_of_image>' }}
+                {%- elif item['type'] == 'text' -%}
+                    {{ item['text'] | trim }}
+                {%- endif -%}
+            {%- endfor -%}
+        {%- else -%}
+            {{ raise_exception("Invalid content type") }}
+        {%- endif -%}
+        {{ '<end_of_turn>\n' }}
+    {%- endfor -%}
+    {%- if add_generation_prompt -%}
+        {{'<start_of_turn>model\n'}}
+    {%- endif -%}
+    """# + "\n"
+    public var defaultChatTemplate: String? { Self.chatTemplate }
+    public let endOfTurnTokens = ["<end_of_turn>"]
+
     public let linearNames = DecoderConfiguration.plainLinearNames
     /// The attention's linears, as for every family.
     public let defaultLoRATargets = LoRAConfiguration.defaultTargets

@@ -37,6 +37,8 @@ public protocol ModelFamily: Sendable {
 
     func textConfiguration(_ object: [String: JSONValue]) -> [String: JSONValue]
     func ggufStoredOffset(of name: String) -> Float
+    var defaultChatTemplate: String? { get }
+    var endOfTurnTokens: [String] { get }
 }
 
 extension ModelFamily {
@@ -49,6 +51,11 @@ extension ModelFamily {
     /// What llama.cpp's converter adds to this tensor's values (Hugging Face name) before storing it: Gemma's
     /// norms are stored as 1 + w. Reading subtracts it, writing adds it.
     public func ggufStoredOffset(of name: String) -> Float { 0 }
+
+    /// The chat template of a file of this family that has none (Gemma 3's base GGUF); nil: no default.
+    public var defaultChatTemplate: String? { nil }
+    /// Tokens that end an answer in the family's chat format, beyond what the file lists as stops.
+    public var endOfTurnTokens: [String] { [] }
 }
 
 /// The families Lathe runs: the one place that dispatches on `model_type` and `general.architecture`.
