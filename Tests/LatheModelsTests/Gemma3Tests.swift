@@ -66,6 +66,21 @@ final class Gemma3Tests: XCTestCase {
         try assertCachedDecodingEqualsOneFullPass(try model(), ids: [5, 17, 3, 90, 41, 8, 66, 12, 2], promptLength: 2)
     }
 
+    /// config.json as Lathe writes it for Gemma 3 (with the weights) reads back as the same model: the recipe's
+    /// fields (layer types, window, local base, query_pre_attn_scalar, activation) survive.
+    func testHuggingFaceExportReadsBackAsTheSameModel() throws {
+        let model = try model()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("gemma3-export-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try model.config.huggingFaceJSON(bosTokenID: 2, eosTokenID: 1).write(to: folder.appendingPathComponent("config.json"))
+        _ = try ModelExport.writeSafetensorsFolder(model, to: folder, dtype: .f32, copying: [])
+        let reloaded = try ModelFiles.open(folder).loadModel()
+        XCTAssertEqual(reloaded.config, model.config)
+        let ids = [5, 17, 3, 90, 41, 8, 66]
+        XCTAssertEqual(try reloaded.forward(tokens: ids).array, try model.forward(tokens: ids).array)
+    }
+
     /// The family's default chat template is the official one, whose renders the template fixture holds against
     /// transformers (Tests/Fixtures/templates/templates.json, checked by ReferenceTemplateTests).
     func testDefaultChatTemplateIsGemma3sOwn() throws {
