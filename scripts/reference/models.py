@@ -114,17 +114,22 @@ def permute_for_ggml(w, n_head):
              .swapaxes(1, 2).reshape(w.shape))
 
 
-def write_tiny_gguf(model, cfg, batch):
-    import gguf
-    from gguf.quants import quantize, dequantize
-    path = os.path.join(OUT, "tiny-llama.gguf")
-    w = gguf.GGUFWriter(path, "llama")
+def add_shape_metadata(w, cfg):
+    """The {arch}.* keys of the model's shape, as convert_hf_to_gguf.py writes them."""
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
     w.add_block_count(cfg.num_hidden_layers)
     w.add_feed_forward_length(cfg.intermediate_size)
     w.add_head_count(cfg.num_attention_heads)
     w.add_head_count_kv(cfg.num_key_value_heads)
+
+
+def write_tiny_gguf(model, cfg, batch):
+    import gguf
+    from gguf.quants import quantize, dequantize
+    path = os.path.join(OUT, "tiny-llama.gguf")
+    w = gguf.GGUFWriter(path, "llama")
+    add_shape_metadata(w, cfg)
     w.add_rope_freq_base(cfg.rope_theta if hasattr(cfg, "rope_theta") else cfg.rope_parameters["rope_theta"])
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_vocab_size(cfg.vocab_size)
@@ -195,12 +200,7 @@ def write_family_gguf(name, arch, model, cfg, batch):
     import gguf
     path = os.path.join(OUT, f"{name}.gguf")
     w = gguf.GGUFWriter(path, arch)
-    w.add_context_length(cfg.max_position_embeddings)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_block_count(cfg.num_hidden_layers)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_key_value_heads)
+    add_shape_metadata(w, cfg)
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)

@@ -46,6 +46,15 @@ def loss_of(model):
     return loss / keep.sum(), int(keep.sum())
 
 
+def randomize_lora_b(peft_model, seed, std):
+    """B made non-zero (PEFT starts it at zero), so that the adapter changes the model."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in peft_model.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn_like(p) * std)
+
+
 LINEARS = {"tiny-llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
            "tiny-qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
            "tiny-qwen3": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -88,11 +97,7 @@ if FAMILIES:
     for name in ["tiny-qwen3", "tiny-phi3"]:
         model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, name), dtype=torch.float32)
         peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=LINEARS[name]))
-        torch.manual_seed(12)
-        with torch.no_grad():
-            for n, p in peft_model.named_parameters():
-                if "lora_B" in n:
-                    p.copy_(torch.randn_like(p) * 0.2)
+        randomize_lora_b(peft_model, seed=12, std=0.2)
         peft_model.eval()
         folder = os.path.join(OUT, f"peft-{name}")
         peft_model.save_pretrained(folder)
@@ -110,11 +115,7 @@ if FAMILIES:
 from peft import LoraConfig, get_peft_model
 model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, "tiny-llama"), dtype=torch.float32)
 peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
-torch.manual_seed(12)
-with torch.no_grad():
-    for n, p in peft_model.named_parameters():
-        if "lora_B" in n:
-            p.copy_(torch.randn_like(p) * 0.2)
+randomize_lora_b(peft_model, seed=12, std=0.2)
 peft_model.eval()
 folder = os.path.join(OUT, "peft-tiny-llama")
 peft_model.save_pretrained(folder)
