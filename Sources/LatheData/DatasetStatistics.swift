@@ -1,8 +1,10 @@
 import Foundation
 
-/// Minimum, median, 95th percentile and maximum of a list of lengths (nearest-rank percentiles).
+/// Minimum, median, 95th percentile and maximum of a list of lengths (nearest-rank percentiles), and their sum.
 public struct LengthSummary: Sendable, Equatable, Codable {
     public let count: Int
+    /// Every length added up (a file's tokens per epoch, for `lathe advise`'s time estimate).
+    public let sum: Int
     public let min: Int
     public let median: Int
     public let p95: Int
@@ -12,6 +14,7 @@ public struct LengthSummary: Sendable, Equatable, Codable {
         guard !values.isEmpty else { return nil }
         let sorted = values.sorted()
         count = sorted.count
+        sum = sorted.reduce(0, +)
         min = sorted[0]
         median = Self.percentile(sorted, 0.5)
         p95 = Self.percentile(sorted, 0.95)

@@ -26,3 +26,27 @@ extension GGUFFile {
             addSpacePrefix: try optional(prefix + "add_space_prefix", requiredBool))
     }
 }
+
+extension GGUFTokenizerMetadata {
+    /// The `tokenizer.ggml.*` entries a GGUF file stores for this metadata (`architecture` and `source` are not
+    /// tokenizer keys and are left out).
+    public var ggufEntries: [(String, GGUFValue)] {
+        let prefix = "tokenizer.ggml."
+        func id(_ value: Int) -> GGUFValue { .uint32(UInt32(value)) }
+        var entries: [(String, GGUFValue)] = [(prefix + "model", .string(model))]
+        if let preTokenizer { entries.append((prefix + "pre", .string(preTokenizer))) }
+        entries.append((prefix + "tokens", .array(elementType: .string, elements: tokens.map { .string($0) })))
+        if let scores { entries.append((prefix + "scores", .array(elementType: .float32, elements: scores.map { .float32($0) }))) }
+        if let tokenTypes {
+            entries.append((prefix + "token_type", .array(elementType: .int32, elements: tokenTypes.map { .int32($0) })))
+        }
+        if let merges { entries.append((prefix + "merges", .array(elementType: .string, elements: merges.map { .string($0) }))) }
+        if let bosTokenID { entries.append((prefix + "bos_token_id", id(bosTokenID))) }
+        if let eosTokenID { entries.append((prefix + "eos_token_id", id(eosTokenID))) }
+        if let unknownTokenID { entries.append((prefix + "unknown_token_id", id(unknownTokenID))) }
+        if let addBOS { entries.append((prefix + "add_bos_token", .bool(addBOS))) }
+        if let addEOS { entries.append((prefix + "add_eos_token", .bool(addEOS))) }
+        if let addSpacePrefix { entries.append((prefix + "add_space_prefix", .bool(addSpacePrefix))) }
+        return entries
+    }
+}

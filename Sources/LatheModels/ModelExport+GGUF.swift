@@ -60,19 +60,14 @@ extension ModelExport {
         return entries
     }
 
-    /// What convert_hf_to_gguf.py writes for a llama or qwen2 folder: the architecture keys and a gpt2-style
-    /// tokenizer (tokens, token types, merges, pre-tokenizer name, BOS/EOS, chat template).
+    /// What convert_hf_to_gguf.py writes for a llama or qwen2 folder: the architecture keys and the tokenizer
+    /// (`Tokenizer.ggufMetadata`: gpt2 or llama, tokens, token types, scores, merges, BOS/EOS, chat template).
     static func huggingFaceMetadata(_ lm: LanguageModel, name: String) throws -> [(String, GGUFValue)] {
         let c = lm.model.config
         let source = lm.files.url.path
         guard c.ropeLlama3Scaling == nil else {
             throw ModelError.invalidConfiguration(file: source, message: "rope_scaling llama3 is not written to GGUF yet "
                                                   + "(its rope_freqs.weight); export this model with --format safetensors")
-        }
-        let tokenizer = lm.tokenizer
-        guard let pre = tokenizer.preTokenizer.ggufName else {
-            throw ModelError.invalidConfiguration(file: source, message: "tokenizer.json's pre_tokenizer has no llama.cpp "
-                                                  + "name (tokenizer.ggml.pre); export this model with --format safetensors")
         }
         let a = c.family.ggufArchitecture(of: c) + "."
         func count(_ value: Int) -> GGUFValue { .uint32(UInt32(value)) }
@@ -86,19 +81,13 @@ extension ModelExport {
             (a + "attention.layer_norm_rms_epsilon", .float32(c.rmsNormEpsilon)),
             (a + "attention.key_length", count(c.headDim)), (a + "attention.value_length", count(c.headDim)),
             (a + "vocab_size", count(c.vocabularySize)), (a + "rope.dimension_count", count(c.headDim)),
-            ("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string(pre)),
         ]
-        // llama.cpp's token types: 1 normal, 3 control (special added tokens), 4 user-defined (other added tokens).
-        var types = [Int32](repeating: 1, count: tokenizer.vocabularySize)
-        for token in tokenizer.addedTokens { types[token.id] = token.isSpecial ? 3 : 4 }
-        entries.append(("tokenizer.ggml.tokens", .array(elementType: .string, elements: tokenizer.vocabulary.map { .string($0) })))
-        entries.append(("tokenizer.ggml.token_type", .array(elementType: .int32, elements: types.map { .int32($0) })))
-        entries.append(("tokenizer.ggml.merges", .array(elementType: .string,
-                                                        elements: tokenizer.rankedMerges.map { .string($0.left + " " + $0.right) })))
-        if let bos = tokenizer.bosTokenID { entries.append(("tokenizer.ggml.bos_token_id", count(bos))) }
-        if let eos = tokenizer.eosTokenID { entries.append(("tokenizer.ggml.eos_token_id", count(eos))) }
-        entries.append(("tokenizer.ggml.add_bos_token", .bool(tokenizer.bosTokenID.map(tokenizer.prefixIDs.contains) ?? false)))
-        entries.append(("tokenizer.ggml.add_eos_token", .bool(tokenizer.eosTokenID.map(tokenizer.suffixIDs.contains) ?? false)))
+        do {
+            entries += try lm.tokenizer.ggufMetadata(architecture: String(a.dropLast())).ggufEntries
+        } catch let error as TokenizerError {
+            throw ModelError.invalidConfiguration(file: source, message: "its tokenizer cannot be written to GGUF: "
+                                                  + "\(error); export this model with --format safetensors")
+        }
         if let template = lm.chatTemplate { entries.append(("tokenizer.chat_template", .string(template.source))) }
         return entries
     }

@@ -21,7 +21,7 @@ extension ModelExport {
             let tokenizer = lm.tokenizer
             func text(_ id: Int?) -> String? { id.flatMap(tokenizer.tokenText) }
             do {
-                try tokenizer.savableForm().save(to: folder, config: TokenizerConfigOptions(
+                try tokenizer.save(to: folder, config: TokenizerConfigOptions(
                     bosToken: text(tokenizer.bosTokenID), eosToken: text(tokenizer.eosTokenID),
                     modelMaxLength: config.maxPositions, chatTemplate: lm.chatTemplate?.source))
             } catch let error as TokenizerError {

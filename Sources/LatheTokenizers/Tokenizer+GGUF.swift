@@ -87,13 +87,7 @@ extension Tokenizer {
         }
         let mergePairs: [(String, String)]
         if let merges = metadata.merges {
-            mergePairs = try merges.enumerated().map { index, line in
-                let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2 else {
-                    throw TokenizerError.malformedMerge(source: "\(source).merges", index: index, merge: line)
-                }
-                return (String(parts[0]), String(parts[1]))
-            }
+            mergePairs = try Self.ggufMergePairs(merges, source: "\(source).merges")
         } else if isGemma {
             mergePairs = Self.sentencePieceMerges(vocabulary) { id in -Double(id) }
         } else {
@@ -145,6 +139,70 @@ extension Tokenizer {
                       byteFallback: true, unknownTokenID: metadata.unknownTokenID, fusesUnknown: true,
                       prefixIDs: prefix, suffixIDs: suffix, bosTokenID: metadata.bosTokenID,
                       eosTokenID: metadata.eosTokenID, source: source)
+    }
+
+    /// The `tokenizer.ggml.*` metadata that describes this tokenizer, the inverse of `init(gguf:)`: "gpt2" for
+    /// byte-level BPE (needs a pre-tokenizer llama.cpp names), "llama" for SentencePiece BPE with scores that rank
+    /// merged tokens as the merges do (llama.cpp's SentencePiece merges by score; transformers reads the merges).
+    /// Unigram is not written yet (llama.cpp's "t5" vocabulary).
+    public func ggufMetadata(architecture: String) throws -> GGUFTokenizerMetadata {
+        var types = [Int32](repeating: GGUFTokenType.normal.rawValue, count: vocabularySize)
+        for token in addedTokens {
+            types[token.id] = (token.isSpecial ? GGUFTokenType.control : .userDefined).rawValue
+        }
+        let merges = rankedMerges.map { $0.left + " " + $0.right }
+        var metadata = GGUFTokenizerMetadata(
+            source: "GGUF export", architecture: architecture, model: "gpt2", tokens: vocabulary, tokenTypes: types,
+            merges: merges, bosTokenID: bosTokenID, eosTokenID: eosTokenID, unknownTokenID: unknownTokenID,
+            addBOS: bosTokenID.map(prefixIDs.contains) ?? false, addEOS: eosTokenID.map(suffixIDs.contains) ?? false)
+        switch kind {
+        case .byteLevelBPE:
+            guard let name = preTokenizer.ggufName else {
+                throw TokenizerError.unsupported(file: "GGUF", field: "tokenizer.ggml.pre",
+                                                 value: "this pre-tokenizer (llama.cpp has no name for it)")
+            }
+            metadata.preTokenizer = name
+        case .sentencePieceBPE:
+            guard case .bpe(let bpe) = model else { break }
+            metadata.model = "llama"
+            for (byte, id) in (byteFallbackIDs ?? []).enumerated() where byte < 256 {
+                types[id] = GGUFTokenType.byte.rawValue
+            }
+            // An unknown token that is also an added token stays control, which transformers matches in text.
+            if let unknownTokenID, types[unknownTokenID] == GGUFTokenType.normal.rawValue {
+                types[unknownTokenID] = GGUFTokenType.unknown.rawValue
+            }
+            metadata.tokenTypes = types
+            // A merged token scores minus the rank of its best merge; a longer token no merge makes, lower still.
+            var scores = [Float](repeating: 0, count: vocabularySize)
+            for (id, token) in vocabulary.enumerated() where token.unicodeScalars.count > 1 {
+                scores[id] = -Float(merges.count + 1)
+            }
+            for (rank, merge) in bpe.table.values.map({ ($0.rank, Int($0.result)) }).sorted(by: { $0 > $1 }) {
+                scores[merge] = -Float(rank + 1)
+            }
+            metadata.scores = scores
+            metadata.addSpacePrefix = normalizer.contains { if case .prepend = $0 { return true } else { return false } }
+                || preTokenizer.steps.contains { step in
+                    if case let .metaspace(_, prepend, _) = step { return prepend != .never } else { return false }
+                }
+        case .unigram:
+            throw TokenizerError.unsupported(file: "GGUF", field: "tokenizer.ggml.model",
+                                             value: "a Unigram tokenizer (llama.cpp's t5 vocabulary is not written yet)")
+        }
+        return metadata
+    }
+
+    /// `tokenizer.ggml.merges` lines as pairs. As llama.cpp: the first space after the first scalar separates the
+    /// two tokens (scalars, not characters: a space followed by a combining mark is one Swift character).
+    static func ggufMergePairs(_ lines: [String], source: String) throws -> [(String, String)] {
+        try lines.enumerated().map { index, line in
+            let scalars = line.unicodeScalars
+            guard let space = scalars.dropFirst().firstIndex(of: " "), scalars.index(after: space) < scalars.endIndex else {
+                throw TokenizerError.malformedMerge(source: source, index: index, merge: line)
+            }
+            return (String(scalars[..<space]), String(scalars[scalars.index(after: space)...]))
+        }
     }
 
     /// What Python's `str.isspace` accepts (transformers tests Gemma tokens with `not token.strip()`).
@@ -209,20 +267,7 @@ extension Tokenizer {
     public init(vocabulary: [String], merges: [String], tokenTypes: [Int32]?, preTokenizer: PreTokenizer,
                 bosTokenID: Int?, eosTokenID: Int?, addBOS: Bool, addEOS: Bool = false,
                 unknownTokenID: Int? = nil) throws {
-        var pairs: [(String, String)] = []
-        pairs.reserveCapacity(merges.count)
-        for (index, line) in merges.enumerated() {
-            // As llama.cpp: the first space after the first character separates the two tokens.
-            guard let space = line.unicodeScalars.dropFirst().firstIndex(of: " ") else {
-                throw TokenizerError.malformedMerge(source: "tokenizer.ggml.merges", index: index, merge: line)
-            }
-            let left = String(line.unicodeScalars[..<space])
-            let right = String(line.unicodeScalars[line.unicodeScalars.index(after: space)...])
-            guard !right.isEmpty else {
-                throw TokenizerError.malformedMerge(source: "tokenizer.ggml.merges", index: index, merge: line)
-            }
-            pairs.append((left, right))
-        }
+        let pairs = try Self.ggufMergePairs(merges, source: "tokenizer.ggml.merges")
         var added: [AddedToken] = []
         if let tokenTypes {
             guard tokenTypes.count == vocabulary.count else {

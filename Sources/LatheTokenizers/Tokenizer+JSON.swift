@@ -43,6 +43,7 @@ extension Tokenizer {
         // Vocabulary: token -> id (BPE) or [token, score] in id order (Unigram), with added tokens possibly beyond.
         var tokenForID: [Int: String] = [:]
         var unigramScores: [Double] = []
+        var exactBPE = ExactJSON.BPEModel()
         if modelType == "Unigram" {
             for (id, entry) in try model.array("vocab").enumerated() {
                 guard let pair = entry as? [Any], pair.count == 2, let token = pair[0] as? String,
@@ -54,14 +55,22 @@ extension Tokenizer {
                 unigramScores.append(score)
             }
         } else {
+            // Foundation's values name wrong types; the tokens themselves come from `ExactJSON` (see there).
             for (token, value) in try model.object("vocab").values {
                 guard let id = value as? Int, id >= 0 else {
                     throw TokenizerError.wrongFieldType(file: Self.jsonFile,
                                                         field: "model.vocab[\(token.debugDescription)]",
                                                         expected: "a non-negative integer id")
                 }
-                tokenForID[id] = token
             }
+            for (index, entry) in try model.optionalArray("merges").enumerated() {
+                let isPair = (entry as? [Any]).map { $0.count == 2 && $0.allSatisfy { $0 is String } } ?? false
+                guard entry is String || isPair else { throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.merges[\(index)]",
+                                                    expected: "\"left right\" or [\"left\", \"right\"]")
+                }
+            }
+            exactBPE = try ExactJSON.bpeModel(in: tokenizerJSON, file: Self.jsonFile)
+            for (token, id) in exactBPE.vocabulary { tokenForID[id] = token }
         }
         var added: [AddedToken] = []
         for (index, entry) in try root.optionalArray("added_tokens").enumerated() {
@@ -101,23 +110,6 @@ extension Tokenizer {
         var vocabulary = [String](repeating: "", count: size)
         for (id, token) in tokenForID { vocabulary[id] = token }
 
-        // Merges: "a b" strings or ["a", "b"] pairs.
-        var merges: [(String, String)] = []
-        for (index, entry) in try model.optionalArray("merges").enumerated() {
-            if let line = entry as? String {
-                let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2 else {
-                    throw TokenizerError.malformedMerge(source: "\(Self.jsonFile): model.merges", index: index, merge: line)
-                }
-                merges.append((String(parts[0]), String(parts[1])))
-            } else if let pair = entry as? [Any], pair.count == 2, let left = pair[0] as? String,
-                      let right = pair[1] as? String {
-                merges.append((left, right))
-            } else {
-                throw TokenizerError.wrongFieldType(file: Self.jsonFile, field: "model.merges[\(index)]",
-                                                    expected: "\"left right\" or [\"left\", \"right\"]")
-            }
-        }
         var idForToken = Dictionary(vocabulary.enumerated().map { ($1, $0) }, uniquingKeysWith: { _, last in last })
         for token in added where idForToken[token.content] == nil { idForToken[token.content] = token.id }
         var unknownID: Int?
@@ -167,7 +159,7 @@ extension Tokenizer {
 
         let description: ModelDescription = modelType == "Unigram"
             ? .unigram(scores: unigramScores)
-            : .bpe(merges: merges, source: "\(Self.jsonFile): model.merges",
+            : .bpe(merges: exactBPE.merges, source: "\(Self.jsonFile): model.merges",
                    ignoresMerges: try model.bool("ignore_merges", default: false))
         try self.init(vocabulary: vocabulary, model: description,
                       addedTokens: added, preTokenizer: preTokenizer, normalizer: normalizer, decoder: decoder,

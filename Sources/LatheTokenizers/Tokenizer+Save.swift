@@ -26,44 +26,105 @@ public struct TokenizerConfigOptions: Sendable, Equatable {
 }
 
 extension TrainedBPE {
-    /// Hugging Face's `tokenizer.json`: model BPE (vocab in id order, merges as pairs), the special tokens as
-    /// `added_tokens`, the pre-tokenizer, and byte-level post-processor and decoder. The same training always
-    /// gives the same bytes.
+    /// The trained vocabulary as a tokenizer: special tokens matched whole, the byte-level decoder.
+    func builtTokenizer() throws -> Tokenizer {
+        let added = specialTokens.compactMap { token in
+            vocabulary.firstIndex(of: token).map { AddedToken(content: token, id: $0, isSpecial: true) }
+        }
+        return try Tokenizer(vocabulary: vocabulary,
+                             model: .bpe(merges: merges.map { ($0.left, $0.right) }, source: "trained merges",
+                                         ignoresMerges: false),
+                             addedTokens: added, preTokenizer: preTokenizer, normalizer: [], decoder: [.byteLevel],
+                             byteFallback: false, unknownTokenID: nil, fusesUnknown: false, prefixIDs: [],
+                             suffixIDs: [], bosTokenID: nil, eosTokenID: nil, source: "trained tokenizer")
+    }
+
+    /// Hugging Face's `tokenizer.json` (see `Tokenizer.tokenizerJSON()`); the same training always gives the same
+    /// bytes.
+    public func tokenizerJSON() throws -> Data { try builtTokenizer().tokenizerJSON() }
+
+    /// Hugging Face's `tokenizer_config.json` for this vocabulary (see `Tokenizer.tokenizerConfigJSON(_:)`).
+    public func tokenizerConfigJSON(_ options: TokenizerConfigOptions) throws -> Data {
+        try builtTokenizer().tokenizerConfigJSON(options)
+    }
+
+    /// Writes `tokenizer.json` and `tokenizer_config.json` into `folder` (see `Tokenizer.save(to:config:)`).
+    public func save(to folder: URL, config: TokenizerConfigOptions) throws {
+        try builtTokenizer().save(to: folder, config: config)
+    }
+
+    /// The tokenizer these files describe, loaded back through `Tokenizer(tokenizerJSON:tokenizerConfigJSON:)`.
+    public func tokenizer(config: TokenizerConfigOptions = TokenizerConfigOptions()) throws -> Tokenizer {
+        try Tokenizer(tokenizerJSON: try tokenizerJSON(), tokenizerConfigJSON: try tokenizerConfigJSON(config))
+    }
+}
+
+extension Tokenizer {
+    /// The merges in rank order as token texts: what tokenizer.json's `merges` and GGUF's `tokenizer.ggml.merges` list.
+    public var rankedMerges: [(left: String, right: String)] {
+        guard case .bpe(let merges) = model else { return [] }
+        return merges.ranked.map { (modelSpelling($0.left), modelSpelling($0.right)) }
+    }
+
+    /// Hugging Face's `tokenizer.json` for this tokenizer, which `tokenizers` loads with the same ids: added tokens,
+    /// normalizer, pre-tokenizer, post-processor (BOS/EOS), decoder and the model (BPE vocab and merges, or
+    /// Unigram pieces and scores). Throws for llama.cpp-only pre-tokenizer splits, which have no regex here.
     public func tokenizerJSON() throws -> Data {
         var lines: [String] = ["{", #"  "version": "1.0","#, #"  "truncation": null,"#, #"  "padding": null,"#]
-        let added = specialTokens.compactMap { token in vocabulary.firstIndex(of: token).map { (token, $0) } }
+        let added = addedTokens.sorted { $0.id < $1.id }
         lines.append(#"  "added_tokens": ["#)
-        for (index, (token, id)) in added.enumerated() {
-            lines.append("    {\"id\": \(id), \"content\": \(jsonString(token)), \"single_word\": false, "
-                         + "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}"
-                         + (index + 1 < added.count ? "," : ""))
+        for (index, token) in added.enumerated() {
+            lines.append("    {\"id\": \(token.id), \"content\": \(jsonString(token.content)), "
+                         + "\"single_word\": \(token.isSingleWord), \"lstrip\": \(token.stripsLeft), "
+                         + "\"rstrip\": \(token.stripsRight), \"normalized\": \(token.isNormalized), "
+                         + "\"special\": \(token.isSpecial)}" + (index + 1 < added.count ? "," : ""))
         }
         lines.append("  ],")
-        lines.append(#"  "normalizer": null,"#)
-        lines.append("  \"pre_tokenizer\": \(try preTokenizerJSON()),")
-        lines.append(#"  "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},"#)
-        lines.append(#"  "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},"#)
+        lines.append("  \"normalizer\": \(Self.sequenceJSON(normalizer.map(Self.normalizerJSON), key: "normalizers")),")
+        lines.append("  \"pre_tokenizer\": \(Self.sequenceJSON(try preTokenizer.steps.map(Self.stepJSON), key: "pretokenizers")),")
+        lines.append("  \"post_processor\": \(postProcessorJSON()),")
+        lines.append("  \"decoder\": \(decoder.map { Self.sequenceJSON($0.map(Self.decoderJSON), key: "decoders") } ?? "null"),")
         lines.append(#"  "model": {"#)
-        lines.append(#"    "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,"#)
-        lines.append(#"    "vocab": {"#)
-        for (id, token) in vocabulary.enumerated() {
-            lines.append("      \(jsonString(token)): \(id)" + (id + 1 < vocabulary.count ? "," : ""))
+        let fallback = byteFallbackIDs != nil
+        switch model {
+        case .bpe(let merges):
+            let unknown = unknownTokenID.map { jsonString(modelSpelling($0)) } ?? "null"
+            lines.append("    \"type\": \"BPE\", \"dropout\": null, \"unk_token\": \(unknown), "
+                         + "\"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, "
+                         + "\"fuse_unk\": \(fusesUnknown), \"byte_fallback\": \(fallback), "
+                         + "\"ignore_merges\": \(merges.ignoresMerges),")
+            lines.append(#"    "vocab": {"#)
+            for id in vocabulary.indices {
+                lines.append("      \(jsonString(modelSpelling(id))): \(id)" + (id + 1 < vocabulary.count ? "," : ""))
+            }
+            lines.append("    },")
+            lines.append(#"    "merges": ["#)
+            let ranked = rankedMerges
+            for (index, merge) in ranked.enumerated() {
+                lines.append("      [\(jsonString(merge.left)), \(jsonString(merge.right))]"
+                             + (index + 1 < ranked.count ? "," : ""))
+            }
+            lines.append("    ]")
+        case .unigram(let unigram):
+            lines.append("    \"type\": \"Unigram\", \"unk_id\": \(unknownTokenID.map(String.init) ?? "null"), "
+                         + "\"byte_fallback\": \(fallback),")
+            lines.append(#"    "vocab": ["#)
+            for (id, score) in unigram.scores.enumerated() {
+                lines.append("      [\(jsonString(modelSpelling(id))), \(score)]"
+                             + (id + 1 < unigram.scores.count ? "," : ""))
+            }
+            lines.append("    ]")
         }
-        lines.append("    },")
-        lines.append(#"    "merges": ["#)
-        for (index, merge) in merges.enumerated() {
-            lines.append("      [\(jsonString(merge.left)), \(jsonString(merge.right))]"
-                         + (index + 1 < merges.count ? "," : ""))
-        }
-        lines.append("    ]")
         lines.append("  }")
         lines.append("}")
         return Data((lines.joined(separator: "\n") + "\n").utf8)
     }
 
-    /// Hugging Face's `tokenizer_config.json` for this vocabulary. Throws when a named token is not a special
-    /// token, or the chat template is ChatML and its tokens are missing.
+    /// Hugging Face's `tokenizer_config.json`: the added tokens, BOS/EOS/unknown token names, the chat template.
+    /// Throws when a named token is not a special token, or the chat template is ChatML and its tokens are missing.
     public func tokenizerConfigJSON(_ options: TokenizerConfigOptions) throws -> Data {
+        let added = addedTokens.sorted { $0.id < $1.id }
+        let specialTokens = added.filter(\.isSpecial).map(\.content)
         func check(_ token: String?, field: String) throws {
             if let token, !specialTokens.contains(token) {
                 throw TokenizerError.unknownToken(field: "tokenizer_config.json: \(field) (special tokens: "
@@ -78,11 +139,15 @@ extension TrainedBPE {
                 try check(token, field: "chat_template (ChatML)")
             }
         }
-        var lines: [String] = ["{", #"  "add_prefix_space": false,"#, #"  "added_tokens_decoder": {"#]
-        let added = specialTokens.compactMap { token in vocabulary.firstIndex(of: token).map { (token, $0) } }
-        for (index, (token, id)) in added.enumerated() {
-            lines.append("    \"\(id)\": {\"content\": \(jsonString(token)), \"lstrip\": false, \"normalized\": false, "
-                         + "\"rstrip\": false, \"single_word\": false, \"special\": true}"
+        let byteLevel = kind == .byteLevelBPE
+        var lines: [String] = ["{"]
+        // transformers rebuilds the pre-tokenizer from add_prefix_space when it is given: only byte-level says it.
+        if byteLevel { lines.append(#"  "add_prefix_space": false,"#) }
+        lines.append(#"  "added_tokens_decoder": {"#)
+        for (index, token) in added.enumerated() {
+            lines.append("    \"\(token.id)\": {\"content\": \(jsonString(token.content)), \"lstrip\": \(token.stripsLeft), "
+                         + "\"normalized\": \(token.isNormalized), \"rstrip\": \(token.stripsRight), "
+                         + "\"single_word\": \(token.isSingleWord), \"special\": \(token.isSpecial)}"
                          + (index + 1 < added.count ? "," : ""))
         }
         lines.append("  },")
@@ -92,7 +157,8 @@ extension TrainedBPE {
         lines.append(#"  "clean_up_tokenization_spaces": false,"#)
         if let eos = options.eosToken { lines.append("  \"eos_token\": \(jsonString(eos)),") }
         lines.append("  \"model_max_length\": \(options.modelMaxLength),")
-        lines.append(#"  "tokenizer_class": "GPT2Tokenizer","#)
+        // The generic class loads tokenizer.json as written; GPT2Tokenizer is what byte-level files have always said.
+        lines.append("  \"tokenizer_class\": \(byteLevel ? "\"GPT2Tokenizer\"" : "\"PreTrainedTokenizerFast\""),")
         if let unknown = options.unknownToken { lines.append("  \"unk_token\": \(jsonString(unknown)),") }
         lines.append("  \"vocab_size\": \(vocabulary.count)")
         lines.append("}")
@@ -113,15 +179,63 @@ extension TrainedBPE {
         }
     }
 
-    /// The tokenizer these files describe, loaded back through `Tokenizer(tokenizerJSON:tokenizerConfigJSON:)`.
-    public func tokenizer(config: TokenizerConfigOptions = TokenizerConfigOptions()) throws -> Tokenizer {
-        try Tokenizer(tokenizerJSON: try tokenizerJSON(), tokenizerConfigJSON: try tokenizerConfigJSON(config))
+    /// One component, or a Sequence of them, or null for none.
+    private static func sequenceJSON(_ steps: [String], key: String) -> String {
+        switch steps.count {
+        case 0: return "null"
+        case 1: return steps[0]
+        default: return "{\"type\": \"Sequence\", \"\(key)\": [" + steps.joined(separator: ", ") + "]}"
+        }
     }
 
-    private func preTokenizerJSON() throws -> String {
-        let steps = try preTokenizer.steps.map(Self.stepJSON)
-        if steps.count == 1 { return steps[0] }
-        return "{\"type\": \"Sequence\", \"pretokenizers\": [" + steps.joined(separator: ", ") + "]}"
+    /// TemplateProcessing for BOS/EOS around the text; byte-level's own (offsets only) when there are none.
+    private func postProcessorJSON() -> String {
+        guard !prefixIDs.isEmpty || !suffixIDs.isEmpty else {
+            return kind == .byteLevelBPE
+                ? #"{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}"# : "null"
+        }
+        func special(_ id: Int, type: Int) -> String {
+            "{\"SpecialToken\": {\"id\": \(jsonString(modelSpelling(id))), \"type_id\": \(type)}}"
+        }
+        func sequence(_ name: String, type: Int) -> String {
+            "{\"Sequence\": {\"id\": \"\(name)\", \"type_id\": \(type)}}"
+        }
+        let single = prefixIDs.map { special($0, type: 0) } + [sequence("A", type: 0)] + suffixIDs.map { special($0, type: 0) }
+        let pair = single + prefixIDs.map { special($0, type: 1) } + [sequence("B", type: 1)]
+            + suffixIDs.map { special($0, type: 1) }
+        let tokens = Set(prefixIDs + suffixIDs).sorted().map { id -> String in
+            let name = jsonString(modelSpelling(id))
+            return "\(name): {\"id\": \(name), \"ids\": [\(id)], \"tokens\": [\(name)]}"
+        }
+        return "{\"type\": \"TemplateProcessing\", \"single\": [" + single.joined(separator: ", ") + "], \"pair\": ["
+            + pair.joined(separator: ", ") + "], \"special_tokens\": {" + tokens.joined(separator: ", ") + "}}"
+    }
+
+    private static func normalizerJSON(_ step: NormalizerStep) -> String {
+        switch step {
+        case .prepend(let text): return "{\"type\": \"Prepend\", \"prepend\": \(jsonString(text))}"
+        case let .replace(pattern, content):
+            return "{\"type\": \"Replace\", \"pattern\": {\"String\": \(jsonString(pattern))}, \"content\": \(jsonString(content))}"
+        case .nfc: return #"{"type": "NFC"}"#
+        case .nfd: return #"{"type": "NFD"}"#
+        case .nfkc: return #"{"type": "NFKC"}"#
+        case .nfkd: return #"{"type": "NFKD"}"#
+        }
+    }
+
+    private static func decoderJSON(_ step: DecoderStep) -> String {
+        switch step {
+        case .byteLevel: return #"{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}"#
+        case let .replace(pattern, content):
+            return "{\"type\": \"Replace\", \"pattern\": {\"String\": \(jsonString(pattern))}, \"content\": \(jsonString(content))}"
+        case .byteFallback: return #"{"type": "ByteFallback"}"#
+        case .fuse: return #"{"type": "Fuse"}"#
+        case let .strip(character, start, stop):
+            return "{\"type\": \"Strip\", \"content\": \(jsonString(String(character))), \"start\": \(start), \"stop\": \(stop)}"
+        case let .metaspace(replacement, dropsFromFirstToken):
+            return "{\"type\": \"Metaspace\", \"replacement\": \(jsonString(replacement)), "
+                + "\"prepend_scheme\": \"\(dropsFromFirstToken ? "always" : "never")\", \"split\": true}"
+        }
     }
 
     private static func stepJSON(_ step: PreTokenizer.Step) throws -> String {
@@ -148,34 +262,6 @@ extension TrainedBPE {
             return "{\"type\": \"Metaspace\", \"replacement\": \(jsonString(String(replacement))), "
                 + "\"prepend_scheme\": \"\(prepend.rawValue)\", \"split\": \(split)}"
         }
-    }
-}
-
-extension Tokenizer {
-    /// The merges in rank order as token texts: what tokenizer.json's `merges` and GGUF's `tokenizer.ggml.merges` list.
-    public var rankedMerges: [(left: String, right: String)] {
-        guard case .bpe(let merges) = model else { return [] }
-        return merges.ranked.map { (vocabulary[$0.left], vocabulary[$0.right]) }
-    }
-
-    /// This tokenizer as the files `TrainedBPE` writes (tokenizer.json and tokenizer_config.json, which
-    /// transformers loads), e.g. to give a GGUF's tokenizer to a Hugging Face folder. Throws for what those files
-    /// would not say: added tokens that are not special, and BOS or EOS put around the text.
-    public func savableForm() throws -> TrainedBPE {
-        if let plain = addedTokens.first(where: { !$0.isSpecial }) {
-            throw TokenizerError.unsupported(file: "tokenizer.json", field: "added_tokens",
-                                             value: "the non-special added token \(plain.content.debugDescription)")
-        }
-        guard !ignoresMerges else {
-            throw TokenizerError.unsupported(file: "tokenizer.json", field: "model.ignore_merges", value: "true")
-        }
-        guard prefixIDs.isEmpty, suffixIDs.isEmpty else {
-            throw TokenizerError.unsupported(file: "tokenizer.json", field: "post_processor",
-                                             value: "BOS/EOS added around the text (add_bos_token / add_eos_token)")
-        }
-        return TrainedBPE(vocabulary: vocabulary,
-                          merges: rankedMerges.map { TrainedBPE.Merge(left: $0.left, right: $0.right, count: 0) },
-                          specialTokens: addedTokens.sorted { $0.id < $1.id }.map(\.content), preTokenizer: preTokenizer)
     }
 }
 

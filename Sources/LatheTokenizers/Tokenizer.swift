@@ -59,6 +59,8 @@ public struct Tokenizer: Sendable {
 
     /// Every token's text as `decode` spells it; a token's id is its index.
     public let vocabulary: [String]
+    /// The vocabulary's own spelling of the few tokens `decode` spells otherwise (normalized added tokens).
+    private let modelSpellings: [Int: String]
     private let idForToken: [ExactText: Int]
     /// Single-scalar tokens by scalar value: the starting symbols of every word.
     private let idForScalar: [UInt32: Int32]
@@ -74,9 +76,9 @@ public struct Tokenizer: Sendable {
     let normalizer: [NormalizerStep]
     let decoder: [DecoderStep]?
     /// `<0x00>`…`<0xFF>` ids when the model declares `byte_fallback`.
-    private let byteFallbackIDs: [Int]?
+    let byteFallbackIDs: [Int]?
     public let unknownTokenID: Int?
-    private let fusesUnknown: Bool
+    let fusesUnknown: Bool
     /// Ids put before and after the text when `addSpecialTokens` is true (BOS, EOS...).
     public let prefixIDs: [Int]
     public let suffixIDs: [Int]
@@ -103,6 +105,8 @@ public struct Tokenizer: Sendable {
             decodedVocabulary[id] = text
         }
         self.vocabulary = decodedVocabulary
+        modelSpellings = decodedTextOverrides.filter { vocabulary.indices.contains($0.key) }
+            .reduce(into: [:]) { spellings, entry in spellings[entry.key] = vocabulary[entry.key] }
         var idForToken: [ExactText: Int] = [:]
         idForToken.reserveCapacity(vocabulary.count)
         var idForScalar: [UInt32: Int32] = [:]
@@ -170,6 +174,9 @@ public struct Tokenizer: Sendable {
     public func tokenText(_ id: Int) -> String? {
         vocabulary.indices.contains(id) ? vocabulary[id] : nil
     }
+
+    /// A token as the model's vocabulary (and tokenizer.json's `model.vocab`) spells it.
+    func modelSpelling(_ id: Int) -> String { modelSpellings[id] ?? vocabulary[id] }
 
     /// The id of a token spelled as in the vocabulary.
     public func id(of token: String) -> Int? { idForToken[ExactText(token)] }

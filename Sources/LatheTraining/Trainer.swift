@@ -173,6 +173,9 @@ public final class Trainer {
         try AtomicFileWriter.write(Data(try config.yaml().utf8), to: outputFolder.appendingPathComponent("config.yaml"))
         let metrics = try MetricsLog(url: outputFolder.appendingPathComponent("metrics.jsonl"), append: resume)
         func validate() throws {
+            // The held-out pass makes a forward workspace of its own batch shape: the step's activations go first, so
+            // that validating never holds both (the next step makes them again).
+            activations = nil
             guard let values = try evaluate() else { return }
             onEvent(.validation(step: step, metrics: values))
             try metrics.append(values.mapValues { JSONValue.number($0) }.merging(["step": .number(Double(step))]) { $1 })

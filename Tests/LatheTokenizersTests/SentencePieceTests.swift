@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import LatheFormats
-import LatheModels
+@testable import LatheModels
 @testable import LatheTokenizers
 
 /// SentencePiece tokenizers against transformers / tokenizers (scripts/reference/spm_tokenizer_ids.py).
@@ -27,6 +27,15 @@ final class SentencePieceTests: XCTestCase {
         XCTAssertTrue(reference.cases.contains { $0.ids.contains(try! XCTUnwrap(tokenizer.id(of: "<0xF0>"))) },
                       "the corpus exercises byte fallback")
         assertMatchesReference(tokenizer, reference, label: "gemma3 (GGUF)")
+    }
+
+    /// LanguageModel's tokenizer loading accepts the SentencePiece GGUF (the model itself is another matter).
+    func testLanguageModelLoadsTheGemma3Tokenizer() throws {
+        _ = try Self.gemma.get()
+        let (tokenizer, _, stops) = try LanguageModel.loadTokenizer(.gguf(GGUFFile(url: URL(fileURLWithPath: Self.gemmaPath))))
+        XCTAssertEqual(tokenizer.kind, .sentencePieceBPE)
+        XCTAssertEqual(tokenizer.encode("Hello"), try Fixtures.reference("gemma3-gguf.json").cases.first { $0.text == "Hello" }?.ids)
+        XCTAssertEqual(stops, [1], "EOS")
     }
 
     func testGemma3SpecialTokensAsPlainTextMatchTransformers() throws {
@@ -98,6 +107,60 @@ final class SentencePieceTests: XCTestCase {
         let split = model.segment(Array("abcdacdxx".unicodeScalars), unknownTokenID: 0)
         XCTAssertEqual(split, [.init(range: 0..<4, id: 8), .init(range: 4..<5, id: 1), .init(range: 5..<7, id: 5),
                                .init(range: 7..<9, id: nil)])
+    }
+
+    /// tokenizer.json written for each SentencePiece tokenizer loads back with the reference ids. With
+    /// LATHE_KEEP_TOKENIZER_JSON=dir the files are kept there for scripts/reference/check_spm_save.py, which loads
+    /// them in Hugging Face tokenizers and compares the ids too.
+    func testSavedTokenizerJSONLoadsWithTheSameIDs() throws {
+        var tokenizers = [("spm-bpe", try Self.tokenizerJSON("spm-bpe")), ("spm-unigram", try Self.tokenizerJSON("spm-unigram")),
+                          ("tiny", try Self.tokenizerJSON("tiny"))]
+        if let gemma = try? Self.gemma.get() { tokenizers.append(("gemma3-gguf", gemma)) }
+        let keep = ProcessInfo.processInfo.environment["LATHE_KEEP_TOKENIZER_JSON"].map { URL(fileURLWithPath: $0) }
+        for (name, tokenizer) in tokenizers {
+            let json = try tokenizer.tokenizerJSON()
+            let bos = tokenizer.bosTokenID.flatMap(tokenizer.tokenText)
+            let config = try tokenizer.tokenizerConfigJSON(TokenizerConfigOptions(bosToken: bos))
+            let reloaded = try Tokenizer(tokenizerJSON: json, tokenizerConfigJSON: config)
+            XCTAssertEqual(reloaded.kind, tokenizer.kind, name)
+            XCTAssertEqual(reloaded.vocabulary, tokenizer.vocabulary, name)
+            assertMatchesReference(reloaded, try Fixtures.reference("\(name).json"), label: "\(name) saved and reloaded")
+            if let keep {
+                try tokenizer.save(to: keep.appendingPathComponent(name), config: TokenizerConfigOptions(bosToken: bos))
+            }
+        }
+    }
+
+    /// A SentencePiece BPE written as GGUF metadata ("llama": tokens, scores, token types, merges) and read back
+    /// from the file gives the reference ids; Unigram is refused with a message. With LATHE_KEEP_TOKENIZER_JSON
+    /// the GGUF files are kept for scripts/reference/check_spm_save.py (transformers' GGUF loader).
+    func testSentencePieceGGUFMetadataRoundTrips() throws {
+        // Not the tiny fixture: its Prepend normalizer (Llama 2's legacy shape) puts "▁" before every piece between
+        // added tokens and before a leading space, which GGUF's add_space_prefix (Metaspace "first") does not say.
+        var tokenizers = [("spm-bpe", try Self.tokenizerJSON("spm-bpe"))]
+        if let gemma = try? Self.gemma.get() { tokenizers.append(("gemma3-gguf", gemma)) }
+        let keep = ProcessInfo.processInfo.environment["LATHE_KEEP_TOKENIZER_JSON"].map { URL(fileURLWithPath: $0) }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-spm-gguf-\(getpid())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        for (name, tokenizer) in tokenizers {
+            // Gemma keeps its architecture: transformers' GGUF loader ignores add_space_prefix = false for "llama".
+            let architecture = name.hasPrefix("gemma3") ? "gemma3" : "llama"
+            let metadata = try tokenizer.ggufMetadata(architecture: architecture)
+            XCTAssertEqual(metadata.model, "llama", name)
+            XCTAssertEqual(metadata.tokenTypes?.filter { $0 == GGUFTokenType.byte.rawValue }.count, 256, name)
+            var writer = try GGUFWriter()
+            try writer.setValue(.string(architecture), forKey: "general.architecture")
+            for (key, value) in metadata.ggufEntries { try writer.setValue(value, forKey: key) }
+            let url = (keep ?? folder).appendingPathComponent("\(name).gguf")
+            try writer.write(to: url)
+            let reloaded = try Tokenizer(gguf: GGUFFile(url: url).tokenizerMetadata())
+            XCTAssertEqual(reloaded.kind, .sentencePieceBPE, name)
+            assertMatchesReference(reloaded, try Fixtures.reference("\(name).json"), label: "\(name) through GGUF")
+        }
+        XCTAssertThrowsError(try Self.tokenizerJSON("spm-unigram").ggufMetadata(architecture: "llama")) { error in
+            XCTAssertTrue("\(error)".contains("Unigram"), "\(error)")
+        }
     }
 
     static func tokenizerJSON(_ name: String) throws -> Tokenizer {

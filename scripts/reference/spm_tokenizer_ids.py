@@ -20,10 +20,17 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 
+import importlib.util
+
 import sentencepiece as spm
 import tokenizers
 import transformers
-from tokenizers import Tokenizer
+
+# The fixture writers of tokenizer_ids.py (loaded by path: its folder is off the import path, see above).
+_spec = importlib.util.spec_from_file_location("tokenizer_ids", os.path.join(HERE, "tokenizer_ids.py"))
+tokenizer_ids = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tokenizer_ids)
+cases, write = tokenizer_ids.cases, tokenizer_ids.write
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 OUT = os.path.join(ROOT, "Tests", "Fixtures", "tokenizers")
@@ -46,37 +53,22 @@ def corpus():
     return texts + [t for t in EXTRA if t not in texts]
 
 
-def cases(encode, backend, texts):
-    out = []
-    for t in texts:
-        ids = encode(t)
-        out.append({"text": t, "ids": ids, "decoded": backend.decode(ids, skip_special_tokens=False),
-                    "decodedSkippingSpecial": backend.decode(ids, skip_special_tokens=True)})
-    return out
-
-
-def write(name, obj):
-    path = os.path.join(OUT, name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, ensure_ascii=False, indent=0, sort_keys=True)
-        fh.write("\n")
-
-
-def gemma(texts):
+def gguf_tokenizer(path):
+    """transformers' tokenizer for a GGUF file (it wants a folder and a file name)."""
     from transformers import AutoTokenizer
     d = tempfile.mkdtemp()
     try:
-        os.symlink(GEMMA, os.path.join(d, "model.gguf"))
-        hf = AutoTokenizer.from_pretrained(d, gguf_file="model.gguf")
+        os.symlink(path, os.path.join(d, "model.gguf"))
+        return AutoTokenizer.from_pretrained(d, gguf_file="model.gguf")
     finally:
         shutil.rmtree(d)
-    backend = hf.backend_tokenizer
 
-    def encode(t):
-        ids = hf(t, add_special_tokens=True)["input_ids"]
-        assert ids == backend.encode(t).ids, t
-        return ids
+
+def gemma(texts):
+    hf = gguf_tokenizer(GEMMA)
+    backend = hf.backend_tokenizer
+    for t in texts:
+        assert hf(t, add_special_tokens=True)["input_ids"] == backend.encode(t).ids, t
 
     # Special tokens in the text left as plain text (HF split_special_tokens, llama.cpp parse_special=false).
     backend.encode_special_tokens = True
@@ -88,7 +80,7 @@ def gemma(texts):
     odd = [[e2], [e2, x82], [x82, xac], [e2, x82, xac], [xac, e2, x82, xac, e2], [e2, 2, x82, xac]]
     write("gemma3-gguf.json", {
         "versions": VERSIONS, "source": "AutoTokenizer.from_pretrained(dir, gguf_file=gemma-3-270m-q4_k_m.gguf)",
-        "vocabularySize": len(vocab), "cases": cases(encode, backend, texts), "specialTokensAsText": plain,
+        "vocabularySize": len(vocab), "cases": cases(backend, texts), "specialTokensAsText": plain,
         "decodes": [{"ids": ids, "decoded": backend.decode(ids, skip_special_tokens=False)} for ids in odd],
     })
     print("gemma3: vocabulary", len(vocab), "cases", len(texts))
@@ -135,7 +127,7 @@ def sentencepiece_models(texts):
         tok, processor = train(model_type, size)
         os.makedirs(os.path.join(OUT, name), exist_ok=True)
         tok.save(os.path.join(OUT, name, "tokenizer.json"))
-        own = cases(lambda t: tok.encode(t).ids, tok, texts)
+        own = cases(tok, texts)
         # SentencePiece itself, for the report: where the converted tokenizer differs from the original.
         differ = [t for t in texts if [1] + processor.encode(t) != tok.encode(t).ids]
         write(f"{name}.json", {"versions": VERSIONS, "cases": own, "sentencePieceDiffers": differ})
