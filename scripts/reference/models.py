@@ -49,16 +49,25 @@ def logprobs_of(model, ids):
     return [None] + [lp[i - 1, ids[i]].item() for i in range(1, len(ids))]
 
 
+# The texts whose per-token log-probabilities both real models' fixtures hold.
+TEXTS = [
+    "The capital of France is Paris. The capital of Germany is",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
+    "Numbers: 1, 2, 3, 12345, 3.14159 and emoji 🙂 — naïve café 東京",
+]
+
+
+def load_gguf(d, f):
+    """transformers' tokenizer and float32 model from a GGUF file (dequantized as its GGUF loader does)."""
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    return tok, AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+
+
 def write_smollm2():
     d = smollm2_dir()
     f = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
-    texts = [
-        "The capital of France is Paris. The capital of Germany is",
-        "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
-        "Numbers: 1, 2, 3, 12345, 3.14159 and emoji 🙂 — naïve café 東京",
-    ]
+    tok, model = load_gguf(d, f)
+    texts = TEXTS
     chats = [
         [{"role": "user", "content": "What is 2+2? Answer with one number."}],
         [{"role": "system", "content": "You answer in French."},
@@ -285,13 +294,8 @@ def gemma3_gguf():
 def write_gemma3_270m():
     import transformers
     d, f = os.path.split(gemma3_gguf())
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
-    texts = [
-        "The capital of France is Paris. The capital of Germany is",
-        "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
-        "Numbers: 1, 2, 3, 12345, 3.14159 and emoji 🙂 — naïve café 東京",
-    ]
+    tok, model = load_gguf(d, f)
+    texts = TEXTS
     prompts = ["The three primary colors are", "Q: What is 7 times 6?\nA:"]
     cases = []
     for t in texts:
