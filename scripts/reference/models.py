@@ -324,6 +324,3 @@ if __name__ == "__main__":
             write_smollm2()
         if "--tiny-only" not in sys.argv and (not only or "gemma3" in only):
             write_gemma3_270m()
-        write_smollm2()
-    if "--tiny-only" not in sys.argv and (not only or "gemma3" in only):
-        write_gemma3_270m()
