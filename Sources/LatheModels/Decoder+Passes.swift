@@ -27,9 +27,13 @@ final class BlockActivations {
     /// backward pass from `inputs`, `middle`, `gate` and `up` (a third of a block's activations, for two RMSNorms
     /// and one SwiGLU per block).
     let attentionNormed, mlpNormed, activated: Tensor
+    /// With sandwich norms: the attention's and the MLP's outputs before their norms.
+    let attentionOutput, mlpOutput: Tensor?
 
     init(config c: DecoderConfiguration, rows: Int, sharingRecomputedWith other: BlockActivations? = nil) {
         self.rows = rows
+        attentionOutput = c.sandwichNorms ? Tensor(zeros: [rows, c.hiddenSize]) : nil
+        mlpOutput = c.sandwichNorms ? Tensor(zeros: [rows, c.hiddenSize]) : nil
         middle = Tensor(zeros: [rows, c.hiddenSize])
         queries = Tensor(zeros: [rows, c.headCount * c.headDim])
         attention = Tensor(zeros: [rows, c.headCount * c.headDim])
@@ -81,7 +85,7 @@ public final class TrainingActivations {
     let blocks: [BlockActivations]
     let cache: KVCache
     var finalInput: Tensor
-    var cosines: [Float] = [], sines: [Float] = []
+    var angles = RotaryAngles(), localAngles: RotaryAngles?
     var valid: [Bool]?
     var segments: [Int32]?
     var tokens: [Int]?
@@ -157,12 +161,13 @@ extension DecoderModel {
                 (w.hidden.pointer + r * hiddenSize).update(from: embedding.tensor.pointer + token * hiddenSize, count: hiddenSize)
             }
         }
+        if let scale = c.embeddingScale { scaleInPlace(w.hidden.pointer, by: scale, count: rows * hiddenSize) }
         cache.reserve(count: length, slots: slots, valid: valid)
-        let (cosines, sines) = rope.table(positions: positions)
+        let angles = RotaryAngles(rope, positions: positions), localAngles = localRope.map { RotaryAngles($0, positions: positions) }
         let segmentIDs = segments.map { $0.map { Int32(truncatingIfNeeded: $0) } }
-        saving?.cosines = cosines; saving?.sines = sines; saving?.valid = valid; saving?.segments = segmentIDs
-        let pass = BlockPass(batchSize: batchSize, length: length, slots: slots, starts: starts, cosines: cosines,
-                             sines: sines, segments: segmentIDs, cache: cache, workspace: w)
+        saving?.angles = angles; saving?.localAngles = localAngles; saving?.valid = valid; saving?.segments = segmentIDs
+        let pass = BlockPass(batchSize: batchSize, length: length, slots: slots, starts: starts, angles: angles,
+                             localAngles: localAngles, segments: segmentIDs, cache: cache, workspace: w)
         for layer in blocks.indices {
             if let saving { saving.inputs[layer].pointer.update(from: w.hidden.pointer, count: rows * hiddenSize) }
             forwardBlock(layer, activations: saving?.activations(ofBlock: layer) ?? w.shared, pass: pass)
@@ -195,7 +200,8 @@ extension DecoderModel {
         let selected = selection == .all ? Array(0..<rows) : (0..<batchSize).map { $0 * length + length - 1 }
         for (i, r) in selected.enumerated() {
             RMSNorm.forward(out: w.finalNormed.pointer + i * hiddenSize, input: w.hidden.pointer + r * hiddenSize,
-                            weight: finalNorm.tensor.pointer, rows: 1, dim: hiddenSize, eps: c.rmsNormEpsilon)
+                            weight: finalNorm.tensor.pointer, rows: 1, dim: hiddenSize, eps: c.rmsNormEpsilon,
+                            weightOffset: c.normWeightOffset)
         }
         let result = Tensor(zeros: [selected.count, c.vocabularySize])
         if let lmHead {
@@ -284,7 +290,7 @@ extension DecoderModel {
     private func normalizedFinalStates(_ hidden: UnsafePointer<Float>, rows: Int) -> Tensor {
         let result = Tensor(zeros: [rows, config.hiddenSize])
         RMSNorm.forward(out: result.pointer, input: hidden, weight: finalNorm.tensor.pointer, rows: rows,
-                        dim: config.hiddenSize, eps: config.rmsNormEpsilon)
+                        dim: config.hiddenSize, eps: config.rmsNormEpsilon, weightOffset: config.normWeightOffset)
         return result
     }
 
@@ -304,7 +310,7 @@ extension DecoderModel {
                       saving: TrainingActivations?) -> (loss: Double, count: Int) {
         let c = config, rows = targets.count
         RMSNorm.forward(out: normed, input: hidden, weight: finalNorm.tensor.pointer, rows: rows, dim: c.hiddenSize,
-                        eps: c.rmsNormEpsilon)
+                        eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
         let head = lmHead?.weight ?? embedding
         let headWeight: ChunkedLMHeadLoss.Weight
         if let compact = lmHead.map(\.compactWeight) ?? compactEmbedding {
@@ -332,10 +338,10 @@ extension DecoderModel {
         g.residual.fill(0)
         RMSNorm.backward(dInput: g.residual.pointer, dWeight: finalNorm.gradient?.pointer, dOut: s.dFinalNormed.pointer,
                          input: s.finalInput.pointer, weight: finalNorm.tensor.pointer, rows: rows, dim: hiddenSize,
-                         eps: c.rmsNormEpsilon)
+                         eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
 
         let pass = BlockPass(batchSize: s.batchSize, length: length, slots: Array(0..<s.batchSize),
-                             starts: Array(repeating: 0, count: s.batchSize), cosines: s.cosines, sines: s.sines,
+                             starts: Array(repeating: 0, count: s.batchSize), angles: s.angles, localAngles: s.localAngles,
                              segments: s.segments, cache: s.cache, workspace: w)
         for (layer, block) in blocks.enumerated().reversed() {
             let a = s.activations(ofBlock: layer)
@@ -348,24 +354,27 @@ extension DecoderModel {
             }
             if !s.checkpointing {
                 // The shared activations hold a later block's values: recompute this block's.
-                SwiGLU.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
+                c.gatedActivation.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer,
+                                          count: rows * c.intermediateSize)
                 RMSNorm.forward(out: a.mlpNormed.pointer, input: a.middle.pointer, weight: block.mlpNorm.tensor.pointer,
-                                rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+                                rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
             }
-            // x += down(activated)
-            block.down.backward(dInput: g.activated.pointer, dOutput: g.residual.pointer, input: a.activated.pointer, rows: rows)
-            // activated = silu(gate) · up
-            SwiGLU.backward(dGate: g.gate.pointer, dUp: g.up.pointer, dOut: g.activated.pointer,
-                            gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
+            // x += down(activated), or with sandwich norms x += norm(down(activated))
+            let dMLPOutput = postNormBackward(block.postFeedforwardNorm, output: a.mlpOutput, dResidual: g, rows: rows)
+            block.down.backward(dInput: g.activated.pointer, dOutput: dMLPOutput, input: a.activated.pointer, rows: rows)
+            // activated = act(gate) · up
+            c.gatedActivation.backward(dGate: g.gate.pointer, dUp: g.up.pointer, dOut: g.activated.pointer,
+                                       gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
             // gate, up = projections of mlpNormed
             block.projectGateUpBackward(dInput: g.normed.pointer, dGate: g.gate.pointer, dUp: g.up.pointer,
                                         input: a.mlpNormed.pointer, rows: rows, fused: g.fused)
             // mlpNormed = norm(middle); the residual carries dMiddle on
             RMSNorm.backward(dInput: g.residual.pointer, dWeight: block.mlpNorm.gradient?.pointer, dOut: g.normed.pointer,
                              input: a.middle.pointer, weight: block.mlpNorm.tensor.pointer, rows: rows, dim: hiddenSize,
-                             eps: c.rmsNormEpsilon)
-            // middle = input + o(attention)
-            block.output.backward(dInput: g.attention.pointer, dOutput: g.residual.pointer, input: a.attention.pointer, rows: rows)
+                             eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
+            // middle = input + o(attention), or with sandwich norms input + norm(o(attention))
+            let dAttentionOutput = postNormBackward(block.postAttentionNorm, output: a.attentionOutput, dResidual: g, rows: rows)
+            block.output.backward(dInput: g.attention.pointer, dOutput: dAttentionOutput, input: a.attention.pointer, rows: rows)
             // attention = softmax(q·kᵀ)·v, over this batch's keys and values (kept in the cache)
             g.keys.fill(0); g.values.fill(0)
             let keys = s.cache.keys[layer].pointer, values = s.cache.values[layer].pointer
@@ -376,22 +385,18 @@ extension DecoderModel {
                     GroupedQueryAttention.backward(
                         dQueries: g.queries.pointer, dKeys: g.keys.pointer, dValues: g.values.pointer,
                         dOut: g.attention.pointer, queries: a.queries.pointer, keys: keys, values: values,
-                        queryCount: length, mask: .init(keyIsValid: validPointer, segments: segmentPointer),
-                        heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores, dScores: dScores,
-                        sequences: s.batchSize)
+                        queryCount: length,
+                        mask: .init(keyIsValid: validPointer, segments: segmentPointer, window: c.window(ofLayer: layer)),
+                        heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scale: c.attentionScale,
+                        scores: scores, dScores: dScores, sequences: s.batchSize)
                 }
             }
             // q, k = rope(·): rotate the gradients back
-            s.cosines.withUnsafeBufferPointer { cosTable in
-                s.sines.withUnsafeBufferPointer { sinTable in
-                    guard let cos = cosTable.baseAddress, let sin = sinTable.baseAddress else { return }
-                    rope.applyInverse(g.queries.pointer, rows: rows, heads: c.headCount, cos: cos, sin: sin)
-                    rope.applyInverse(g.keys.pointer, rows: rows, heads: c.kvHeadCount, cos: cos, sin: sin)
-                }
-            }
+            rotate(queries: g.queries.pointer, keys: g.keys.pointer, rows: rows, layer: layer, pass: pass, inverse: true)
             if !s.checkpointing {
                 RMSNorm.forward(out: a.attentionNormed.pointer, input: s.inputs[layer].pointer,
-                                weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+                                weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon,
+                                weightOffset: c.normWeightOffset)
             }
             var dQueries = g.queries.pointer, dKeys = g.keys.pointer
             if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let q = a.projectedQueries, let k = a.projectedKeys,
@@ -399,9 +404,11 @@ extension DecoderModel {
                 // q, k = norm(each head of q), norm(each head of k)
                 dq.fill(0); dk.fill(0)
                 RMSNorm.backward(dInput: dq.pointer, dWeight: queryNorm.gradient?.pointer, dOut: g.queries.pointer, input: q.pointer,
-                                 weight: queryNorm.tensor.pointer, rows: rows * c.headCount, dim: c.headDim, eps: c.rmsNormEpsilon)
+                                 weight: queryNorm.tensor.pointer, rows: rows * c.headCount, dim: c.headDim, eps: c.rmsNormEpsilon,
+                                 weightOffset: c.normWeightOffset)
                 RMSNorm.backward(dInput: dk.pointer, dWeight: keyNorm.gradient?.pointer, dOut: g.keys.pointer, input: k.pointer,
-                                 weight: keyNorm.tensor.pointer, rows: rows * c.kvHeadCount, dim: c.headDim, eps: c.rmsNormEpsilon)
+                                 weight: keyNorm.tensor.pointer, rows: rows * c.kvHeadCount, dim: c.headDim, eps: c.rmsNormEpsilon,
+                                 weightOffset: c.normWeightOffset)
                 dQueries = dq.pointer; dKeys = dk.pointer
             }
             // q, k, v = projections of attentionNormed
@@ -410,12 +417,45 @@ extension DecoderModel {
             // attentionNormed = norm(input); the residual carries dInput on
             RMSNorm.backward(dInput: g.residual.pointer, dWeight: block.attentionNorm.gradient?.pointer, dOut: g.normed.pointer,
                              input: s.inputs[layer].pointer, weight: block.attentionNorm.tensor.pointer, rows: rows, dim: hiddenSize,
-                             eps: c.rmsNormEpsilon)
+                             eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
         }
-        // input = embedding rows of the tokens (not the padding row: transformers' padding_idx)
+        // input = embedding rows of the tokens (times embeddingScale; not the padding row: transformers' padding_idx)
         if let dE = embedding.gradient, let tokens = s.tokens {
+            if let scale = c.embeddingScale { scaleInPlace(g.residual.pointer, by: scale, count: rows * hiddenSize) }
             for (r, token) in tokens.enumerated() where token != c.paddingTokenID {
                 addInPlace(dE.pointer + token * hiddenSize, g.residual.pointer + r * hiddenSize, count: hiddenSize)
+            }
+        }
+    }
+
+    /// The backward pass of a sandwich block's post-norm `residual += norm(output)`: the gradient of `output`
+    /// (in `g.projected`), or for a block without the norm the residual's own gradient (`residual += output`).
+    private func postNormBackward(_ norm: Parameter?, output: Tensor?, dResidual g: GradientWorkspace, rows: Int) -> UnsafePointer<Float> {
+        guard let norm, let output, let dOutput = g.projected else { return UnsafePointer(g.residual.pointer) }
+        dOutput.fill(0)
+        RMSNorm.backward(dInput: dOutput.pointer, dWeight: norm.gradient?.pointer, dOut: g.residual.pointer,
+                         input: output.pointer, weight: norm.tensor.pointer, rows: rows, dim: config.hiddenSize,
+                         eps: config.rmsNormEpsilon, weightOffset: config.normWeightOffset)
+        return UnsafePointer(dOutput.pointer)
+    }
+
+    /// Rotates the queries and keys of layer `layer` by their positions' angles, or (`inverse`) their gradients back;
+    /// the sliding layers use their own embedding when they have one.
+    func rotate(queries: UnsafeMutablePointer<Float>, keys: UnsafeMutablePointer<Float>, rows: Int, layer: Int,
+                pass p: BlockPass, inverse: Bool) {
+        let c = config
+        let local = config.window(ofLayer: layer) != nil ? localRope.flatMap { rope in p.localAngles.map { (rope, $0) } } : nil
+        let (embedding, angles) = local ?? (rope, p.angles)
+        angles.cosines.withUnsafeBufferPointer { cosTable in
+            angles.sines.withUnsafeBufferPointer { sinTable in
+                guard let cos = cosTable.baseAddress, let sin = sinTable.baseAddress else { return }
+                if inverse {
+                    embedding.applyInverse(queries, rows: rows, heads: c.headCount, cos: cos, sin: sin)
+                    embedding.applyInverse(keys, rows: rows, heads: c.kvHeadCount, cos: cos, sin: sin)
+                } else {
+                    embedding.apply(queries, rows: rows, heads: c.headCount, cos: cos, sin: sin)
+                    embedding.apply(keys, rows: rows, heads: c.kvHeadCount, cos: cos, sin: sin)
+                }
             }
         }
     }
@@ -440,7 +480,8 @@ extension DecoderModel {
 struct BlockPass {
     let batchSize: Int, length: Int
     let slots: [Int], starts: [Int]
-    let cosines: [Float], sines: [Float]
+    /// The rotary angles of `rope`, and of `localRope` when the model has one.
+    let angles: RotaryAngles, localAngles: RotaryAngles?
     let segments: [Int32]?
     let cache: KVCache
     let workspace: ForwardWorkspace
@@ -455,23 +496,17 @@ extension DecoderModel {
         let hiddenSize = c.hiddenSize, kvWidth = c.kvHeadCount * c.headDim
         // Attention: x += o(attention(rope(q(norm(x))), rope(k(norm(x))), v(norm(x))))
         RMSNorm.forward(out: a.attentionNormed.pointer, input: w.hidden.pointer, weight: block.attentionNorm.tensor.pointer,
-                        rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+                        rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
         block.projectQKV(queries: (a.projectedQueries ?? a.queries).pointer, keys: (a.projectedKeys ?? w.keys).pointer,
                          values: w.values.pointer, input: a.attentionNormed.pointer, rows: rows, fused: w.fused)
         if let queryNorm = block.queryNorm, let keyNorm = block.keyNorm, let q = a.projectedQueries, let k = a.projectedKeys {
             // q, k = norm(each head of q), norm(each head of k)
             RMSNorm.forward(out: a.queries.pointer, input: q.pointer, weight: queryNorm.tensor.pointer, rows: rows * c.headCount,
-                            dim: c.headDim, eps: c.rmsNormEpsilon)
+                            dim: c.headDim, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
             RMSNorm.forward(out: w.keys.pointer, input: k.pointer, weight: keyNorm.tensor.pointer, rows: rows * c.kvHeadCount,
-                            dim: c.headDim, eps: c.rmsNormEpsilon)
+                            dim: c.headDim, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
         }
-        p.cosines.withUnsafeBufferPointer { cosTable in
-            p.sines.withUnsafeBufferPointer { sinTable in
-                guard let cos = cosTable.baseAddress, let sin = sinTable.baseAddress else { return }
-                rope.apply(a.queries.pointer, rows: rows, heads: c.headCount, cos: cos, sin: sin)
-                rope.apply(w.keys.pointer, rows: rows, heads: c.kvHeadCount, cos: cos, sin: sin)
-            }
-        }
+        rotate(queries: a.queries.pointer, keys: w.keys.pointer, rows: rows, layer: layer, pass: p, inverse: false)
         let cachedKeys = cache.keys[layer].pointer, cachedValues = cache.values[layer].pointer
         for b in 0..<p.batchSize {
             let position = (p.slots[b] * cache.capacity + p.starts[b]) * kvWidth
@@ -488,21 +523,33 @@ extension DecoderModel {
                 GroupedQueryAttention.forward(
                     out: a.attention.pointer, queries: a.queries.pointer, keys: cachedKeys, values: cachedValues,
                     queryCount: length, windows: windows,
-                    mask: .init(keyIsValid: validity.baseAddress, segments: segmentPointer),
-                    heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scores: scores)
+                    mask: .init(keyIsValid: validity.baseAddress, segments: segmentPointer, window: c.window(ofLayer: layer)),
+                    heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, scale: c.attentionScale, scores: scores)
             }
         }
-        block.output.forward(output: w.projected.pointer, input: a.attention.pointer, rows: rows)
+        let attentionOutput = a.attentionOutput ?? w.projected
+        block.output.forward(output: attentionOutput.pointer, input: a.attention.pointer, rows: rows)
+        postNorm(block.postAttentionNorm, output: attentionOutput, into: w.projected, rows: rows)
         addInPlace(w.hidden.pointer, w.projected.pointer, count: rows * hiddenSize)
         a.middle.pointer.update(from: w.hidden.pointer, count: rows * hiddenSize)
 
-        // MLP: x += down(silu(gate(norm(x))) · up(norm(x)))
+        // MLP: x += down(act(gate(norm(x))) · up(norm(x))), the sum normalised first with sandwich norms
         RMSNorm.forward(out: a.mlpNormed.pointer, input: w.hidden.pointer, weight: block.mlpNorm.tensor.pointer,
-                        rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon)
+                        rows: rows, dim: hiddenSize, eps: c.rmsNormEpsilon, weightOffset: c.normWeightOffset)
         block.projectGateUp(gate: a.gate.pointer, up: a.up.pointer, input: a.mlpNormed.pointer, rows: rows, fused: w.fused)
-        SwiGLU.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
-        block.down.forward(output: w.projected.pointer, input: a.activated.pointer, rows: rows)
+        c.gatedActivation.forward(out: a.activated.pointer, gate: a.gate.pointer, up: a.up.pointer, count: rows * c.intermediateSize)
+        let mlpOutput = a.mlpOutput ?? w.projected
+        block.down.forward(output: mlpOutput.pointer, input: a.activated.pointer, rows: rows)
+        postNorm(block.postFeedforwardNorm, output: mlpOutput, into: w.projected, rows: rows)
         addInPlace(w.hidden.pointer, w.projected.pointer, count: rows * hiddenSize)
+    }
+
+    /// A sandwich block's post-norm: `projected` = norm(output) before the residual add; without the norm,
+    /// `output` is `projected` already.
+    private func postNorm(_ norm: Parameter?, output: Tensor, into projected: Tensor, rows: Int) {
+        guard let norm else { return }
+        RMSNorm.forward(out: projected.pointer, input: output.pointer, weight: norm.tensor.pointer, rows: rows,
+                        dim: config.hiddenSize, eps: config.rmsNormEpsilon, weightOffset: config.normWeightOffset)
     }
 }
 
@@ -510,6 +557,8 @@ extension DecoderModel {
 final class GradientWorkspace {
     let rows: Int
     let residual, normed, attention, queries, keys, values, gate, up, activated: Tensor
+    /// With sandwich norms: the gradient of a block output before its post-norm.
+    let projected: Tensor?
     /// Gradients of q and k before the per-head norms (with `qkNorm`).
     let projectedQueries, projectedKeys: Tensor?
     /// The gradient of a fused linear's output, gathered from its parts' (with a fused linear).
@@ -527,10 +576,20 @@ final class GradientWorkspace {
         gate = Tensor(zeros: [rows, c.intermediateSize])
         up = Tensor(zeros: [rows, c.intermediateSize])
         activated = Tensor(zeros: [rows, c.intermediateSize])
+        projected = c.sandwichNorms ? Tensor(zeros: [rows, c.hiddenSize]) : nil
         projectedQueries = c.qkNorm ? Tensor(zeros: [rows, c.headCount * c.headDim]) : nil
         projectedKeys = c.qkNorm ? Tensor(zeros: [rows, c.kvHeadCount * c.headDim]) : nil
         fused = c.fusedWidth.map { Tensor(zeros: [rows, $0]) }
     }
+}
+
+/// cos and sin of every position's angles under one rotary embedding, [rows, headDim/2] each: computed once per
+/// pass and shared by the layers that use that embedding.
+struct RotaryAngles {
+    var cosines: [Float] = [], sines: [Float] = []
+
+    init() {}
+    init(_ rope: RotaryEmbedding, positions: [Int]) { (cosines, sines) = rope.table(positions: positions) }
 }
 
 /// Calls `body` with a pointer to the array's elements, or nil for a nil array.

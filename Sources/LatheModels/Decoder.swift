@@ -24,6 +24,8 @@ public final class DecoderBlock: @unchecked Sendable {
     let kvWidth: Int
     /// Every linear in block order, with its PEFT name.
     private let named: [(name: String, linear: Linear)]
+    /// With `sandwichNorms`: the norms of the attention output and of the MLP output, before their residual adds.
+    public let postAttentionNorm, postFeedforwardNorm: Parameter?
 
     init(index i: Int, config c: DecoderConfiguration, allocatesLinears: Bool) {
         let p = "model.layers.\(i)."
@@ -37,7 +39,12 @@ public final class DecoderBlock: @unchecked Sendable {
         queryNorm = c.qkNorm ? Parameter(name: p + "self_attn.q_norm.weight", shape: [c.headDim]) : nil
         keyNorm = c.qkNorm ? Parameter(name: p + "self_attn.k_norm.weight", shape: [c.headDim]) : nil
         output = byName["o_proj"]!
-        mlpNorm = Parameter(name: p + "post_attention_layernorm.weight", shape: [c.hiddenSize])
+        // Gemma's names: post_attention_layernorm is the attention output's norm, the MLP's input norm is
+        // pre_feedforward_layernorm; llama's MLP input norm is post_attention_layernorm.
+        mlpNorm = Parameter(name: p + (c.sandwichNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm") + ".weight",
+                            shape: [c.hiddenSize])
+        postAttentionNorm = c.sandwichNorms ? Parameter(name: p + "post_attention_layernorm.weight", shape: [c.hiddenSize]) : nil
+        postFeedforwardNorm = c.sandwichNorms ? Parameter(name: p + "post_feedforward_layernorm.weight", shape: [c.hiddenSize]) : nil
         gate = byName["gate_proj"]; up = byName["up_proj"]; gateUp = byName["gate_up_proj"]
         down = byName["down_proj"]!
         kvWidth = c.kvHeadCount * c.headDim
@@ -53,7 +60,7 @@ public final class DecoderBlock: @unchecked Sendable {
         let attention = named.prefix { $0.name != "o_proj" }.map(\.linear) + [output]
         let mlp = named.drop { $0.name != "o_proj" }.dropFirst().map(\.linear)
         return [attentionNorm] + [queryNorm, keyNorm].compactMap { $0 } + attention.flatMap(\.parameters)
-            + [mlpNorm] + mlp.flatMap(\.parameters)
+            + [postAttentionNorm].compactMap { $0 } + [mlpNorm] + mlp.flatMap(\.parameters) + [postFeedforwardNorm].compactMap { $0 }
     }
 }
 
@@ -69,7 +76,10 @@ public final class DecoderModel: @unchecked Sendable {
     /// The embedding (and tied head) held in bf16 once `compressWeights(to: .bfloat16)` moved it there, or in the
     /// file's own blocks (`.stored`): for decoding, the head is a third of the bytes read per token.
     public internal(set) var compactEmbedding: (any CompactWeight)?
+    /// The rotary embedding of the full-attention layers, and of the sliding ones unless they have their own base.
     public let rope: RotaryEmbedding
+    /// The sliding layers' rotary embedding when their base differs (`localRopeTheta`).
+    public let localRope: RotaryEmbedding?
     /// Reused between calls of the same batch shape (generation steps), so decoding allocates nothing per token.
     var cachedWorkspace: ForwardWorkspace?
     var cachedGradientWorkspace: GradientWorkspace?
@@ -91,8 +101,11 @@ public final class DecoderModel: @unchecked Sendable {
         finalNorm = Parameter(name: "model.norm.weight", shape: [c.hiddenSize])
         lmHead = c.tieWordEmbeddings ? nil : Linear(name: "lm_head", inFeatures: c.hiddenSize, outFeatures: c.vocabularySize,
                                                     bias: false, allocatesWeight: !compactHead)
+        // Linear scaling divides every frequency by the factor, as transformers' "linear" rope type does.
+        let linearFactors = c.ropeLinearFactor.map { factor in [Float](repeating: Float(factor), count: c.headDim / 2) }
         rope = RotaryEmbedding(headDim: c.headDim, base: c.ropeTheta, llama3: c.ropeLlama3Scaling,
-                               frequencyFactors: c.ropeFrequencyFactors)
+                               frequencyFactors: c.ropeFrequencyFactors ?? linearFactors)
+        localRope = c.localRopeTheta.map { RotaryEmbedding(headDim: c.headDim, base: $0) }
     }
 
     /// Seeded random weights as transformers initialises a new llama: linears and the embedding from
@@ -101,7 +114,7 @@ public final class DecoderModel: @unchecked Sendable {
         var random = SeededGenerator(seed: seed)
         for p in parameters {
             if p.shape.count == 1 {
-                p.tensor.fill(p.name.hasSuffix("norm.weight") ? 1 : 0)
+                p.tensor.fill(p.name.hasSuffix("norm.weight") ? 1 - config.normWeightOffset : 0)
                 continue
             }
             var i = 0

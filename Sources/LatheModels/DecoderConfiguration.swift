@@ -35,6 +35,28 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
     /// gate and up as one linear (`gate_up_proj`, [2·intermediate, hidden], gate rows first) (phi3).
     public var fusedGateUp: Bool
 
+    /// Added to every RMSNorm weight before it scales (Gemma stores w for a scale of 1 + w).
+    public var normWeightOffset: Float = 0
+    /// The MLP's gate activation.
+    public var gatedActivation: GatedActivation = .silu
+    /// Norms after attention and after the MLP too, before each residual add (Gemma's four norms per block).
+    public var sandwichNorms = false
+    /// Multiplies the embedding rows entering the first block (Gemma: √hidden); the tied head reads them unscaled.
+    public var embeddingScale: Float?
+    /// Multiplies q·k before the softmax; nil for 1/√head_dim (Gemma: query_pre_attn_scalar^−½).
+    public var attentionScale: Float?
+    /// The sliding window of the layers listed in `slidingLayers` (a query sees this many slots back, itself
+    /// included).
+    public var slidingWindow: Int?
+    public var slidingLayers: [Int] = []
+    /// The RoPE base of the sliding layers, when it differs from `ropeTheta` (Gemma 3's rope_local_base_freq).
+    public var localRopeTheta: Double?
+    /// Linear RoPE scaling of the full-attention layers (positions divided by this factor).
+    public var ropeLinearFactor: Double?
+
+    /// The sliding window of layer `layer`, nil for full attention.
+    public func window(ofLayer layer: Int) -> Int? { slidingLayers.contains(layer) ? slidingWindow : nil }
+
     public init(modelType: String = "llama", vocabularySize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int,
                 headCount: Int, kvHeadCount: Int, headDim: Int? = nil, rmsNormEpsilon: Float = 1e-5,
                 ropeTheta: Double = 10000, ropeLlama3Scaling: RotaryEmbedding.Llama3Scaling? = nil,
@@ -97,6 +119,11 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
             throw fail("num_attention_heads (\(headCount)) must be a multiple of num_key_value_heads (\(kvHeadCount))")
         }
         guard headDim % 2 == 0 else { throw fail("head_dim must be even for rotary embeddings, got \(headDim)") }
+        if let slidingWindow, slidingWindow < 1 { throw fail("sliding_window must be at least 1, got \(slidingWindow)") }
+        if !slidingLayers.isEmpty, slidingWindow == nil { throw fail("sliding layers are listed but sliding_window is not set") }
+        if let bad = slidingLayers.first(where: { !(0..<layerCount).contains($0) }) {
+            throw fail("layer_types names layer \(bad) of \(layerCount)")
+        }
     }
 
     /// Reads a Hugging Face config.json (both `rope_theta`/`rope_scaling` and transformers 5's `rope_parameters`).
@@ -108,17 +135,21 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
         guard let object = parsed.object else {
             throw ModelError.invalidConfiguration(file: source, message: "the top level is not a JSON object")
         }
-        let fields = JSONFields(object: object, source: source)
+        let family = try ModelFamilies.family(modelType: try JSONFields(object: object, source: source).string("model_type"),
+                                              source: source)
+        let text = family.textConfiguration(object)
+        let fields = JSONFields(object: text, source: source)
         let modelType = try fields.string("model_type")
-        let family = try ModelFamilies.family(modelType: modelType, source: source)
         let hidden = try fields.int("hidden_size")
         let heads = try fields.int("num_attention_heads")
-        let rope = object["rope_parameters"]?.object ?? object["rope_scaling"]?.object
-        let ropeFields = JSONFields(object: rope ?? [:], source: source, prefix: object["rope_parameters"] != nil ? "rope_parameters." : "rope_scaling.")
+        let rope = text["rope_parameters"]?.object ?? text["rope_scaling"]?.object
+        let ropeFields = JSONFields(object: rope ?? [:], source: source, prefix: text["rope_parameters"] != nil ? "rope_parameters." : "rope_scaling.")
         var llama3: RotaryEmbedding.Llama3Scaling?
+        var linearFactor: Double?
         let ropeType = try ropeFields.optionalString("rope_type") ?? ropeFields.optionalString("type") ?? "default"
         switch ropeType {
         case "default": break
+        case "linear": linearFactor = try ropeFields.double("factor")
         case "llama3":
             llama3 = .init(factor: try ropeFields.double("factor"),
                            lowFrequencyFactor: try ropeFields.double("low_freq_factor"),
@@ -126,7 +157,7 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
                            originalMaxPositions: try ropeFields.int("original_max_position_embeddings"))
         default:
             let field = (object["rope_parameters"] != nil ? "rope_parameters." : "rope_scaling.") + "rope_type"
-            throw ModelError.invalidConfiguration(file: source, message: "field '\(field)' is '\(ropeType)', which is not supported (supported: default, llama3)")
+            throw ModelError.invalidConfiguration(file: source, message: "field '\(field)' is '\(ropeType)', which is not supported (supported: default, linear, llama3)")
         }
         let theta = try fields.optionalDouble("rope_theta") ?? ropeFields.optionalDouble("rope_theta") ?? 10000
         var config = DecoderConfiguration(
@@ -147,6 +178,7 @@ public struct DecoderConfiguration: Sendable, Equatable, Codable {
         if let pad = config.paddingTokenID, !(0..<config.vocabularySize).contains(pad) {
             throw fields.error("pad_token_id", "is \(pad), outside the vocabulary (vocab_size \(config.vocabularySize))")
         }
+        config.ropeLinearFactor = linearFactor
         try family.completeConfiguration(&config, huggingFace: fields)
         try config.validate(source: source)
         return config

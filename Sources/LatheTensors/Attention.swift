@@ -2,7 +2,7 @@ import Foundation
 
 /// Causal grouped-query attention of one sequence: each of `heads` query heads attends to key/value head
 /// h / (heads / kvHeads), over the keys up to its own position that are not padding and (when packing several
-/// examples in one row) belong to its own segment.
+/// examples in one row) belong to its own segment, and (for a sliding-window layer) lie within its window.
 public enum GroupedQueryAttention {
     /// Queries are taken in blocks of this many, so that each block's scores stop at its last visible key
     /// (half the work of a full square for a causal prompt) and the score workspace stays small.
@@ -14,15 +14,21 @@ public enum GroupedQueryAttention {
         public var keyIsValid: UnsafePointer<Bool>?
         /// One segment id per key slot; a query sees only keys of its own segment (packed examples).
         public var segments: UnsafePointer<Int32>?
-        public init(keyIsValid: UnsafePointer<Bool>? = nil, segments: UnsafePointer<Int32>? = nil) {
+        /// A sliding window of this many slots: the query in slot q sees the key in slot j only when q − j < window
+        /// (transformers' `sliding_window_overlay`: kv_idx > q_idx − sliding_window), itself and window − 1 before.
+        public var window: Int?
+        public init(keyIsValid: UnsafePointer<Bool>? = nil, segments: UnsafePointer<Int32>? = nil, window: Int? = nil) {
+            precondition(window.map { $0 >= 1 } ?? true, "an attention window holds at least the query's own slot")
             self.keyIsValid = keyIsValid
             self.segments = segments
+            self.window = window
         }
 
         /// The mask of sequence `sequence` of a batch: its key flags start at `firstKeyRow`, its segment ids at query
         /// row s·queryRows.
         func ofSequence(_ sequence: Int, queryRows: Int, firstKeyRow: Int) -> Mask {
-            Mask(keyIsValid: keyIsValid.map { $0 + firstKeyRow }, segments: segments.map { $0 + sequence * queryRows })
+            Mask(keyIsValid: keyIsValid.map { $0 + firstKeyRow }, segments: segments.map { $0 + sequence * queryRows },
+                 window: window)
         }
 
         /// Sets −∞ on the hidden keys of the scores row of the query in slot `querySlot`.
@@ -34,6 +40,9 @@ public enum GroupedQueryAttention {
             if let segments {
                 let own = segments[querySlot]
                 for j in 0...querySlot where segments[j] != own { row[j] = -.infinity }
+            }
+            if let window, querySlot >= window {
+                row.update(repeating: -.infinity, count: querySlot - window + 1)
             }
         }
     }
@@ -72,18 +81,19 @@ public enum GroupedQueryAttention {
     ///   - keys, values: [≥ firstQuerySlot + queryCount, kvHeads·headDim]: the cached past, then these queries' own.
     ///   - firstQuerySlot: the key slot of the first query (the number of cached positions before it).
     ///   - scores: workspace of at least `scoreCount(queryCount:firstQuerySlot:)` floats.
+    ///   - scale: multiplies q·k before the softmax; nil for 1/√headDim (Gemma 3: query_pre_attn_scalar^−½).
     ///   - sequences: independent sequences laid out one after another (a batch): sequence s's queries, outputs
     ///     and segment ids start at row s·queryCount, its keys, values and key flags at row s·keyRowsPerSequence
     ///     (by default firstQuerySlot + queryCount; a KV cache's capacity).
     public static func forward(out: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
                                keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                                queryCount: Int, firstQuerySlot: Int, mask: Mask = Mask(),
-                               heads: Int, kvHeads: Int, headDim: Int, scores: UnsafeMutablePointer<Float>,
-                               sequences: Int = 1, keyRowsPerSequence: Int? = nil) {
+                               heads: Int, kvHeads: Int, headDim: Int, scale: Float? = nil,
+                               scores: UnsafeMutablePointer<Float>, sequences: Int = 1, keyRowsPerSequence: Int? = nil) {
         let keyRows = keyRowsPerSequence ?? firstQuerySlot + queryCount
         forward(out: out, queries: queries, keys: keys, values: values, queryCount: queryCount,
                 windows: (0..<sequences).map { KeyWindow(firstKeyRow: $0 * keyRows, firstQuerySlot: firstQuerySlot) },
-                mask: mask, heads: heads, kvHeads: kvHeads, headDim: headDim, scores: scores)
+                mask: mask, heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale, scores: scores)
     }
 
     /// The same attention for sequences that each sit in their own window of the keys (a batch decoder's slots):
@@ -96,9 +106,10 @@ public enum GroupedQueryAttention {
     public static func forward(out: UnsafeMutablePointer<Float>, queries: UnsafePointer<Float>,
                                keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                                queryCount: Int, windows: [KeyWindow], mask: Mask = Mask(),
-                               heads: Int, kvHeads: Int, headDim: Int, scores: UnsafeMutablePointer<Float>) {
+                               heads: Int, kvHeads: Int, headDim: Int, scale: Float? = nil,
+                               scores: UnsafeMutablePointer<Float>) {
         let queryStride = heads * headDim, kvStride = kvHeads * headDim
-        let scale = 1 / Float(headDim).squareRoot()
+        let scale = scale ?? defaultScale(headDim: headDim)
         let blocks = (queryCount + queryBlock - 1) / queryBlock
         let masks = windows.enumerated().map { sequence, window in
             var own = mask.ofSequence(sequence, queryRows: queryCount, firstKeyRow: window.firstKeyRow)
@@ -151,10 +162,10 @@ public enum GroupedQueryAttention {
                                 dValues: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                 queries: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                                 queryCount: Int, mask: Mask = Mask(), heads: Int, kvHeads: Int, headDim: Int,
-                                scores: UnsafeMutablePointer<Float>, dScores: UnsafeMutablePointer<Float>,
-                                sequences: Int = 1) {
+                                scale: Float? = nil, scores: UnsafeMutablePointer<Float>,
+                                dScores: UnsafeMutablePointer<Float>, sequences: Int = 1) {
         let queryStride = heads * headDim, kvStride = kvHeads * headDim
-        let scale = 1 / Float(headDim).squareRoot()
+        let scale = scale ?? defaultScale(headDim: headDim)
         let headsPerGroup = heads / kvHeads
         let workspace = blockScoreCount(queryCount: queryCount, firstQuerySlot: 0)
         // Per item: the forward's products again and four more, for every head of the group and every block.
@@ -206,6 +217,9 @@ public enum GroupedQueryAttention {
             }
         }
     }
+
+    /// The usual 1/√headDim of scaled dot-product attention.
+    public static func defaultScale(headDim: Int) -> Float { 1 / Float(headDim).squareRoot() }
 
     /// The score workspace `forward` and `backward` need: one block of queries against every visible key, for each
     /// compute thread (`Parallel.threadCount`).

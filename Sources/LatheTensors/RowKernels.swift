@@ -5,44 +5,46 @@ import Foundation
 // rows among the compute threads (`Parallel`); each row is computed by the same code whichever thread takes it,
 // so results do not depend on the thread count.
 
-/// Root-mean-square normalisation: out = x / sqrt(mean(x²) + eps) · weight, row by row.
+/// Root-mean-square normalisation: out = x / sqrt(mean(x²) + eps) · (weight + weightOffset), row by row.
+/// Llama-style models store the scale itself (offset 0); Gemma stores it minus one (offset 1, `y = x/rms · (1 + w)`).
 public enum RMSNorm {
     public static func forward(out: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                               rows: Int, dim: Int, eps: Float) {
+                               rows: Int, dim: Int, eps: Float, weightOffset: Float = 0) {
         Parallel.forEach(count: rows, floatsPerItem: 2 * dim) { range in
             for r in range {
                 let x = input + r * dim, y = out + r * dim
                 let inverseRMS = 1 / (sumOfSquares(x, dim) / Float(dim) + eps).squareRoot()
-                for i in 0..<dim { y[i] = x[i] * inverseRMS * weight[i] }
+                for i in 0..<dim { y[i] = x[i] * inverseRMS * (weight[i] + weightOffset) }
             }
         }
     }
 
-    /// Adds the gradients of `forward` into `dInput` and (when given) `dWeight`:
-    /// dx = r·(dy⊙w) − r³/dim · x · Σ(dy⊙w⊙x), dw += Σ_rows dy⊙x·r, with r = 1/√(mean(x²)+eps).
+    /// Adds the gradients of `forward` into `dInput` and (when given) `dWeight`, with s = weight + weightOffset:
+    /// dx = r·(dy⊙s) − r³/dim · x · Σ(dy⊙s⊙x), dw += Σ_rows dy⊙x·r, with r = 1/√(mean(x²)+eps).
     ///
     /// dx is shared among the threads by rows; dw, a sum over rows, by columns: each column still adds its rows
     /// in row order, so dw is the same bits on any thread count.
     public static func backward(dInput: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>?,
                                 dOut: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                rows: Int, dim: Int, eps: Float) {
+                                rows: Int, dim: Int, eps: Float, weightOffset: Float = 0) {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: dWeight == nil ? 0 : rows) { kept in
             // Each row's r, kept for dw's pass (a capacity of 0 may still give a base address).
             let inverseRMSOfRow = dWeight == nil ? nil : kept.baseAddress
+            let offset = SIMD16<Float>(repeating: weightOffset)
             // Counted as three floats per element (x, dy, dx): at SmolLM2's 512 × 576 the two passes (~80 µs) were
             // 7% slower split (`lathe bench kernels`), so the split starts at about twice that.
             Parallel.forEach(count: rows, floatsPerItem: 3 * dim) { range in
                 for r in range {
                     let x = input + r * dim, dy = dOut + r * dim, dx = dInput + r * dim
                     let inverseRMS = 1 / (sumOfSquares(x, dim) / Float(dim) + eps).squareRoot()
-                    // Σ dy·w·x in 16 lanes (a scalar float reduction does not vectorise).
+                    // Σ dy·s·x in 16 lanes (a scalar float reduction does not vectorise).
                     var lanes = SIMD16<Float>(repeating: 0)
                     var i = 0
-                    while i + 16 <= dim { lanes += load16(dy + i) * load16(weight + i) * load16(x + i); i += 16 }
+                    while i + 16 <= dim { lanes += load16(dy + i) * (load16(weight + i) + offset) * load16(x + i); i += 16 }
                     var dot = lanes.sum()
-                    while i < dim { dot += dy[i] * weight[i] * x[i]; i += 1 }
+                    while i < dim { dot += dy[i] * (weight[i] + weightOffset) * x[i]; i += 1 }
                     let k = inverseRMS * inverseRMS * inverseRMS / Float(dim) * dot
-                    for i in 0..<dim { dx[i] += inverseRMS * dy[i] * weight[i] - k * x[i] }
+                    for i in 0..<dim { dx[i] += inverseRMS * dy[i] * (weight[i] + weightOffset) - k * x[i] }
                     inverseRMSOfRow?[r] = inverseRMS
                 }
             }
@@ -72,8 +74,19 @@ public enum RMSNorm {
     }
 }
 
-/// The SwiGLU gate: out = silu(gate) · up, with silu(x) = x / (1 + e^(−x)).
-public enum SwiGLU {
+/// A gated linear unit whose activation is a sigmoid-weighted gate: out = g·σ(a(g)) · up. SwiGLU's SiLU has
+/// a(g) = g; GeGLU's tanh approximation of GELU, 0.5·g·(1 + tanh(u)) with u = √(2/π)(g + 0.044715g³), is the same
+/// form with a(g) = 2u, since 0.5·(1 + tanh(u)) = σ(2u). One kernel pair serves both.
+public protocol SigmoidGatedUnit {
+    /// a(g), for 16 lanes and for one value.
+    static func sigmoidArgument(_ g: SIMD16<Float>) -> SIMD16<Float>
+    static func sigmoidArgument(_ g: Float) -> Float
+    /// a′(g), likewise.
+    static func sigmoidArgumentSlope(_ g: SIMD16<Float>) -> SIMD16<Float>
+    static func sigmoidArgumentSlope(_ g: Float) -> Float
+}
+
+extension SigmoidGatedUnit {
     public static func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
         // Ranges on multiples of 16: the scalar tail stays the same elements.
         // Per element three floats and an exp (counted as three more).
@@ -81,26 +94,23 @@ public enum SwiGLU {
             var i = range.lowerBound
             while i + 16 <= range.upperBound {
                 let g = load16(gate + i)
-                store16(g / (1 + exp16(-g)) * load16(up + i), out + i)
+                store16(g / (1 + exp16(-sigmoidArgument(g))) * load16(up + i), out + i)
                 i += 16
             }
-            while i < range.upperBound {
-                out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]
-                i += 1
-            }
+            referenceForward(out: out + i, gate: gate + i, up: up + i, count: range.upperBound - i)
         }
     }
 
-    /// Writes the gradients of `forward`: dUp = dOut·silu(g), dGate = dOut·up·σ(g)·(1 + g·(1 − σ(g))).
+    /// Writes the gradients of `forward`: dUp = dOut·g·σ(a), dGate = dOut·up·σ(a)·(1 + g·(1 − σ(a))·a′(g)).
     public static func backward(dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                 gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
         Parallel.forEach(count: count, floatsPerItem: 8, alignment: 16) { range in
             var i = range.lowerBound
             while i + 16 <= range.upperBound {
                 let g = load16(gate + i), d = load16(dOut + i)
-                let sigmoid = 1 / (1 + exp16(-g))
+                let sigmoid = 1 / (1 + exp16(-sigmoidArgument(g)))
                 store16(d * g * sigmoid, dUp + i)
-                store16(d * load16(up + i) * sigmoid * (1 + g * (1 - sigmoid)), dGate + i)
+                store16(d * load16(up + i) * sigmoid * (1 + g * (1 - sigmoid) * sigmoidArgumentSlope(g)), dGate + i)
                 i += 16
             }
             referenceBackward(dGate: dGate + i, dUp: dUp + i, dOut: dOut + i, gate: gate + i, up: up + i,
@@ -108,20 +118,40 @@ public enum SwiGLU {
         }
     }
 
+    /// The plain version of `forward`, its yardstick (and its tail).
+    public static func referenceForward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] = gate[i] / (1 + exp(-sigmoidArgument(gate[i]))) * up[i] }
+    }
+
     /// The plain version of `backward`, its yardstick (and its tail).
     public static func referenceBackward(dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
                                          gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
         for i in 0..<count {
-            let g = gate[i], sigmoid = 1 / (1 + exp(-g))
+            let g = gate[i], sigmoid = 1 / (1 + exp(-sigmoidArgument(g)))
             dUp[i] = dOut[i] * g * sigmoid
-            dGate[i] = dOut[i] * up[i] * sigmoid * (1 + g * (1 - sigmoid))
+            dGate[i] = dOut[i] * up[i] * sigmoid * (1 + g * (1 - sigmoid) * sigmoidArgumentSlope(g))
         }
     }
+}
 
-    /// The plain version, the yardstick of the vectorised one.
-    public static func referenceForward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { out[i] = gate[i] / (1 + exp(-gate[i])) * up[i] }
-    }
+/// The SwiGLU gate: out = silu(gate) · up, with silu(x) = x / (1 + e^(−x)) (Llama, Qwen).
+public enum SwiGLU: SigmoidGatedUnit {
+    @inline(__always) public static func sigmoidArgument(_ g: SIMD16<Float>) -> SIMD16<Float> { g }
+    @inline(__always) public static func sigmoidArgument(_ g: Float) -> Float { g }
+    @inline(__always) public static func sigmoidArgumentSlope(_ g: SIMD16<Float>) -> SIMD16<Float> { .one }
+    @inline(__always) public static func sigmoidArgumentSlope(_ g: Float) -> Float { 1 }
+}
+
+/// The GeGLU gate: out = gelu_tanh(gate) · up, GELU's tanh approximation (PyTorch's `gelu(approximate="tanh")`,
+/// transformers' `gelu_pytorch_tanh`; Gemma).
+public enum GeGLU: SigmoidGatedUnit {
+    /// 2·√(2/π) and 2·√(2/π)·0.044715.
+    static let linear: Float = 1.595_769_1, cubic: Float = 0.071_354_816
+
+    @inline(__always) public static func sigmoidArgument(_ g: SIMD16<Float>) -> SIMD16<Float> { g * (linear + cubic * g * g) }
+    @inline(__always) public static func sigmoidArgument(_ g: Float) -> Float { g * (linear + cubic * g * g) }
+    @inline(__always) public static func sigmoidArgumentSlope(_ g: SIMD16<Float>) -> SIMD16<Float> { linear + 3 * cubic * g * g }
+    @inline(__always) public static func sigmoidArgumentSlope(_ g: Float) -> Float { linear + 3 * cubic * g * g }
 }
 
 /// Numerically stable softmax of one row, in place.
@@ -261,5 +291,35 @@ public enum CrossEntropy {
 public func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
     Parallel.forEach(count: count, floatsPerItem: 3, alignment: 16) { range in
         for i in range { y[i] += x[i] }
+    }
+}
+
+/// y *= scale, element by element.
+public func scaleInPlace(_ y: UnsafeMutablePointer<Float>, by scale: Float, count: Int) {
+    Parallel.forEach(count: count, floatsPerItem: 2, alignment: 16) { range in
+        for i in range { y[i] *= scale }
+    }
+}
+
+/// The gate activation of a model's MLP, chosen by its configuration: each case runs its own specialised kernels.
+public enum GatedActivation: String, Sendable, Codable {
+    /// SwiGLU (`hidden_act` "silu").
+    case silu
+    /// GeGLU with GELU's tanh approximation (`hidden_activation` "gelu_pytorch_tanh").
+    case geluTanh
+
+    public func forward(out: UnsafeMutablePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        switch self {
+        case .silu: SwiGLU.forward(out: out, gate: gate, up: up, count: count)
+        case .geluTanh: GeGLU.forward(out: out, gate: gate, up: up, count: count)
+        }
+    }
+
+    public func backward(dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>,
+                         gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        switch self {
+        case .silu: SwiGLU.backward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)
+        case .geluTanh: GeGLU.backward(dGate: dGate, dUp: dUp, dOut: dOut, gate: gate, up: up, count: count)
+        }
     }
 }

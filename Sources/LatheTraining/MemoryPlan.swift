@@ -250,7 +250,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// pass's scores (dP); kept by the model from one step to the next.
     var gradientWorkspaceFloats: Int {
         let c = config, q = c.headCount * c.headDim, kv = c.kvHeadCount * c.headDim
-        return rows * (2 * c.hiddenSize + 2 * q + 2 * kv + 3 * c.intermediateSize)
+        return rows * (2 * c.hiddenSize + 2 * q + 2 * kv + 3 * c.intermediateSize + optionalStageFloats(gradients: true))
             + GroupedQueryAttention.scoreCount(queryCount: length, firstQuerySlot: 0)
     }
 
@@ -422,15 +422,24 @@ public struct MemoryPlan: Sendable, Equatable {
         }
         var perBlock = [c.hiddenSize, c.hiddenSize] + blockLinearShapes.map { $0.in * $0.out }
         if c.attentionBias { perBlock += blockLinearShapes.prefix(3).map(\.out) }
+        if c.qkNorm { perBlock += [c.headDim, c.headDim] }
+        if c.sandwichNorms { perBlock += [c.hiddenSize, c.hiddenSize] }
         var sizes = [c.vocabularySize * c.hiddenSize, c.hiddenSize]
         if !c.tieWordEmbeddings { sizes.append(c.vocabularySize * c.hiddenSize) }
         return sizes + Array((0..<c.layerCount).map { _ in perBlock }.joined()) + scoreHead
     }
 
-    /// What each block keeps of `BlockActivations`: middle, queries, attention, gate, up.
+    /// What each block keeps of `BlockActivations`: middle, queries, attention, gate, up, and the optional stages'.
     var keptBlockActivationFloats: Int {
         let c = config, q = c.headCount * c.headDim
-        return rows * (c.hiddenSize + 2 * q + 2 * c.intermediateSize)
+        return rows * (c.hiddenSize + 2 * q + 2 * c.intermediateSize + optionalStageFloats(gradients: false))
+    }
+
+    /// Per row, what the optional stages keep: q and k before their norms, the attention's and the MLP's outputs
+    /// before sandwich post-norms; or (`gradients`) what their gradient workspace takes, one output's gradient.
+    func optionalStageFloats(gradients: Bool) -> Int {
+        let c = config
+        return (c.qkNorm ? (c.headCount + c.kvHeadCount) * c.headDim : 0) + (c.sandwichNorms ? (gradients ? 1 : 2) * c.hiddenSize : 0)
     }
 
     /// What all blocks share and the backward pass recomputes: the two normalised inputs and silu(gate)·up.
@@ -439,7 +448,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// One whole set of `BlockActivations` over `rows` tokens: what a forward pass that saves nothing reuses for every block.
     func sharedBlockActivationFloats(rows: Int) -> Int {
         let c = config, q = c.headCount * c.headDim
-        return rows * (3 * c.hiddenSize + 2 * q + 3 * c.intermediateSize)
+        return rows * (3 * c.hiddenSize + 2 * q + 3 * c.intermediateSize + optionalStageFloats(gradients: false))
     }
 }
 

@@ -18,6 +18,18 @@ func largestDifference(_ a: [Float], _ b: [Float]) -> (Float, Int) {
     return (worst, index)
 }
 
+/// The logits of a prompt of `promptLength` tokens and then one token at a time through a KV cache, against one pass
+/// over all of `ids`.
+func assertCachedDecodingEqualsOneFullPass(_ model: DecoderModel, ids: [Int], promptLength: Int,
+                                           file: StaticString = #filePath, line: UInt = #line) throws {
+    let full = try model.forward(tokens: ids)
+    let cache = KVCache(config: model.config, batchSize: 1, capacity: ids.count)
+    var stepped: [Float] = try model.forward(tokens: Array(ids[0..<promptLength]), cache: cache).array
+    for id in ids[promptLength...] { stepped += try model.forward(tokens: [id], cache: cache).array }
+    let (worst, index) = largestDifference(stepped, full.array)
+    XCTAssertLessThanOrEqual(worst, 1e-5, "cached vs full: \(worst) at \(index)", file: file, line: line)
+}
+
 /// Logits of tiny random models, against transformers on the same stored weights (float32 compute).
 final class LlamaParityTests: XCTestCase {
     let tolerance: Float = 2e-4  // absolute, on logits of magnitude ~1; float32 sums in another order
@@ -57,13 +69,7 @@ final class LlamaParityTests: XCTestCase {
 
     func testIncrementalDecodingWithCacheEqualsOneFullPass() throws {
         let model = try ModelFiles.open(fixtures.appendingPathComponent("models/tiny-qwen2")).loadModel()
-        let ids = [5, 17, 3, 90, 41, 8, 66]
-        let full = try model.forward(tokens: ids)
-        let cache = KVCache(config: model.config, batchSize: 1, capacity: ids.count)
-        var stepped: [Float] = try model.forward(tokens: Array(ids[0..<3]), cache: cache).array
-        for id in ids[3...] { stepped += try model.forward(tokens: [id], cache: cache).array }
-        let (worst, index) = largestDifference(stepped, full.array)
-        XCTAssertLessThanOrEqual(worst, 1e-5, "cached vs full: \(worst) at \(index)")
+        try assertCachedDecodingEqualsOneFullPass(model, ids: [5, 17, 3, 90, 41, 8, 66], promptLength: 3)
     }
 
     func testLeftPaddingDoesNotChangeARowsLogits() throws {

@@ -107,9 +107,9 @@ final class RowKernelTests: XCTestCase {
 }
 
 final class AttentionTests: XCTestCase {
-    /// Attention written out with scalar loops in double precision.
+    /// Attention written out with scalar loops in double precision; `scale` nil for 1/√d, `window` nil for none.
     static func naiveAttention(q: [Float], k: [Float], v: [Float], queries: Int, first: Int, valid: [Bool],
-                        heads: Int, kvHeads: Int, d: Int) -> [Float] {
+                               heads: Int, kvHeads: Int, d: Int, scale: Double? = nil, window: Int? = nil) -> [Float] {
         var out = [Float](repeating: 0, count: queries * heads * d)
         for h in 0..<heads {
             let g = h / (heads / kvHeads)
@@ -118,7 +118,8 @@ final class AttentionTests: XCTestCase {
                 for j in 0...(first + t) {
                     var s = 0.0
                     for i in 0..<d { s += Double(q[t * heads * d + h * d + i]) * Double(k[j * kvHeads * d + g * d + i]) }
-                    weights.append(valid[j] ? s / Double(d).squareRoot() : -.infinity)
+                    let inWindow = window.map { first + t - j < $0 } ?? true
+                    weights.append(valid[j] && inWindow ? s * (scale ?? 1 / Double(d).squareRoot()) : -.infinity)
                 }
                 let m = weights.max()!
                 let e = weights.map { m == -.infinity ? 0 : exp($0 - m) }, total = e.reduce(0, +)

@@ -223,6 +223,17 @@ final class MemoryPlanTests: XCTestCase {
                                          gradientCheckpointing: true))
     }
 
+    /// Gemma 3's optional stages (q/k norms, sandwich norms) keep their own activations and gradients.
+    func testGemma3StagesMatchTheMeasuredPeak() throws {
+        var c = configuration(tied: true)
+        Gemma3Family.setRecipe(&c)
+        c.slidingWindow = 8
+        c.slidingLayers = [0, 2]
+        let lora = LoRAConfiguration(rank: 4, alpha: 8, targets: ["all-linear"])
+        try assertPlanMatches(MemoryPlan(config: c, method: .lora, batchSize: 2, length: 40, lora: lora))
+        try assertPlanMatches(MemoryPlan(config: c, method: .full, batchSize: 2, length: 48))
+    }
+
     func testLoRAWithDropoutMatches() throws {
         let lora = LoRAConfiguration(rank: 8, alpha: 16, dropout: 0.1, targets: ["q_proj", "v_proj", "down_proj"])
         try assertPlanMatches(MemoryPlan(config: configuration(tied: true), method: .lora, batchSize: 2, length: 32, lora: lora))

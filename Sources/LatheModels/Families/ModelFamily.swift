@@ -37,16 +37,34 @@ public protocol ModelFamily: Sendable {
     var linearNames: [String] { get }
     /// The LoRA targets when none are given (`LoRAConfiguration.defaultTargets`): the attention's linears.
     var defaultLoRATargets: [String] { get }
+
+    func textConfiguration(_ object: [String: JSONValue]) -> [String: JSONValue]
+    func ggufStoredOffset(of name: String) -> Float
+    var defaultChatTemplate: String? { get }
+    var endOfTurnTokens: [String] { get }
 }
 
 extension ModelFamily {
     public var name: String { modelTypes[0] }
     public func ggufFields(of config: DecoderConfiguration) -> [(String, GGUFValue)] { [] }
+
+    /// The object of a config.json that holds the text model's fields: the file's own top level, or (Gemma 3's
+    /// multimodal config) its `text_config`.
+    public func textConfiguration(_ object: [String: JSONValue]) -> [String: JSONValue] { object }
+
+    /// What llama.cpp's converter adds to this tensor's values (Hugging Face name) before storing it: Gemma's
+    /// norms are stored as 1 + w. Reading subtracts it, writing adds it.
+    public func ggufStoredOffset(of name: String) -> Float { 0 }
+
+    /// The chat template of a file of this family that has none (Gemma 3's base GGUF); nil: no default.
+    public var defaultChatTemplate: String? { nil }
+    /// Tokens that end an answer in the family's chat format, beyond what the file lists as stops.
+    public var endOfTurnTokens: [String] { [] }
 }
 
 /// The families Lathe runs: the one place that dispatches on `model_type` and `general.architecture`.
 public enum ModelFamilies {
-    public static let all: [any ModelFamily] = [LlamaFamily(), Qwen3Family(), Phi3Family()]
+    public static let all: [any ModelFamily] = [LlamaFamily(), Qwen3Family(), Phi3Family(), Gemma3Family()]
 
     /// Every `model_type` Lathe reads.
     public static var modelTypes: [String] { all.flatMap(\.modelTypes) }
