@@ -26,7 +26,7 @@ final class TensorBoardLog {
         try write(Self.event(wallTime: time, step: 0) { $0.bytes(field: 3, Data("brain.Event:2".utf8)) })
         if let resumedAt {
             // SessionLog { status: START }: TensorBoard purges every event at or after this step.
-            try write(Self.event(wallTime: time, step: resumedAt + 1) { $0.message(field: 6) { $0.varint(field: 1, 1) } })
+            try write(Self.event(wallTime: time, step: resumedAt + 1) { $0.message(field: 7) { $0.varint(field: 1, 1) } })
         }
     }
     deinit { try? handle.close() }

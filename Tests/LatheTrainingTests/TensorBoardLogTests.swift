@@ -156,7 +156,7 @@ enum TensorBoardEventReader {
                     }
                     e.scalars[tag] = simple
                 }
-            case (6, 2): e.sessionStart = try fields(bytes).contains { $0.0 == 1 && $0.2 == 1 }
+            case (7, 2): e.sessionStart = try fields(bytes).contains { $0.0 == 1 && $0.2 == 1 }
             default: throw Malformed(description: "unexpected Event field \(field) (wire type \(wire))")
             }
         }
