@@ -150,6 +150,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try TrainingConfiguration.load(yaml: yaml)) { XCTAssertTrue("\($0)".contains("learning_rat"), "\($0)") }
         try "lora:\n  rnak: 4\n".write(to: yaml, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try TrainingConfiguration.load(yaml: yaml)) { XCTAssertTrue("\($0)".contains("lora.rnak"), "\($0)") }
+        try "report_to: wandb\n".write(to: yaml, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try TrainingConfiguration.load(yaml: yaml)) { XCTAssertTrue("\($0)".contains("report_to"), "\($0)") }
+        try "report_to: none\n".write(to: yaml, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try TrainingConfiguration.load(yaml: yaml).reportTo, ReportTarget.none)
         XCTAssertThrowsError(try configuration { $0.batchSize = 0 }.validate()) { XCTAssertTrue("\($0)".contains("batch_size"), "\($0)") }
         XCTAssertThrowsError(try configuration { $0.lora.targets = ["attention"] }.validate()) { XCTAssertTrue("\($0)".contains("attention"), "\($0)") }
         let missing = configuration { $0.data = self.folder.appendingPathComponent("none.jsonl").path }
