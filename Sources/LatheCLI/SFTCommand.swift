@@ -111,6 +111,9 @@ public struct TrainingRunOptions: ParsableArguments {
     @Option(help: "Quantize the frozen base for QLoRA: nf4.") public var quantize: String?
     @Option(help: "Optimizer: adamw, adamw8bit (moments in 8 bits) or sgd, with its default settings.")
     public var optimizer: OptimizerKind?
+    @Option(name: .customLong("report-to"), help: ArgumentHelp("Also write the metrics as TensorBoard event files in OUTPUT/tb (tensorboard, the default) or not (none).",
+                                                              valueName: "tensorboard|none"))
+    public var reportTo: ReportTarget?
     public init() {}
 
     func apply(to c: inout TrainingConfiguration) {
@@ -127,8 +130,11 @@ public struct TrainingRunOptions: ParsableArguments {
         if let batchSize { c.batchSize = batchSize }
         if let seed { c.seed = seed }
         if let saveEvery { c.saveEvery = saveEvery }
+        if let reportTo { c.reportTo = reportTo }
     }
 }
+
+extension ReportTarget: ExpressibleByArgument {}
 
 /// The LoRA shape flags of every training command (each overrides its key of `lora:`).
 public struct LoRAFlags: ParsableArguments {

@@ -35,6 +35,17 @@ public struct TrainingStep: Encodable, Sendable {
         init?(intValue: Int) { nil }
     }
 
+    /// The numbers a dashboard plots, under metrics.jsonl's keys (all but the step counts and the ETA).
+    public var plottedValues: [String: Double] {
+        var values = metrics
+        values["loss"] = loss
+        values["lr"] = Double(learningRate)
+        values["grad_norm"] = gradNorm.map(Double.init)
+        values["tokens"] = Double(tokens)
+        values["tokens_per_s"] = tokensPerSecond
+        return values
+    }
+
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: Key.self)
         try c.encode(step, forKey: Key("step"))
@@ -172,6 +183,9 @@ public final class Trainer {
         try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
         try AtomicFileWriter.write(Data(try config.yaml().utf8), to: outputFolder.appendingPathComponent("config.yaml"))
         let metrics = try MetricsLog(url: outputFolder.appendingPathComponent("metrics.jsonl"), append: resume)
+        if resume { try Checkpoint.restore(self, from: outputFolder) }
+        let board = config.reportTo == .tensorboard
+            ? try TensorBoardLog(folder: outputFolder.appendingPathComponent("tb"), resumedAt: resume ? step : nil) : nil
         func validate() throws {
             // The held-out pass makes a forward workspace of its own batch shape: the step's activations go first, so
             // that validating never holds both (the next step makes them again).
@@ -179,8 +193,9 @@ public final class Trainer {
             guard let values = try evaluate() else { return }
             onEvent(.validation(step: step, metrics: values))
             try metrics.append(values.mapValues { JSONValue.number($0) }.merging(["step": .number(Double(step))]) { $1 })
+            try board?.append(step: step, metrics: values)
         }
-        if resume { try Checkpoint.restore(self, from: outputFolder) } else { try validate() }
+        if !resume { try validate() }
         onEvent(.started("\(task.summary)\n\(trainable.reduce(0) { $0 + $1.tensor.count }) trainable parameters, "
                          + "\(totalSteps) steps from step \(step)"))
         let start = Date()
@@ -197,6 +212,7 @@ public final class Trainer {
                                       secondsLeft: perStep * Double(totalSteps - step), metrics: stepMetrics)
             onEvent(.step(record))
             try metrics.append(record)
+            try board?.append(step: step, metrics: record.plottedValues)
             if config.evalEvery > 0, step % config.evalEvery == 0, step < totalSteps { try validate() }
             if config.saveEvery > 0, step % config.saveEvery == 0, step < totalSteps {
                 let folder = try Checkpoint.save(self, to: outputFolder)

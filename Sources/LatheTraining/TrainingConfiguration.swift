@@ -55,6 +55,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var tokenizer: String?
     /// Compute threads: auto (every core unless they measure slower than one thread at start) or a count.
     public var threads = ThreadSetting.auto
+    /// Where the run's metrics go besides metrics.jsonl: TensorBoard event files in OUTPUT/tb, or nowhere.
+    public var reportTo = ReportTarget.tensorboard
 
     public init() {}
 
@@ -63,7 +65,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         case maxSteps = "max_steps", batchSize = "batch_size", gradientAccumulation = "gradient_accumulation"
         case learningRate = "learning_rate", warmupSteps = "warmup_steps", maxGradNorm = "max_grad_norm"
         case evalEvery = "eval_every", saveEvery = "save_every", architecture, tokenizer
-        case gradientCheckpointing = "gradient_checkpointing", dtype, quantize, threads
+        case gradientCheckpointing = "gradient_checkpointing", dtype, quantize, threads, reportTo = "report_to"
     }
 
     public init(from decoder: Decoder) throws {
@@ -102,6 +104,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         architecture = try c.decodeIfPresent(ModelArchitecture.self, forKey: .architecture)
         tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
         threads = try c.decodeIfPresent(ThreadSetting.self, forKey: .threads) ?? d.threads
+        reportTo = try c.decodeIfPresent(ReportTarget.self, forKey: .reportTo) ?? d.reportTo
     }
 
     /// Reads a YAML configuration; an error names the file and the key that is wrong.
@@ -186,6 +189,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         }
     }
 }
+
+/// `report_to:` (as in transformers): a dashboard's files written beside metrics.jsonl, or none.
+public enum ReportTarget: String, Codable, Sendable, CaseIterable { case tensorboard, none }
 
 /// The stages of RLHF: a reward model on preference pairs, PPO against it, GRPO with rule rewards.
 public enum RLMethod: String, Codable, Sendable, CaseIterable { case reward, ppo, grpo }

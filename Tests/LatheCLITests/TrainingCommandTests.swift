@@ -27,6 +27,9 @@ final class TrainingCommandTests: XCTestCase {
         for file in ["adapter_model.safetensors", "adapter_config.json", "config.yaml", "metrics.jsonl"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: "\(output)/\(file)"), file)
         }
+        let events = try FileManager.default.contentsOfDirectory(atPath: "\(output)/tb")
+        XCTAssertEqual(events.count, 1)
+        XCTAssertTrue(events.allSatisfy { $0.hasPrefix("events.out.tfevents.") }, "\(events)")
         let config = try JSONValue.parse(Data(contentsOf: URL(fileURLWithPath: "\(output)/adapter_config.json")))
         XCTAssertEqual(config["r"]?.int, 4)
         XCTAssertEqual(config["lora_alpha"]?.int, 8)
@@ -171,8 +174,10 @@ final class TrainingCommandTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         let output = folder.appendingPathComponent("new").path
         result = try LatheProcess.run(["pretrain", "--tokenizer", tokenizer, "--data", corpus.path, "--output", output,
-                                       "--max-steps", "12", "--seq-len", "32", "--batch-size", "4", "--lr", "0.003", "--seed", "2"])
+                                       "--max-steps", "12", "--seq-len", "32", "--batch-size", "4", "--lr", "0.003", "--seed", "2",
+                                       "--report-to", "none"])
         XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(output)/tb"), "--report-to none writes no event files")
         let losses = try JSONLines.read(URL(fileURLWithPath: "\(output)/metrics.jsonl")).compactMap { $0.value["loss"]?.double }
         XCTAssertEqual(losses.count, 12)
         XCTAssertLessThan(losses.last!, losses.first! - 1, "loss curve \(losses)")
@@ -220,6 +225,7 @@ extension TrainingCommandTests {
         let resumed = try LatheProcess.run(arguments(killed) + ["--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertEqual(try losses(killed), try losses(straight))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(killed)/tb").count, 2, "a resumed run adds an event file")
         XCTAssertEqual(try losses(straight).count, 120)
     }
 }

@@ -88,6 +88,30 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(resumed.trainable.flatMap { $0.tensor.array }, straight.trainable.flatMap { $0.tensor.array })
     }
 
+    func testTensorBoardEventsHoldMetricsJSONLValuesAcrossAResume() throws {
+        let c = configuration { $0.maxSteps = 4; $0.saveEvery = 2; $0.evalEvery = 2; $0.valid = $0.data; $0.batchSize = 4 }
+        try Trainer(config: c, languageModel: try LanguageModel.load(modelPath)).run()
+        // Resumed from its step-2 checkpoint, as after a kill at step 4: steps 3-4 go to a second file.
+        try Trainer(config: c, languageModel: try LanguageModel.load(modelPath)).run(resume: true)
+        let output = URL(fileURLWithPath: c.output!)
+        let board = try TensorBoardEventReader.scalars(inRun: output)
+        var expected: [String: [Int: Float]] = [:]
+        for line in try JSONLines.read(output.appendingPathComponent("metrics.jsonl")) {
+            guard let step = line.value["step"]?.int else { return XCTFail("a line without its step") }
+            for (key, value) in line.value.object ?? [:] where !["step", "total_steps", "eta_s"].contains(key) {
+                expected[TensorBoardLog.tag(forMetric: key), default: [:]][step] = value.double.map { Float($0) }
+            }
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: output.appendingPathComponent("tb").path).count, 2)
+        XCTAssertEqual(Set(board.keys), ["train/loss", "train/learning_rate", "train/grad_norm", "train/tokens", "train/tokens_per_s", "eval/loss"])
+        XCTAssertEqual(board["train/loss"].map { $0.keys.sorted() }, [1, 2, 3, 4])
+        XCTAssertEqual(board["eval/loss"].map { $0.keys.sorted() }, [0, 2, 4])
+        // metrics.jsonl keeps both attempts at steps 3-4 (the last wins here), TensorBoard the resumed one.
+        for (tag, values) in expected {
+            XCTAssertEqual(board[tag], values, tag)
+        }
+    }
+
     func testFullFineTuningUpdatesEveryWeightAndExportsTheModel() throws {
         let c = configuration { $0.method = .full; $0.maxSteps = 2; $0.learningRate = 1e-3 }
         let lm = try LanguageModel.load(modelPath)
@@ -126,6 +150,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try TrainingConfiguration.load(yaml: yaml)) { XCTAssertTrue("\($0)".contains("learning_rat"), "\($0)") }
         try "lora:\n  rnak: 4\n".write(to: yaml, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try TrainingConfiguration.load(yaml: yaml)) { XCTAssertTrue("\($0)".contains("lora.rnak"), "\($0)") }
+        try "report_to: wandb\n".write(to: yaml, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try TrainingConfiguration.load(yaml: yaml)) { XCTAssertTrue("\($0)".contains("report_to"), "\($0)") }
+        try "report_to: none\n".write(to: yaml, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try TrainingConfiguration.load(yaml: yaml).reportTo, ReportTarget.none)
         XCTAssertThrowsError(try configuration { $0.batchSize = 0 }.validate()) { XCTAssertTrue("\($0)".contains("batch_size"), "\($0)") }
         XCTAssertThrowsError(try configuration { $0.lora.targets = ["attention"] }.validate()) { XCTAssertTrue("\($0)".contains("attention"), "\($0)") }
         let missing = configuration { $0.data = self.folder.appendingPathComponent("none.jsonl").path }
