@@ -69,7 +69,7 @@ public struct AdviseCommand: ParsableCommand {
             hardware.flopsPerSecond = deviceTFLOPS * 1e12
             hardware.rateSource = "stated (--device-tflops)"
         } else if hardware.device == .cpu {
-            hardware.flopsPerSecond = MatMulRate.measure()
+            hardware.flopsPerSecond = try MatMulRate.measure(rows: 512, inner: 576, outer: 1536)
             hardware.rateSource = "measured: float32 matmul, 512×576·576×1536, \(cores) cores"
         }
         return hardware

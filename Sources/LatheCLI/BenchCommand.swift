@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LatheModels
 import LatheTensors
+import LatheTraining
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -67,8 +68,8 @@ public struct BenchGenerateCommand: ParsableCommand {
                                       peak_rss_mib: peakResidentMebibytes(),
                                       prompt_gflops: promptFLOPs * median(prefill) / Double(promptTokens) / 1e9,
                                       generate_gflops: decodeFLOPs * median(decode) / 1e9,
-                                      matmul_peak_gflops: try BenchSFTCommand.matmulRate(
-                                        rows: promptTokens, c, format: WeightFormat(rawValue: llama.compactWeightSummary?.format ?? "") ?? .float32))))
+                                      matmul_peak_gflops: try MatMulRate.measure(
+                                        rows: promptTokens, c, format: WeightFormat(rawValue: llama.compactWeightSummary?.format ?? "") ?? .float32) / 1e9)))
     }
 }
 

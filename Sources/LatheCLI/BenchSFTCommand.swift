@@ -49,28 +49,6 @@ public struct BenchSFTCommand: ParsableCommand {
         return 2 * forward.total + forward.attention + (full ? forward.linear + forward.head : 0) + lora
     }
 
-    /// GFLOP/s of the products on the MLP up-projection shape of this batch: float32 through the backend, or a
-    /// bf16 weight's own product (oneDNN's bf16 matmul where that is the path) when the base is bf16.
-    static func matmulRate(rows: Int, _ c: DecoderConfiguration, format: WeightFormat = .float32) throws -> Double {
-        let a = Tensor(zeros: [rows, c.hiddenSize]), b = Tensor(zeros: [c.intermediateSize, c.hiddenSize])
-        let out = Tensor(zeros: [rows, c.intermediateSize])
-        let bf16 = format == .bfloat16
-            ? try BF16Weight(rows: c.intermediateSize, columns: c.hiddenSize, values: UnsafeBufferPointer(b.buffer)) : nil
-        var best = 0.0
-        for _ in 0..<5 {
-            let start = DispatchTime.now().uptimeNanoseconds
-            if let bf16 {
-                bf16.multiplyTransposed(a.pointer, rows: rows, into: out.pointer, accumulate: false)
-            } else {
-                MatMul.multiply(a.pointer, b.pointer, into: out.pointer, m: rows, n: c.intermediateSize, k: c.hiddenSize,
-                                transposeB: true)
-            }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            best = max(best, 2 * Double(rows * c.intermediateSize * c.hiddenSize) / seconds / 1e9)
-        }
-        return best
-    }
-
     public func validate() throws {
         do { _ = try model.weightFormat(for: use) } catch { throw ValidationError("\(error)") }
         guard batchSize > 0, seqLen > 1, steps > 0 else { throw ValidationError("--batch-size, --seq-len and --steps must be positive") }
@@ -145,8 +123,8 @@ public struct BenchSFTCommand: ParsableCommand {
                                       bf16_products: BF16Products.current.description,
                                       threads_setting: model.threads.description,
                                       achieved_gflops: flops * Double(steps) / seconds / 1e9,
-                                      matmul_peak_gflops: try Self.matmulRate(rows: sequences * seqLen, llama.config,
-                                                                              format: WeightFormat(rawValue: compact?.format ?? "") ?? .float32),
+                                      matmul_peak_gflops: try MatMulRate.measure(rows: sequences * seqLen, llama.config,
+                                                                              format: WeightFormat(rawValue: compact?.format ?? "") ?? .float32) / 1e9,
                                       planned_mib: Double(plan.totalBytes) / 1_048_576,
                                       peak_tensor_mib: peakTensorMiB)))
     }

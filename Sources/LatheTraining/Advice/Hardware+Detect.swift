@@ -39,25 +39,3 @@ extension Hardware {
         return Int(value * pow(1024, power))
     }
 }
-
-/// A brief measurement of this CPU's float32 matrix product rate, the time estimate's divisor.
-public enum MatMulRate {
-    /// FLOP/s of a [512, 576]·[576, 1536] product (SmolLM2's MLP shape at 512 rows) repeated for about `seconds`.
-    public static func measure(seconds: Double = 0.3) -> Double {
-        let m = 512, k = 576, n = 1536
-        let a = [Float](repeating: 0.01, count: m * k), b = [Float](repeating: 0.02, count: k * n)
-        var c = [Float](repeating: 0, count: m * n)
-        func multiply() { a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in c.withUnsafeMutableBufferPointer { c in
-            MatMul.multiply(a.baseAddress!, b.baseAddress!, into: c.baseAddress!, m: m, n: n, k: k)
-        } } } }
-        multiply()  // the first call pays for the backend's setup
-        let start = DispatchTime.now().uptimeNanoseconds
-        var runs = 0, elapsed = 0.0
-        repeat {
-            multiply()
-            runs += 1
-            elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        } while elapsed < seconds
-        return Double(2 * m * n * k * runs) / elapsed
-    }
-}
